@@ -1,0 +1,51 @@
+// Explicit limits of kDFS. Every queue, name and buffer has one.
+
+export const MiB = 1024 * 1024;
+
+/** Longest name of a directory entry, in bytes (as on ext4). */
+export const NAME_MAX_BYTES = 255;
+/** Longest symbolic link target, in bytes. */
+export const SYMLINK_MAX_BYTES = 4095;
+/** Longest path handed to the metadata service, in bytes. */
+export const PATH_MAX_BYTES = 4096;
+/** Largest file: 8 TiB, within what one stripe object may hold on ext4 (16 TiB). */
+export const FILE_MAX_BYTES = 2 ** 43;
+/** Most hard links of one inode. */
+export const LINK_MAX = 65000;
+
+/** Extended attributes: longest name, largest value, all of one inode together. */
+export const XATTR_NAME_MAX_BYTES = 255;
+export const XATTR_VALUE_MAX_BYTES = 64 * 1024;
+export const XATTR_TOTAL_MAX_BYTES = 256 * 1024;
+
+/** Stripe units: default, smallest and largest; units are multiples of 64 KiB. */
+export const STRIPE_UNIT_DEFAULT_BYTES = 1 * MiB;
+export const STRIPE_UNIT_MIN_BYTES = 64 * 1024;
+export const STRIPE_UNIT_MAX_BYTES = 64 * MiB;
+/** Most stripe objects (and so most nodes) a file is striped over. */
+export const STRIPE_COUNT_MAX = 256;
+
+/** Largest message on the wire: a stripe unit of data plus framing. */
+export const RPC_MESSAGE_MAX_BYTES = STRIPE_UNIT_MAX_BYTES + 1 * MiB;
+/** Most directory entries in one ReadDir reply. */
+export const READDIR_PAGE_ENTRIES = 4096;
+/** Longest read a client asks one agent for in one call. */
+export const OBJECT_READ_MAX_BYTES = 16 * MiB;
+
+/** Deadlines: metadata calls wait this long for the root node to come back. */
+export const META_DEADLINE_MS = 60_000;
+/** ...and data calls for an agent. */
+export const AGENT_DEADLINE_MS = 60_000;
+/** How long a node waits for the root when it mounts. */
+export const JOIN_TIMEOUT_MS = 30_000;
+
+/** Open file descriptors an agent keeps cached for its objects. */
+export const AGENT_OPEN_FILES_MAX = 512;
+/** Inode and directory entry records the metadata service keeps in memory. */
+export const META_CACHE_RECORDS_MAX = 1_000_000;
+
+/** Kernel caching of attributes and directory entries (seconds): what one node
+ *  changes, the others see within this time. Opening a file always sees what
+ *  was closed before (close-to-open). */
+export const ATTR_TIMEOUT_S = 1;
+export const ENTRY_TIMEOUT_S = 1;

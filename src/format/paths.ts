@@ -1,0 +1,21 @@
+// What a formatted node directory holds.
+import path from 'node:path';
+
+export const OBJECT_BUCKETS = 256;
+
+export function nodePaths(dir: string) {
+  return {
+    superblock: path.join(dir, 'superblock'),
+    /** Stripe objects, spread over OBJECT_BUCKETS subdirectories by inode number. */
+    objects: path.join(dir, 'objects'),
+    /** The root meta-file: the metadata store (level), on the root node only. */
+    meta: path.join(dir, 'meta'),
+    log: path.join(dir, 'kdfs.log'),
+    /** pid and mount point of the running node process. */
+    run: path.join(dir, 'kdfs.run'),
+  };
+}
+
+export function bucketName(index: number): string {
+  return index.toString(16).padStart(2, '0');
+}

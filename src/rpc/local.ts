@@ -1,0 +1,32 @@
+// Calls of a service in the same process, without a network hop: the root
+// node's own client calls its metadata service this way. Errors become errno
+// replies exactly as RpcServer makes them. Replies share memory with the
+// service (records of the metadata cache): callers treat them as read-only.
+import { E, FsError } from '../common/errno.js';
+import { log } from '../common/log.js';
+import type { Handlers, Methods } from './messages.js';
+
+/** What a client needs of a service: RpcClient over gRPC, or LocalChannel. */
+export interface RpcChannel<M extends Methods> {
+  call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs?: number): Promise<M[K][1]>;
+  setFsid(fsid: string): void;
+  close(): void;
+}
+
+export class LocalChannel<M extends Methods> implements RpcChannel<M> {
+  constructor(private readonly handlers: Handlers<M>) {}
+
+  async call<K extends keyof M & string>(method: K, request: M[K][0]): Promise<M[K][1]> {
+    try {
+      return await this.handlers[method](request);
+    } catch (err) {
+      if (err instanceof FsError) return { errno: err.errno } as M[K][1];
+      log.error(`${method}: ${(err as Error)?.stack ?? String(err)}`);
+      throw new FsError(E.EIO, String((err as Error)?.message ?? err));
+    }
+  }
+
+  setFsid(): void {}
+
+  close(): void {}
+}

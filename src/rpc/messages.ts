@@ -1,0 +1,155 @@
+// TypeScript shapes of the messages of proto/kdfs.proto, as protobufjs decodes
+// them: camelCase fields, 64-bit integers as numbers (see proto.ts), bytes as
+// Buffer, absent message fields as null. Keep in step with the .proto file.
+
+export interface Timespec { sec: number; nsec: number }
+
+export interface Superblock {
+  formatVersion: number;
+  nodeId: number;
+  rootNodeId: number;
+  listenAddress: string;
+  rootAddress: string;
+  fsid: string;
+  nodeUuid: string;
+  createdSec: number;
+}
+
+export interface StripePolicy { unitBytes: number; count: number }
+export interface Layout { unitBytes: number; nodes: number[]; replicas: number }
+
+export interface FsRecord {
+  fsid: string;
+  nextIno: number;
+  defaultPolicy: StripePolicy | null;
+  rootNodeId: number;
+  createdSec: number;
+}
+
+export interface NodeRecord { id: number; uuid: string; address: string; joinedSec: number }
+
+export interface Attr {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  rdev: number;
+  atime: Timespec | null;
+  mtime: Timespec | null;
+  ctime: Timespec | null;
+}
+
+export interface Inode {
+  attr: Attr;
+  layout: Layout | null;
+  target: string;
+  parent: number;
+  entries: number;
+  policy: StripePolicy | null;
+  xattrs: Record<string, Buffer>;
+}
+
+export interface Empty {}
+export interface ErrnoReply { errno: number }
+export interface Target { ino?: number; path?: string }
+export interface AttrReply { errno: number; attr: Attr | null }
+export interface EntryReply { errno: number; attr: Attr | null; layout: Layout | null }
+
+export interface RegisterRequest { nodeId: number; nodeUuid: string; address: string; fsid: string; openInos: number[]; incarnation: string }
+export interface RegisterReply { errno: number; message: string; fsid: string }
+export interface NodeInfo { id: number; address: string; up: boolean; capacityBytes: number; usedBytes: number; freeBytes: number }
+export interface NodesReply { nodes: NodeInfo[] }
+export interface StatfsReply { errno: number; totalBytes: number; freeBytes: number; files: number; filesFree: number }
+
+export const SETATTR_MODE = 1;
+export const SETATTR_UID = 2;
+export const SETATTR_GID = 4;
+export const SETATTR_SIZE = 8;
+export const SETATTR_ATIME = 16;
+export const SETATTR_MTIME = 32;
+export const SETATTR_ATIME_NOW = 64;
+export const SETATTR_MTIME_NOW = 128;
+
+export interface SetattrRequest {
+  target: Target;
+  valid: number;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: Timespec | null;
+  mtime?: Timespec | null;
+}
+
+export interface CreateRequest {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev?: number;
+  target?: string;
+  exclusive?: boolean;
+  openNode?: number;
+}
+
+export interface RemoveRequest { path: string; directory: boolean }
+export interface RenameRequest { from: string; to: string }
+export interface LinkRequest { from: string; to: string }
+export interface ReadDirRequest { target: Target; after: string; limit: number }
+export interface DirEntry { name: string; ino: number; mode: number }
+export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean }
+export interface ReadLinkReply { errno: number; target: string }
+export interface OpenRequest { target: Target; nodeId: number }
+export interface CloseRequest { ino: number; nodeId: number }
+export interface CommitWriteRequest { ino: number; size: number; mtime: Timespec | null; sync: boolean }
+export interface XattrRequest { target: Target; name?: string; value?: Uint8Array; flags?: number }
+export interface XattrReply { errno: number; value: Buffer; names: string[] }
+export interface SetStripeRequest { target: Target; policy: StripePolicy }
+export interface StripeReply { errno: number; directory: boolean; policy: StripePolicy | null; layout: Layout | null }
+
+export interface ObjectKey { ino: number; index: number; replica: number }
+export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array }
+export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }
+export interface ObjectReadReply { errno: number; data: Buffer }
+export interface ObjectTruncateRequest { key: ObjectKey; length: number }
+export interface ObjectsRequest { keys: ObjectKey[] }
+export interface AgentStatReply { nodeId: number; capacityBytes: number; freeBytes: number; usedBytes: number }
+
+/** Request and reply types of each RPC, by service and method name. */
+export type MetaMethods = {
+  Register: [RegisterRequest, RegisterReply];
+  ListNodes: [Empty, NodesReply];
+  Statfs: [Empty, StatfsReply];
+  Getattr: [Target, AttrReply];
+  Setattr: [SetattrRequest, AttrReply];
+  Create: [CreateRequest, EntryReply];
+  Remove: [RemoveRequest, ErrnoReply];
+  Rename: [RenameRequest, ErrnoReply];
+  Link: [LinkRequest, AttrReply];
+  ReadDir: [ReadDirRequest, ReadDirReply];
+  ReadLink: [Target, ReadLinkReply];
+  Open: [OpenRequest, EntryReply];
+  Close: [CloseRequest, ErrnoReply];
+  CommitWrite: [CommitWriteRequest, AttrReply];
+  Sync: [Empty, ErrnoReply];
+  GetXattr: [XattrRequest, XattrReply];
+  SetXattr: [XattrRequest, ErrnoReply];
+  ListXattr: [XattrRequest, XattrReply];
+  RemoveXattr: [XattrRequest, ErrnoReply];
+  SetStripe: [SetStripeRequest, ErrnoReply];
+  GetStripe: [Target, StripeReply];
+};
+
+export type AgentMethods = {
+  Write: [ObjectWriteRequest, ErrnoReply];
+  Read: [ObjectReadRequest, ObjectReadReply];
+  Truncate: [ObjectTruncateRequest, ErrnoReply];
+  Sync: [ObjectsRequest, ErrnoReply];
+  Remove: [ObjectsRequest, ErrnoReply];
+  Stat: [Empty, AgentStatReply];
+};
+
+export type Methods = Record<string, [unknown, unknown]>;
+export type Handlers<M extends Methods> = { [K in keyof M]: (request: M[K][0]) => Promise<M[K][1]> };

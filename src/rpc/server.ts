@@ -1,0 +1,80 @@
+// A gRPC server for the Meta and Agent services of one node process. Every call
+// but the exempt ones (Meta.Register) must carry this file system's fsid.
+import * as grpc from '@grpc/grpc-js';
+import { FsError, errnoName } from '../common/errno.js';
+import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
+import { log } from '../common/log.js';
+import { serviceDefinition } from './proto.js';
+import type { Handlers, Methods } from './messages.js';
+
+export const FSID_HEADER = 'kdfs-fsid';
+
+export class RpcServer {
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': RPC_MESSAGE_MAX_BYTES,
+    'grpc.max_send_message_length': RPC_MESSAGE_MAX_BYTES,
+  });
+
+  /** fsid(): the identity callers must present; "" refuses every checked call. */
+  constructor(private readonly fsid: () => string) {}
+
+  addService<M extends Methods>(name: 'Meta' | 'Agent', handlers: Handlers<M>, exempt: ReadonlyArray<keyof M> = []): void {
+    const definition = serviceDefinition(name);
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const method of Object.keys(definition)) {
+      const handler = handlers[method] as ((request: unknown) => Promise<unknown>) | undefined;
+      if (!handler) throw new Error(`no handler for ${name}.${method}`);
+      const checked = !exempt.includes(method);
+      implementation[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (checked) {
+          const presented = call.metadata.get(FSID_HEADER)[0];
+          const expected = this.fsid();
+          if (!expected || presented !== expected) {
+            callback({ code: grpc.status.FAILED_PRECONDITION, details: `kdfs: refused a caller of another file system (${String(presented ?? 'no fsid')})` });
+            return;
+          }
+        }
+        handler.call(handlers, call.request).then(
+          (reply) => callback(null, reply),
+          (err: unknown) => {
+            if (err instanceof FsError) {
+              callback(null, { errno: err.errno });
+              return;
+            }
+            log.error(`${name}.${method}: ${(err as Error)?.stack ?? String(err)}`);
+            callback({ code: grpc.status.INTERNAL, details: String((err as Error)?.message ?? err) });
+          },
+        );
+      };
+    }
+    this.server.addService(definition, implementation);
+  }
+
+  /** Binds HOST:PORT (port 0 picks a free one) and returns the port bound. */
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) reject(new Error(`cannot listen on ${address}: ${err.message}`));
+        else resolve(port);
+      });
+    });
+  }
+
+  /** Finishes calls in progress for up to graceMs, then cuts the rest off. */
+  stop(graceMs = 2000): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+export function describeErrno(errno: number): string {
+  return errnoName(errno);
+}
