@@ -1,0 +1,217 @@
+// The stripe objects of one node, as sparse files under DIR/objects/<bucket>/.
+// An absent object reads as empty (all holes). Errors are FsError with the errno
+// of the local file system (ENOSPC reaches the writer as ENOSPC).
+import fs from 'node:fs';
+import path from 'node:path';
+import { FsError, errnoOf } from '../common/errno.js';
+import { AGENT_OPEN_FILES_MAX } from '../common/limits.js';
+import { OBJECT_BUCKETS, bucketName } from '../format/paths.js';
+import type { ObjectKey } from '../rpc/messages.js';
+
+/** What a client needs of an agent, local or remote. */
+export interface ObjectIo {
+  write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void>;
+  /** Up to length bytes at offset; fewer at the end of the object. */
+  read(key: ObjectKey, offset: number, length: number): Promise<Buffer>;
+  truncate(key: ObjectKey, length: number): Promise<void>;
+  sync(keys: ObjectKey[]): Promise<void>;
+  remove(keys: ObjectKey[]): Promise<void>;
+}
+
+export interface SpaceStat { capacityBytes: number; freeBytes: number; usedBytes: number }
+
+/** An agent as the root node uses it: objects, and the space of its disk. */
+export interface Agent extends ObjectIo {
+  space(deadlineMs?: number): Promise<SpaceStat>;
+}
+
+interface OpenFile { fd: number; users: number; removed: boolean }
+
+const USED_BYTES_TTL_MS = 5000;
+
+export function objectFileName(key: ObjectKey): string {
+  const name = `${key.ino.toString(16).padStart(16, '0')}.${key.index}`;
+  return key.replica ? `${name}.r${key.replica}` : name;
+}
+
+export class ObjectStore implements Agent {
+  /** Open descriptors by object file path, least recently used first. */
+  private readonly open = new Map<string, OpenFile>();
+  private usedCache: { bytes: number; atMs: number } | null = null;
+
+  constructor(readonly objectsDir: string) {}
+
+  static create(objectsDir: string): void {
+    fs.mkdirSync(objectsDir, { recursive: true });
+    for (let b = 0; b < OBJECT_BUCKETS; b++) fs.mkdirSync(path.join(objectsDir, bucketName(b)), { recursive: true });
+  }
+
+  pathOf(key: ObjectKey): string {
+    return path.join(this.objectsDir, bucketName(key.ino % OBJECT_BUCKETS), objectFileName(key));
+  }
+
+  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+    const file = await this.acquire(this.pathOf(key), true);
+    try {
+      let done = 0;
+      while (done < data.length) {
+        done += await pwrite(file!.fd, data, done, data.length - done, offset + done);
+      }
+    } finally {
+      this.release(file!);
+    }
+    this.usedCache = null;
+  }
+
+  async read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
+    const file = await this.acquire(this.pathOf(key), false);
+    if (!file) return Buffer.alloc(0);
+    try {
+      const buffer = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const n = await pread(file.fd, buffer, done, length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return done === length ? buffer : buffer.subarray(0, done);
+    } finally {
+      this.release(file);
+    }
+  }
+
+  async truncate(key: ObjectKey, length: number): Promise<void> {
+    const file = await this.acquire(this.pathOf(key), length > 0);
+    if (!file) return; // absent and truncated to 0: nothing to do
+    try {
+      await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      throw new FsError(errnoOf(err), `truncate ${objectFileName(key)}: ${(err as Error).message}`);
+    } finally {
+      this.release(file);
+    }
+    this.usedCache = null;
+  }
+
+  async sync(keys: ObjectKey[]): Promise<void> {
+    await Promise.all(keys.map(async (key) => {
+      const file = await this.acquire(this.pathOf(key), false);
+      if (!file) return;
+      try {
+        await new Promise<void>((resolve, reject) => fs.fdatasync(file.fd, (err) => (err ? reject(new FsError(errnoOf(err))) : resolve())));
+      } finally {
+        this.release(file);
+      }
+    }));
+  }
+
+  async remove(keys: ObjectKey[]): Promise<void> {
+    for (const key of keys) {
+      const file = this.pathOf(key);
+      const cached = this.open.get(file);
+      if (cached) {
+        this.open.delete(file);
+        cached.removed = true;
+        if (cached.users === 0) fs.close(cached.fd, () => {});
+      }
+      try {
+        await fs.promises.unlink(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new FsError(errnoOf(err));
+      }
+    }
+    this.usedCache = null;
+  }
+
+  async space(): Promise<SpaceStat> {
+    const st = await fs.promises.statfs(this.objectsDir);
+    const now = Date.now();
+    if (!this.usedCache || now - this.usedCache.atMs > USED_BYTES_TTL_MS) {
+      this.usedCache = { bytes: await this.measureUsed(), atMs: now };
+    }
+    return { capacityBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, usedBytes: this.usedCache.bytes };
+  }
+
+  close(): void {
+    for (const file of this.open.values()) fs.closeSync(file.fd);
+    this.open.clear();
+  }
+
+  /** Disk space the objects take (allocated blocks, so holes are free). */
+  private async measureUsed(): Promise<number> {
+    let bytes = 0;
+    for (let b = 0; b < OBJECT_BUCKETS; b++) {
+      const dir = path.join(this.objectsDir, bucketName(b));
+      let names: string[];
+      try {
+        names = await fs.promises.readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        try {
+          bytes += (await fs.promises.stat(path.join(dir, name))).blocks * 512;
+        } catch {
+          // removed meanwhile
+        }
+      }
+    }
+    return bytes;
+  }
+
+  /** An open descriptor for the object, or null if it is absent and create is false. */
+  private async acquire(file: string, create: boolean): Promise<OpenFile | null> {
+    let entry = this.open.get(file);
+    if (entry) {
+      // most recently used goes last
+      this.open.delete(file);
+      this.open.set(file, entry);
+      entry.users++;
+      return entry;
+    }
+    let fd: number;
+    try {
+      fd = await new Promise<number>((resolve, reject) =>
+        fs.open(file, create ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))));
+    } catch (err) {
+      if (!create && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new FsError(errnoOf(err), `open ${path.basename(file)}: ${(err as Error).message}`);
+    }
+    entry = this.open.get(file);
+    if (entry) {
+      // opened concurrently by another request: use that one
+      fs.close(fd, () => {});
+      entry.users++;
+      return entry;
+    }
+    entry = { fd, users: 1, removed: false };
+    this.open.set(file, entry);
+    this.evict();
+    return entry;
+  }
+
+  private release(file: OpenFile): void {
+    file.users--;
+    if (file.removed && file.users === 0) fs.close(file.fd, () => {});
+  }
+
+  private evict(): void {
+    if (this.open.size <= AGENT_OPEN_FILES_MAX) return;
+    for (const [name, file] of this.open) {
+      if (this.open.size <= AGENT_OPEN_FILES_MAX) break;
+      if (file.users > 0) continue;
+      this.open.delete(name);
+      fs.close(file.fd, () => {});
+    }
+  }
+}
+
+function pwrite(fd: number, data: Uint8Array, from: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fs.write(fd, data, from, length, position, (err, written) => (err ? reject(new FsError(errnoOf(err), `write: ${err.message}`)) : resolve(written))));
+}
+
+function pread(fd: number, buffer: Buffer, from: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fs.read(fd, buffer, from, length, position, (err, n) => (err ? reject(new FsError(errnoOf(err), `read: ${err.message}`)) : resolve(n))));
+}

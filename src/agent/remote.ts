@@ -1,0 +1,45 @@
+// An agent of another node, reached over gRPC.
+import { check } from '../common/errno.js';
+import { AGENT_DEADLINE_MS } from '../common/limits.js';
+import { RpcClient } from '../rpc/client.js';
+import type { AgentMethods, ObjectKey } from '../rpc/messages.js';
+import type { Agent, SpaceStat } from './objectStore.js';
+
+export class RemoteAgent implements Agent {
+  readonly rpc: RpcClient<AgentMethods>;
+
+  constructor(readonly address: string, fsid: string) {
+    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, AGENT_DEADLINE_MS);
+  }
+
+  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+    check((await this.rpc.call('Write', { key, offset, data })).errno);
+  }
+
+  async read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
+    const reply = await this.rpc.call('Read', { key, offset, length });
+    check(reply.errno);
+    return reply.data ?? Buffer.alloc(0);
+  }
+
+  async truncate(key: ObjectKey, length: number): Promise<void> {
+    check((await this.rpc.call('Truncate', { key, length })).errno);
+  }
+
+  async sync(keys: ObjectKey[]): Promise<void> {
+    check((await this.rpc.call('Sync', { keys })).errno);
+  }
+
+  async remove(keys: ObjectKey[]): Promise<void> {
+    check((await this.rpc.call('Remove', { keys })).errno);
+  }
+
+  async space(deadlineMs: number): Promise<SpaceStat> {
+    const reply = await this.rpc.call('Stat', {}, deadlineMs);
+    return { capacityBytes: reply.capacityBytes, freeBytes: reply.freeBytes, usedBytes: reply.usedBytes };
+  }
+
+  close(): void {
+    this.rpc.close();
+  }
+}

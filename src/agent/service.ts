@@ -1,0 +1,51 @@
+// The Agent gRPC service: serves this node's stripe objects to every client.
+import { E, FsError } from '../common/errno.js';
+import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
+import type { AgentMethods, Handlers, ObjectKey } from '../rpc/messages.js';
+import type { ObjectStore } from './objectStore.js';
+
+const OK = { errno: 0 };
+
+function validKey(key: ObjectKey | null | undefined): ObjectKey {
+  if (!key || !Number.isSafeInteger(key.ino) || key.ino <= 0) throw new FsError(E.EINVAL, 'bad object key');
+  return key;
+}
+
+function validOffset(offset: number): number {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > FILE_MAX_BYTES) throw new FsError(E.EINVAL, 'bad offset');
+  return offset;
+}
+
+export function agentHandlers(store: ObjectStore, nodeId: number): Handlers<AgentMethods> {
+  return {
+    async Write(request) {
+      const data = request.data ?? Buffer.alloc(0);
+      if (data.length > RPC_MESSAGE_MAX_BYTES) throw new FsError(E.EINVAL);
+      const offset = validOffset(request.offset);
+      if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+      await store.write(validKey(request.key), offset, data);
+      return OK;
+    },
+    async Read(request) {
+      if (request.length > OBJECT_READ_MAX_BYTES) throw new FsError(E.EINVAL);
+      const data = await store.read(validKey(request.key), validOffset(request.offset), request.length);
+      return { errno: 0, data };
+    },
+    async Truncate(request) {
+      await store.truncate(validKey(request.key), validOffset(request.length));
+      return OK;
+    },
+    async Sync(request) {
+      await store.sync(request.keys.map(validKey));
+      return OK;
+    },
+    async Remove(request) {
+      await store.remove(request.keys.map(validKey));
+      return OK;
+    },
+    async Stat() {
+      const space = await store.space();
+      return { nodeId, capacityBytes: space.capacityBytes, freeBytes: space.freeBytes, usedBytes: space.usedBytes };
+    },
+  };
+}

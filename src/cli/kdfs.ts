@@ -1,0 +1,229 @@
+// kdfs: the administration tool.
+//   kdfs up [--nodes N] [--dir DIR]      format and mount N nodes on this machine
+//   kdfs down [--dir DIR]                stop them
+//   kdfs status [--dir DIR | PATH]       the nodes, their addresses, space and state
+//   kdfs setstripe [--unit SIZE] [--count N] PATH
+//   kdfs getstripe PATH
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { nodePaths } from '../format/paths.js';
+import { readSuperblock } from '../format/superblock.js';
+import { detach, isStale, mountAt } from '../node/mounts.js';
+import { isAlive, readRunFile } from '../node/runfile.js';
+import { CliError, formatBytes, locate, metaClientFor, parseArgs, parseSize, runMain } from './common.js';
+import { format } from './mkfs.js';
+
+const USAGE = `usage: kdfs up [--nodes N] [--dir DIR]
+       kdfs down [--dir DIR]
+       kdfs status [--dir DIR | PATH]
+       kdfs setstripe [--unit SIZE] [--count N] PATH
+       kdfs getstripe PATH`;
+
+export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
+const NODES_MAX = 64;
+const STOP_WAIT_MS = 15_000;
+const MOUNT_HELPER = path.join(__dirname, '..', '..', '..', 'cli', 'mount.kdfs');
+
+export const nodeDirOf = (dir: string, id: number) => path.join(dir, `node${id}`);
+export const mountPointOf = (dir: string, id: number) => path.join(dir, id === 1 ? 'mnt' : `mnt${id}`);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function mountNode(dir: string, mountPoint: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MOUNT_HELPER, dir, mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new CliError(stderr.trim() || `mount.kdfs exited with status ${code}`))));
+  });
+}
+
+/** Node directories under DIR, by node id. */
+function nodeDirs(dir: string): Map<number, string> {
+  const found = new Map<number, string>();
+  if (!existsSync(dir)) return found;
+  for (const name of readdirSync(dir)) {
+    const match = /^node(\d+)$/.exec(name);
+    if (match) found.set(Number(match[1]), path.join(dir, name));
+  }
+  return found;
+}
+
+async function up(argv: string[]): Promise<number> {
+  const { flags, positional } = parseArgs(argv, ['nodes', 'dir'], []);
+  if (positional.length) throw new CliError(USAGE, 2);
+  const count = Number(flags.get('nodes') ?? 3);
+  if (!Number.isInteger(count) || count < 1 || count > NODES_MAX) throw new CliError(`--nodes must be 1..${NODES_MAX}`, 2);
+  const dir = path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR);
+  for (const [id, nodeDir] of nodeDirs(dir)) {
+    const run = readRunFile(nodeDir);
+    if (run && isAlive(run.pid)) throw new CliError(`node ${id} of ${dir} is already up (process ${run.pid}); run "kdfs down --dir ${dir}" first`);
+  }
+  mkdirSync(dir, { recursive: true });
+  const rootDir = nodeDirOf(dir, 1);
+  let rootAddress: string;
+  if (existsSync(nodePaths(rootDir).superblock)) {
+    rootAddress = (await readSuperblock(rootDir)).listenAddress;
+  } else {
+    rootAddress = `127.0.0.1:${await freePort()}`;
+  }
+  for (let id = 1; id <= count; id++) {
+    const nodeDir = nodeDirOf(dir, id);
+    mkdirSync(nodeDir, { recursive: true });
+    mkdirSync(mountPointOf(dir, id), { recursive: true });
+    if (!existsSync(nodePaths(nodeDir).superblock)) {
+      await format({ dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress });
+    }
+  }
+  await mountNode(rootDir, mountPointOf(dir, 1));
+  const others = Array.from({ length: count - 1 }, (_, i) => i + 2);
+  const results = await Promise.allSettled(others.map((id) => mountNode(nodeDirOf(dir, id), mountPointOf(dir, id))));
+  const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`node ${others[i]}: ${(r.reason as Error).message}`] : []));
+  if (failed.length) {
+    await down(['--dir', dir]);
+    throw new CliError(failed.join('; '));
+  }
+  const lines = [`kdfs: ${count} node${count > 1 ? 's' : ''} up in ${dir}`];
+  for (let id = 1; id <= count; id++) {
+    const run = readRunFile(nodeDirOf(dir, id));
+    lines.push(`  node ${id}${id === 1 ? ' (root)' : '       '}  ${run?.address ?? '?'}  ${nodeDirOf(dir, id)}  mounted at ${mountPointOf(dir, id)}`);
+  }
+  lines.push(`stop them with: kdfs down --dir ${dir}`);
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}
+
+async function down(argv: string[]): Promise<number> {
+  const { flags, positional } = parseArgs(argv, ['dir'], []);
+  if (positional.length) throw new CliError(USAGE, 2);
+  const dir = path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR);
+  const running: { id: number; pid: number; mountPoint: string }[] = [];
+  for (const [id, nodeDir] of nodeDirs(dir)) {
+    const run = readRunFile(nodeDir);
+    if (run && isAlive(run.pid)) running.push({ id, pid: run.pid, mountPoint: run.mountPoint });
+  }
+  // the root last: the others may still talk to it while they stop
+  running.sort((a, b) => (a.id === 1 ? 1 : b.id === 1 ? -1 : a.id - b.id));
+  for (const node of running) {
+    signal(node.pid, 'SIGTERM');
+    const deadline = Date.now() + STOP_WAIT_MS;
+    while (isAlive(node.pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    signal(node.pid, 'SIGKILL');
+  }
+  // mounts left by killed processes
+  for (const id of nodeDirs(dir).keys()) {
+    const mountPoint = mountPointOf(dir, id);
+    if (mountAt(mountPoint)?.type === 'fuse.kdfs' && isStale(mountPoint)) detach(mountPoint);
+  }
+  process.stdout.write(`kdfs: ${running.length} node${running.length === 1 ? '' : 's'} stopped in ${dir}\n`);
+  return 0;
+}
+
+/** Signals a process that may have exited meanwhile. */
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { flags, positional } = parseArgs(argv, ['dir'], []);
+  if (positional.length > 1) throw new CliError(USAGE, 2);
+  const nodeDir = positional.length === 1
+    ? locate(positional[0]).dir
+    : nodeDirOf(path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR), 1);
+  const meta = await metaClientFor(nodeDir);
+  try {
+    const nodes = await Promise.race([
+      meta.listNodes(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new CliError('the root node does not answer')), 5000).unref()),
+    ]);
+    const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE']];
+    for (const n of nodes) {
+      rows.push([String(n.id), n.address, n.up ? 'up' : 'down', n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
+    }
+    const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+    process.stdout.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n');
+    return 0;
+  } finally {
+    meta.disconnect();
+  }
+}
+
+async function setstripe(argv: string[]): Promise<number> {
+  const { flags, positional } = parseArgs(argv, ['unit', 'count'], []);
+  if (positional.length !== 1) throw new CliError(USAGE, 2);
+  const unitBytes = flags.has('unit') ? parseSize(flags.get('unit') as string, '--unit') : 0;
+  const countText = flags.get('count') as string | undefined;
+  if (countText !== undefined && !/^\d+$/.test(countText)) throw new CliError('--count must be a non-negative integer', 2);
+  const where = locate(positional[0]);
+  const meta = await metaClientFor(where.dir);
+  try {
+    await meta.setStripe({ path: where.fsPath }, { unitBytes, count: Number(countText ?? 0) });
+  } catch (err) {
+    throw new CliError(`${positional[0]}: ${(err as Error).message}`);
+  } finally {
+    meta.disconnect();
+  }
+  return 0;
+}
+
+async function getstripe(argv: string[]): Promise<number> {
+  const { positional } = parseArgs(argv, [], []);
+  if (positional.length !== 1) throw new CliError(USAGE, 2);
+  const where = locate(positional[0]);
+  const meta = await metaClientFor(where.dir);
+  try {
+    const reply = await meta.getStripe({ path: where.fsPath }).catch((err: Error) => {
+      throw new CliError(`${positional[0]}: ${err.message}`);
+    });
+    const lines = [positional[0]];
+    if (reply.directory) {
+      lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`);
+    } else {
+      const layout = reply.layout!;
+      lines.push(`unit: ${layout.unitBytes}`, `count: ${layout.nodes.length}`, 'objects:');
+      layout.nodes.forEach((nodeId, index) => lines.push(`  ${index}  node ${nodeId}`));
+    }
+    process.stdout.write(lines.join('\n') + '\n');
+    return 0;
+  } finally {
+    meta.disconnect();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'up': return up(rest);
+    case 'down': return down(rest);
+    case 'status': return status(rest);
+    case 'setstripe': return setstripe(rest);
+    case 'getstripe': return getstripe(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE + '\n');
+      return command === undefined ? 2 : 0;
+    default:
+      throw new CliError(`unknown command ${JSON.stringify(command)}\n${USAGE}`, 2);
+  }
+}
+
+export function run(): Promise<void> {
+  return runMain('kdfs', () => main(process.argv.slice(2)));
+}

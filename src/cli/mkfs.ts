@@ -1,0 +1,112 @@
+// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID
+//
+// Formats a node's directory: its superblock and object directories, and on the
+// root node (node id = ROOT_NODEID) the root meta-file holding the root
+// directory. Every check comes before the first change: a refusal leaves the
+// directory as it was.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { now } from '../common/clock.js';
+import { S_IFDIR } from '../common/mode.js';
+import { ObjectStore } from '../agent/objectStore.js';
+import { nodePaths } from '../format/paths.js';
+import { FORMAT_VERSION, fsyncDirectory, readSuperblock, writeSuperblock } from '../format/superblock.js';
+import { FIRST_INO, ROOT_INO } from '../meta/records.js';
+import { MetaStore } from '../meta/store.js';
+import { isAlive, readRunFile } from '../node/runfile.js';
+import { CliError, parseAddress, parseArgs, parseId, runMain } from './common.js';
+
+const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID';
+export const DEFAULT_ROOT_LISTEN = '127.0.0.1:7070';
+export const DEFAULT_LISTEN = '127.0.0.1:0';
+
+export interface FormatOptions {
+  dir: string;
+  nodeId: number;
+  rootNodeId: number;
+  listen?: string;
+  root?: string;
+  force?: boolean;
+}
+
+/** Checks everything, then formats. Returns a one-line summary. */
+export async function format(options: FormatOptions): Promise<string> {
+  const { dir, nodeId, rootNodeId } = options;
+  const isRoot = nodeId === rootNodeId;
+  if (!path.isAbsolute(dir)) throw new CliError(`DIRECTORY_PATHNAME must be an absolute path: ${dir}`);
+  if (!isRoot && !options.root) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): --root HOST:PORT of the root node is required`);
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(dir).isDirectory();
+  } catch {
+    throw new CliError(`${dir}: no such directory`);
+  }
+  if (!isDirectory) throw new CliError(`${dir} is not a directory`);
+  const paths = nodePaths(dir);
+  const formatted = existsSync(paths.superblock);
+  if (formatted && !options.force) throw new CliError(`${dir} is already formatted for kDFS (use --force to format it again)`);
+  if (!formatted && readdirSync(dir).length > 0) throw new CliError(`${dir} is not empty and not a kDFS directory: refusing to format it`);
+  if (formatted) {
+    await readSuperblock(dir).catch(() => undefined); // a damaged superblock is still ours to overwrite
+    const run = readRunFile(dir);
+    if (run && isAlive(run.pid)) throw new CliError(`${dir} is in use by node process ${run.pid} (mounted at ${run.mountPoint})`);
+  }
+  const listen = options.listen ?? (isRoot ? DEFAULT_ROOT_LISTEN : DEFAULT_LISTEN);
+
+  // Past this point the directory changes.
+  if (formatted) {
+    for (const entry of [paths.superblock, paths.objects, paths.meta, paths.log, paths.run]) rmSync(entry, { recursive: true, force: true });
+  }
+  ObjectStore.create(paths.objects);
+  const fsid = isRoot ? randomUUID() : '';
+  const nodeUuid = randomUUID();
+  const createdSec = Math.floor(Date.now() / 1000);
+  if (isRoot) {
+    const time = now();
+    await MetaStore.create(
+      paths.meta,
+      { fsid, nextIno: FIRST_INO, defaultPolicy: { unitBytes: 0, count: 0 }, rootNodeId, createdSec },
+      {
+        attr: { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time },
+        layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {},
+      },
+      { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec },
+    );
+  }
+  // The superblock goes last: a directory with one is completely formatted.
+  await writeSuperblock(dir, {
+    formatVersion: FORMAT_VERSION, nodeId, rootNodeId, listenAddress: listen, rootAddress: isRoot ? '' : options.root!,
+    fsid, nodeUuid, createdSec,
+  });
+  fsyncDirectory(dir);
+  return isRoot
+    ? `${dir}: kDFS root node ${nodeId} (file system ${fsid}), serving at ${listen}`
+    : `${dir}: kDFS node ${nodeId}, serving at ${listen}, root node ${rootNodeId} at ${options.root}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root'], ['force', 'help']);
+  if (flags.has('help')) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  if (positional.length !== 2) throw new CliError(USAGE, 2);
+  const [dir, rootText] = positional;
+  const nodeText = (flags.get('node-id') as string | undefined) ?? process.env.KDFS_NODE_ID;
+  if (nodeText === undefined) throw new CliError('the node id is unknown: give --node-id N or set KDFS_NODE_ID', 2);
+  const summary = await format({
+    dir,
+    nodeId: parseId(nodeText, 'the node id'),
+    rootNodeId: parseId(rootText, 'ROOT_NODEID'),
+    listen: flags.has('listen') ? parseAddress(flags.get('listen') as string, '--listen') : undefined,
+    root: flags.has('root') ? parseAddress(flags.get('root') as string, '--root') : undefined,
+    force: flags.has('force'),
+  });
+  process.stdout.write(`mkfs.kdfs: formatted ${summary}\n`);
+  return 0;
+}
+
+export function run(): Promise<void> {
+  return runMain('mkfs.kdfs', () => main(process.argv.slice(2)));
+}

@@ -1,0 +1,140 @@
+// mount.kdfs [-f] [-o OPTIONS] ALLOCATED_DIRECTORY MOUNT_POINT
+//
+// Runs the node of a formatted directory and mounts the global namespace. As a
+// mount(8) helper (/sbin/mount.kdfs) it also takes its options after the
+// operands, and -n, -s, -v. Without -f it returns once the mount is usable and
+// the node runs on as a daemon, logging to ALLOCATED_DIRECTORY/kdfs.log.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { configureLog, log } from '../common/log.js';
+import { nodePaths } from '../format/paths.js';
+import { KdfsNode, StartError } from '../node/node.js';
+import { CliError, runMain } from './common.js';
+
+const USAGE = 'usage: mount.kdfs [-f] [-o OPTIONS] ALLOCATED_DIRECTORY MOUNT_POINT';
+/** Set in the daemon: the descriptor to report "ready" or "error: ..." on. */
+const READY_FD_ENV = 'KDFS_READY_FD';
+
+/** Generic mount options that mean nothing to kDFS. */
+const IGNORED_OPTIONS = new Set([
+  'rw', 'defaults', 'auto', 'noauto', 'user', 'nouser', 'users', 'exec', 'noexec', 'suid', 'nosuid', 'dev', 'nodev',
+  'atime', 'noatime', 'relatime', 'norelatime', 'strictatime', 'nodiratime', 'diratime', 'async', '_netdev', 'nofail',
+]);
+
+interface MountArgs {
+  foreground: boolean;
+  readOnly: boolean;
+  debug: boolean;
+  dir: string;
+  mountPoint: string;
+}
+
+export function parseMountArgs(argv: string[]): MountArgs {
+  const args: MountArgs = { foreground: false, readOnly: false, debug: false, dir: '', mountPoint: '' };
+  const positional: string[] = [];
+  const options: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-f') args.foreground = true;
+    else if (arg === '-o') {
+      if (argv[i + 1] === undefined) throw new CliError('-o needs a list of options', 2);
+      options.push(...argv[++i].split(','));
+    } else if (arg.startsWith('-o')) options.push(...arg.slice(2).split(','));
+    else if (arg === '-n' || arg === '-s' || arg === '-v') continue; // mount(8) helper flags
+    else if (arg.startsWith('-') && arg.length > 1) throw new CliError(`unknown option ${arg}\n${USAGE}`, 2);
+    else positional.push(arg);
+  }
+  for (const option of options.filter(Boolean)) {
+    if (option === 'ro') args.readOnly = true;
+    else if (option === 'debug') args.debug = true;
+    else if (!IGNORED_OPTIONS.has(option)) throw new CliError(`unknown mount option ${JSON.stringify(option)}`, 2);
+  }
+  if (positional.length !== 2) throw new CliError(USAGE, 2);
+  args.dir = path.resolve(positional[0]);
+  args.mountPoint = path.resolve(positional[1]);
+  return args;
+}
+
+/** Starts the daemon and waits for it to report: ready, or why it could not start. */
+async function daemonize(argv: string[], dir: string): Promise<number> {
+  const logFile = nodePaths(dir).log;
+  let logFd: number | 'ignore' = 'ignore';
+  try {
+    logFd = openSync(logFile, 'a');
+  } catch {
+    // the directory may be wrong; the daemon reports that
+  }
+  const child = spawn(process.execPath, [process.argv[1], '-f', ...argv], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'pipe'],
+    env: { ...process.env, [READY_FD_ENV]: '3' },
+  });
+  if (typeof logFd === 'number') closeSync(logFd);
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let report = '';
+  const reported = new Promise<string>((resolve) => {
+    pipe.on('data', (chunk: Buffer) => {
+      report += chunk.toString();
+      if (report.includes('\n')) resolve(report.slice(0, report.indexOf('\n')));
+    });
+    child.on('exit', (code, signal) => resolve(report || `the node process exited (${signal ?? `status ${code}`}); see ${logFile}`));
+  });
+  const line = await reported;
+  if (line === 'ready') {
+    child.unref();
+    (pipe as unknown as { destroy(): void }).destroy();
+    return 0;
+  }
+  throw new CliError(line.replace(/^error: /, ''));
+}
+
+/** The node process itself. */
+async function runForeground(args: MountArgs): Promise<number> {
+  const readyFd = process.env[READY_FD_ENV] ? Number(process.env[READY_FD_ENV]) : null;
+  if (readyFd !== null) configureLog({ file: nodePaths(args.dir).log });
+  configureLog({ prefix: `kdfs[${process.pid}]`, level: args.debug ? 'debug' : undefined });
+  const report = (line: string) => {
+    if (readyFd === null) return;
+    try {
+      writeSync(readyFd, line + '\n');
+      closeSync(readyFd);
+    } catch {
+      // the parent is gone
+    }
+  };
+  let node: KdfsNode;
+  try {
+    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug });
+  } catch (err) {
+    const message = err instanceof StartError ? err.message : `cannot start: ${(err as Error)?.stack ?? err}`;
+    log.error(message);
+    report('error: ' + message.split('\n')[0]);
+    throw new CliError(message.split('\n')[0]);
+  }
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void node.stop(signal));
+  process.on('uncaughtException', (err) => {
+    log.error(`uncaught: ${err.stack ?? err}`);
+    void node.stop('internal error').finally(() => process.exit(1));
+  });
+  process.on('unhandledRejection', (err) => log.error(`unhandled rejection: ${(err as Error)?.stack ?? err}`));
+  report('ready');
+  await node.stopped;
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const args = parseMountArgs(argv);
+  if (!args.foreground) return daemonize(argv, args.dir);
+  const status = await runForeground(args);
+  // gRPC and level handles may linger: the node is stopped, so leave.
+  process.exit(status);
+}
+
+export function run(): Promise<void> {
+  return runMain('mount.kdfs', () => main(process.argv.slice(2)));
+}

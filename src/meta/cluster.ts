@@ -1,0 +1,127 @@
+// The members of the file system, as the root node knows them: registration,
+// the agents (to probe their space and to remove objects of freed inodes), and
+// the removal of those objects.
+import { E, FsError } from '../common/errno.js';
+import { log } from '../common/log.js';
+import { RemoteAgent } from '../agent/remote.js';
+import type { Agent, ObjectStore } from '../agent/objectStore.js';
+import type { NodeInfo, RegisterReply, RegisterRequest } from '../rpc/messages.js';
+import type { Namespace } from './namespace.js';
+import type { MetaStore } from './store.js';
+
+const PROBE_DEADLINE_MS = 1000;
+const PROBE_CACHE_MS = 1000;
+const REAP_INTERVAL_MS = 2000;
+const REAP_BATCH_INODES = 256;
+
+export class Cluster {
+  private readonly agents = new Map<number, { address: string; agent: RemoteAgent }>();
+  /** Incarnation of each node process registered since this service started. */
+  private readonly incarnations = new Map<number, string>();
+  private probed: { nodes: NodeInfo[]; atMs: number } | null = null;
+  private reapTimer: NodeJS.Timeout | null = null;
+  private reaping = false;
+
+  constructor(
+    private readonly store: MetaStore,
+    private readonly namespace: Namespace,
+    private readonly local: { nodeId: number; objects: ObjectStore },
+  ) {}
+
+  get fsid(): string {
+    return this.store.fs.fsid;
+  }
+
+  nodeIds(): number[] {
+    return [...this.store.nodes.keys()];
+  }
+
+  async register(request: RegisterRequest): Promise<RegisterReply> {
+    const refuse = (message: string): RegisterReply => ({ errno: E.EINVAL, message, fsid: '' });
+    if (!Number.isInteger(request.nodeId) || request.nodeId < 0) return refuse('bad node id');
+    if (!request.nodeUuid) return refuse('the node has no identity (format it with mkfs.kdfs)');
+    if (request.fsid && request.fsid !== this.fsid) {
+      return refuse(`the directory belongs to another kDFS file system (${request.fsid}), not to ${this.fsid}`);
+    }
+    const known = this.store.nodes.get(request.nodeId);
+    if (known && known.uuid !== request.nodeUuid) {
+      return refuse(`node id ${request.nodeId} is already a member, with another directory`);
+    }
+    if (!known || known.address !== request.address) {
+      await this.store.run((tx) => tx.putNode({
+        id: request.nodeId, uuid: request.nodeUuid, address: request.address,
+        joinedSec: known?.joinedSec ?? Math.floor(Date.now() / 1000),
+      }), true);
+      this.probed = null;
+      log.info(`node ${request.nodeId} ${known ? 'moved to' : 'joined at'} ${request.address}`);
+    }
+    if (this.incarnations.get(request.nodeId) !== request.incarnation) {
+      this.incarnations.set(request.nodeId, request.incarnation);
+      await this.namespace.replaceOpens(request.nodeId, request.openInos);
+    }
+    return { errno: 0, message: '', fsid: this.fsid };
+  }
+
+  /** The members with their state and space; probes are cached for a second. */
+  async nodes(): Promise<NodeInfo[]> {
+    if (this.probed && Date.now() - this.probed.atMs < PROBE_CACHE_MS) return this.probed.nodes;
+    const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
+      try {
+        const space = await this.agent(node.id).space(PROBE_DEADLINE_MS);
+        return { id: node.id, address: node.address, up: true, ...space };
+      } catch {
+        return { id: node.id, address: node.address, up: false, capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
+      }
+    }));
+    this.probed = { nodes, atMs: Date.now() };
+    return nodes;
+  }
+
+  agent(nodeId: number): Agent {
+    if (nodeId === this.local.nodeId) return this.local.objects;
+    const node = this.store.nodes.get(nodeId);
+    if (!node) throw new FsError(E.EIO, `node ${nodeId} is not a member`);
+    let entry = this.agents.get(nodeId);
+    if (!entry || entry.address !== node.address) {
+      entry?.agent.close();
+      entry = { address: node.address, agent: new RemoteAgent(node.address, this.fsid) };
+      this.agents.set(nodeId, entry);
+    }
+    return entry.agent;
+  }
+
+  startReaper(): void {
+    this.reapTimer = setInterval(() => void this.reap(), REAP_INTERVAL_MS);
+    this.reapTimer.unref();
+  }
+
+  /** Removes the stripe objects of freed inodes; what fails is tried again later. */
+  async reap(): Promise<void> {
+    if (this.reaping) return;
+    this.reaping = true;
+    try {
+      for (const inode of await this.store.orphans(REAP_BATCH_INODES)) {
+        const nodes = inode.layout?.nodes ?? [];
+        const byNode = new Map<number, { ino: number; index: number; replica: number }[]>();
+        nodes.forEach((nodeId, index) => {
+          if (!byNode.has(nodeId)) byNode.set(nodeId, []);
+          byNode.get(nodeId)!.push({ ino: inode.attr.ino, index, replica: 0 });
+        });
+        try {
+          await Promise.all([...byNode].map(([nodeId, keys]) => this.agent(nodeId).remove(keys)));
+          await this.store.run((tx) => tx.deleteOrphan(inode.attr.ino));
+        } catch (err) {
+          log.debug(`objects of inode ${inode.attr.ino} stay for now: ${(err as Error).message}`);
+        }
+      }
+    } finally {
+      this.reaping = false;
+    }
+  }
+
+  close(): void {
+    if (this.reapTimer) clearInterval(this.reapTimer);
+    for (const { agent } of this.agents.values()) agent.close();
+    this.agents.clear();
+  }
+}

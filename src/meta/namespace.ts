@@ -1,0 +1,475 @@
+// The namespace operations of the metadata service, each one transaction of the
+// store. Permission checks are the kernel's (every node mounts with
+// default_permissions); these check what only the namespace knows: existence,
+// types, emptiness, loops, limits.
+import { now } from '../common/clock.js';
+import { E, FsError } from '../common/errno.js';
+import {
+  FILE_MAX_BYTES, LINK_MAX, NAME_MAX_BYTES, PATH_MAX_BYTES, STRIPE_COUNT_MAX, STRIPE_UNIT_DEFAULT_BYTES,
+  STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES, SYMLINK_MAX_BYTES, XATTR_NAME_MAX_BYTES, XATTR_TOTAL_MAX_BYTES,
+  XATTR_VALUE_MAX_BYTES,
+} from '../common/limits.js';
+import {
+  PERMISSION_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, isDir, isKnownType, isLink, isReg,
+} from '../common/mode.js';
+import {
+  SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
+  SETATTR_UID,
+  type Attr, type CreateRequest, type DirEntry, type Inode, type Layout, type SetattrRequest, type StripePolicy,
+  type Target,
+} from '../rpc/messages.js';
+import { ROOT_INO } from './records.js';
+import type { MetaStore, Tx } from './store.js';
+
+const DIRECTORY_SIZE_BYTES = 4096;
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
+
+export class Namespace {
+  /** Open handles: inode -> node id -> count. Pins inodes whose last link is gone. */
+  private readonly opens = new Map<number, Map<number, number>>();
+
+  constructor(private readonly store: MetaStore) {}
+
+  // ------------------------------------------------------------ lookups
+
+  async getattr(target: Target): Promise<Attr> {
+    return this.store.run((tx) => this.resolve(tx, target).attr);
+  }
+
+  async readLink(target: Target): Promise<string> {
+    return this.store.run((tx) => {
+      const inode = this.resolve(tx, target);
+      if (!isLink(inode.attr.mode)) throw new FsError(E.EINVAL);
+      return inode.target;
+    });
+  }
+
+  /** One page of a directory: entries after `after`, and whether more follow. */
+  async readDir(target: Target, after: string, limit: number): Promise<{ ino: number; parent: number; entries: DirEntry[]; more: boolean }> {
+    const dir = await this.store.run((tx) => this.resolve(tx, target));
+    if (!isDir(dir.attr.mode)) throw new FsError(E.ENOTDIR);
+    const page = await this.store.listDir(dir.attr.ino, after, limit + 1);
+    const more = page.length > limit;
+    const entries = page.slice(0, limit).map(({ name, dirent }) => ({ name, ino: dirent.ino, mode: dirent.mode }));
+    return { ino: dir.attr.ino, parent: dir.parent || dir.attr.ino, entries, more };
+  }
+
+  // ------------------------------------------------------------ changes
+
+  async create(request: CreateRequest, nodeIds: number[], defaultPolicy: StripePolicy | null): Promise<{ inode: Inode; existed: boolean }> {
+    const type = request.mode & S_IFMT;
+    if (!isKnownType(request.mode)) throw new FsError(E.EINVAL, 'unknown file type');
+    const target = request.target ?? '';
+    if (type === S_IFLNK) {
+      if (target.length === 0) throw new FsError(E.ENOENT);
+      if (Buffer.byteLength(target) > SYMLINK_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
+    }
+    return this.store.run((tx) => {
+      const { parent, name } = this.resolveParent(tx, request.path);
+      const existing = tx.dirent(parent.attr.ino, name);
+      if (existing) {
+        // O_CREAT without O_EXCL of an existing regular file opens it
+        if (request.exclusive || type !== S_IFREG || !request.openNode) throw new FsError(E.EEXIST);
+        const inode = tx.mustInode(existing.ino);
+        if (isDir(inode.attr.mode)) throw new FsError(E.EISDIR);
+        this.addOpen(inode.attr.ino, request.openNode);
+        return { inode, existed: true };
+      }
+      if (type === S_IFDIR && parent.attr.nlink >= LINK_MAX) throw new FsError(E.EMLINK);
+      const time = now();
+      const ino = tx.allocIno();
+      let mode = request.mode;
+      let gid = request.gid;
+      if (parent.attr.mode & S_ISGID) {
+        // BSD group semantics in set-group-ID directories
+        gid = parent.attr.gid;
+        if (type === S_IFDIR) mode |= S_ISGID;
+      }
+      const size = type === S_IFDIR ? DIRECTORY_SIZE_BYTES : type === S_IFLNK ? Buffer.byteLength(target) : 0;
+      const inode: Inode = {
+        attr: {
+          ino, mode, uid: request.uid, gid, nlink: type === S_IFDIR ? 2 : 1, size, rdev: request.rdev ?? 0,
+          atime: time, mtime: time, ctime: time,
+        },
+        layout: type === S_IFREG ? makeLayout(ino, parent.policy, defaultPolicy, nodeIds) : null,
+        target: type === S_IFLNK ? target : '',
+        parent: type === S_IFDIR ? parent.attr.ino : 0,
+        entries: 0,
+        policy: type === S_IFDIR && parent.policy ? { ...parent.policy } : null,
+        xattrs: {},
+      };
+      tx.putInode(inode);
+      tx.putDirent(parent.attr.ino, name, { ino, mode: type });
+      const p = tx.editInode(parent.attr.ino);
+      p.entries++;
+      if (type === S_IFDIR) p.attr.nlink++;
+      p.attr.mtime = p.attr.ctime = time;
+      if (request.openNode && type === S_IFREG) this.addOpen(ino, request.openNode);
+      return { inode, existed: false };
+    });
+  }
+
+  async remove(path: string, directory: boolean): Promise<void> {
+    await this.store.run((tx) => {
+      const { parent, name } = this.resolveParent(tx, path);
+      const dirent = tx.dirent(parent.attr.ino, name);
+      if (!dirent) throw new FsError(E.ENOENT);
+      const inode = tx.mustInode(dirent.ino);
+      if (directory) {
+        if (!isDir(inode.attr.mode)) throw new FsError(E.ENOTDIR);
+        if (inode.entries > 0) throw new FsError(E.ENOTEMPTY);
+      } else if (isDir(inode.attr.mode)) {
+        throw new FsError(E.EISDIR);
+      }
+      const time = now();
+      tx.deleteDirent(parent.attr.ino, name);
+      const p = tx.editInode(parent.attr.ino);
+      p.entries--;
+      p.attr.mtime = p.attr.ctime = time;
+      if (directory) {
+        p.attr.nlink--;
+        tx.deleteInode(inode.attr.ino);
+      } else {
+        this.dropLink(tx, inode.attr.ino, time);
+      }
+    });
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    if (from === to) return;
+    await this.store.run((tx) => {
+      const src = this.resolveParent(tx, from);
+      const dst = this.resolveParent(tx, to);
+      const moving = tx.dirent(src.parent.attr.ino, src.name);
+      if (!moving) throw new FsError(E.ENOENT);
+      const inode = tx.mustInode(moving.ino);
+      const movingDir = isDir(inode.attr.mode);
+      if (movingDir) this.assertNotAncestor(tx, inode.attr.ino, dst.parent.attr.ino);
+      const replaced = tx.dirent(dst.parent.attr.ino, dst.name);
+      if (replaced?.ino === moving.ino) return; // two links to one inode: nothing to do
+      const time = now();
+      const dstParent = tx.editInode(dst.parent.attr.ino);
+      const srcParent = tx.editInode(src.parent.attr.ino);
+      if (replaced) {
+        const victim = tx.mustInode(replaced.ino);
+        if (movingDir && !isDir(victim.attr.mode)) throw new FsError(E.ENOTDIR);
+        if (!movingDir && isDir(victim.attr.mode)) throw new FsError(E.EISDIR);
+        if (isDir(victim.attr.mode)) {
+          if (victim.entries > 0) throw new FsError(E.ENOTEMPTY);
+          dstParent.attr.nlink--;
+          tx.deleteInode(victim.attr.ino);
+        } else {
+          this.dropLink(tx, victim.attr.ino, time);
+        }
+        dstParent.entries--;
+      } else if (movingDir && dst.parent.attr.ino !== src.parent.attr.ino && dstParent.attr.nlink >= LINK_MAX) {
+        throw new FsError(E.EMLINK);
+      }
+      tx.deleteDirent(src.parent.attr.ino, src.name);
+      tx.putDirent(dst.parent.attr.ino, dst.name, moving);
+      srcParent.entries--;
+      dstParent.entries++;
+      if (movingDir && src.parent.attr.ino !== dst.parent.attr.ino) {
+        srcParent.attr.nlink--;
+        dstParent.attr.nlink++;
+      }
+      const moved = tx.editInode(inode.attr.ino);
+      if (movingDir) moved.parent = dst.parent.attr.ino;
+      moved.attr.ctime = time;
+      srcParent.attr.mtime = srcParent.attr.ctime = time;
+      dstParent.attr.mtime = dstParent.attr.ctime = time;
+    });
+  }
+
+  async link(from: string, to: string): Promise<Attr> {
+    return this.store.run((tx) => {
+      const source = this.resolve(tx, { path: from });
+      if (isDir(source.attr.mode)) throw new FsError(E.EPERM);
+      if (source.attr.nlink === 0) throw new FsError(E.ENOENT);
+      if (source.attr.nlink >= LINK_MAX) throw new FsError(E.EMLINK);
+      const { parent, name } = this.resolveParent(tx, to);
+      if (tx.dirent(parent.attr.ino, name)) throw new FsError(E.EEXIST);
+      const time = now();
+      tx.putDirent(parent.attr.ino, name, { ino: source.attr.ino, mode: source.attr.mode & S_IFMT });
+      const p = tx.editInode(parent.attr.ino);
+      p.entries++;
+      p.attr.mtime = p.attr.ctime = time;
+      const linked = tx.editInode(source.attr.ino);
+      linked.attr.nlink++;
+      linked.attr.ctime = time;
+      return linked.attr;
+    });
+  }
+
+  async setattr(request: SetattrRequest): Promise<Attr> {
+    const valid = request.valid;
+    if (valid & SETATTR_SIZE) {
+      const size = request.size ?? 0;
+      if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
+      if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    }
+    return this.store.run((tx) => {
+      const found = this.resolve(tx, request.target);
+      const inode = tx.editInode(found.attr.ino);
+      const attr = inode.attr;
+      const time = now();
+      if (valid & SETATTR_MODE) attr.mode = (attr.mode & S_IFMT) | ((request.mode ?? 0) & PERMISSION_BITS);
+      if (valid & SETATTR_UID) attr.uid = request.uid ?? 0;
+      if (valid & SETATTR_GID) attr.gid = request.gid ?? 0;
+      if (valid & SETATTR_SIZE) {
+        if (isDir(attr.mode)) throw new FsError(E.EISDIR);
+        if (!isReg(attr.mode)) throw new FsError(E.EINVAL);
+        attr.size = request.size ?? 0;
+        attr.mtime = time;
+      }
+      if (valid & SETATTR_ATIME_NOW) attr.atime = time;
+      else if (valid & SETATTR_ATIME) attr.atime = checkTime(request.atime);
+      if (valid & SETATTR_MTIME_NOW) attr.mtime = time;
+      else if (valid & SETATTR_MTIME) attr.mtime = checkTime(request.mtime);
+      attr.ctime = time;
+      return attr;
+    });
+  }
+
+  /** Writes reached the agents: the file is at least `size` long, modified at mtime. */
+  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean): Promise<Attr> {
+    if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    return this.store.run((tx) => {
+      const current = tx.mustInode(ino);
+      if (!isReg(current.attr.mode)) throw new FsError(E.EINVAL);
+      const inode = tx.editInode(ino);
+      if (size > inode.attr.size) inode.attr.size = size;
+      if (mtime) inode.attr.mtime = checkTime(mtime);
+      inode.attr.ctime = now();
+      return inode.attr;
+    }, sync);
+  }
+
+  // ------------------------------------------------------------ open files
+
+  async open(target: Target, nodeId: number): Promise<Inode> {
+    return this.store.run((tx) => {
+      const inode = this.resolve(tx, target);
+      this.addOpen(inode.attr.ino, nodeId);
+      return inode;
+    });
+  }
+
+  async close(ino: number, nodeId: number): Promise<void> {
+    const perNode = this.opens.get(ino);
+    const count = perNode?.get(nodeId) ?? 0;
+    if (count === 0) return;
+    if (count > 1) perNode!.set(nodeId, count - 1);
+    else perNode!.delete(nodeId);
+    if (perNode!.size === 0) {
+      this.opens.delete(ino);
+      await this.freeIfUnlinked(ino);
+    }
+  }
+
+  /** A node (re)started: what it holds open replaces what the service knew of it. */
+  async replaceOpens(nodeId: number, inos: number[]): Promise<void> {
+    const released: number[] = [];
+    for (const [ino, perNode] of this.opens) {
+      if (perNode.delete(nodeId) && perNode.size === 0) {
+        this.opens.delete(ino);
+        released.push(ino);
+      }
+    }
+    for (const ino of inos) this.addOpen(ino, nodeId);
+    for (const ino of released) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
+  }
+
+  /** After a restart of the service: free unlinked inodes no node claimed. */
+  async freeUnclaimed(): Promise<void> {
+    for (const ino of [...this.store.zeroLinks]) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
+  }
+
+  private addOpen(ino: number, nodeId: number): void {
+    let perNode = this.opens.get(ino);
+    if (!perNode) this.opens.set(ino, (perNode = new Map()));
+    perNode.set(nodeId, (perNode.get(nodeId) ?? 0) + 1);
+  }
+
+  private async freeIfUnlinked(ino: number): Promise<void> {
+    await this.store.run((tx) => {
+      const inode = tx.inode(ino);
+      if (!inode || inode.attr.nlink > 0 || this.opens.has(ino)) return;
+      this.free(tx, inode);
+    });
+  }
+
+  // ------------------------------------------------------------ extended attributes
+
+  async getXattr(target: Target, name: string): Promise<Buffer> {
+    checkXattrName(name);
+    return this.store.run((tx) => {
+      const value = this.resolve(tx, target).xattrs[name];
+      if (!value) throw new FsError(E.ENODATA);
+      return value;
+    });
+  }
+
+  async listXattr(target: Target): Promise<string[]> {
+    return this.store.run((tx) => Object.keys(this.resolve(tx, target).xattrs));
+  }
+
+  async setXattr(target: Target, name: string, value: Buffer, flags: number): Promise<void> {
+    checkXattrName(name);
+    if (value.length > XATTR_VALUE_MAX_BYTES) throw new FsError(E.E2BIG);
+    await this.store.run((tx) => {
+      const found = this.resolve(tx, target);
+      const exists = name in found.xattrs;
+      if (flags & XATTR_CREATE && exists) throw new FsError(E.EEXIST);
+      if (flags & XATTR_REPLACE && !exists) throw new FsError(E.ENODATA);
+      let total = Buffer.byteLength(name) + value.length;
+      for (const [other, v] of Object.entries(found.xattrs)) if (other !== name) total += Buffer.byteLength(other) + v.length;
+      if (total > XATTR_TOTAL_MAX_BYTES) throw new FsError(E.ENOSPC);
+      const inode = tx.editInode(found.attr.ino);
+      inode.xattrs[name] = Buffer.from(value);
+      inode.attr.ctime = now();
+    });
+  }
+
+  async removeXattr(target: Target, name: string): Promise<void> {
+    checkXattrName(name);
+    await this.store.run((tx) => {
+      const found = this.resolve(tx, target);
+      if (!(name in found.xattrs)) throw new FsError(E.ENODATA);
+      const inode = tx.editInode(found.attr.ino);
+      delete inode.xattrs[name];
+      inode.attr.ctime = now();
+    });
+  }
+
+  // ------------------------------------------------------------ striping
+
+  async setStripe(target: Target, policy: StripePolicy, nodeIds: number[], defaultPolicy: StripePolicy | null): Promise<void> {
+    checkPolicy(policy);
+    await this.store.run((tx) => {
+      const found = this.resolve(tx, target);
+      const inode = tx.editInode(found.attr.ino);
+      if (isDir(inode.attr.mode)) {
+        inode.policy = { unitBytes: policy.unitBytes, count: policy.count };
+      } else if (isReg(inode.attr.mode)) {
+        if (inode.attr.size !== 0) throw new FsError(E.EBUSY, 'the layout of a file with data cannot change');
+        inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, nodeIds);
+      } else {
+        throw new FsError(E.EINVAL);
+      }
+      inode.attr.ctime = now();
+    });
+  }
+
+  async getStripe(target: Target, nodeIds: number[], defaultPolicy: StripePolicy | null): Promise<{ directory: boolean; policy: StripePolicy | null; layout: Layout | null }> {
+    const inode = await this.store.run((tx) => this.resolve(tx, target));
+    if (isDir(inode.attr.mode)) {
+      const unitBytes = inode.policy?.unitBytes || defaultPolicy?.unitBytes || STRIPE_UNIT_DEFAULT_BYTES;
+      const wanted = inode.policy?.count || defaultPolicy?.count || nodeIds.length;
+      return { directory: true, policy: { unitBytes, count: Math.min(wanted, nodeIds.length) }, layout: null };
+    }
+    if (!isReg(inode.attr.mode)) throw new FsError(E.EINVAL);
+    return { directory: false, policy: null, layout: inode.layout };
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  /** The inode a target names (paths are resolved from the root, components must be directories). */
+  private resolve(tx: Tx, target: Target): Inode {
+    if (target.ino) return tx.mustInode(target.ino);
+    let inode = tx.mustInode(ROOT_INO);
+    for (const name of components(target.path ?? '')) {
+      if (!isDir(inode.attr.mode)) throw new FsError(E.ENOTDIR);
+      const dirent = tx.dirent(inode.attr.ino, name);
+      if (!dirent) throw new FsError(E.ENOENT);
+      inode = tx.mustInode(dirent.ino);
+    }
+    return inode;
+  }
+
+  /** The directory holding the last component of path, and that component. */
+  private resolveParent(tx: Tx, path: string): { parent: Inode; name: string } {
+    const names = components(path);
+    const name = names.pop();
+    if (name === undefined) throw new FsError(E.EBUSY, 'the root has no parent');
+    let parent = tx.mustInode(ROOT_INO);
+    for (const component of names) {
+      if (!isDir(parent.attr.mode)) throw new FsError(E.ENOTDIR);
+      const dirent = tx.dirent(parent.attr.ino, component);
+      if (!dirent) throw new FsError(E.ENOENT);
+      parent = tx.mustInode(dirent.ino);
+    }
+    if (!isDir(parent.attr.mode)) throw new FsError(E.ENOTDIR);
+    return { parent, name };
+  }
+
+  /** EINVAL if directory `ancestor` is `ino` or above it: a directory cannot move into itself. */
+  private assertNotAncestor(tx: Tx, ancestor: number, ino: number): void {
+    for (let current = ino, depth = 0; ; depth++) {
+      if (current === ancestor) throw new FsError(E.EINVAL);
+      if (current === ROOT_INO || depth > PATH_MAX_BYTES) return;
+      current = tx.mustInode(current).parent;
+    }
+  }
+
+  /** One link fewer; the inode goes when none is left and no node holds it open. */
+  private dropLink(tx: Tx, ino: number, time: Attr['ctime']): void {
+    const inode = tx.editInode(ino);
+    inode.attr.nlink--;
+    inode.attr.ctime = time;
+    if (inode.attr.nlink > 0) return;
+    if (this.opens.has(ino)) tx.setZeroLinks(ino, true);
+    else this.free(tx, inode);
+  }
+
+  private free(tx: Tx, inode: Inode): void {
+    tx.deleteInode(inode.attr.ino);
+    if (this.store.zeroLinks.has(inode.attr.ino)) tx.setZeroLinks(inode.attr.ino, false);
+    if (inode.layout && inode.layout.nodes.length > 0) tx.putOrphan(inode);
+  }
+}
+
+/** Path components, checked for length. */
+export function components(path: string): string[] {
+  if (Buffer.byteLength(path) > PATH_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
+  const names = path.split('/').filter((n) => n.length > 0);
+  for (const name of names) {
+    if (Buffer.byteLength(name) > NAME_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
+    if (name === '.' || name === '..') throw new FsError(E.EINVAL, 'dot components are resolved by the kernel');
+  }
+  return names;
+}
+
+/** A layout for a new file: the policy's unit and count, over the member nodes,
+ *  starting at a node picked by inode number so that files spread evenly. */
+export function makeLayout(ino: number, policy: StripePolicy | null, defaultPolicy: StripePolicy | null, nodeIds: number[]): Layout {
+  if (nodeIds.length === 0) throw new FsError(E.ENOSPC, 'no storage nodes');
+  const sorted = [...nodeIds].sort((a, b) => a - b);
+  const unitBytes = policy?.unitBytes || defaultPolicy?.unitBytes || STRIPE_UNIT_DEFAULT_BYTES;
+  const count = Math.min(policy?.count || defaultPolicy?.count || sorted.length, sorted.length);
+  const start = ino % sorted.length;
+  const nodes = Array.from({ length: count }, (_, i) => sorted[(start + i) % sorted.length]);
+  return { unitBytes, nodes, replicas: 1 };
+}
+
+function checkPolicy(policy: StripePolicy): void {
+  const { unitBytes, count } = policy;
+  if (unitBytes !== 0 && (unitBytes < STRIPE_UNIT_MIN_BYTES || unitBytes > STRIPE_UNIT_MAX_BYTES || unitBytes % STRIPE_UNIT_MIN_BYTES !== 0)) {
+    throw new FsError(E.EINVAL, `stripe unit must be a multiple of ${STRIPE_UNIT_MIN_BYTES} bytes up to ${STRIPE_UNIT_MAX_BYTES}`);
+  }
+  if (!Number.isInteger(count) || count < 0 || count > STRIPE_COUNT_MAX) throw new FsError(E.EINVAL, `stripe count must be 0..${STRIPE_COUNT_MAX}`);
+}
+
+function checkXattrName(name: string): void {
+  if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX_BYTES) throw new FsError(E.ERANGE);
+  if (!XATTR_NAMESPACES.some((prefix) => name.startsWith(prefix) && name.length > prefix.length)) throw new FsError(E.EOPNOTSUPP);
+}
+
+function checkTime(time: Attr['mtime'] | undefined): { sec: number; nsec: number } {
+  const sec = time?.sec ?? 0;
+  const nsec = time?.nsec ?? 0;
+  if (!Number.isSafeInteger(sec) || !Number.isInteger(nsec) || nsec < 0 || nsec >= 1e9) throw new FsError(E.EINVAL);
+  return { sec, nsec };
+}

@@ -1,0 +1,109 @@
+// Keys and values of the root meta-file (a level store).
+//   "S"                      FsRecord: fsid, next inode number, default policy
+//   "N" + node id (u32)      NodeRecord
+//   "I" + ino (u64)          Inode
+//   "D" + parent (u64) + name   Dirent: child ino (u64) + file type bits (u32)
+//   "Z" + ino (u64)          the inode has no links left but is open somewhere
+//   "O" + ino (u64)          Inode whose stripe objects are still to be removed
+//   "Y"                      written by a sync barrier with nothing else to write
+// Integers are big-endian so that keys sort by number, and names by bytes.
+import { codec } from '../rpc/proto.js';
+import type { FsRecord, Inode, Layout, NodeRecord, StripePolicy, Timespec } from '../rpc/messages.js';
+
+export const KIND_FS = 0x53;
+export const KIND_NODE = 0x4e;
+export const KIND_INODE = 0x49;
+export const KIND_DIRENT = 0x44;
+export const KIND_ZERO_LINKS = 0x5a;
+export const KIND_ORPHAN = 0x4f;
+export const KIND_SYNC = 0x59;
+
+export const ROOT_INO = 1;
+/** Inode numbers below 2^32 are reserved (the root is 1): every inode number a
+ *  file gets needs all 64 bits of st_ino, so a truncation anywhere shows at once. */
+export const FIRST_INO = 2 ** 32;
+
+export interface Dirent { ino: number; mode: number }
+
+export const fsKey = Buffer.from([KIND_FS]);
+export const syncKey = Buffer.from([KIND_SYNC]);
+
+function u64Key(kind: number, n: number, extra = 0): Buffer {
+  const key = Buffer.allocUnsafe(9 + extra);
+  key[0] = kind;
+  key.writeUInt32BE(Math.floor(n / 2 ** 32), 1);
+  key.writeUInt32BE(n >>> 0, 5);
+  return key;
+}
+
+export function readU64(buffer: Buffer, offset: number): number {
+  return buffer.readUInt32BE(offset) * 2 ** 32 + buffer.readUInt32BE(offset + 4);
+}
+
+export const inodeKey = (ino: number) => u64Key(KIND_INODE, ino);
+export const zeroLinksKey = (ino: number) => u64Key(KIND_ZERO_LINKS, ino);
+export const orphanKey = (ino: number) => u64Key(KIND_ORPHAN, ino);
+
+export function nodeKey(id: number): Buffer {
+  const key = Buffer.allocUnsafe(5);
+  key[0] = KIND_NODE;
+  key.writeUInt32BE(id, 1);
+  return key;
+}
+
+export function direntKey(parent: number, name: string): Buffer {
+  const length = Buffer.byteLength(name);
+  const key = u64Key(KIND_DIRENT, parent, length);
+  key.write(name, 9, 'utf8');
+  return key;
+}
+
+/** The key range of all entries of a directory, after a name if one is given. */
+export function direntRange(parent: number, after: string): { gt?: Buffer; gte?: Buffer; lt: Buffer } {
+  const upper = u64Key(KIND_DIRENT, parent, 1);
+  upper[9] = 0xff; // never in UTF-8
+  return after ? { gt: direntKey(parent, after), lt: upper } : { gte: u64Key(KIND_DIRENT, parent), lt: upper };
+}
+
+export function encodeDirent(d: Dirent): Buffer {
+  const value = u64Key(0, d.ino, 4).subarray(1);
+  value.writeUInt32BE(d.mode, 8);
+  return value;
+}
+
+export function decodeDirent(value: Uint8Array): Dirent {
+  const b = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return { ino: readU64(b, 0), mode: b.readUInt32BE(8) };
+}
+
+const inodeCodec = codec<Inode>('Inode');
+export const fsCodec = codec<FsRecord>('FsRecord');
+export const nodeCodec = codec<NodeRecord>('NodeRecord');
+
+export const encodeInode = (inode: Inode) => Buffer.from(inodeCodec.encode(inode));
+
+/** Decodes to plain, mutable objects (protobufjs shares frozen defaults). */
+export function decodeInode(value: Uint8Array): Inode {
+  return cloneInode(inodeCodec.decode(value));
+}
+
+const cloneTime = (t: Timespec | null): Timespec => ({ sec: t?.sec ?? 0, nsec: t?.nsec ?? 0 });
+const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count } : null);
+const cloneLayout = (l: Layout | null): Layout | null =>
+  l ? { unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas } : null;
+
+export function cloneInode(inode: Inode): Inode {
+  const a = inode.attr;
+  return {
+    attr: {
+      ino: a.ino, mode: a.mode, uid: a.uid, gid: a.gid, nlink: a.nlink, size: a.size, rdev: a.rdev,
+      atime: cloneTime(a.atime), mtime: cloneTime(a.mtime), ctime: cloneTime(a.ctime),
+    },
+    layout: cloneLayout(inode.layout),
+    target: inode.target ?? '',
+    parent: inode.parent ?? 0,
+    entries: inode.entries ?? 0,
+    policy: clonePolicy(inode.policy),
+    xattrs: { ...(inode.xattrs ?? {}) },
+  };
+}

@@ -1,0 +1,396 @@
+// The metadata store: the root meta-file (level) behind a write-through cache of
+// its records.
+//
+// Operations run as transactions: a synchronous function reads records from the
+// cache and stages writes. A record not in the cache aborts the attempt (Miss);
+// the store loads it and runs the function again. Because the function is
+// synchronous and Node runs one thing at a time, an attempt that completes saw
+// one consistent state and its writes apply atomically: to the cache at once,
+// and to level in one batch. Batches of concurrent transactions are written by
+// one writer, in order, grouped into as few level writes as possible.
+//
+// If level fails a write (a full disk), the store drops every transaction not
+// yet on disk, reopens level, and starts again from what is on disk: the callers
+// of those transactions get the errno (ENOSPC), nothing half-done remains.
+import { Level } from 'level';
+import { E, FsError } from '../common/errno.js';
+import { META_CACHE_RECORDS_MAX } from '../common/limits.js';
+import { log } from '../common/log.js';
+import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
+import {
+  KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
+  decodeInode, direntKey, direntRange, encodeDirent, encodeInode, fsCodec, fsKey, inodeKey, nodeCodec, nodeKey,
+  orphanKey, readU64, syncKey, zeroLinksKey,
+  type Dirent,
+} from './records.js';
+
+type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+/** A record the transaction needs is not in the cache. */
+class Miss {
+  constructor(readonly key: Buffer) {}
+}
+
+interface CacheEntry {
+  /** The decoded record, or null when it is known to be absent. */
+  value: Inode | Dirent | null;
+  /** Sequence number of the last transaction that wrote it (0: as on disk). */
+  seq: number;
+}
+
+interface Staged {
+  key: Buffer;
+  value: Inode | Dirent | NodeRecord | FsRecord | true | null;
+}
+
+interface Pending {
+  ops: BatchOp[];
+  sync: boolean;
+  seq: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Most records one level write takes: bigger groups wait for the next write. */
+const WRITE_GROUP_OPS_MAX = 4096;
+/** Loads a transaction may need before it gives up (a path deeper than this is absurd). */
+const TX_LOADS_MAX = 4096;
+
+export class Tx {
+  readonly staged = new Map<string, Staged>();
+  private fsRecord: FsRecord | null = null;
+
+  constructor(private readonly store: MetaStore) {}
+
+  inode(ino: number): Inode | null {
+    return this.read(inodeKey(ino)) as Inode | null;
+  }
+
+  /** The inode, or ENOENT. */
+  mustInode(ino: number): Inode {
+    const inode = this.inode(ino);
+    if (!inode) throw new FsError(E.ENOENT);
+    return inode;
+  }
+
+  /** The inode, to change in place: the transaction writes it when it commits.
+   *  Editing the same inode twice gives the same object. */
+  editInode(ino: number): Inode {
+    const key = inodeKey(ino);
+    const staged = this.staged.get(key.toString('latin1'));
+    if (staged?.value) return staged.value as Inode;
+    const copy = cloneInode(this.mustInode(ino));
+    this.stage(key, copy);
+    return copy;
+  }
+
+  dirent(parent: number, name: string): Dirent | null {
+    return this.read(direntKey(parent, name)) as Dirent | null;
+  }
+
+  putInode(inode: Inode): void {
+    this.stage(inodeKey(inode.attr.ino), inode);
+  }
+
+  deleteInode(ino: number): void {
+    this.stage(inodeKey(ino), null);
+  }
+
+  putDirent(parent: number, name: string, dirent: Dirent): void {
+    this.stage(direntKey(parent, name), dirent);
+  }
+
+  deleteDirent(parent: number, name: string): void {
+    this.stage(direntKey(parent, name), null);
+  }
+
+  /** Marks an inode with no links that is still open somewhere. */
+  setZeroLinks(ino: number, on: boolean): void {
+    this.stage(zeroLinksKey(ino), on ? true : null);
+  }
+
+  /** Queues the stripe objects of a freed inode for removal. */
+  putOrphan(inode: Inode): void {
+    this.stage(orphanKey(inode.attr.ino), inode);
+  }
+
+  deleteOrphan(ino: number): void {
+    this.stage(orphanKey(ino), null);
+  }
+
+  putNode(node: NodeRecord): void {
+    this.stage(nodeKey(node.id), node);
+  }
+
+  allocIno(): number {
+    this.fsRecord ??= { ...this.store.fs };
+    const ino = this.fsRecord.nextIno++;
+    this.stage(fsKey, this.fsRecord);
+    return ino;
+  }
+
+  private stage(key: Buffer, value: Staged['value']): void {
+    this.staged.set(key.toString('latin1'), { key, value });
+  }
+
+  private read(key: Buffer): Inode | Dirent | null {
+    const name = key.toString('latin1');
+    const staged = this.staged.get(name);
+    if (staged) return staged.value as Inode | Dirent | null;
+    const entry = this.store.cacheEntry(name);
+    if (!entry) throw new Miss(key);
+    return entry.value;
+  }
+}
+
+export class MetaStore {
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly loading = new Map<string, Promise<void>>();
+  private readonly queue: Pending[] = [];
+  private writing = false;
+  private seq = 0;
+  /** Transactions up to this one are on disk: their cache entries may be evicted. */
+  private committedSeq = 0;
+  private recovering: Promise<void> | null = null;
+  /** The file system record as of the last committed transaction. */
+  fs!: FsRecord;
+  readonly nodes = new Map<number, NodeRecord>();
+  /** Inodes with no links, open on some node (from "Z" records). */
+  readonly zeroLinks = new Set<number>();
+
+  private constructor(private readonly db: Level<Buffer, Buffer>) {}
+
+  static async open(location: string): Promise<MetaStore> {
+    const db = new Level<Buffer, Buffer>(location, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: false });
+    try {
+      await db.open();
+    } catch (err) {
+      throw new Error(`cannot open the root meta-file ${location}: ${(err as Error).cause ?? (err as Error).message}`);
+    }
+    const store = new MetaStore(db);
+    await store.loadGlobals();
+    return store;
+  }
+
+  /** mkfs: a new root meta-file holding the file system record and the root directory. */
+  static async create(location: string, fs: FsRecord, root: Inode, rootNode: NodeRecord): Promise<void> {
+    const db = new Level<Buffer, Buffer>(location, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
+    await db.open();
+    try {
+      await db.batch([
+        { type: 'put', key: fsKey, value: Buffer.from(fsCodec.encode(fs)) },
+        { type: 'put', key: inodeKey(ROOT_INO), value: encodeInode(root) },
+        { type: 'put', key: nodeKey(rootNode.id), value: Buffer.from(nodeCodec.encode(rootNode)) },
+      ], { sync: true });
+    } finally {
+      await db.close();
+    }
+  }
+
+  private async loadGlobals(): Promise<void> {
+    const fs = await this.db.get(fsKey);
+    if (!fs) throw new Error('the root meta-file has no file system record');
+    this.fs = fsCodec.decode(fs);
+    this.nodes.clear();
+    for await (const [, value] of this.db.iterator({ gte: Buffer.from([KIND_NODE]), lt: Buffer.from([KIND_NODE + 1]) })) {
+      const node = nodeCodec.decode(value);
+      this.nodes.set(node.id, { id: node.id, uuid: node.uuid, address: node.address, joinedSec: node.joinedSec });
+    }
+    this.zeroLinks.clear();
+    for await (const key of this.db.keys({ gte: Buffer.from([KIND_ZERO_LINKS]), lt: Buffer.from([KIND_ZERO_LINKS + 1]) })) {
+      this.zeroLinks.add(readU64(key, 1));
+    }
+  }
+
+  cacheEntry(name: string): CacheEntry | undefined {
+    return this.cache.get(name);
+  }
+
+  /** Runs fn as a transaction (see the top of this file); sync: on disk before returning. */
+  async run<T>(fn: (tx: Tx) => T, sync = false): Promise<T> {
+    for (let loads = 0; ; loads++) {
+      if (this.recovering) await this.recovering;
+      const tx = new Tx(this);
+      let result: T;
+      try {
+        result = fn(tx);
+      } catch (err) {
+        if (err instanceof Miss && loads < TX_LOADS_MAX) {
+          await this.load(err.key);
+          continue;
+        }
+        if (err instanceof Miss) throw new FsError(E.EIO, 'transaction needs too many records');
+        throw err;
+      }
+      if (tx.staged.size > 0) await this.commit(tx, sync);
+      else if (sync) await this.barrier(true);
+      return result;
+    }
+  }
+
+  /** Resolves once everything committed before the call is written (and synced if sync). */
+  barrier(sync: boolean): Promise<void> {
+    return new Promise((resolve, reject) => this.enqueue({ ops: [], sync, seq: this.seq, resolve, reject }));
+  }
+
+  /** One page of a directory, in name order, after `after`. */
+  async listDir(parent: number, after: string, limit: number): Promise<{ name: string; dirent: Dirent }[]> {
+    // Entries of transactions still being written are in the cache only: wait for them.
+    await this.barrier(false);
+    const entries: { name: string; dirent: Dirent }[] = [];
+    for await (const [key, value] of this.db.iterator({ ...direntRange(parent, after), limit })) {
+      entries.push({ name: key.toString('utf8', 9), dirent: decodeDirent(value) });
+    }
+    return entries;
+  }
+
+  /** Inodes whose stripe objects are waiting for removal. */
+  async orphans(limit: number): Promise<Inode[]> {
+    const found: Inode[] = [];
+    for await (const value of this.db.values({ gte: Buffer.from([KIND_ORPHAN]), lt: Buffer.from([KIND_ORPHAN + 1]), limit })) {
+      found.push(decodeInode(value));
+    }
+    return found;
+  }
+
+  /** Number of inodes, for statfs: the next inode number says how many were ever made. */
+  inodesAllocated(): number {
+    return this.fs.nextIno;
+  }
+
+  async close(): Promise<void> {
+    await this.barrier(false).catch(() => {});
+    await this.db.close();
+  }
+
+  private load(key: Buffer): Promise<void> {
+    const name = key.toString('latin1');
+    let loading = this.loading.get(name);
+    if (!loading) {
+      loading = this.db.get(key).then((value) => {
+        // A record in the cache is newer than what was read: keep it.
+        if (!this.cache.has(name)) this.cache.set(name, { value: value === undefined ? null : decodeRecord(key, value), seq: 0 });
+      }).finally(() => this.loading.delete(name));
+      this.loading.set(name, loading);
+    }
+    return loading;
+  }
+
+  private commit(tx: Tx, sync: boolean): Promise<void> {
+    const seq = ++this.seq;
+    const ops: BatchOp[] = [];
+    for (const [name, { key, value }] of tx.staged) {
+      if (value === null) {
+        ops.push({ type: 'del', key });
+      } else {
+        ops.push({ type: 'put', key, value: encodeRecord(key, value) });
+      }
+      switch (key[0]) {
+        case KIND_INODE:
+        case KIND_DIRENT:
+          this.cache.set(name, { value: value as Inode | Dirent | null, seq });
+          break;
+        case fsKey[0]:
+          this.fs = value as FsRecord;
+          break;
+        case KIND_NODE:
+          this.nodes.set((value as NodeRecord).id, value as NodeRecord);
+          break;
+        case KIND_ZERO_LINKS:
+          if (value) this.zeroLinks.add(readU64(key, 1));
+          else this.zeroLinks.delete(readU64(key, 1));
+          break;
+      }
+    }
+    return new Promise((resolve, reject) => this.enqueue({ ops, sync, seq, resolve, reject }));
+  }
+
+  private enqueue(pending: Pending): void {
+    this.queue.push(pending);
+    if (!this.writing) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    while (this.queue.length > 0) {
+      const group: Pending[] = [];
+      let count = 0;
+      while (this.queue.length > 0 && (group.length === 0 || count + this.queue[0].ops.length <= WRITE_GROUP_OPS_MAX)) {
+        const next = this.queue.shift()!;
+        count += next.ops.length;
+        group.push(next);
+      }
+      const ops = group.flatMap((p) => p.ops);
+      const sync = group.some((p) => p.sync);
+      if (ops.length === 0 && !sync) {
+        for (const p of group) p.resolve();
+        continue;
+      }
+      if (ops.length === 0) ops.push({ type: 'put', key: syncKey, value: Buffer.alloc(0) });
+      try {
+        await this.db.batch(ops, { sync });
+        const done = group[group.length - 1].seq;
+        for (const p of group) p.resolve();
+        this.committedSeq = done;
+      } catch (err) {
+        await this.recover(err as Error, group);
+      }
+    }
+    this.writing = false;
+    this.evict();
+  }
+
+
+  /** A level write failed: drop everything not on disk and start again from the disk. */
+  private async recover(err: Error, group: Pending[]): Promise<void> {
+    const errno = /no space/i.test(String(err.message) + String((err as Error & { cause?: unknown }).cause ?? '')) ? E.ENOSPC : E.EIO;
+    log.error(`metadata write failed (${errno === E.ENOSPC ? 'ENOSPC' : 'EIO'}): ${err.message}; reloading from disk`);
+    const failed = [...group, ...this.queue.splice(0)];
+    let done!: () => void;
+    this.recovering = new Promise((resolve) => (done = resolve));
+    try {
+      this.cache.clear();
+      // level refuses all writes after a failed one until it is reopened
+      await this.db.close();
+      await this.db.open();
+      await this.loadGlobals();
+    } catch (reopenErr) {
+      log.error(`cannot reopen the root meta-file: ${(reopenErr as Error).message}`);
+    } finally {
+      this.recovering = null;
+      done();
+    }
+    for (const p of failed) p.reject(new FsError(errno, 'metadata write failed'));
+  }
+
+  private evict(): void {
+    if (this.cache.size <= META_CACHE_RECORDS_MAX) return;
+    const target = Math.floor(META_CACHE_RECORDS_MAX * 0.9);
+    for (const [name, entry] of this.cache) {
+      if (this.cache.size <= target) break;
+      if (entry.seq <= this.committedSeq) this.cache.delete(name);
+    }
+  }
+}
+
+function decodeRecord(key: Buffer, value: Buffer): Inode | Dirent {
+  return key[0] === KIND_DIRENT ? decodeDirent(value) : decodeInode(value);
+}
+
+function encodeRecord(key: Buffer, value: NonNullable<Staged['value']>): Buffer {
+  switch (key[0]) {
+    case KIND_INODE:
+    case KIND_ORPHAN:
+      return encodeInode(value as Inode);
+    case KIND_DIRENT:
+      return encodeDirent(value as Dirent);
+    case KIND_NODE:
+      return Buffer.from(nodeCodec.encode(value as NodeRecord));
+    case fsKey[0]:
+      return Buffer.from(fsCodec.encode(value as FsRecord));
+    case KIND_ZERO_LINKS:
+      return Buffer.alloc(0);
+    default:
+      throw new Error(`unknown record kind ${key[0]}`);
+  }
+}

@@ -1,0 +1,39 @@
+// Mounts of this machine (/proc/mounts), and clearing stale kDFS mounts.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+
+export interface MountEntry { source: string; mountPoint: string; type: string }
+
+function unescape(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+export function listMounts(): MountEntry[] {
+  return readFileSync('/proc/mounts', 'utf8').split('\n').filter(Boolean).map((line) => {
+    const [source, mountPoint, type] = line.split(' ');
+    return { source: unescape(source), mountPoint: unescape(mountPoint), type };
+  });
+}
+
+export function mountAt(mountPoint: string): MountEntry | undefined {
+  return listMounts().reverse().find((m) => m.mountPoint === mountPoint);
+}
+
+/** True when the mount's FUSE daemon is gone: the kernel answers ENOTCONN. */
+export function isStale(mountPoint: string): boolean {
+  try {
+    statSync(mountPoint);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+  }
+}
+
+/** Detaches a mount at once (lazy unmount), whatever state its daemon is in. */
+export function detach(mountPoint: string): void {
+  try {
+    execFileSync('fusermount', ['-u', '-z', mountPoint], { stdio: 'ignore' });
+  } catch {
+    execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' });
+  }
+}

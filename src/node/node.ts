@@ -1,0 +1,190 @@
+// One kDFS node process: the storage agent of the node's directory, the metadata
+// service when the node is the root, and the FUSE mount of the global namespace.
+import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import { FsError } from '../common/errno.js';
+import { JOIN_TIMEOUT_MS } from '../common/limits.js';
+import { log } from '../common/log.js';
+import { ObjectStore } from '../agent/objectStore.js';
+import { agentHandlers } from '../agent/service.js';
+import { FuseMount } from '../fuse/adapter.js';
+import { nodePaths } from '../format/paths.js';
+import { readSuperblock, writeSuperblock } from '../format/superblock.js';
+import { MetaClient } from '../meta/client.js';
+import { MetaService } from '../meta/service.js';
+import { LocalChannel } from '../rpc/local.js';
+import { RpcServer } from '../rpc/server.js';
+import type { Superblock } from '../rpc/messages.js';
+import { AgentPool } from '../vfs/agents.js';
+import { Vfs } from '../vfs/vfs.js';
+import { detach, isStale, mountAt } from './mounts.js';
+import { isAlive, readRunFile, removeRunFile, writeRunFile } from './runfile.js';
+
+export interface NodeOptions {
+  dir: string;
+  mountPoint: string;
+  readOnly?: boolean;
+  debug?: boolean;
+}
+
+const HEARTBEAT_MS = 5000;
+const JOIN_RETRY_MS = 200;
+const JOIN_CALL_DEADLINE_MS = 2000;
+
+/** A refusal to start, with the one-line reason for the user. */
+export class StartError extends Error {}
+
+export class KdfsNode {
+  private heartbeat: NodeJS.Timeout | null = null;
+  private stopping: Promise<void> | null = null;
+  private resolveStopped!: () => void;
+  /** Resolves when the node has stopped, whatever stopped it. */
+  readonly stopped = new Promise<void>((resolve) => (this.resolveStopped = resolve));
+  private server: RpcServer | null = null;
+  private meta: MetaService | null = null;
+  private metaClient: MetaClient | null = null;
+  private agents: AgentPool | null = null;
+  private fuse: FuseMount | null = null;
+  private objects: ObjectStore | null = null;
+  private vfs: Vfs | null = null;
+  private readonly incarnation = randomUUID();
+  private address = '';
+
+  private constructor(readonly options: NodeOptions, private sb: Superblock) {}
+
+  static async start(options: NodeOptions): Promise<KdfsNode> {
+    const dir = path.resolve(options.dir);
+    const mountPoint = path.resolve(options.mountPoint);
+    let sb: Superblock;
+    try {
+      sb = await readSuperblock(dir);
+    } catch (err) {
+      throw new StartError((err as Error).message);
+    }
+    checkMountPoint(dir, mountPoint);
+    const node = new KdfsNode({ ...options, dir, mountPoint }, sb);
+    try {
+      await node.startServices();
+    } catch (err) {
+      await node.stop(`start failed: ${(err as Error).message}`);
+      throw err instanceof StartError || err instanceof FsError ? new StartError(err.message) : err;
+    }
+    return node;
+  }
+
+  get nodeId(): number {
+    return this.sb.nodeId;
+  }
+
+  get isRoot(): boolean {
+    return this.sb.nodeId === this.sb.rootNodeId;
+  }
+
+  private async startServices(): Promise<void> {
+    const { dir, mountPoint } = this.options;
+    const paths = nodePaths(dir);
+    const objects = (this.objects = new ObjectStore(paths.objects));
+    try {
+      statSync(paths.objects);
+    } catch {
+      throw new StartError(`${dir} has no object directories (run mkfs.kdfs)`);
+    }
+    if (this.isRoot) {
+      this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects });
+      if (this.meta.fsid !== this.sb.fsid) throw new StartError(`${dir}: the root meta-file belongs to another file system`);
+    }
+    const server = (this.server = new RpcServer(() => this.sb.fsid));
+    if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
+    server.addService('Agent', agentHandlers(objects, this.nodeId));
+    const port = await server.listen(this.sb.listenAddress);
+    this.address = `${this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'))}:${port}`;
+
+    const metaClient = (this.metaClient = this.meta
+      ? new MetaClient(new LocalChannel(this.meta.handlers()))
+      : MetaClient.remote(this.sb.rootAddress, this.sb.fsid));
+    await this.join();
+    this.heartbeat = setInterval(() => void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`)), HEARTBEAT_MS);
+    this.heartbeat.unref();
+
+    this.agents = new AgentPool(metaClient, this.sb.fsid, { nodeId: this.nodeId, objects });
+    this.vfs = new Vfs(metaClient, this.agents, this.nodeId);
+    this.fuse = new FuseMount(mountPoint, this.vfs, { fsname: `kdfs:${dir}`, readOnly: this.options.readOnly, debug: this.options.debug });
+    await this.fuse.mount(() => void this.stop('unmounted'));
+    writeRunFile(dir, { pid: process.pid, mountPoint, address: this.address });
+    log.info(`node ${this.nodeId}${this.isRoot ? ' (root)' : ''} serving at ${this.address}, mounted at ${mountPoint}`);
+  }
+
+  /** Registers with the root node, waiting for it to come up; learns the fsid on the first join. */
+  private async join(): Promise<void> {
+    const deadline = Date.now() + JOIN_TIMEOUT_MS;
+    for (;;) {
+      try {
+        await this.register(JOIN_CALL_DEADLINE_MS);
+        return;
+      } catch (err) {
+        if (err instanceof StartError) throw err;
+        if (Date.now() > deadline) {
+          throw new StartError(`the root node at ${this.sb.rootAddress} did not answer within ${JOIN_TIMEOUT_MS / 1000} s`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, JOIN_RETRY_MS));
+      }
+    }
+  }
+
+  private async register(deadlineMs: number): Promise<void> {
+    const reply = await this.metaClient!.register({
+      nodeId: this.nodeId, nodeUuid: this.sb.nodeUuid, address: this.address, fsid: this.sb.fsid,
+      openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation,
+    }, deadlineMs);
+    if (reply.errno !== 0) throw new StartError(`the root node refused node ${this.nodeId}: ${reply.message}`);
+    if (!this.sb.fsid) {
+      this.sb = { ...this.sb, fsid: reply.fsid };
+      await writeSuperblock(this.options.dir, this.sb);
+      this.metaClient!.setFsid(reply.fsid);
+      log.info(`joined file system ${reply.fsid}`);
+    }
+  }
+
+  /** Unmounts and stops everything; safe to call more than once. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      log.info(`stopping: ${reason}`);
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      await this.fuse?.unmount();
+      await this.server?.stop();
+      this.agents?.close();
+      this.metaClient?.disconnect();
+      await this.meta?.close().catch((err) => log.error(`closing the metadata store: ${(err as Error).message}`));
+      this.objects?.close();
+      const run = readRunFile(this.options.dir);
+      if (run?.pid === process.pid) removeRunFile(this.options.dir);
+      this.resolveStopped();
+    })();
+    return this.stopping;
+  }
+}
+
+/** Refuses a mount point in use; clears one left stale by a killed node process. */
+function checkMountPoint(dir: string, mountPoint: string): void {
+  const run = readRunFile(dir);
+  if (run && run.pid !== process.pid && isAlive(run.pid)) {
+    throw new StartError(`${dir} is already served by process ${run.pid} (mounted at ${run.mountPoint})`);
+  }
+  const mounted = mountAt(mountPoint);
+  if (mounted) {
+    if (mounted.type === 'fuse.kdfs' && isStale(mountPoint)) {
+      log.info(`clearing the stale mount at ${mountPoint}`);
+      detach(mountPoint);
+    } else {
+      throw new StartError(`${mountPoint} is already a mount point (${mounted.source}, ${mounted.type})`);
+    }
+  }
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(mountPoint).isDirectory();
+  } catch (err) {
+    throw new StartError(`mount point ${mountPoint}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
+  }
+  if (!isDirectory) throw new StartError(`mount point ${mountPoint} is not a directory`);
+}
