@@ -39,7 +39,7 @@ fi
 patch_sum=$(cat patches/*.patch | sha256sum | cut -d' ' -f1)
 pstamp=node_modules/.kdfs-patches-sha256
 if [ ! -f "$pstamp" ] || [ "$(cat "$pstamp")" != "$patch_sum" ] || [ ! -f node_modules/fuse-native/build/Release/fuse.node ] \
-   || ! grep -q STAT_WORDS node_modules/fuse-native/index.js; then
+   || [ ! -f node_modules/fuse-native/lowlevel.js ]; then
   say "applying patches and building fuse-native"
   npx --no-install patch-package --error-on-fail >/dev/null
   gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"

@@ -1,20 +1,35 @@
-// The FUSE adapter: the only module that knows the FUSE binding (fuse-native,
-// patched by patches/fuse-native+2.2.6.patch). It turns kernel requests into VFS
-// calls and VFS errors into negative errnos, and owns the mount options.
-import Fuse from 'fuse-native';
+// The FUSE adapter: the only module that knows the FUSE binding (the low-level
+// API that patches/fuse-native+2.2.6.patch adds to fuse-native). It turns kernel
+// requests into VFS calls, VFS results into replies, and VFS errors into errnos.
+// Kernel node ids are kDFS inode numbers (the root is 1 in both).
+import ll from 'fuse-native/lowlevel';
 import { E, FsError } from '../common/errno.js';
 import { ATTR_TIMEOUT_S, ENTRY_TIMEOUT_S, NAME_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
-import { S_IFDIR, S_IFMT, isDir, isReg } from '../common/mode.js';
-import type { Attr, Timespec } from '../rpc/messages.js';
-import type { Caller, Vfs } from '../vfs/vfs.js';
+import { isDir, isReg } from '../common/mode.js';
+import {
+  SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
+  SETATTR_UID, type Attr,
+} from '../rpc/messages.js';
+import type { Caller, Opened, Vfs } from '../vfs/vfs.js';
 
-const STAT_WORDS = 22;
-const STATFS_WORDS = 17;
-const BLOCK_BYTES = 4096;
 /** Largest FUSE write request: big_writes lets the kernel send 128 KiB instead of 4 KiB. */
 const MAX_WRITE_BYTES = 128 * 1024;
+const BLOCK_BYTES = 4096;
 const PREFERRED_IO_BYTES = 1024 * 1024;
+/** Directory entries handed to the binding per readdir request (it packs what fits). */
+const READDIR_BATCH = 256;
+/** Pieces one read reply may have (the binding's limit). */
+const IOV_MAX = 64;
+
+// FUSE_SET_ATTR_* bits of the kernel's setattr, and ours.
+const FUSE_SET_ATTR: [number, number][] = [
+  [1, SETATTR_MODE], [2, SETATTR_UID], [4, SETATTR_GID], [8, SETATTR_SIZE], [16, SETATTR_ATIME], [32, SETATTR_MTIME],
+  [1 << 7, SETATTR_ATIME_NOW], [1 << 8, SETATTR_MTIME_NOW],
+];
+
+const OPEN_DIRECT_IO = 1;
+const OPEN_KEEP_CACHE = 2;
 
 export interface MountOptions {
   /** Shown as the source of the mount in /proc/mounts. */
@@ -23,43 +38,30 @@ export interface MountOptions {
   debug?: boolean;
 }
 
-type Callback = (result: number, ...values: unknown[]) => void;
+// One scratch array for every reply: the binding copies it before returning.
+const attrWords = new Float64Array(15);
 
-function setU64(words: Uint32Array, at: number, value: number): void {
-  const low = value % 4294967296;
-  words[at] = low;
-  words[at + 1] = Math.floor((value - low) / 4294967296);
+function encodeAttr(attr: Attr): Float64Array {
+  attrWords[0] = attr.ino;
+  attrWords[1] = attr.mode;
+  attrWords[2] = attr.nlink;
+  attrWords[3] = attr.uid;
+  attrWords[4] = attr.gid;
+  attrWords[5] = attr.rdev;
+  attrWords[6] = attr.size;
+  attrWords[7] = isDir(attr.mode) ? BLOCK_BYTES : PREFERRED_IO_BYTES;
+  attrWords[8] = isReg(attr.mode) || isDir(attr.mode) ? Math.ceil(attr.size / 512) : 0;
+  attrWords[9] = attr.atime?.sec ?? 0;
+  attrWords[10] = attr.atime?.nsec ?? 0;
+  attrWords[11] = attr.mtime?.sec ?? 0;
+  attrWords[12] = attr.mtime?.nsec ?? 0;
+  attrWords[13] = attr.ctime?.sec ?? 0;
+  attrWords[14] = attr.ctime?.nsec ?? 0;
+  return attrWords;
 }
 
-function setTime(words: Uint32Array, at: number, time: Timespec | null): void {
-  setU64(words, at, time?.sec ?? 0); // negative seconds wrap to the two's complement the binding reads back
-  words[at + 2] = time?.nsec ?? 0;
-}
-
-/** A stat in the binding's layout: mode uid gid size(2) dev nlink ino(2) rdev
- *  blksize blocks(2) atime(3) mtime(3) ctime(3). */
-export function statWords(attr: Attr): Uint32Array {
-  const words = new Uint32Array(STAT_WORDS);
-  words[0] = attr.mode;
-  words[1] = attr.uid;
-  words[2] = attr.gid;
-  setU64(words, 3, attr.size);
-  words[6] = attr.nlink;
-  setU64(words, 7, attr.ino);
-  words[9] = attr.rdev;
-  words[10] = isDir(attr.mode) ? BLOCK_BYTES : PREFERRED_IO_BYTES;
-  setU64(words, 11, isReg(attr.mode) || isDir(attr.mode) ? Math.ceil(attr.size / 512) : 0);
-  setTime(words, 13, attr.atime);
-  setTime(words, 16, attr.mtime);
-  setTime(words, 19, attr.ctime);
-  return words;
-}
-
-function direntWords(ino: number, mode: number): Uint32Array {
-  const words = new Uint32Array(STAT_WORDS);
-  words[0] = mode & S_IFMT;
-  setU64(words, 7, ino);
-  return words;
+function openFlags(opened: Opened): number {
+  return (opened.directIo ? OPEN_DIRECT_IO : 0) | (opened.keepCache ? OPEN_KEEP_CACHE : 0);
 }
 
 /** The errno to hand the kernel for an error of the VFS. */
@@ -72,146 +74,174 @@ function errnoFor(op: string, err: unknown): number {
   return E.EIO;
 }
 
-function caller(): Caller {
-  return { uid: Fuse.context[0], gid: Fuse.context[1] };
+function fail(op: string, slot: number) {
+  return (err: unknown) => ll.replyErr(slot, errnoFor(op, err));
 }
 
-/** Runs a VFS call and answers the kernel: cb(0) on success, cb(-errno) on error. */
-function reply(op: string, cb: Callback, work: Promise<unknown>): void {
-  work.then(() => cb(0), (err) => cb(-errnoFor(op, err)));
+function replyEntry(slot: number, attr: Attr): void {
+  ll.replyEntry(slot, encodeAttr(attr), ENTRY_TIMEOUT_S, ATTR_TIMEOUT_S);
 }
 
-function operations(vfs: Vfs) {
-  return {
-    getattr(path: string, cb: Callback) {
-      vfs.getattr(path).then((attr) => cb(0, statWords(attr)), (err) => cb(-errnoFor('getattr', err)));
-    },
-    fgetattr(_path: string | null, fh: number, cb: Callback) {
-      vfs.fgetattr(fh).then((attr) => cb(0, statWords(attr)), (err) => cb(-errnoFor('fgetattr', err)));
-    },
-    readdir(path: string, cb: Callback) {
-      vfs.readdir(path).then((dir) => {
-        const names = ['.', '..'];
-        const stats = [direntWords(dir.ino, S_IFDIR), direntWords(dir.parent, S_IFDIR)];
-        for (const entry of dir.entries) {
-          names.push(entry.name);
-          stats.push(direntWords(entry.ino, entry.mode));
-        }
-        cb(0, names, stats);
-      }, (err) => cb(-errnoFor('readdir', err)));
-    },
-    readlink(path: string, cb: Callback) {
-      vfs.readlink(path).then((target) => cb(0, target), (err) => cb(-errnoFor('readlink', err)));
-    },
-    mknod(path: string, mode: number, dev: number, cb: Callback) {
-      reply('mknod', cb, vfs.mknod(path, mode, dev, caller()));
-    },
-    mkdir(path: string, mode: number, cb: Callback) {
-      reply('mkdir', cb, vfs.mkdir(path, mode, caller()));
-    },
-    // fuse-native names the arguments (target, path): symlink(2)'s order
-    symlink(target: string, path: string, cb: Callback) {
-      reply('symlink', cb, vfs.symlink(target, path, caller()));
-    },
-    unlink(path: string, cb: Callback) {
-      reply('unlink', cb, vfs.unlink(path));
-    },
-    rmdir(path: string, cb: Callback) {
-      reply('rmdir', cb, vfs.rmdir(path));
-    },
-    rename(from: string, to: string, cb: Callback) {
-      reply('rename', cb, vfs.rename(from, to));
-    },
-    link(from: string, to: string, cb: Callback) {
-      reply('link', cb, vfs.link(from, to));
-    },
-    chmod(path: string, mode: number, cb: Callback) {
-      reply('chmod', cb, vfs.chmod(path, mode));
-    },
-    chown(path: string, uid: number, gid: number, cb: Callback) {
-      reply('chown', cb, vfs.chown(path, uid, gid));
-    },
-    utimens(path: string, atime: Timespec, mtime: Timespec, cb: Callback) {
-      reply('utimens', cb, vfs.utimens(path, atime, mtime));
-    },
-    truncate(path: string, size: number, cb: Callback) {
-      reply('truncate', cb, vfs.truncate(path, size));
-    },
-    ftruncate(_path: string | null, fh: number, size: number, cb: Callback) {
-      reply('ftruncate', cb, vfs.ftruncate(fh, size));
-    },
-    create(path: string, mode: number, flags: number, cb: Callback) {
-      const who = caller();
-      vfs.create(path, mode, flags, who).then((o) => cb(0, o.fh, o.directIo ? 1 : 0), (err) => cb(-errnoFor('create', err)));
-    },
-    open(path: string, flags: number, cb: Callback) {
-      vfs.open(path, flags).then((o) => cb(0, o.fh, o.directIo ? 1 : 0), (err) => cb(-errnoFor('open', err)));
-    },
-    read(_path: string | null, fh: number, buffer: Buffer, length: number, offset: number, cb: Callback) {
-      vfs.read(fh, buffer, length, offset).then((n) => cb(n), (err) => cb(-errnoFor('read', err)));
-    },
-    write(_path: string | null, fh: number, buffer: Buffer, length: number, offset: number, cb: Callback) {
-      vfs.write(fh, buffer, length, offset).then((n) => cb(n), (err) => cb(-errnoFor('write', err)));
-    },
-    flush(_path: string | null, fh: number, cb: Callback) {
-      reply('flush', cb, vfs.flush(fh));
-    },
-    fsync(_path: string | null, _datasync: number, fh: number, cb: Callback) {
-      reply('fsync', cb, vfs.fsync(fh));
-    },
-    release(_path: string | null, fh: number, cb: Callback) {
-      reply('release', cb, vfs.release(fh));
-    },
-    statfs(_path: string, cb: Callback) {
-      vfs.statfs().then((s) => {
-        const words = new Uint32Array(STATFS_WORDS);
-        words[0] = BLOCK_BYTES;
-        words[1] = BLOCK_BYTES;
-        setU64(words, 2, Math.floor(s.totalBytes / BLOCK_BYTES));
-        setU64(words, 4, Math.floor(s.freeBytes / BLOCK_BYTES));
-        setU64(words, 6, Math.floor(s.freeBytes / BLOCK_BYTES));
-        setU64(words, 8, s.files);
-        setU64(words, 10, s.filesFree);
-        setU64(words, 12, s.filesFree);
-        words[16] = NAME_MAX_BYTES;
-        cb(0, words);
-      }, (err) => cb(-errnoFor('statfs', err)));
-    },
-    getxattr(path: string, name: string, _position: number, cb: Callback) {
-      vfs.getxattr(path, name).then((value) => cb(0, value), (err) => cb(-errnoFor('getxattr', err)));
-    },
-    setxattr(path: string, name: string, value: Buffer, _position: number, flags: number, cb: Callback) {
-      reply('setxattr', cb, vfs.setxattr(path, name, Buffer.from(value), flags));
-    },
-    listxattr(path: string, cb: Callback) {
-      vfs.listxattr(path).then((names) => cb(0, names), (err) => cb(-errnoFor('listxattr', err)));
-    },
-    removexattr(path: string, name: string, cb: Callback) {
-      reply('removexattr', cb, vfs.removexattr(path, name));
-    },
+function replyAttr(slot: number, attr: Attr): void {
+  ll.replyAttr(slot, encodeAttr(attr), ATTR_TIMEOUT_S);
+}
+
+function replyOk(slot: number): void {
+  ll.replyErr(slot, 0);
+}
+
+/** An xattr value or list: its size when asked with size 0, ERANGE when it does not fit. */
+function replyXattrData(slot: number, data: Buffer, size: number): void {
+  if (size === 0) ll.replyXattr(slot, data.length);
+  else if (data.length > size) ll.replyErr(slot, E.ERANGE);
+  else ll.replyBuf(slot, data);
+}
+
+/** The handler of every kernel request; numbers are read from ll.args before anything else runs. */
+function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
+  const A = ll.args;
+  const OP = Object.fromEntries(ll.OPS.map((name, i) => [name, i])) as Record<string, number>;
+  return (op: number, slot: number, s1: string | null, s2: string | null, data: Buffer | null): void => {
+    const ino = A[4];
+    const caller: Caller = { uid: A[0], gid: A[1] };
+    switch (op) {
+      case OP.lookup:
+        vfs.lookup(ino, s1!).then((attr) => replyEntry(slot, attr), fail('lookup', slot));
+        return;
+      case OP.getattr:
+        vfs.getattr(ino).then((attr) => replyAttr(slot, attr), fail('getattr', slot));
+        return;
+      case OP.setattr: {
+        let valid = 0;
+        for (const [fuse, ours] of FUSE_SET_ATTR) if (A[5] & fuse) valid |= ours;
+        const changes = {
+          valid, mode: A[6], uid: A[7], gid: A[8], size: A[9],
+          atime: { sec: A[10], nsec: A[11] }, mtime: { sec: A[12], nsec: A[13] },
+        };
+        const fh = A[14] >= 0 ? A[14] : null;
+        vfs.setattr(ino, changes, fh).then((attr) => replyAttr(slot, attr), fail('setattr', slot));
+        return;
+      }
+      case OP.readlink:
+        vfs.readlink(ino).then((target) => ll.replyReadlink(slot, target), fail('readlink', slot));
+        return;
+      case OP.mknod:
+        vfs.mknod(ino, s1!, A[5], A[6], caller).then((attr) => replyEntry(slot, attr), fail('mknod', slot));
+        return;
+      case OP.mkdir:
+        vfs.mkdir(ino, s1!, A[5], caller).then((attr) => replyEntry(slot, attr), fail('mkdir', slot));
+        return;
+      case OP.unlink:
+        vfs.unlink(ino, s1!).then(() => replyOk(slot), fail('unlink', slot));
+        return;
+      case OP.rmdir:
+        vfs.rmdir(ino, s1!).then(() => replyOk(slot), fail('rmdir', slot));
+        return;
+      case OP.symlink:
+        vfs.symlink(ino, s2!, s1!, caller).then((attr) => replyEntry(slot, attr), fail('symlink', slot));
+        return;
+      case OP.rename:
+        vfs.rename(ino, s1!, A[5], s2!).then(() => replyOk(slot), fail('rename', slot));
+        return;
+      case OP.link:
+        vfs.link(ino, A[5], s1!).then((attr) => replyEntry(slot, attr), fail('link', slot));
+        return;
+      case OP.open:
+        vfs.open(ino, A[5]).then((opened) => ll.replyOpen(slot, opened.fh, openFlags(opened)), fail('open', slot));
+        return;
+      case OP.create:
+        vfs.create(ino, s1!, A[5], A[6], caller).then(
+          ({ attr, opened }) => ll.replyCreate(slot, encodeAttr(attr), ENTRY_TIMEOUT_S, ATTR_TIMEOUT_S, opened.fh, openFlags(opened)),
+          fail('create', slot),
+        );
+        return;
+      case OP.read:
+        vfs.read(A[5], A[6], A[7]).then(
+          (pieces) => ll.replyIov(slot, pieces.length <= IOV_MAX ? pieces : [Buffer.concat(pieces)]),
+          fail('read', slot),
+        );
+        return;
+      case OP.write:
+        vfs.write(A[5], data!, A[7]).then((n) => ll.replyWrite(slot, n), fail('write', slot));
+        return;
+      case OP.flush:
+        vfs.flush(A[5]).then(() => replyOk(slot), fail('flush', slot));
+        return;
+      case OP.release:
+        vfs.release(A[5]).then(() => replyOk(slot), fail('release', slot));
+        return;
+      case OP.fsync:
+        vfs.fsync(A[5]).then(() => replyOk(slot), fail('fsync', slot));
+        return;
+      case OP.opendir:
+        vfs.opendir(ino).then((fh) => ll.replyOpen(slot, fh, 0), fail('opendir', slot));
+        return;
+      case OP.readdir: {
+        const size = A[6];
+        const offset = A[7];
+        vfs.readdir(A[5], offset, READDIR_BATCH).then((entries) => {
+          ll.replyDir(slot, size, offset, entries.map((e) => e.name), Float64Array.from(entries, (e) => e.ino), Uint32Array.from(entries, (e) => e.mode));
+        }, fail('readdir', slot));
+        return;
+      }
+      case OP.releasedir:
+        vfs.releasedir(A[5]);
+        replyOk(slot);
+        return;
+      case OP.fsyncdir:
+        vfs.fsyncdir().then(() => replyOk(slot), fail('fsyncdir', slot));
+        return;
+      case OP.statfs:
+        vfs.statfs().then((s) => {
+          const blocks = Math.floor(s.totalBytes / BLOCK_BYTES);
+          const free = Math.floor(s.freeBytes / BLOCK_BYTES);
+          ll.replyStatfs(slot, Float64Array.of(BLOCK_BYTES, BLOCK_BYTES, blocks, free, free, s.files, s.filesFree, s.filesFree, 0, 0, NAME_MAX_BYTES));
+        }, fail('statfs', slot));
+        return;
+      case OP.setxattr:
+        vfs.setxattr(ino, s1!, data!, A[5]).then(() => replyOk(slot), fail('setxattr', slot));
+        return;
+      case OP.getxattr: {
+        const size = A[5];
+        vfs.getxattr(ino, s1!).then((value) => replyXattrData(slot, value, size), fail('getxattr', slot));
+        return;
+      }
+      case OP.listxattr: {
+        const size = A[5];
+        vfs.listxattr(ino).then((names) => replyXattrData(slot, Buffer.from(names.map((n) => n + '\0').join('')), size), fail('listxattr', slot));
+        return;
+      }
+      case OP.removexattr:
+        vfs.removexattr(ino, s1!).then(() => replyOk(slot), fail('removexattr', slot));
+        return;
+      case OP.fallocate:
+        // glibc's posix_fallocate writes the range itself when the file system cannot
+        ll.replyErr(slot, E.EOPNOTSUPP);
+        return;
+      case OP.init:
+        events.init();
+        return;
+      case OP.exit:
+        events.exit();
+        return;
+      default:
+        ll.replyErr(slot, E.ENOSYS);
+    }
   };
 }
 
-/** libfuse options: ours, since fuse-native's list cannot express them all. */
+/** libfuse options: mount options and session options, in one -o list. */
 function fuseOptions(options: MountOptions): string {
   if (/[,\\\s]/.test(options.fsname)) throw new Error(`a kDFS directory path may not contain commas, backslashes or spaces: ${options.fsname}`);
   const list = [
     `fsname=${options.fsname}`,
     'subtype=kdfs',
-    // st_ino is ours (64-bit, the same on every node), not libfuse's
-    'use_ino',
-    // unlink of an open file really unlinks it (no .fuse_hidden files): the
-    // metadata service keeps the inode until its last close
-    'hard_remove',
-    'big_writes',
-    `max_write=${MAX_WRITE_BYTES}`,
     // the kernel checks permissions, as on a local file system
     'default_permissions',
     'allow_other',
-    `entry_timeout=${ENTRY_TIMEOUT_S}`,
-    `attr_timeout=${ATTR_TIMEOUT_S}`,
-    'negative_timeout=0',
     'nonempty',
+    'big_writes',
+    `max_write=${MAX_WRITE_BYTES}`,
   ];
   if (options.readOnly) list.push('ro');
   if (options.debug) list.push('debug');
@@ -219,36 +249,39 @@ function fuseOptions(options: MountOptions): string {
 }
 
 export class FuseMount {
-  private fuse: Fuse | null = null;
+  private mounted = false;
+  private resolveExited!: () => void;
+  /** Resolves when the session has ended. */
+  readonly exited = new Promise<void>((resolve) => (this.resolveExited = resolve));
 
   constructor(readonly mountPoint: string, private readonly vfs: Vfs, private readonly options: MountOptions) {}
 
   /** Mounts; resolves once the kernel has initialised the session. onExit runs when
    *  the session ends, whoever unmounted it. */
   mount(onExit: () => void): Promise<void> {
-    const fuse = new Fuse(this.mountPoint, operations(this.vfs), {
-      timeout: false,
-      onexit: () => {
-        this.fuse = null; // the kernel ended the session: nothing left to unmount
-        onExit();
-      },
-    });
-    const options = fuseOptions(this.options);
-    (fuse as unknown as { _fuseOptions: () => string })._fuseOptions = () => options;
-    this.fuse = fuse;
     return new Promise((resolve, reject) => {
-      fuse.mount((err: Error | null) => (err ? reject(new Error(`cannot mount ${this.mountPoint}: ${err.message}`)) : resolve()));
+      const handler = requestHandler(this.vfs, {
+        init: () => {
+          this.mounted = true;
+          resolve();
+        },
+        exit: () => {
+          this.mounted = false;
+          this.resolveExited();
+          onExit();
+        },
+      });
+      this.vfs.attachKernel({ invalidateAttributes: (ino) => void ll.notifyInvalInode(ino, -1, 0) });
+      try {
+        ll.mount(this.mountPoint, fuseOptions(this.options), handler);
+      } catch (err) {
+        reject(new Error(`cannot mount ${this.mountPoint}: ${(err as Error).message}`));
+      }
     });
   }
 
   /** Lazy unmount: the mount point is detached at once, the session ends when idle. */
-  unmount(): Promise<void> {
-    const fuse = this.fuse;
-    if (!fuse) return Promise.resolve();
-    this.fuse = null;
-    return new Promise((resolve) => fuse.unmount((err: Error | null) => {
-      if (err) log.warn(`unmount ${this.mountPoint}: ${err.message}`);
-      resolve();
-    }));
+  unmount(): void {
+    if (this.mounted) ll.unmount();
   }
 }

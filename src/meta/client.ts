@@ -5,7 +5,7 @@ import { META_DEADLINE_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { RpcChannel } from '../rpc/local.js';
 import type {
-  Attr, CreateRequest, DirEntry, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
+  Attr, CreateRequest, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
 } from '../rpc/messages.js';
 
@@ -56,16 +56,16 @@ export class MetaClient {
     return { attr: reply.attr!, layout: reply.layout };
   }
 
-  async remove(path: string, directory: boolean): Promise<void> {
-    check((await this.rpc.call('Remove', { path, directory })).errno);
+  async remove(entry: Target, directory: boolean): Promise<void> {
+    check((await this.rpc.call('Remove', { entry, directory })).errno);
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  async rename(from: Target, to: Target): Promise<void> {
     check((await this.rpc.call('Rename', { from, to })).errno);
   }
 
-  async link(from: string, to: string): Promise<Attr> {
-    const reply = await this.rpc.call('Link', { from, to });
+  async link(inode: Target, entry: Target): Promise<Attr> {
+    const reply = await this.rpc.call('Link', { inode, entry });
     check(reply.errno);
     return reply.attr!;
   }
@@ -75,18 +75,6 @@ export class MetaClient {
     const reply = await this.rpc.call('ReadDir', { target, after, limit: 0 });
     check(reply.errno);
     return reply;
-  }
-
-  /** All entries of a directory, page by page. */
-  async readDirAll(target: Target): Promise<{ ino: number; parent: number; entries: DirEntry[] }> {
-    const first = await this.readDir(target, '');
-    const entries = [...first.entries];
-    for (let more = first.more; more;) {
-      const page = await this.readDir({ ino: first.ino }, entries[entries.length - 1].name);
-      entries.push(...page.entries);
-      more = page.more;
-    }
-    return { ino: first.ino, parent: first.parent, entries };
   }
 
   async readLink(target: Target): Promise<string> {

@@ -67,7 +67,7 @@ export class Namespace {
       if (Buffer.byteLength(target) > SYMLINK_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
     }
     return this.store.run((tx) => {
-      const { parent, name } = this.resolveParent(tx, request.path);
+      const { parent, name } = this.resolveEntry(tx, request.entry);
       const existing = tx.dirent(parent.attr.ino, name);
       if (existing) {
         // O_CREAT without O_EXCL of an existing regular file opens it
@@ -111,9 +111,9 @@ export class Namespace {
     });
   }
 
-  async remove(path: string, directory: boolean): Promise<void> {
+  async remove(entry: Target, directory: boolean): Promise<void> {
     await this.store.run((tx) => {
-      const { parent, name } = this.resolveParent(tx, path);
+      const { parent, name } = this.resolveEntry(tx, entry);
       const dirent = tx.dirent(parent.attr.ino, name);
       if (!dirent) throw new FsError(E.ENOENT);
       const inode = tx.mustInode(dirent.ino);
@@ -137,11 +137,14 @@ export class Namespace {
     });
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    if (from === to) return;
+  async rename(from: Target, to: Target): Promise<void> {
     await this.store.run((tx) => {
-      const src = this.resolveParent(tx, from);
-      const dst = this.resolveParent(tx, to);
+      const src = this.resolveEntry(tx, from);
+      const dst = this.resolveEntry(tx, to);
+      if (src.parent.attr.ino === dst.parent.attr.ino && src.name === dst.name) {
+        if (!tx.dirent(src.parent.attr.ino, src.name)) throw new FsError(E.ENOENT);
+        return;
+      }
       const moving = tx.dirent(src.parent.attr.ino, src.name);
       if (!moving) throw new FsError(E.ENOENT);
       const inode = tx.mustInode(moving.ino);
@@ -183,13 +186,13 @@ export class Namespace {
     });
   }
 
-  async link(from: string, to: string): Promise<Attr> {
+  async link(inode: Target, entry: Target): Promise<Attr> {
     return this.store.run((tx) => {
-      const source = this.resolve(tx, { path: from });
+      const source = this.resolve(tx, inode);
       if (isDir(source.attr.mode)) throw new FsError(E.EPERM);
       if (source.attr.nlink === 0) throw new FsError(E.ENOENT);
       if (source.attr.nlink >= LINK_MAX) throw new FsError(E.EMLINK);
-      const { parent, name } = this.resolveParent(tx, to);
+      const { parent, name } = this.resolveEntry(tx, entry);
       if (tx.dirent(parent.attr.ino, name)) throw new FsError(E.EEXIST);
       const time = now();
       tx.putDirent(parent.attr.ino, name, { ino: source.attr.ino, mode: source.attr.mode & S_IFMT });
@@ -376,8 +379,17 @@ export class Namespace {
 
   // ------------------------------------------------------------ helpers
 
-  /** The inode a target names (paths are resolved from the root, components must be directories). */
+  /** The inode a target designates: an inode, or the entry `name` of a directory. */
   private resolve(tx: Tx, target: Target): Inode {
+    if (!target.name) return this.resolveInode(tx, target);
+    const { parent, name } = this.resolveEntry(tx, target);
+    const dirent = tx.dirent(parent.attr.ino, name);
+    if (!dirent) throw new FsError(E.ENOENT);
+    return tx.mustInode(dirent.ino);
+  }
+
+  /** An inode by number, or by path from the root (every component a directory). */
+  private resolveInode(tx: Tx, target: Target): Inode {
     if (target.ino) return tx.mustInode(target.ino);
     let inode = tx.mustInode(ROOT_INO);
     for (const name of components(target.path ?? '')) {
@@ -389,18 +401,20 @@ export class Namespace {
     return inode;
   }
 
-  /** The directory holding the last component of path, and that component. */
-  private resolveParent(tx: Tx, path: string): { parent: Inode; name: string } {
-    const names = components(path);
-    const name = names.pop();
-    if (name === undefined) throw new FsError(E.EBUSY, 'the root has no parent');
-    let parent = tx.mustInode(ROOT_INO);
-    for (const component of names) {
-      if (!isDir(parent.attr.mode)) throw new FsError(E.ENOTDIR);
-      const dirent = tx.dirent(parent.attr.ino, component);
-      if (!dirent) throw new FsError(E.ENOENT);
-      parent = tx.mustInode(dirent.ino);
+  /** The directory and name of an entry: `name` in the directory designated, or
+   *  (without a name) the last component of the path. */
+  private resolveEntry(tx: Tx, target: Target): { parent: Inode; name: string } {
+    let name = target.name ?? '';
+    let dir: Target = target;
+    if (!name) {
+      const names = components(target.path ?? '');
+      if (target.ino || names.length === 0) throw new FsError(E.EINVAL, 'not an entry');
+      name = names.pop()!;
+      dir = { path: names.join('/') };
+    } else {
+      checkName(name);
     }
+    const parent = this.resolveInode(tx, dir);
     if (!isDir(parent.attr.mode)) throw new FsError(E.ENOTDIR);
     return { parent, name };
   }
@@ -431,15 +445,18 @@ export class Namespace {
   }
 }
 
-/** Path components, checked for length. */
+/** Path components, checked. */
 export function components(path: string): string[] {
   if (Buffer.byteLength(path) > PATH_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
   const names = path.split('/').filter((n) => n.length > 0);
-  for (const name of names) {
-    if (Buffer.byteLength(name) > NAME_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
-    if (name === '.' || name === '..') throw new FsError(E.EINVAL, 'dot components are resolved by the kernel');
-  }
+  for (const name of names) checkName(name);
   return names;
+}
+
+/** A name a directory may hold. */
+function checkName(name: string): void {
+  if (Buffer.byteLength(name) > NAME_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
+  if (name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new FsError(E.EINVAL, `bad name ${JSON.stringify(name)}`);
 }
 
 /** A layout for a new file: the policy's unit and count, over the member nodes,

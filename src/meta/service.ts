@@ -73,18 +73,19 @@ export class MetaService {
       Getattr: async (request) => ({ errno: 0, attr: await ns.getattr(target(request)) }),
       Setattr: async (request) => ({ errno: 0, attr: await ns.setattr({ ...request, target: target(request.target) }) }),
       async Create(request) {
+        target(request.entry);
         const { inode } = await ns.create(request, cluster.nodeIds(), policy());
         return { errno: 0, attr: inode.attr, layout: inode.layout };
       },
       async Remove(request) {
-        await ns.remove(request.path, request.directory);
+        await ns.remove(target(request.entry), request.directory);
         return OK;
       },
       async Rename(request) {
-        await ns.rename(request.from, request.to);
+        await ns.rename(target(request.from), target(request.to));
         return OK;
       },
-      Link: async (request) => ({ errno: 0, attr: await ns.link(request.from, request.to) }),
+      Link: async (request) => ({ errno: 0, attr: await ns.link(target(request.inode), target(request.entry)) }),
       async ReadDir(request) {
         const limit = Math.min(request.limit || READDIR_PAGE_ENTRIES, READDIR_PAGE_ENTRIES);
         return { errno: 0, ...(await ns.readDir(target(request.target), request.after, limit)) };

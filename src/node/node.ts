@@ -31,6 +31,7 @@ export interface NodeOptions {
 const HEARTBEAT_MS = 5000;
 const JOIN_RETRY_MS = 200;
 const JOIN_CALL_DEADLINE_MS = 2000;
+const UNMOUNT_WAIT_MS = 3000;
 
 /** A refusal to start, with the one-line reason for the user. */
 export class StartError extends Error {}
@@ -151,7 +152,11 @@ export class KdfsNode {
     this.stopping ??= (async () => {
       log.info(`stopping: ${reason}`);
       if (this.heartbeat) clearInterval(this.heartbeat);
-      await this.fuse?.unmount();
+      if (this.fuse) {
+        this.fuse.unmount();
+        // a lazy unmount ends the session once nothing uses the mount any more
+        await Promise.race([this.fuse.exited, new Promise((resolve) => setTimeout(resolve, UNMOUNT_WAIT_MS))]);
+      }
       await this.server?.stop();
       this.agents?.close();
       this.metaClient?.disconnect();

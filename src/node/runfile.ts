@@ -21,11 +21,18 @@ export function removeRunFile(dir: string): void {
   rmSync(nodePaths(dir).run, { force: true });
 }
 
+/** True while the process runs. A zombie has exited: it only waits to be reaped
+ *  (by an init that may take seconds to do it). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }

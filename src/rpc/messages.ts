@@ -53,7 +53,7 @@ export interface Inode {
 
 export interface Empty {}
 export interface ErrnoReply { errno: number }
-export interface Target { ino?: number; path?: string }
+export interface Target { ino?: number; path?: string; name?: string }
 export interface AttrReply { errno: number; attr: Attr | null }
 export interface EntryReply { errno: number; attr: Attr | null; layout: Layout | null }
 
@@ -84,7 +84,7 @@ export interface SetattrRequest {
 }
 
 export interface CreateRequest {
-  path: string;
+  entry: Target;
   mode: number;
   uid: number;
   gid: number;
@@ -94,9 +94,9 @@ export interface CreateRequest {
   openNode?: number;
 }
 
-export interface RemoveRequest { path: string; directory: boolean }
-export interface RenameRequest { from: string; to: string }
-export interface LinkRequest { from: string; to: string }
+export interface RemoveRequest { entry: Target; directory: boolean }
+export interface RenameRequest { from: Target; to: Target }
+export interface LinkRequest { inode: Target; entry: Target }
 export interface ReadDirRequest { target: Target; after: string; limit: number }
 export interface DirEntry { name: string; ino: number; mode: number }
 export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean }

@@ -1,7 +1,7 @@
 // A gRPC server for the Meta and Agent services of one node process. Every call
 // but the exempt ones (Meta.Register) must carry this file system's fsid.
 import * as grpc from '@grpc/grpc-js';
-import { FsError, errnoName } from '../common/errno.js';
+import { FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { serviceDefinition } from './proto.js';
@@ -10,6 +10,9 @@ import type { Handlers, Methods } from './messages.js';
 export const FSID_HEADER = 'kdfs-fsid';
 
 export class RpcServer {
+  /** Calls being handled, and who waits for there to be none. */
+  private inFlight = 0;
+  private idle: (() => void) | null = null;
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': RPC_MESSAGE_MAX_BYTES,
     'grpc.max_send_message_length': RPC_MESSAGE_MAX_BYTES,
@@ -34,6 +37,7 @@ export class RpcServer {
             return;
           }
         }
+        this.inFlight++;
         handler.call(handlers, call.request).then(
           (reply) => callback(null, reply),
           (err: unknown) => {
@@ -44,7 +48,9 @@ export class RpcServer {
             log.error(`${name}.${method}: ${(err as Error)?.stack ?? String(err)}`);
             callback({ code: grpc.status.INTERNAL, details: String((err as Error)?.message ?? err) });
           },
-        );
+        ).finally(() => {
+          if (--this.inFlight === 0) this.idle?.();
+        });
       };
     }
     this.server.addService(definition, implementation);
@@ -60,21 +66,18 @@ export class RpcServer {
     });
   }
 
-  /** Finishes calls in progress for up to graceMs, then cuts the rest off. */
-  stop(graceMs = 2000): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
+  /** Lets calls in progress finish for up to graceMs, then closes every connection.
+   *  (Waiting for peers to close their connections would take as long as they live.) */
+  async stop(graceMs = 2000): Promise<void> {
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
-    });
+    }
+    this.server.forceShutdown();
   }
-}
-
-export function describeErrno(errno: number): string {
-  return errnoName(errno);
 }

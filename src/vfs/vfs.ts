@@ -1,376 +1,233 @@
-// The VFS of a node: the file system as the FUSE adapter calls it, by path and
-// by open file handle. It keeps the state of the files this node has open (their
-// layout, the size this node's writes reached, which objects need an fsync),
-// stripes reads and writes over the agents, and talks to the metadata service
-// for everything else. Errors are FsError(errno).
+// The VFS of a node: the file system as the FUSE adapter calls it, by inode
+// number and open handle. Namespace operations go to the metadata service; file
+// data goes straight to the agents (OpenFiles). Errors are FsError(errno).
 //
-// Consistency (see README): attributes and entries are cached by the kernel for
-// ATTR_TIMEOUT_S / ENTRY_TIMEOUT_S. Writes reach the agents before write()
-// returns; the size and mtime they make reach the metadata service at close
-// (flush) or fsync, so another node opening the file after the close sees all of
-// it (close-to-open).
+// Consistency, as documented in the README:
+// - The kernel caches attributes and directory entries for ATTR_TIMEOUT_S and
+//   ENTRY_TIMEOUT_S: what another node changes shows within that time.
+// - Close-to-open: writes reach the agents before write() returns; their size
+//   and mtime reach the metadata service at close (flush) or fsync. Opening a
+//   file asks the metadata service for fresh attributes: if another node changed
+//   the file, the kernel drops its cached attributes and pages (KernelView).
+// - An inode that is gone is ESTALE, so that the kernel looks its name up again.
 import { constants } from 'node:fs';
-import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
-import { ATTR_TIMEOUT_S, FILE_MAX_BYTES } from '../common/limits.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isReg } from '../common/mode.js';
-import { mapRange, objectLength } from '../layout/stripe.js';
+import { FILE_MAX_BYTES } from '../common/limits.js';
+import { S_IFDIR, S_IFLNK, S_IFREG, isDir, isReg } from '../common/mode.js';
 import type { MetaClient } from '../meta/client.js';
 import {
-  SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
-  SETATTR_UID,
-  type Attr, type DirEntry, type Layout, type ObjectKey, type StatfsReply, type Timespec,
+  SETATTR_SIZE,
+  type Attr, type DirEntry, type SetattrRequest, type StatfsReply,
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
+import { DirHandles } from './dirs.js';
+import { OpenFiles } from './files.js';
+import { KernelView } from './kernelView.js';
 
 export interface Caller { uid: number; gid: number }
 
 export interface Opened {
   fh: number;
-  /** Bypass the kernel's page cache for this open: the kernel may still believe
-   *  an older size of the file, and would cut reads short at it. */
+  /** The kernel's cached pages of the file are current: keep them. */
+  keepCache: boolean;
+  /** Bypass the page cache: O_APPEND writes when the kernel's size may be stale. */
   directIo: boolean;
 }
 
-/** utimensat's special nanosecond values. */
-export const UTIME_NOW = (1 << 30) - 1;
-export const UTIME_OMIT = (1 << 30) - 2;
-const UNCHANGED_ID = 0xffffffff;
-
-/** Most files one node holds open at once. */
-const OPEN_HANDLES_MAX = 65536;
-
-/** A regular file open on this node, shared by all its handles. */
-interface OpenFile {
-  ino: number;
-  layout: Layout;
-  /** The size as this node knows it: the size at open, grown by this node's writes. */
-  size: number;
-  /** Time of the last write not yet committed to the metadata service. */
-  mtime: Timespec | null;
-  /** Writes made / committed, to tell whether a commit is needed. */
-  written: number;
-  committed: number;
-  /** Stripe objects written since the last fsync. */
-  unsynced: Set<number>;
-  handles: number;
+/** What the kernel's caches need from the VFS: dropping an inode's attributes. */
+export interface KernelCache {
+  invalidateAttributes(ino: number): void;
 }
 
-interface Handle {
-  file: OpenFile;
-  append: boolean;
+/** Attribute changes of setattr (SETATTR_* bits in valid). */
+export type Changes = Omit<SetattrRequest, 'target'>;
+
+/** ENOENT of an inode addressed by number means it went away: ESTALE makes the
+ *  kernel look its name up again instead of failing. */
+async function byInode<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof FsError && err.errno === E.ENOENT) throw new FsError(E.ESTALE);
+    throw err;
+  }
 }
 
 export class Vfs {
-  private readonly handles = new Map<number, Handle>();
-  private readonly files = new Map<number, OpenFile>();
-  /** The size the kernel was last told for an inode, and when: a newer size at
-   *  open means the kernel's copy is stale until ATTR_TIMEOUT_S has passed. */
-  private readonly kernelSizes = new Map<number, { size: number; atMs: number }>();
-  private nextFh = 1;
+  readonly files: OpenFiles;
+  private readonly dirs: DirHandles;
+  private readonly kernel = new KernelView();
+  private kernelCache: KernelCache | null = null;
 
-  constructor(
-    private readonly meta: MetaClient,
-    private readonly agents: AgentPool,
-    readonly nodeId: number,
-  ) {}
+  constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
+    this.files = new OpenFiles(meta, agents, nodeId);
+    this.dirs = new DirHandles(meta);
+  }
+
+  /** The FUSE adapter's hook for dropping kernel caches (set once mounted). */
+  attachKernel(cache: KernelCache): void {
+    this.kernelCache = cache;
+  }
 
   // ------------------------------------------------------------ attributes
 
-  async getattr(path: string): Promise<Attr> {
-    return this.told(this.withLocalWrites(await this.meta.getattr({ path })));
+  /** Attributes about to be handed to the kernel, with this node's uncommitted writes. */
+  private told(attr: Attr): Attr {
+    const merged = this.files.withLocalWrites(attr);
+    if (isReg(merged.mode)) this.kernel.record(merged);
+    return merged;
   }
 
-  async fgetattr(fh: number): Promise<Attr> {
-    const { file } = this.handle(fh);
-    return this.told(this.withLocalWrites(await this.meta.getattr({ ino: file.ino })));
+  async lookup(parent: number, name: string): Promise<Attr> {
+    return this.told(await this.meta.getattr({ ino: parent, name }));
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    await this.meta.setattr({ target: { path }, valid: SETATTR_MODE, mode });
+  async getattr(ino: number): Promise<Attr> {
+    return this.told(await byInode(this.meta.getattr({ ino })));
   }
 
-  async chown(path: string, uid: number, gid: number): Promise<void> {
-    let valid = 0;
-    if (uid !== UNCHANGED_ID) valid |= SETATTR_UID;
-    if (gid !== UNCHANGED_ID) valid |= SETATTR_GID;
-    if (valid) await this.meta.setattr({ target: { path }, valid, uid, gid });
-  }
-
-  async utimens(path: string, atime: Timespec, mtime: Timespec): Promise<void> {
-    let valid = 0;
-    if (atime.nsec === UTIME_NOW) valid |= SETATTR_ATIME_NOW;
-    else if (atime.nsec !== UTIME_OMIT) valid |= SETATTR_ATIME;
-    if (mtime.nsec === UTIME_NOW) valid |= SETATTR_MTIME_NOW;
-    else if (mtime.nsec !== UTIME_OMIT) valid |= SETATTR_MTIME;
-    if (!valid) return;
-    const attr = await this.meta.setattr({ target: { path }, valid, atime, mtime });
-    // An explicit mtime wins over the one of writes not yet committed.
-    const file = this.files.get(attr.ino);
-    if (file && valid & (SETATTR_MTIME | SETATTR_MTIME_NOW)) file.mtime = null;
-  }
-
-  async truncate(path: string, size: number): Promise<void> {
-    const attr = await this.meta.getattr({ path });
-    if (!isReg(attr.mode)) throw new FsError((attr.mode & S_IFMT) === S_IFDIR ? E.EISDIR : E.EINVAL);
-    const open = this.files.get(attr.ino);
-    const layout = open?.layout ?? (await this.meta.getStripe({ ino: attr.ino })).layout;
-    await this.resize(attr.ino, layout, Math.max(attr.size, open?.size ?? 0), size);
-  }
-
-  async ftruncate(fh: number, size: number): Promise<void> {
-    const { file } = this.handle(fh);
-    const attr = await this.meta.getattr({ ino: file.ino });
-    await this.resize(file.ino, file.layout, Math.max(attr.size, file.size), size);
-  }
-
-  /** Truncation: a shrink cuts the objects first, so a crash never exposes old bytes past the new end. */
-  private async resize(ino: number, layout: Layout | null, currentSize: number, size: number): Promise<void> {
-    if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
-    if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
-    if (size < currentSize && layout) {
-      const { unitBytes, nodes } = layout;
-      await Promise.all(nodes.map(async (nodeId, index) => {
-        const agent = await this.agents.get(nodeId);
-        await agent.truncate(objectKey(ino, index), objectLength(unitBytes, nodes.length, size, index));
-      }));
+  async setattr(ino: number, changes: Changes, fh: number | null): Promise<Attr> {
+    if (changes.valid & SETATTR_SIZE) {
+      const size = changes.size ?? 0;
+      if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
+      if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+      const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
+      const current = await byInode(this.meta.getattr({ ino }));
+      if (!isReg(current.mode)) throw new FsError(isDir(current.mode) ? E.EISDIR : E.EINVAL);
+      const layout = open?.layout ?? (await this.meta.getStripe({ ino })).layout;
+      if (layout) await this.files.truncateObjects(ino, layout, Math.max(current.size, open?.size ?? 0), size);
+      const attr = await this.meta.setattr({ target: { ino }, ...changes });
+      if (open) open.size = size;
+      return this.told(attr);
     }
-    const attr = await this.meta.setattr({ target: { ino }, valid: SETATTR_SIZE, size });
-    const file = this.files.get(ino);
-    if (file) file.size = size;
-    this.told(attr);
+    return this.told(await byInode(this.meta.setattr({ target: { ino }, ...changes })));
   }
 
-  // ------------------------------------------------------------ namespace
-
-  async readdir(path: string): Promise<{ ino: number; parent: number; entries: DirEntry[] }> {
-    return this.meta.readDirAll({ path });
-  }
-
-  readlink(path: string): Promise<string> {
-    return this.meta.readLink({ path });
-  }
-
-  async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    await this.meta.create({ path, mode, rdev, uid: caller.uid, gid: caller.gid, exclusive: true });
-  }
-
-  async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.meta.create({ path, mode: S_IFDIR | (mode & 0o7777), uid: caller.uid, gid: caller.gid, exclusive: true });
-  }
-
-  async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    await this.meta.create({ path, mode: S_IFLNK | 0o777, target, uid: caller.uid, gid: caller.gid, exclusive: true });
-  }
-
-  unlink(path: string): Promise<void> {
-    return this.meta.remove(path, false);
-  }
-
-  rmdir(path: string): Promise<void> {
-    return this.meta.remove(path, true);
-  }
-
-  rename(from: string, to: string): Promise<void> {
-    return this.meta.rename(from, to);
-  }
-
-  async link(from: string, to: string): Promise<void> {
-    await this.meta.link(from, to);
+  readlink(ino: number): Promise<string> {
+    return byInode(this.meta.readLink({ ino }));
   }
 
   statfs(): Promise<StatfsReply> {
     return this.meta.statfs();
   }
 
-  getxattr(path: string, name: string): Promise<Buffer> {
-    return this.meta.getXattr({ path }, name);
+  // ------------------------------------------------------------ namespace
+
+  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
+    const entry = await this.meta.create({ entry: { ino: parent, name }, mode, rdev, uid: caller.uid, gid: caller.gid, exclusive: true });
+    return this.told(entry.attr);
   }
 
-  setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
-    return this.meta.setXattr({ path }, name, value, flags);
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
+    const entry = await this.meta.create({ entry: { ino: parent, name }, mode: S_IFDIR | (mode & 0o7777), uid: caller.uid, gid: caller.gid, exclusive: true });
+    return entry.attr;
   }
 
-  listxattr(path: string): Promise<string[]> {
-    return this.meta.listXattr({ path });
+  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Attr> {
+    const entry = await this.meta.create({ entry: { ino: parent, name }, mode: S_IFLNK | 0o777, target, uid: caller.uid, gid: caller.gid, exclusive: true });
+    return entry.attr;
   }
 
-  removexattr(path: string, name: string): Promise<void> {
-    return this.meta.removeXattr({ path }, name);
+  unlink(parent: number, name: string): Promise<void> {
+    return this.meta.remove({ ino: parent, name }, false);
+  }
+
+  rmdir(parent: number, name: string): Promise<void> {
+    return this.meta.remove({ ino: parent, name }, true);
+  }
+
+  rename(parent: number, name: string, newParent: number, newName: string): Promise<void> {
+    return this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName });
+  }
+
+  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    return this.told(await this.meta.link({ ino }, { ino: newParent, name: newName }));
+  }
+
+  getxattr(ino: number, name: string): Promise<Buffer> {
+    return byInode(this.meta.getXattr({ ino }, name));
+  }
+
+  setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
+    return byInode(this.meta.setXattr({ ino }, name, value, flags));
+  }
+
+  listxattr(ino: number): Promise<string[]> {
+    return byInode(this.meta.listXattr({ ino }));
+  }
+
+  removexattr(ino: number, name: string): Promise<void> {
+    return byInode(this.meta.removeXattr({ ino }, name));
   }
 
   // ------------------------------------------------------------ open files
 
-  async create(path: string, mode: number, flags: number, caller: Caller): Promise<Opened> {
-    this.checkHandleLimit();
+  async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; opened: Opened }> {
+    this.files.checkLimit();
     const entry = await this.meta.create({
-      path, mode: S_IFREG | (mode & 0o7777), uid: caller.uid, gid: caller.gid,
+      entry: { ino: parent, name }, mode: S_IFREG | (mode & 0o7777), uid: caller.uid, gid: caller.gid,
       exclusive: (flags & constants.O_EXCL) !== 0, openNode: this.nodeId,
     });
-    return this.opened(entry.attr, entry.layout, flags);
+    const { fh } = this.files.add(entry.attr, entry.layout, flags);
+    return { attr: this.told(entry.attr), opened: { fh, keepCache: false, directIo: false } };
   }
 
-  async open(path: string, flags: number): Promise<Opened> {
-    this.checkHandleLimit();
-    const entry = await this.meta.open({ path }, this.nodeId);
-    return this.opened(entry.attr, entry.layout, flags);
+  async open(ino: number, flags: number): Promise<Opened> {
+    this.files.checkLimit();
+    const entry = await byInode(this.meta.open({ ino }, this.nodeId));
+    if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
+    const { fh, file } = this.files.add(entry.attr, entry.layout, flags);
+    const current = this.files.withLocalWrites({ ...entry.attr, size: Math.max(entry.attr.size, file.size) });
+    if (this.kernel.matches(current)) return { fh, keepCache: true, directIo: false };
+    // Changed since the kernel last heard of it, maybe by another node: its size and pages may be stale.
+    this.kernel.forget(ino);
+    this.kernelCache?.invalidateAttributes(ino);
+    return { fh, keepCache: false, directIo: (flags & constants.O_APPEND) !== 0 };
   }
 
-  async read(fh: number, buffer: Buffer, length: number, offset: number): Promise<number> {
-    const { file } = this.handle(fh);
-    if (offset >= file.size) return 0;
-    const wanted = Math.min(length, file.size - offset);
-    const { unitBytes, nodes } = file.layout;
-    await Promise.all(mapRange(unitBytes, nodes.length, offset, wanted).map(async (run) => {
-      const agent = await this.agents.get(nodes[run.object]);
-      const data = await agent.read(objectKey(file.ino, run.object), run.objectOffset, run.length);
-      for (const piece of run.pieces) {
-        const at = piece.fileOffset - offset;
-        const from = piece.objectOffset - run.objectOffset;
-        const available = Math.max(0, Math.min(piece.length, data.length - from));
-        if (available > 0) data.copy(buffer, at, from, from + available);
-        // beyond the object's end: a hole
-        if (available < piece.length) buffer.fill(0, at + available, at + piece.length);
-      }
-    }));
-    return wanted;
+  read(fh: number, size: number, offset: number): Promise<Buffer[]> {
+    return this.files.read(fh, size, offset);
   }
 
-  async write(fh: number, data: Buffer, length: number, offset: number): Promise<number> {
-    const { file, append } = this.handle(fh);
-    // O_APPEND writes go at the end as this node knows it, which the kernel's
-    // offset may not be when its copy of the size is stale.
-    const at = append ? file.size : offset;
-    if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
-    const { unitBytes, nodes } = file.layout;
-    await Promise.all(mapRange(unitBytes, nodes.length, at, length).map(async (run) => {
-      const agent = await this.agents.get(nodes[run.object]);
-      const pieces = run.pieces.map((p) => data.subarray(p.fileOffset - at, p.fileOffset - at + p.length));
-      await agent.write(objectKey(file.ino, run.object), run.objectOffset, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
-      file.unsynced.add(run.object);
-    }));
-    if (at + length > file.size) file.size = at + length;
-    file.mtime = now();
-    file.written++;
-    const told = this.kernelSizes.get(file.ino);
-    if (told && told.size < file.size) told.size = file.size;
-    return length;
+  async write(fh: number, data: Buffer, offset: number): Promise<number> {
+    const { file, end } = await this.files.write(fh, data, offset);
+    this.kernel.wrote(file.ino, end, file.mtime!);
+    return data.length;
   }
 
   /** close(2) of a descriptor: what this node wrote becomes visible to every node. */
   async flush(fh: number): Promise<void> {
-    await this.commit(this.handle(fh).file, false);
+    await this.files.commit(this.files.handle(fh).file, false);
   }
 
-  async fsync(fh: number): Promise<void> {
-    const { file } = this.handle(fh);
-    const objects = [...file.unsynced];
-    file.unsynced.clear();
-    try {
-      const byNode = new Map<number, ObjectKey[]>();
-      for (const index of objects) {
-        const nodeId = file.layout.nodes[index];
-        if (!byNode.has(nodeId)) byNode.set(nodeId, []);
-        byNode.get(nodeId)!.push(objectKey(file.ino, index));
-      }
-      await Promise.all([...byNode].map(async ([nodeId, keys]) => (await this.agents.get(nodeId)).sync(keys)));
-    } catch (err) {
-      for (const index of objects) file.unsynced.add(index);
-      throw err;
-    }
-    if (!(await this.commit(file, true))) await this.meta.sync();
+  fsync(fh: number): Promise<void> {
+    return this.files.fsync(fh);
   }
 
-  async release(fh: number): Promise<void> {
-    const handle = this.handles.get(fh);
-    if (!handle) return;
-    this.handles.delete(fh);
-    const { file } = handle;
-    try {
-      await this.commit(file, false);
-    } finally {
-      if (--file.handles === 0) {
-        this.files.delete(file.ino);
-        await this.meta.close(file.ino, this.nodeId);
-      }
-    }
+  release(fh: number): Promise<void> {
+    return this.files.release(fh);
   }
 
-  /** Inodes this node holds open, one per handle: re-announced if the root restarts. */
+  // ------------------------------------------------------------ directories
+
+  async opendir(ino: number): Promise<number> {
+    return this.dirs.open(ino);
+  }
+
+  readdir(fh: number, offset: number, max: number): Promise<DirEntry[]> {
+    return this.dirs.read(fh, offset, max);
+  }
+
+  releasedir(fh: number): void {
+    this.dirs.release(fh);
+  }
+
+  /** Directory changes are on disk. */
+  fsyncdir(): Promise<void> {
+    return this.meta.sync();
+  }
+
   openInos(): number[] {
-    return [...this.handles.values()].map((h) => h.file.ino);
+    return this.files.openInos();
   }
-
-  // ------------------------------------------------------------ helpers
-
-  private opened(attr: Attr, layout: Layout | null, flags: number): Opened {
-    if (!isReg(attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
-    if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, 'file without layout');
-    let file = this.files.get(attr.ino);
-    if (!file) {
-      file = { ino: attr.ino, layout, size: attr.size, mtime: null, written: 0, committed: 0, unsynced: new Set(), handles: 0 };
-      this.files.set(attr.ino, file);
-    } else if (attr.size > file.size) {
-      file.size = attr.size;
-    }
-    file.handles++;
-    const fh = this.allocFh();
-    this.handles.set(fh, { file, append: (flags & constants.O_APPEND) !== 0 });
-    const told = this.kernelSizes.get(attr.ino);
-    const directIo = told !== undefined && Date.now() - told.atMs < ATTR_TIMEOUT_S * 1000 + 100 && told.size !== file.size;
-    return { fh, directIo };
-  }
-
-  /** Commits size and mtime of this node's writes; false if there was nothing to commit. */
-  private async commit(file: OpenFile, sync: boolean): Promise<boolean> {
-    const written = file.written;
-    if (written === file.committed) return false;
-    await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
-    if (file.committed < written) file.committed = written;
-    if (file.written === written) file.mtime = null;
-    return true;
-  }
-
-  /** Attributes with what this node wrote and has not committed yet. */
-  private withLocalWrites(attr: Attr): Attr {
-    const file = this.files.get(attr.ino);
-    if (!file || file.written === file.committed) return attr;
-    return { ...attr, size: Math.max(attr.size, file.size), mtime: file.mtime ?? attr.mtime };
-  }
-
-  /** Records the size the kernel is about to be told. */
-  private told(attr: Attr): Attr {
-    if (isReg(attr.mode)) {
-      const atMs = Date.now();
-      this.kernelSizes.delete(attr.ino);
-      this.kernelSizes.set(attr.ino, { size: attr.size, atMs });
-      // oldest first: forget what the kernel has forgotten
-      for (const [ino, told] of this.kernelSizes) {
-        if (atMs - told.atMs < ATTR_TIMEOUT_S * 1000 + 100) break;
-        this.kernelSizes.delete(ino);
-      }
-    }
-    return attr;
-  }
-
-  private handle(fh: number): Handle {
-    const handle = this.handles.get(fh);
-    if (!handle) throw new FsError(E.EBADF);
-    return handle;
-  }
-
-  private checkHandleLimit(): void {
-    if (this.handles.size >= OPEN_HANDLES_MAX) throw new FsError(E.ENFILE);
-  }
-
-  private allocFh(): number {
-    do {
-      this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
-    } while (this.handles.has(this.nextFh));
-    return this.nextFh;
-  }
-}
-
-export function objectKey(ino: number, index: number): ObjectKey {
-  return { ino, index, replica: 0 };
 }

@@ -1,0 +1,194 @@
+// Regular files open on this node: reads and writes striped over the agents,
+// and the size and mtime of this node's writes, committed to the metadata
+// service at close (flush) and fsync.
+import { constants } from 'node:fs';
+import { now } from '../common/clock.js';
+import { E, FsError } from '../common/errno.js';
+import { FILE_MAX_BYTES } from '../common/limits.js';
+import { mapRange, objectLength } from '../layout/stripe.js';
+import type { MetaClient } from '../meta/client.js';
+import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
+import type { AgentPool } from './agents.js';
+
+/** Most files one node holds open at once. */
+const OPEN_HANDLES_MAX = 65536;
+/** Zeros for holes, shared by every read. */
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/** A regular file open on this node, shared by all its handles. */
+export interface OpenFile {
+  ino: number;
+  layout: Layout;
+  /** The size as this node knows it: the size at open, then this node's writes and truncations. */
+  size: number;
+  /** Time of the last write not yet committed to the metadata service. */
+  mtime: Timespec | null;
+  /** Writes made, and made as of the last commit: equal when nothing is to commit. */
+  written: number;
+  committed: number;
+  /** Stripe objects written since the last fsync. */
+  unsynced: Set<number>;
+  handles: number;
+}
+
+interface Handle {
+  file: OpenFile;
+  append: boolean;
+}
+
+export function objectKey(ino: number, index: number): ObjectKey {
+  return { ino, index, replica: 0 };
+}
+
+export class OpenFiles {
+  private readonly handles = new Map<number, Handle>();
+  private readonly files = new Map<number, OpenFile>();
+  private nextFh = 0;
+
+  constructor(private readonly meta: MetaClient, private readonly agents: AgentPool, private readonly nodeId: number) {}
+
+  /** The file if this node has it open. */
+  file(ino: number): OpenFile | undefined {
+    return this.files.get(ino);
+  }
+
+  handle(fh: number): Handle {
+    const handle = this.handles.get(fh);
+    if (!handle) throw new FsError(E.EBADF);
+    return handle;
+  }
+
+  checkLimit(): void {
+    if (this.handles.size >= OPEN_HANDLES_MAX) throw new FsError(E.ENFILE);
+  }
+
+  /** A new handle for a file the metadata service has just opened for this node. */
+  add(attr: Attr, layout: Layout | null, flags: number): { fh: number; file: OpenFile } {
+    if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
+    let file = this.files.get(attr.ino);
+    if (!file) {
+      file = { ino: attr.ino, layout, size: attr.size, mtime: null, written: 0, committed: 0, unsynced: new Set(), handles: 0 };
+      this.files.set(attr.ino, file);
+    } else if (attr.size > file.size) {
+      file.size = attr.size;
+    }
+    file.handles++;
+    do this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
+    while (this.handles.has(this.nextFh));
+    this.handles.set(this.nextFh, { file, append: (flags & constants.O_APPEND) !== 0 });
+    return { fh: this.nextFh, file };
+  }
+
+  /** Up to `size` bytes at `offset`, as pieces to send as they are (no joining copy). */
+  async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
+    const { file } = this.handle(fh);
+    if (offset >= file.size) return [];
+    const wanted = Math.min(size, file.size - offset);
+    const { unitBytes, nodes } = file.layout;
+    const runs = mapRange(unitBytes, nodes.length, offset, wanted);
+    const data = await Promise.all(runs.map(async (run) => {
+      const agent = await this.agents.get(nodes[run.object]);
+      return agent.read(objectKey(file.ino, run.object), run.objectOffset, run.length);
+    }));
+    // Put the pieces in file order; what an object does not hold is a hole.
+    const pieces: { fileOffset: number; buffer: Buffer }[] = [];
+    runs.forEach((run, i) => {
+      for (const piece of run.pieces) {
+        const from = piece.objectOffset - run.objectOffset;
+        const available = Math.max(0, Math.min(piece.length, data[i].length - from));
+        if (available > 0) pieces.push({ fileOffset: piece.fileOffset, buffer: data[i].subarray(from, from + available) });
+        for (let hole = available; hole < piece.length; hole += ZEROS.length) {
+          pieces.push({ fileOffset: piece.fileOffset + hole, buffer: ZEROS.subarray(0, Math.min(ZEROS.length, piece.length - hole)) });
+        }
+      }
+    });
+    return pieces.sort((a, b) => a.fileOffset - b.fileOffset).map((p) => p.buffer);
+  }
+
+  async write(fh: number, data: Buffer, offset: number): Promise<{ file: OpenFile; end: number }> {
+    const { file, append } = this.handle(fh);
+    // O_APPEND writes go at the end as this node knows it, which the kernel's
+    // offset may not be when its copy of the size is stale.
+    const at = append ? file.size : offset;
+    const length = data.length;
+    if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    const { unitBytes, nodes } = file.layout;
+    await Promise.all(mapRange(unitBytes, nodes.length, at, length).map(async (run) => {
+      const agent = await this.agents.get(nodes[run.object]);
+      const pieces = run.pieces.map((p) => data.subarray(p.fileOffset - at, p.fileOffset - at + p.length));
+      await agent.write(objectKey(file.ino, run.object), run.objectOffset, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
+      file.unsynced.add(run.object);
+    }));
+    if (at + length > file.size) file.size = at + length;
+    file.mtime = now();
+    file.written++;
+    return { file, end: at + length };
+  }
+
+  /** Cuts or extends the stripe objects; a shrink cuts the objects before the size
+   *  changes, so that a crash never exposes old bytes past the new end. */
+  async truncateObjects(ino: number, layout: Layout, currentSize: number, size: number): Promise<void> {
+    if (size >= currentSize) return;
+    const { unitBytes, nodes } = layout;
+    await Promise.all(nodes.map(async (nodeId, index) => {
+      const agent = await this.agents.get(nodeId);
+      await agent.truncate(objectKey(ino, index), objectLength(unitBytes, nodes.length, size, index));
+    }));
+  }
+
+  /** Commits size and mtime of this node's writes; false if there was nothing to commit. */
+  async commit(file: OpenFile, sync: boolean): Promise<boolean> {
+    const written = file.written;
+    if (written === file.committed) return false;
+    await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
+    if (file.committed < written) file.committed = written;
+    if (file.written === written) file.mtime = null;
+    return true;
+  }
+
+  async fsync(fh: number): Promise<void> {
+    const { file } = this.handle(fh);
+    const objects = [...file.unsynced];
+    file.unsynced.clear();
+    try {
+      const byNode = new Map<number, ObjectKey[]>();
+      for (const index of objects) {
+        const nodeId = file.layout.nodes[index];
+        if (!byNode.has(nodeId)) byNode.set(nodeId, []);
+        byNode.get(nodeId)!.push(objectKey(file.ino, index));
+      }
+      await Promise.all([...byNode].map(async ([nodeId, keys]) => (await this.agents.get(nodeId)).sync(keys)));
+    } catch (err) {
+      for (const index of objects) file.unsynced.add(index);
+      throw err;
+    }
+    if (!(await this.commit(file, true))) await this.meta.sync();
+  }
+
+  async release(fh: number): Promise<void> {
+    const handle = this.handles.get(fh);
+    if (!handle) return;
+    this.handles.delete(fh);
+    const { file } = handle;
+    try {
+      await this.commit(file, false);
+    } finally {
+      if (--file.handles === 0) {
+        this.files.delete(file.ino);
+        await this.meta.close(file.ino, this.nodeId);
+      }
+    }
+  }
+
+  /** Inodes this node holds open, one per handle: re-announced if the root restarts. */
+  openInos(): number[] {
+    return [...this.handles.values()].map((h) => h.file.ino);
+  }
+
+  /** Attributes with what this node wrote and has not committed yet. */
+  withLocalWrites(attr: Attr): Attr {
+    const file = this.files.get(attr.ino);
+    if (!file || file.written === file.committed) return attr;
+    return { ...attr, size: Math.max(attr.size, file.size), mtime: file.mtime ?? attr.mtime };
+  }
+}

@@ -1,0 +1,190 @@
+// A real kDFS cluster for tests: N node directories under a temporary directory,
+// formatted with cli/mkfs.kdfs and mounted with cli/mount.kdfs (one daemon
+// process per node, real FUSE mounts, gRPC on loopback). stop() unmounts and
+// stops everything it started, and the global teardown sweeps whatever a
+// crashed test worker left (see global-setup.ts).
+import { execFile, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { isAlive as alive } from '../../src/node/runfile.js';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const CLI = {
+  mkfs: path.join(ROOT, 'cli', 'mkfs.kdfs'),
+  mount: path.join(ROOT, 'cli', 'mount.kdfs'),
+  kdfs: path.join(ROOT, 'cli', 'kdfs'),
+};
+/** Every test cluster lives in a directory TEST_DIR_PREFIX<runner pid>-XXXXXX: the
+ *  sweep finds them by it, and leaves alone those of another test run still alive. */
+export const TEST_DIR_PREFIX = path.join(os.tmpdir(), 'kdfs-test-');
+
+const run = promisify(execFile);
+
+export interface CommandResult { code: number; stdout: string; stderr: string }
+
+/** Runs a command to completion; never throws for a non-zero exit. */
+export async function command(file: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandResult> {
+  try {
+    const { stdout, stderr } = await run(file, args, { env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number | string; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function pidOf(nodeDir: string): number | null {
+  try {
+    return (JSON.parse(readFileSync(path.join(nodeDir, 'kdfs.run'), 'utf8')) as { pid: number }).pid;
+  } catch {
+    return null;
+  }
+}
+
+
+/** Waits until a process that is not our child has gone (there is no exit event for it). */
+export async function waitGone(pid: number, timeoutMs = 20_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (alive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
+function mountedAt(mountPoint: string): boolean {
+  return readFileSync('/proc/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === mountPoint);
+}
+
+function detach(mountPoint: string): void {
+  if (mountedAt(mountPoint)) spawnSync('fusermount', ['-u', '-z', mountPoint], { stdio: 'ignore' });
+  if (mountedAt(mountPoint)) spawnSync('umount', ['-l', mountPoint], { stdio: 'ignore' });
+}
+
+/** Stops every node process and mount under a test directory, then removes it. */
+export async function sweep(dir: string): Promise<void> {
+  const nodeDirs = existsSync(dir) ? readdirSync(dir).filter((n) => /^node\d+$/.test(n)).map((n) => path.join(dir, n)) : [];
+  for (const nodeDir of nodeDirs) {
+    const pid = pidOf(nodeDir);
+    if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const mountPoint = line.split(' ')[1];
+    if (mountPoint?.startsWith(dir + '/')) detach(mountPoint);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface ClusterOptions {
+  nodes?: number;
+}
+
+export class Cluster {
+  private constructor(readonly dir: string, readonly size: number, readonly rootPort: number) {}
+
+  /** Formats and mounts a cluster of `nodes` nodes; node 1 is the root. */
+  static async start(options: ClusterOptions = {}): Promise<Cluster> {
+    const size = options.nodes ?? 3;
+    const dir = mkdtempSync(`${TEST_DIR_PREFIX}${process.env.KDFS_TEST_RUN ?? process.pid}-`);
+    // mkdtemp makes it 0700: other users must reach the mounts inside
+    chmodSync(dir, 0o755);
+    const cluster = new Cluster(dir, size, await freePort());
+    try {
+      for (let id = 1; id <= size; id++) await cluster.format(id);
+      await cluster.mount(1);
+      await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.mount(i + 2)));
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  nodeDir(id: number): string {
+    return path.join(this.dir, `node${id}`);
+  }
+
+  mnt(id: number): string {
+    return path.join(this.dir, `mnt${id}`);
+  }
+
+  /** A path in the mount of node `id`. */
+  path(id: number, ...parts: string[]): string {
+    return path.join(this.mnt(id), ...parts);
+  }
+
+  get rootAddress(): string {
+    return `127.0.0.1:${this.rootPort}`;
+  }
+
+  async format(id: number): Promise<void> {
+    mkdirSync(this.nodeDir(id), { recursive: true });
+    mkdirSync(this.mnt(id), { recursive: true });
+    const args = id === 1
+      ? ['--node-id', '1', '--listen', this.rootAddress, this.nodeDir(id), '1']
+      : ['--node-id', String(id), '--listen', '127.0.0.1:0', '--root', this.rootAddress, this.nodeDir(id), '1'];
+    const result = await command(CLI.mkfs, args);
+    if (result.code !== 0) throw new Error(`mkfs.kdfs node ${id}: ${result.stderr}`);
+  }
+
+  /** Mounts node `id` with mount.kdfs (as a daemon); throws with its error. */
+  async mount(id: number, extraArgs: string[] = []): Promise<void> {
+    const result = await command(CLI.mount, [...extraArgs, this.nodeDir(id), this.mnt(id)]);
+    if (result.code !== 0) throw new Error(`mount.kdfs node ${id}: ${result.stderr.trim()}`);
+  }
+
+  pid(id: number): number | null {
+    return pidOf(this.nodeDir(id));
+  }
+
+  /** Unmounts node `id` with umount(8) and waits for its process to exit. */
+  async unmount(id: number): Promise<void> {
+    const pid = this.pid(id);
+    const result = await command('umount', [this.mnt(id)]);
+    if (result.code !== 0) throw new Error(`umount ${this.mnt(id)}: ${result.stderr}`);
+    if (pid && !(await waitGone(pid))) throw new Error(`node ${id} (pid ${pid}) did not exit after umount`);
+  }
+
+  /** kill -9 of node `id`'s process: its mount is left stale (ENOTCONN). */
+  async kill9(id: number): Promise<void> {
+    const pid = this.pid(id);
+    if (!pid) throw new Error(`node ${id} is not running`);
+    process.kill(pid, 'SIGKILL');
+    await waitGone(pid);
+  }
+
+  async stop(): Promise<void> {
+    for (let id = this.size; id >= 1; id--) {
+      const pid = this.pid(id);
+      if (pid && alive(pid)) {
+        process.kill(pid, 'SIGTERM');
+        if (!(await waitGone(pid, 10_000))) process.kill(pid, 'SIGKILL');
+      }
+    }
+    await sweep(this.dir);
+  }
+
+  async kdfs(args: string[]): Promise<CommandResult> {
+    return command(CLI.kdfs, args);
+  }
+}
+
+/** Bytes of stripe objects a node directory holds (allocated blocks, as du counts). */
+export function objectBytes(nodeDir: string): number {
+  const out = spawnSync('du', ['-s', '-B1', path.join(nodeDir, 'objects')], { encoding: 'utf8' }).stdout;
+  return Number(out.split('\t')[0]);
+}
