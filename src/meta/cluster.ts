@@ -58,6 +58,8 @@ export class Cluster {
     if (this.incarnations.get(request.nodeId) !== request.incarnation) {
       this.incarnations.set(request.nodeId, request.incarnation);
       await this.namespace.replaceOpens(request.nodeId, request.openInos);
+      // every member has told what it holds open: no need to wait for the grace period
+      if ([...this.store.nodes.keys()].every((id) => this.incarnations.has(id))) await this.namespace.opensAnnounced();
     }
     return { errno: 0, message: '', fsid: this.fsid };
   }

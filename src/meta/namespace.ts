@@ -27,8 +27,12 @@ const XATTR_REPLACE = 2;
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 
 export class Namespace {
-  /** Open handles: inode -> node id -> count. Pins inodes whose last link is gone. */
-  private readonly opens = new Map<number, Map<number, number>>();
+  /** The nodes that hold each inode open: pins inodes whose last link is gone.
+   *  A set, not a count, so that Open and Close may be repeated safely. */
+  private readonly opens = new Map<number, Set<number>>();
+  /** Until the nodes have re-announced their open files after a restart of the
+   *  service, any unlinked inode may be open somewhere: none is freed. */
+  private opensKnown = false;
 
   constructor(private readonly store: MetaStore) {}
 
@@ -260,23 +264,19 @@ export class Namespace {
     });
   }
 
+  /** The node closed its last handle of the inode. */
   async close(ino: number, nodeId: number): Promise<void> {
-    const perNode = this.opens.get(ino);
-    const count = perNode?.get(nodeId) ?? 0;
-    if (count === 0) return;
-    if (count > 1) perNode!.set(nodeId, count - 1);
-    else perNode!.delete(nodeId);
-    if (perNode!.size === 0) {
-      this.opens.delete(ino);
-      await this.freeIfUnlinked(ino);
-    }
+    const nodes = this.opens.get(ino);
+    if (!nodes?.delete(nodeId) || nodes.size > 0) return;
+    this.opens.delete(ino);
+    await this.freeIfUnlinked(ino);
   }
 
   /** A node (re)started: what it holds open replaces what the service knew of it. */
   async replaceOpens(nodeId: number, inos: number[]): Promise<void> {
     const released: number[] = [];
-    for (const [ino, perNode] of this.opens) {
-      if (perNode.delete(nodeId) && perNode.size === 0) {
+    for (const [ino, nodes] of this.opens) {
+      if (nodes.delete(nodeId) && nodes.size === 0) {
         this.opens.delete(ino);
         released.push(ino);
       }
@@ -285,18 +285,21 @@ export class Namespace {
     for (const ino of released) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
   }
 
-  /** After a restart of the service: free unlinked inodes no node claimed. */
-  async freeUnclaimed(): Promise<void> {
+  /** The nodes have re-announced their open files: free the unlinked inodes none claimed. */
+  async opensAnnounced(): Promise<void> {
+    if (this.opensKnown) return;
+    this.opensKnown = true;
     for (const ino of [...this.store.zeroLinks]) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
   }
 
   private addOpen(ino: number, nodeId: number): void {
-    let perNode = this.opens.get(ino);
-    if (!perNode) this.opens.set(ino, (perNode = new Map()));
-    perNode.set(nodeId, (perNode.get(nodeId) ?? 0) + 1);
+    let nodes = this.opens.get(ino);
+    if (!nodes) this.opens.set(ino, (nodes = new Set()));
+    nodes.add(nodeId);
   }
 
   private async freeIfUnlinked(ino: number): Promise<void> {
+    if (!this.opensKnown) return;
     await this.store.run((tx) => {
       const inode = tx.inode(ino);
       if (!inode || inode.attr.nlink > 0 || this.opens.has(ino)) return;
@@ -434,7 +437,7 @@ export class Namespace {
     inode.attr.nlink--;
     inode.attr.ctime = time;
     if (inode.attr.nlink > 0) return;
-    if (this.opens.has(ino)) tx.setZeroLinks(ino, true);
+    if (this.opens.has(ino) || !this.opensKnown) tx.setZeroLinks(ino, true);
     else this.free(tx, inode);
   }
 

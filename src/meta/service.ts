@@ -9,8 +9,9 @@ import { Namespace } from './namespace.js';
 import { FIRST_INO } from './records.js';
 import { MetaStore } from './store.js';
 
-/** How long unlinked inodes wait after a restart for their nodes to claim them. */
-const UNCLAIMED_GRACE_MS = 15_000;
+/** How long after a start the nodes have to re-announce their open files (they
+ *  re-register every few seconds); unlinked inodes are kept until then. */
+export const OPENS_GRACE_MS = 15_000;
 /** Reported as free inodes: kDFS has no fixed inode table. */
 const FILES_FREE = 2 ** 32;
 
@@ -34,12 +35,10 @@ export class MetaService {
   static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }): Promise<MetaService> {
     const service = new MetaService(await MetaStore.open(metaDir), local);
     service.cluster.startReaper();
-    if (service.store.zeroLinks.size > 0) {
-      service.graceTimer = setTimeout(() => {
-        service.namespace.freeUnclaimed().catch((err) => log.error(`freeing unclaimed inodes: ${(err as Error).message}`));
-      }, UNCLAIMED_GRACE_MS);
-      service.graceTimer.unref();
-    }
+    service.graceTimer = setTimeout(() => {
+      service.namespace.opensAnnounced().catch((err) => log.error(`freeing unclaimed inodes: ${(err as Error).message}`));
+    }, OPENS_GRACE_MS);
+    service.graceTimer.unref();
     return service;
   }
 

@@ -55,6 +55,8 @@ interface Pending {
 const WRITE_GROUP_OPS_MAX = 4096;
 /** Loads a transaction may need before it gives up (a path deeper than this is absurd). */
 const TX_LOADS_MAX = 4096;
+/** After a failed write, how often to try to reopen level. */
+const REOPEN_RETRY_MS = 1000;
 
 export class Tx {
   readonly staged = new Map<string, Staged>();
@@ -152,6 +154,8 @@ export class MetaStore {
   /** Transactions up to this one are on disk: their cache entries may be evicted. */
   private committedSeq = 0;
   private recovering: Promise<void> | null = null;
+  /** Set while level is closed after a failed write: the errno, and when to try to reopen it. */
+  private failed: { errno: number; retryAtMs: number; reopening: Promise<void> | null } | null = null;
   /** The file system record as of the last committed transaction. */
   fs!: FsRecord;
   readonly nodes = new Map<number, NodeRecord>();
@@ -210,6 +214,7 @@ export class MetaStore {
   async run<T>(fn: (tx: Tx) => T, sync = false): Promise<T> {
     for (let loads = 0; ; loads++) {
       if (this.recovering) await this.recovering;
+      if (this.failed) await this.reopen();
       const tx = new Tx(this);
       let result: T;
       try {
@@ -229,7 +234,8 @@ export class MetaStore {
   }
 
   /** Resolves once everything committed before the call is written (and synced if sync). */
-  barrier(sync: boolean): Promise<void> {
+  async barrier(sync: boolean): Promise<void> {
+    if (this.failed) await this.reopen();
     return new Promise((resolve, reject) => this.enqueue({ ops: [], sync, seq: this.seq, resolve, reject }));
   }
 
@@ -327,6 +333,11 @@ export class MetaStore {
         continue;
       }
       if (ops.length === 0) ops.push({ type: 'put', key: syncKey, value: Buffer.alloc(0) });
+      if (this.failed) {
+        // queued before a failure was handled: the disk state they built on is gone
+        for (const p of group) p.reject(new FsError(this.failed.errno, 'metadata write failed'));
+        continue;
+      }
       try {
         await this.db.batch(ops, { sync });
         const done = group[group.length - 1].seq;
@@ -343,24 +354,41 @@ export class MetaStore {
 
   /** A level write failed: drop everything not on disk and start again from the disk. */
   private async recover(err: Error, group: Pending[]): Promise<void> {
-    const errno = /no space/i.test(String(err.message) + String((err as Error & { cause?: unknown }).cause ?? '')) ? E.ENOSPC : E.EIO;
+    const errno = errnoOfLevel(err);
     log.error(`metadata write failed (${errno === E.ENOSPC ? 'ENOSPC' : 'EIO'}): ${err.message}; reloading from disk`);
     const failed = [...group, ...this.queue.splice(0)];
     let done!: () => void;
     this.recovering = new Promise((resolve) => (done = resolve));
-    try {
-      this.cache.clear();
-      // level refuses all writes after a failed one until it is reopened
-      await this.db.close();
-      await this.db.open();
-      await this.loadGlobals();
-    } catch (reopenErr) {
-      log.error(`cannot reopen the root meta-file: ${(reopenErr as Error).message}`);
-    } finally {
-      this.recovering = null;
-      done();
-    }
+    this.cache.clear();
+    // level refuses all writes after a failed one until it is reopened
+    await this.db.close().catch(() => {});
+    this.failed = { errno, retryAtMs: 0, reopening: null };
+    this.recovering = null;
+    done();
     for (const p of failed) p.reject(new FsError(errno, 'metadata write failed'));
+  }
+
+  /** Reopens level after a failure, at most once a second; until then operations fail with its errno. */
+  private reopen(): Promise<void> {
+    const failed = this.failed!;
+    if (failed.reopening) return failed.reopening;
+    if (Date.now() < failed.retryAtMs) return Promise.reject(new FsError(failed.errno, 'the root meta-file is not writable'));
+    failed.retryAtMs = Date.now() + REOPEN_RETRY_MS;
+    failed.reopening = (async () => {
+      try {
+        await this.db.open();
+        await this.loadGlobals();
+        this.failed = null;
+        log.info('the root meta-file is open again');
+      } catch (err) {
+        await this.db.close().catch(() => {});
+        failed.errno = errnoOfLevel(err as Error);
+        throw new FsError(failed.errno, `cannot reopen the root meta-file: ${(err as Error).message}`);
+      } finally {
+        failed.reopening = null;
+      }
+    })();
+    return failed.reopening;
   }
 
   private evict(): void {
@@ -371,6 +399,12 @@ export class MetaStore {
       if (entry.seq <= this.committedSeq) this.cache.delete(name);
     }
   }
+}
+
+/** ENOSPC if level failed for want of space, else EIO. */
+function errnoOfLevel(err: Error): number {
+  const text = `${err.message} ${String((err as Error & { cause?: unknown }).cause ?? '')}`;
+  return /no space/i.test(text) ? E.ENOSPC : E.EIO;
 }
 
 function decodeRecord(key: Buffer, value: Buffer): Inode | Dirent {

@@ -1,6 +1,6 @@
 // Mounts of this machine (/proc/mounts), and clearing stale kDFS mounts.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 
 export interface MountEntry { source: string; mountPoint: string; type: string }
 
@@ -19,13 +19,16 @@ export function mountAt(mountPoint: string): MountEntry | undefined {
   return listMounts().reverse().find((m) => m.mountPoint === mountPoint);
 }
 
-/** True when the mount's FUSE daemon is gone: the kernel answers ENOTCONN. */
+/** True when the mount's FUSE daemon is gone: the kernel answers ENOTCONN
+ *  (ECONNABORTED on recent kernels, for a connection aborted by its death).
+ *  statfs always reaches the daemon; stat may be answered from the kernel's cache. */
 export function isStale(mountPoint: string): boolean {
   try {
-    statSync(mountPoint);
+    statfsSync(mountPoint);
     return false;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOTCONN' || code === 'ECONNABORTED';
   }
 }
 

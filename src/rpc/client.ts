@@ -1,5 +1,8 @@
-// A typed gRPC client of one service at one address. Transport failures (peer
-// down past the deadline, refused fsid) become FsError(EIO) with the reason.
+// A typed gRPC client of one service at one address. A call waits for its peer
+// (a node restarting) up to its deadline: calls not yet sent wait in gRPC
+// (waitForReady), calls cut off by a dropped connection are sent again, so
+// every RPC of kDFS must be safe to repeat. Failures past the deadline, and a
+// refused fsid, become FsError(EIO) with the reason.
 import * as grpc from '@grpc/grpc-js';
 import { E, FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
@@ -7,6 +10,10 @@ import { serviceDefinition } from './proto.js';
 import { FSID_HEADER } from './server.js';
 import type { RpcChannel } from './local.js';
 import type { Methods } from './messages.js';
+
+/** Pauses between attempts of a call cut off by a dropped connection. */
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 1000;
 
 export class RpcClient<M extends Methods> implements RpcChannel<M> {
   private readonly client: grpc.Client;
@@ -36,7 +43,22 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
     this.metadata = metadata;
   }
 
-  call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs = this.deadlineMs): Promise<M[K][1]> {
+  async call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs = this.deadlineMs): Promise<M[K][1]> {
+    const deadline = Date.now() + deadlineMs;
+    for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
+      try {
+        return await this.once(method, request, deadline);
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        if (code !== grpc.status.UNAVAILABLE || Date.now() + backoffMs >= deadline) {
+          throw new FsError(E.EIO, `${this.service}.${method} at ${this.address}: ${(err as grpc.ServiceError).details || (err as Error).message}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      }
+    }
+  }
+
+  private once<K extends keyof M & string>(method: K, request: M[K][0], deadline: number): Promise<M[K][1]> {
     const definition = this.definition[method];
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
@@ -45,11 +67,8 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
         definition.responseDeserialize,
         request,
         this.metadata.clone(),
-        { deadline: Date.now() + deadlineMs },
-        (err, reply) => {
-          if (err) reject(new FsError(E.EIO, `${this.service}.${method} at ${this.address}: ${err.details || err.message}`));
-          else resolve(reply as M[K][1]);
-        },
+        { deadline },
+        (err, reply) => (err ? reject(err) : resolve(reply as M[K][1])),
       );
     });
   }

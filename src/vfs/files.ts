@@ -43,6 +43,9 @@ export function objectKey(ino: number, index: number): ObjectKey {
 export class OpenFiles {
   private readonly handles = new Map<number, Handle>();
   private readonly files = new Map<number, OpenFile>();
+  /** Inodes whose last handle is closing: the metadata service must hear of the
+   *  close before it hears of a new open, or the close would undo the open. */
+  private readonly closing = new Map<number, Promise<void>>();
   private nextFh = 0;
 
   constructor(private readonly meta: MetaClient, private readonly agents: AgentPool, private readonly nodeId: number) {}
@@ -60,6 +63,14 @@ export class OpenFiles {
 
   checkLimit(): void {
     if (this.handles.size >= OPEN_HANDLES_MAX) throw new FsError(E.ENFILE);
+  }
+
+  /** Resolves once a close of the inode in progress has reached the metadata service. */
+  async closed(ino: number): Promise<boolean> {
+    const closing = this.closing.get(ino);
+    if (!closing) return false;
+    await closing.catch(() => {});
+    return true;
   }
 
   /** A new handle for a file the metadata service has just opened for this node. */
@@ -175,14 +186,18 @@ export class OpenFiles {
     } finally {
       if (--file.handles === 0) {
         this.files.delete(file.ino);
-        await this.meta.close(file.ino, this.nodeId);
+        const closing = this.meta.close(file.ino, this.nodeId).finally(() => {
+          if (this.closing.get(file.ino) === closing) this.closing.delete(file.ino);
+        });
+        this.closing.set(file.ino, closing);
+        await closing;
       }
     }
   }
 
-  /** Inodes this node holds open, one per handle: re-announced if the root restarts. */
+  /** Inodes this node holds open: re-announced if the root restarts. */
   openInos(): number[] {
-    return [...this.handles.values()].map((h) => h.file.ino);
+    return [...this.files.keys()];
   }
 
   /** Attributes with what this node wrote and has not committed yet. */

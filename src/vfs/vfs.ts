@@ -168,12 +168,15 @@ export class Vfs {
       entry: { ino: parent, name }, mode: S_IFREG | (mode & 0o7777), uid: caller.uid, gid: caller.gid,
       exclusive: (flags & constants.O_EXCL) !== 0, openNode: this.nodeId,
     });
+    // an existing file whose last close was on its way: announce the open again after it
+    if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry.attr, entry.layout, flags);
     return { attr: this.told(entry.attr), opened: { fh, keepCache: false, directIo: false } };
   }
 
   async open(ino: number, flags: number): Promise<Opened> {
     this.files.checkLimit();
+    await this.files.closed(ino);
     const entry = await byInode(this.meta.open({ ino }, this.nodeId));
     if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
     const { fh, file } = this.files.add(entry.attr, entry.layout, flags);

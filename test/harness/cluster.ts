@@ -82,15 +82,18 @@ export async function sweep(dir: string): Promise<void> {
     const pid = pidOf(nodeDir);
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
   }
-  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const mountPoint = line.split(' ')[1];
-    if (mountPoint?.startsWith(dir + '/')) detach(mountPoint);
-  }
+  // the deepest first: FUSE mounts, then a tmpfs the cluster may live on
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((line) => line.split(' ')[1])
+    .filter((m) => m !== undefined && (m === dir || m.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+  for (const mountPoint of mounts) detach(mountPoint);
   rmSync(dir, { recursive: true, force: true });
 }
 
 export interface ClusterOptions {
   nodes?: number;
+  /** Puts the whole cluster on a tmpfs of this size: a disk that fills up. */
+  diskBytes?: number;
 }
 
 export class Cluster {
@@ -100,10 +103,14 @@ export class Cluster {
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
     const size = options.nodes ?? 3;
     const dir = mkdtempSync(`${TEST_DIR_PREFIX}${process.env.KDFS_TEST_RUN ?? process.pid}-`);
-    // mkdtemp makes it 0700: other users must reach the mounts inside
-    chmodSync(dir, 0o755);
     const cluster = new Cluster(dir, size, await freePort());
     try {
+      if (options.diskBytes) {
+        const mounted = await command('mount', ['-t', 'tmpfs', '-o', `size=${options.diskBytes}`, 'kdfs-test', dir]);
+        if (mounted.code !== 0) throw new Error(`tmpfs: ${mounted.stderr}`);
+      }
+      // mkdtemp makes it 0700: other users must reach the mounts inside
+      chmodSync(dir, 0o755);
       for (let id = 1; id <= size; id++) await cluster.format(id);
       await cluster.mount(1);
       await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.mount(i + 2)));

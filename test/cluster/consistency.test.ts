@@ -1,0 +1,141 @@
+// What one node sees of another's changes: close-to-open for data, the
+// attribute and entry timeouts for metadata.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ATTR_TIMEOUT_S, ENTRY_TIMEOUT_S } from '../../src/common/limits.js';
+import { Cluster, command } from '../harness/cluster.js';
+import { expectErrno } from '../harness/posix.js';
+
+const MiB = 1024 * 1024;
+/** Longer than the kernel caches attributes and entries. */
+const cachesExpire = () => new Promise((resolve) => setTimeout(resolve, Math.max(ATTR_TIMEOUT_S, ENTRY_TIMEOUT_S) * 1000 + 300));
+
+let cluster: Cluster;
+let n = 0;
+const name = (prefix = 'c') => `${prefix}${++n}`;
+
+beforeAll(async () => {
+  cluster = await Cluster.start({ nodes: 3 });
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('close-to-open', () => {
+  it('reads whole on one node what another wrote and closed, even with the old version cached', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(1, file), 'short');
+    // node 2 caches the short version: its attributes and its pages
+    expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('short');
+    expect(fs.statSync(cluster.path(2, file)).size).toBe(5);
+    for (let round = 0; round < 3; round++) {
+      const data = randomBytes(MiB + round * 4097);
+      fs.writeFileSync(cluster.path(1, file), data);
+      // at once, well within the attribute timeout of node 2
+      expect(fs.readFileSync(cluster.path(2, file)).equals(data)).toBe(true);
+      expect(fs.readFileSync(cluster.path(3, file)).equals(data)).toBe(true);
+    }
+  });
+
+  it('sees a shrunk file shrunk, and rewritten bytes rewritten', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(1, file), Buffer.alloc(3 * MiB, 1));
+    expect(fs.readFileSync(cluster.path(2, file)).length).toBe(3 * MiB);
+    fs.writeFileSync(cluster.path(1, file), Buffer.alloc(1000, 2));
+    const back = fs.readFileSync(cluster.path(2, file));
+    expect(back.length).toBe(1000);
+    expect(back.every((b) => b === 2)).toBe(true);
+  });
+
+  it('appends on one node after the appends of another', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(1, file), 'a');
+    expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('a');
+    for (const [id, text] of [[1, 'b'], [2, 'c'], [3, 'd'], [2, 'e'], [1, 'f']] as const) {
+      fs.appendFileSync(cluster.path(id, file), text);
+    }
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file), 'utf8')).toBe('abcdef');
+  });
+
+  it('keeps the page cache of a file nobody changed', () => {
+    const file = name();
+    const data = randomBytes(2 * MiB);
+    fs.writeFileSync(cluster.path(1, file), data);
+    for (let i = 0; i < 3; i++) expect(fs.readFileSync(cluster.path(2, file)).equals(data)).toBe(true);
+  });
+
+  it('shows what a node wrote to other nodes once it closes the file, not before', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(1, file), '');
+    const fd = fs.openSync(cluster.path(1, file), 'r+');
+    fs.writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, 0);
+    // written but not closed: the size is not committed yet
+    expect(fs.readFileSync(cluster.path(2, file)).length).toBe(0);
+    fs.closeSync(fd);
+    const back = fs.readFileSync(cluster.path(2, file));
+    expect(back.length).toBe(4096);
+    expect(back.every((b) => b === 7)).toBe(true);
+  });
+
+  it('lets a node read an open file that another node unlinked, until it closes it', () => {
+    const file = name();
+    const data = randomBytes(3 * MiB);
+    fs.writeFileSync(cluster.path(1, file), data);
+    const fd = fs.openSync(cluster.path(2, file), 'r');
+    fs.unlinkSync(cluster.path(1, file));
+    const back = Buffer.alloc(data.length);
+    expect(fs.readSync(fd, back, 0, back.length, 0)).toBe(data.length);
+    expect(back.equals(data)).toBe(true);
+    fs.closeSync(fd);
+    expectErrno(() => fs.statSync(cluster.path(2, file)), 'ENOENT');
+  });
+
+  it('opens the new file when another node replaced the name (no stale inode)', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(1, file), 'old');
+    expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('old');
+    fs.writeFileSync(cluster.path(1, `${file}.tmp`), 'new');
+    fs.renameSync(cluster.path(1, `${file}.tmp`), cluster.path(1, file));
+    // node 2's kernel still holds the name's old entry: opening it must not reach the old file
+    expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('new');
+    expect(fs.statSync(cluster.path(2, file)).ino).toBe(fs.statSync(cluster.path(1, file)).ino);
+  });
+});
+
+describe('metadata changes', () => {
+  it('are seen from other nodes within the attribute and entry timeouts', async () => {
+    const dir = name('d');
+    fs.mkdirSync(cluster.path(1, dir));
+    fs.writeFileSync(cluster.path(1, dir, 'f'), 'x');
+    fs.writeFileSync(cluster.path(1, dir, 'g'), 'y');
+    // node 2 and 3 learn the current state
+    for (const id of [2, 3]) {
+      expect(fs.readdirSync(cluster.path(id, dir)).sort()).toEqual(['f', 'g']);
+      fs.statSync(cluster.path(id, dir, 'f'));
+      fs.statSync(cluster.path(id, dir, 'g'));
+    }
+    fs.chmodSync(cluster.path(1, dir, 'f'), 0o600);
+    fs.renameSync(cluster.path(3, dir, 'g'), cluster.path(3, dir, 'h'));
+    fs.writeFileSync(cluster.path(2, dir, 'new'), 'z');
+    expect((await command('touch', ['-m', '-d', '2010-01-01 00:00:00.5', cluster.path(1, dir, 'f')])).code).toBe(0);
+    await cachesExpire();
+    for (const id of [1, 2, 3]) {
+      expect(fs.readdirSync(cluster.path(id, dir)).sort()).toEqual(['f', 'h', 'new']);
+      const st = fs.statSync(cluster.path(id, dir, 'f'), { bigint: true });
+      expect(st.mode & 0o777n).toBe(0o600n);
+      expect(st.mtimeNs).toBe(1262304000500000000n);
+      expectErrno(() => fs.statSync(cluster.path(id, dir, 'g')), 'ENOENT');
+    }
+    fs.unlinkSync(cluster.path(2, dir, 'h'));
+    await cachesExpire();
+    for (const id of [1, 3]) expectErrno(() => fs.statSync(cluster.path(id, dir, 'h')), 'ENOENT');
+  });
+
+  it('shows a new name on other nodes at once (no negative caching)', () => {
+    const file = name();
+    expectErrno(() => fs.statSync(cluster.path(2, file)), 'ENOENT');
+    fs.writeFileSync(cluster.path(1, file), 'now');
+    expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('now');
+  });
+});
