@@ -37,7 +37,10 @@ export function objectFileName(key: ObjectKey): string {
 export class ObjectStore implements Agent {
   /** Open descriptors by object file path, least recently used first. */
   private readonly open = new Map<string, OpenFile>();
-  private usedCache: { bytes: number; atMs: number } | null = null;
+  /** Space the objects take, as last measured; measured again in the background
+   *  when older than USED_BYTES_TTL_MS, so that a Stat never waits for a walk. */
+  private used = { bytes: 0, atMs: 0 };
+  private measuring: Promise<void> | null = null;
 
   constructor(readonly objectsDir: string) {}
 
@@ -60,7 +63,6 @@ export class ObjectStore implements Agent {
     } finally {
       this.release(file!);
     }
-    this.usedCache = null;
   }
 
   async read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
@@ -90,7 +92,6 @@ export class ObjectStore implements Agent {
     } finally {
       this.release(file);
     }
-    this.usedCache = null;
   }
 
   async sync(keys: ObjectKey[]): Promise<void> {
@@ -120,16 +121,25 @@ export class ObjectStore implements Agent {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new FsError(errnoOf(err));
       }
     }
-    this.usedCache = null;
   }
 
   async space(): Promise<SpaceStat> {
     const st = await fs.promises.statfs(this.objectsDir);
-    const now = Date.now();
-    if (!this.usedCache || now - this.usedCache.atMs > USED_BYTES_TTL_MS) {
-      this.usedCache = { bytes: await this.measureUsed(), atMs: now };
-    }
-    return { capacityBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, usedBytes: this.usedCache.bytes };
+    if (Date.now() - this.used.atMs > USED_BYTES_TTL_MS) this.measureInBackground();
+    return { capacityBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, usedBytes: this.used.bytes };
+  }
+
+  /** Starts measuring the space the objects take (the first Stat of a node may say 0). */
+  measureInBackground(): Promise<void> {
+    this.measuring ??= this.measureUsed()
+      .then((bytes) => {
+        this.used = { bytes, atMs: Date.now() };
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.measuring = null;
+      });
+    return this.measuring;
   }
 
   close(): void {

@@ -17,8 +17,9 @@ const FILES_FREE = 2 ** 32;
 
 const OK = { errno: 0 };
 
+/** A target names an inode by number, or by a path from the root ("/..."). */
 function target(t: Target | null | undefined): Target {
-  if (!t || (!t.ino && typeof t.path !== 'string')) throw new FsError(E.EINVAL, 'no target');
+  if (!t || (!t.ino && !(typeof t.path === 'string' && t.path.startsWith('/')))) throw new FsError(E.EINVAL, 'no target');
   return t;
 }
 

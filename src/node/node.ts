@@ -91,6 +91,7 @@ export class KdfsNode {
     } catch {
       throw new StartError(`${dir} has no object directories (run mkfs.kdfs)`);
     }
+    void objects.measureInBackground();
     if (this.isRoot) {
       this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects });
       if (this.meta.fsid !== this.sb.fsid) throw new StartError(`${dir}: the root meta-file belongs to another file system`);

@@ -90,6 +90,14 @@ export async function sweep(dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** A fresh directory the sweep cleans up if a test cannot (its nodeN/ processes and mounts too). */
+export function testDir(): string {
+  const dir = mkdtempSync(`${TEST_DIR_PREFIX}${process.env.KDFS_TEST_RUN ?? process.pid}-`);
+  // mkdtemp makes it 0700: other users must reach the mounts inside
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
 export interface ClusterOptions {
   nodes?: number;
   /** Puts the whole cluster on a tmpfs of this size: a disk that fills up. */
@@ -102,15 +110,14 @@ export class Cluster {
   /** Formats and mounts a cluster of `nodes` nodes; node 1 is the root. */
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
     const size = options.nodes ?? 3;
-    const dir = mkdtempSync(`${TEST_DIR_PREFIX}${process.env.KDFS_TEST_RUN ?? process.pid}-`);
+    const dir = testDir();
     const cluster = new Cluster(dir, size, await freePort());
     try {
       if (options.diskBytes) {
         const mounted = await command('mount', ['-t', 'tmpfs', '-o', `size=${options.diskBytes}`, 'kdfs-test', dir]);
         if (mounted.code !== 0) throw new Error(`tmpfs: ${mounted.stderr}`);
       }
-      // mkdtemp makes it 0700: other users must reach the mounts inside
-      chmodSync(dir, 0o755);
+      chmodSync(dir, 0o755); // the tmpfs mounted over it, if any, too
       for (let id = 1; id <= size; id++) await cluster.format(id);
       await cluster.mount(1);
       await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.mount(i + 2)));
