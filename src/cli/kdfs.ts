@@ -29,7 +29,8 @@ const MOUNT_HELPER = path.join(__dirname, '..', '..', '..', 'cli', 'mount.kdfs')
 export const nodeDirOf = (dir: string, id: number) => path.join(dir, `node${id}`);
 export const mountPointOf = (dir: string, id: number) => path.join(dir, id === 1 ? 'mnt' : `mnt${id}`);
 
-function freePort(): Promise<number> {
+/** A TCP port free on the loopback interface right now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.on('error', reject);

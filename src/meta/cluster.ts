@@ -116,6 +116,9 @@ export class Cluster {
           log.debug(`objects of inode ${inode.attr.ino} stay for now: ${(err as Error).message}`);
         }
       }
+    } catch (err) {
+      // the store is failing (full disk?): the next round tries again
+      log.debug(`removing objects of freed inodes: ${(err as Error).message}`);
     } finally {
       this.reaping = false;
     }

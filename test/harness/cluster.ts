@@ -5,10 +5,10 @@
 // crashed test worker left (see global-setup.ts).
 import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../src/cli/kdfs.js';
 import { isAlive as alive } from '../../src/node/runfile.js';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -34,17 +34,6 @@ export async function command(file: string, args: string[], env: NodeJS.ProcessE
     const e = err as { code?: number | string; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
   }
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function pidOf(nodeDir: string): number | null {
