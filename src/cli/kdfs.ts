@@ -10,8 +10,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { nodePaths } from '../format/paths.js';
 import { readSuperblock } from '../format/superblock.js';
-import { detach, isStale, mountAt } from '../node/mounts.js';
-import { isAlive, readRunFile } from '../node/runfile.js';
+import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
+import { isAlive, readRunFile, runningNode } from '../node/runfile.js';
 import { CliError, formatBytes, locate, metaClientFor, parseArgs, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
 
@@ -68,8 +68,8 @@ async function up(argv: string[]): Promise<number> {
   if (!Number.isInteger(count) || count < 1 || count > NODES_MAX) throw new CliError(`--nodes must be 1..${NODES_MAX}`, 2);
   const dir = path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR);
   for (const [id, nodeDir] of nodeDirs(dir)) {
-    const run = readRunFile(nodeDir);
-    if (run && isAlive(run.pid)) throw new CliError(`node ${id} of ${dir} is already up (process ${run.pid}); run "kdfs down --dir ${dir}" first`);
+    const run = runningNode(nodeDir);
+    if (run) throw new CliError(`node ${id} of ${dir} is already up (process ${run.pid}); run "kdfs down --dir ${dir}" first`);
   }
   mkdirSync(dir, { recursive: true });
   const rootDir = nodeDirOf(dir, 1);
@@ -111,8 +111,8 @@ async function down(argv: string[]): Promise<number> {
   const dir = path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR);
   const running: { id: number; pid: number; mountPoint: string }[] = [];
   for (const [id, nodeDir] of nodeDirs(dir)) {
-    const run = readRunFile(nodeDir);
-    if (run && isAlive(run.pid)) running.push({ id, pid: run.pid, mountPoint: run.mountPoint });
+    const run = runningNode(nodeDir);
+    if (run) running.push({ id, pid: run.pid, mountPoint: run.mountPoint });
   }
   // the root last: the others may still talk to it while they stop
   running.sort((a, b) => (a.id === 1 ? 1 : b.id === 1 ? -1 : a.id - b.id));
@@ -124,8 +124,8 @@ async function down(argv: string[]): Promise<number> {
   }
   // mounts left by killed processes
   for (const id of nodeDirs(dir).keys()) {
-    const mountPoint = mountPointOf(dir, id);
-    if (mountAt(mountPoint)?.type === 'fuse.kdfs' && isStale(mountPoint)) detach(mountPoint);
+    const mounted = mountAt(mountPointOf(dir, id));
+    if (mounted && isStaleKdfsMount(mounted)) detach(mounted.mountPoint);
   }
   process.stdout.write(`kdfs: ${running.length} node${running.length === 1 ? '' : 's'} stopped in ${dir}\n`);
   return 0;

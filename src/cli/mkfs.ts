@@ -14,7 +14,7 @@ import { nodePaths } from '../format/paths.js';
 import { FORMAT_VERSION, fsyncDirectory, readSuperblock, writeSuperblock } from '../format/superblock.js';
 import { FIRST_INO, ROOT_INO } from '../meta/records.js';
 import { MetaStore } from '../meta/store.js';
-import { isAlive, readRunFile } from '../node/runfile.js';
+import { runningNode } from '../node/runfile.js';
 import { CliError, parseAddress, parseArgs, parseId, runMain } from './common.js';
 
 const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID';
@@ -49,8 +49,8 @@ export async function format(options: FormatOptions): Promise<string> {
   if (!formatted && readdirSync(dir).length > 0) throw new CliError(`${dir} is not empty and not a kDFS directory: refusing to format it`);
   if (formatted) {
     await readSuperblock(dir).catch(() => undefined); // a damaged superblock is still ours to overwrite
-    const run = readRunFile(dir);
-    if (run && isAlive(run.pid)) throw new CliError(`${dir} is in use by node process ${run.pid} (mounted at ${run.mountPoint})`);
+    const run = runningNode(dir);
+    if (run) throw new CliError(`${dir} is in use by node process ${run.pid} (mounted at ${run.mountPoint})`);
   }
   const listen = options.listen ?? (isRoot ? DEFAULT_ROOT_LISTEN : DEFAULT_LISTEN);
 

@@ -1,6 +1,7 @@
 // Mounts of this machine (/proc/mounts), and clearing stale kDFS mounts.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statfsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { runningNode } from './runfile.js';
 
 export interface MountEntry { source: string; mountPoint: string; type: string }
 
@@ -19,17 +20,11 @@ export function mountAt(mountPoint: string): MountEntry | undefined {
   return listMounts().reverse().find((m) => m.mountPoint === mountPoint);
 }
 
-/** True when the mount's FUSE daemon is gone: the kernel answers ENOTCONN
- *  (ECONNABORTED on recent kernels, for a connection aborted by its death).
- *  statfs always reaches the daemon; stat may be answered from the kernel's cache. */
-export function isStale(mountPoint: string): boolean {
-  try {
-    statfsSync(mountPoint);
-    return false;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOTCONN' || code === 'ECONNABORTED';
-  }
+/** True for a kDFS mount whose node process is gone (its users get ENOTCONN, or
+ *  ECONNABORTED on recent kernels). Decided without touching the mount: a live
+ *  node may take long to answer when its root is down. */
+export function isStaleKdfsMount(mount: MountEntry): boolean {
+  return mount.type === 'fuse.kdfs' && mount.source.startsWith('kdfs:') && runningNode(mount.source.slice('kdfs:'.length)) === null;
 }
 
 /** Detaches a mount at once (lazy unmount), whatever state its daemon is in. */

@@ -18,8 +18,8 @@ import { RpcServer } from '../rpc/server.js';
 import type { Superblock } from '../rpc/messages.js';
 import { AgentPool } from '../vfs/agents.js';
 import { Vfs } from '../vfs/vfs.js';
-import { detach, isStale, mountAt } from './mounts.js';
-import { isAlive, readRunFile, removeRunFile, writeRunFile } from './runfile.js';
+import { detach, isStaleKdfsMount, mountAt } from './mounts.js';
+import { readRunFile, removeRunFile, runningNode, startTicks, writeRunFile } from './runfile.js';
 
 export interface NodeOptions {
   dir: string;
@@ -113,7 +113,7 @@ export class KdfsNode {
     this.vfs = new Vfs(metaClient, this.agents, this.nodeId);
     this.fuse = new FuseMount(mountPoint, this.vfs, { fsname: `kdfs:${dir}`, readOnly: this.options.readOnly, debug: this.options.debug });
     await this.fuse.mount(() => void this.stop('unmounted'));
-    writeRunFile(dir, { pid: process.pid, mountPoint, address: this.address });
+    writeRunFile(dir, { pid: process.pid, startTicks: startTicks(process.pid) ?? 0, mountPoint, address: this.address });
     log.info(`node ${this.nodeId}${this.isRoot ? ' (root)' : ''} serving at ${this.address}, mounted at ${mountPoint}`);
   }
 
@@ -173,13 +173,13 @@ export class KdfsNode {
 
 /** Refuses a mount point in use; clears one left stale by a killed node process. */
 function checkMountPoint(dir: string, mountPoint: string): void {
-  const run = readRunFile(dir);
-  if (run && run.pid !== process.pid && isAlive(run.pid)) {
+  const run = runningNode(dir);
+  if (run && run.pid !== process.pid) {
     throw new StartError(`${dir} is already served by process ${run.pid} (mounted at ${run.mountPoint})`);
   }
   const mounted = mountAt(mountPoint);
   if (mounted) {
-    if (mounted.type === 'fuse.kdfs' && isStale(mountPoint)) {
+    if (isStaleKdfsMount(mounted)) {
       log.info(`clearing the stale mount at ${mountPoint}`);
       detach(mountPoint);
     } else {

@@ -2,7 +2,31 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { nodePaths } from '../format/paths.js';
 
-export interface RunInfo { pid: number; mountPoint: string; address: string }
+export interface RunInfo {
+  pid: number;
+  /** When the process started (clock ticks since boot): with the pid, its identity. */
+  startTicks: number;
+  mountPoint: string;
+  address: string;
+}
+
+/** Field 22 of /proc/PID/stat, or null if there is no such process. */
+export function startTicks(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch {
+    return null;
+  }
+}
+
+/** The run file of dir if the process it names is alive and is the one that
+ *  wrote it (after a crash, its pid may belong to another process by now). */
+export function runningNode(dir: string): RunInfo | null {
+  const info = readRunFile(dir);
+  if (!info || !isAlive(info.pid) || startTicks(info.pid) !== info.startTicks) return null;
+  return info;
+}
 
 export function readRunFile(dir: string): RunInfo | null {
   try {

@@ -105,6 +105,34 @@ describe('mount.kdfs', () => {
   });
 });
 
+describe('a run file left by a killed node', () => {
+  it('is ignored when its pid now belongs to another process, which nothing signals', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 2 }));
+    await c.kill9(2);
+    // another process now has a pid the run file names
+    const bystander = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const runFile = path.join(c.nodeDir(2), 'kdfs.run');
+    const info = JSON.parse(fs.readFileSync(runFile, 'utf8')) as { pid: number };
+    fs.writeFileSync(runFile, JSON.stringify({ ...info, pid: bystander.pid }));
+    try {
+      // kdfs down stops node 1, clears node 2's stale mount, and signals nobody else
+      const down = await command(CLI.kdfs, ['down', '--dir', c.dir]);
+      expect(down.code).toBe(0);
+      expect(down.stdout).toMatch(/1 node stopped/);
+      expect(mounted(c.mnt(2))).toBe(false);
+      expect(bystander.exitCode).toBeNull();
+      expect(bystander.signalCode).toBeNull();
+      // and the directory is not taken to be in use
+      await c.mount(1);
+      fs.writeFileSync(runFile, JSON.stringify({ ...info, pid: bystander.pid }));
+      await c.mount(2);
+      expect(fs.existsSync(c.path(2, '.'))).toBe(true);
+    } finally {
+      bystander.kill();
+    }
+  });
+});
+
 describe('kdfs up, status and down', () => {
   it('starts a local cluster, reports it, and stops it', async () => {
     const dir = testDir();
