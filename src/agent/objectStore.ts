@@ -83,8 +83,8 @@ export class ObjectStore implements Agent {
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
-    const file = await this.acquire(this.pathOf(key), length > 0);
-    if (!file) return; // absent and truncated to 0: nothing to do
+    const file = await this.acquire(this.pathOf(key), false);
+    if (!file) return; // absent: all holes, at any length
     try {
       await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
     } catch (err) {

@@ -136,10 +136,10 @@ export class OpenFiles {
     return { file, end: at + length };
   }
 
-  /** Cuts or extends the stripe objects; a shrink cuts the objects before the size
-   *  changes, so that a crash never exposes old bytes past the new end. */
-  async truncateObjects(ino: number, layout: Layout, currentSize: number, size: number): Promise<void> {
-    if (size >= currentSize) return;
+  /** Gives each stripe object its length for a file of `size` bytes (an absent
+   *  object stays absent: it reads as a hole). Done before the size changes, so
+   *  that a crash never exposes old bytes past a new end. */
+  async truncateObjects(ino: number, layout: Layout, size: number): Promise<void> {
     const { unitBytes, nodes } = layout;
     await Promise.all(nodes.map(async (nodeId, index) => {
       const agent = await this.agents.get(nodeId);

@@ -13,7 +13,7 @@
 import { constants } from 'node:fs';
 import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES } from '../common/limits.js';
-import { S_IFDIR, S_IFLNK, S_IFREG, isDir, isReg } from '../common/mode.js';
+import { S_IFDIR, S_IFLNK, S_IFREG, isReg } from '../common/mode.js';
 import type { MetaClient } from '../meta/client.js';
 import {
   SETATTR_SIZE,
@@ -92,10 +92,9 @@ export class Vfs {
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
       if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
       const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
-      const current = await byInode(this.meta.getattr({ ino }));
-      if (!isReg(current.mode)) throw new FsError(isDir(current.mode) ? E.EISDIR : E.EINVAL);
-      const layout = open?.layout ?? (await this.meta.getStripe({ ino })).layout;
-      if (layout) await this.files.truncateObjects(ino, layout, Math.max(current.size, open?.size ?? 0), size);
+      // directories and the like have no layout: the metadata service refuses their size
+      const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
+      if (layout) await this.files.truncateObjects(ino, layout, size);
       const attr = await this.meta.setattr({ target: { ino }, ...changes });
       if (open) open.size = size;
       return this.told(attr);
