@@ -1,22 +1,29 @@
-// An agent of another node, reached over gRPC.
+// An agent of another node: object reads and writes on its data channel,
+// everything else over gRPC.
 import { check } from '../common/errno.js';
 import { AGENT_DEADLINE_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { AgentMethods, ObjectKey } from '../rpc/messages.js';
+import { DataClient } from './dataClient.js';
 import type { Agent, SpaceStat } from './objectStore.js';
 
 export class RemoteAgent implements Agent {
   readonly rpc: RpcClient<AgentMethods>;
+  private readonly data: DataClient | null;
 
-  constructor(readonly address: string, fsid: string) {
+  /** dataAddress: the agent's data channel; without one, data goes over gRPC too. */
+  constructor(readonly address: string, readonly dataAddress: string, fsid: string) {
     this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, AGENT_DEADLINE_MS);
+    this.data = dataAddress ? new DataClient(dataAddress, fsid) : null;
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+    if (this.data) return this.data.write(key, offset, data);
     check((await this.rpc.call('Write', { key, offset, data })).errno);
   }
 
   async read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
+    if (this.data) return this.data.read(key, offset, length);
     const reply = await this.rpc.call('Read', { key, offset, length });
     check(reply.errno);
     return reply.data ?? Buffer.alloc(0);
@@ -41,5 +48,6 @@ export class RemoteAgent implements Agent {
 
   close(): void {
     this.rpc.close();
+    this.data?.close();
   }
 }

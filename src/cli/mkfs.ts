@@ -71,7 +71,7 @@ export async function format(options: FormatOptions): Promise<string> {
         attr: { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time },
         layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {},
       },
-      { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec },
+      { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec, dataAddress: '' },
     );
   }
   // The superblock goes last: a directory with one is completely formatted.

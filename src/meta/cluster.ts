@@ -47,9 +47,9 @@ export class Cluster {
     if (known && known.uuid !== request.nodeUuid) {
       return refuse(`node id ${request.nodeId} is already a member, with another directory`);
     }
-    if (!known || known.address !== request.address) {
+    if (!known || known.address !== request.address || known.dataAddress !== request.dataAddress) {
       await this.store.run((tx) => tx.putNode({
-        id: request.nodeId, uuid: request.nodeUuid, address: request.address,
+        id: request.nodeId, uuid: request.nodeUuid, address: request.address, dataAddress: request.dataAddress,
         joinedSec: known?.joinedSec ?? Math.floor(Date.now() / 1000),
       }), true);
       this.probed = null;
@@ -70,9 +70,9 @@ export class Cluster {
     const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
       try {
         const space = await this.agent(node.id).space(PROBE_DEADLINE_MS);
-        return { id: node.id, address: node.address, up: true, ...space };
+        return { id: node.id, address: node.address, dataAddress: node.dataAddress, up: true, ...space };
       } catch {
-        return { id: node.id, address: node.address, up: false, capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
+        return { id: node.id, address: node.address, dataAddress: node.dataAddress, up: false, capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
       }
     }));
     this.probed = { nodes, atMs: Date.now() };
@@ -86,7 +86,7 @@ export class Cluster {
     let entry = this.agents.get(nodeId);
     if (!entry || entry.address !== node.address) {
       entry?.agent.close();
-      entry = { address: node.address, agent: new RemoteAgent(node.address, this.fsid) };
+      entry = { address: node.address, agent: new RemoteAgent(node.address, node.dataAddress, this.fsid) };
       this.agents.set(nodeId, entry);
     }
     return entry.agent;

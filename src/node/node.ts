@@ -7,6 +7,7 @@ import { FsError } from '../common/errno.js';
 import { JOIN_TIMEOUT_MS } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { ObjectStore } from '../agent/objectStore.js';
+import { DataServer } from '../agent/dataServer.js';
 import { agentHandlers } from '../agent/service.js';
 import { FuseMount } from '../fuse/adapter.js';
 import { nodePaths } from '../format/paths.js';
@@ -43,6 +44,8 @@ export class KdfsNode {
   /** Resolves when the node has stopped, whatever stopped it. */
   readonly stopped = new Promise<void>((resolve) => (this.resolveStopped = resolve));
   private server: RpcServer | null = null;
+  private dataServer: DataServer | null = null;
+  private dataAddress = '';
   private meta: MetaService | null = null;
   private metaClient: MetaClient | null = null;
   private agents: AgentPool | null = null;
@@ -99,8 +102,11 @@ export class KdfsNode {
     const server = (this.server = new RpcServer(() => this.sb.fsid));
     if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
     server.addService('Agent', agentHandlers(objects, this.nodeId));
+    const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
     const port = await server.listen(this.sb.listenAddress);
-    this.address = `${this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'))}:${port}`;
+    this.address = `${host}:${port}`;
+    this.dataServer = new DataServer(objects, () => this.sb.fsid);
+    this.dataAddress = `${host}:${await this.dataServer.listen(host)}`;
 
     const metaClient = (this.metaClient = this.meta
       ? new MetaClient(new LocalChannel(this.meta.handlers()))
@@ -137,7 +143,7 @@ export class KdfsNode {
   private async register(deadlineMs: number): Promise<void> {
     const reply = await this.metaClient!.register({
       nodeId: this.nodeId, nodeUuid: this.sb.nodeUuid, address: this.address, fsid: this.sb.fsid,
-      openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation,
+      openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation, dataAddress: this.dataAddress,
     }, deadlineMs);
     if (reply.errno !== 0) throw new StartError(`the root node refused node ${this.nodeId}: ${reply.message}`);
     if (!this.sb.fsid) {
@@ -159,6 +165,7 @@ export class KdfsNode {
         await Promise.race([this.fuse.exited, new Promise((resolve) => setTimeout(resolve, UNMOUNT_WAIT_MS))]);
       }
       await this.server?.stop();
+      await this.dataServer?.close();
       this.agents?.close();
       this.metaClient?.disconnect();
       await this.meta?.close().catch((err) => log.error(`closing the metadata store: ${(err as Error).message}`));

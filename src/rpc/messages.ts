@@ -26,7 +26,7 @@ export interface FsRecord {
   createdSec: number;
 }
 
-export interface NodeRecord { id: number; uuid: string; address: string; joinedSec: number }
+export interface NodeRecord { id: number; uuid: string; address: string; joinedSec: number; dataAddress: string }
 
 export interface Attr {
   ino: number;
@@ -57,9 +57,25 @@ export interface Target { ino?: number; path?: string; name?: string }
 export interface AttrReply { errno: number; attr: Attr | null }
 export interface EntryReply { errno: number; attr: Attr | null; layout: Layout | null }
 
-export interface RegisterRequest { nodeId: number; nodeUuid: string; address: string; fsid: string; openInos: number[]; incarnation: string }
+export interface RegisterRequest {
+  nodeId: number;
+  nodeUuid: string;
+  address: string;
+  fsid: string;
+  openInos: number[];
+  incarnation: string;
+  dataAddress: string;
+}
 export interface RegisterReply { errno: number; message: string; fsid: string }
-export interface NodeInfo { id: number; address: string; up: boolean; capacityBytes: number; usedBytes: number; freeBytes: number }
+export interface NodeInfo {
+  id: number;
+  address: string;
+  up: boolean;
+  capacityBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  dataAddress: string;
+}
 export interface NodesReply { nodes: NodeInfo[] }
 export interface StatfsReply { errno: number; totalBytes: number; freeBytes: number; files: number; filesFree: number }
 
@@ -110,6 +126,20 @@ export interface SetStripeRequest { target: Target; policy: StripePolicy }
 export interface StripeReply { errno: number; directory: boolean; policy: StripePolicy | null; layout: Layout | null }
 
 export interface ObjectKey { ino: number; index: number; replica: number }
+
+export const DATA_REPLY = 0;
+export const DATA_HELLO = 1;
+export const DATA_WRITE = 2;
+export const DATA_READ = 3;
+export interface DataHeader {
+  id: number;
+  op: number;
+  key?: ObjectKey | null;
+  offset?: number;
+  length?: number;
+  errno?: number;
+  fsid?: string;
+}
 export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array }
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }
 export interface ObjectReadReply { errno: number; data: Buffer }

@@ -32,9 +32,9 @@ export class AgentPool {
       try {
         for (const node of await this.meta.listNodes()) {
           const known = this.remote.get(node.id);
-          if (node.id === this.local.nodeId || known?.address === node.address) continue;
+          if (node.id === this.local.nodeId || (known?.address === node.address && known.dataAddress === node.dataAddress)) continue;
           known?.close();
-          this.remote.set(node.id, new RemoteAgent(node.address, this.fsid));
+          this.remote.set(node.id, new RemoteAgent(node.address, node.dataAddress, this.fsid));
         }
       } finally {
         this.refreshing = null;

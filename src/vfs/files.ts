@@ -9,6 +9,7 @@ import { mapRange, objectLength } from '../layout/stripe.js';
 import type { MetaClient } from '../meta/client.js';
 import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
+import { WriteBehind, type FileWriter, type WrittenFile } from './writeBehind.js';
 
 /** Most files one node holds open at once. */
 const OPEN_HANDLES_MAX = 65536;
@@ -16,7 +17,7 @@ const OPEN_HANDLES_MAX = 65536;
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 /** A regular file open on this node, shared by all its handles. */
-export interface OpenFile {
+export interface OpenFile extends WrittenFile {
   ino: number;
   layout: Layout;
   /** The size as this node knows it: the size at open, then this node's writes and truncations. */
@@ -26,8 +27,7 @@ export interface OpenFile {
   /** Writes made, and made as of the last commit: equal when nothing is to commit. */
   written: number;
   committed: number;
-  /** Stripe objects written since the last fsync. */
-  unsynced: Set<number>;
+  writer: FileWriter;
   handles: number;
 }
 
@@ -47,8 +47,11 @@ export class OpenFiles {
    *  close before it hears of a new open, or the close would undo the open. */
   private readonly closing = new Map<number, Promise<void>>();
   private nextFh = 0;
+  private readonly writeBehind: WriteBehind;
 
-  constructor(private readonly meta: MetaClient, private readonly agents: AgentPool, private readonly nodeId: number) {}
+  constructor(private readonly meta: MetaClient, private readonly agents: AgentPool, private readonly nodeId: number) {
+    this.writeBehind = new WriteBehind(agents);
+  }
 
   /** The file if this node has it open. */
   file(ino: number): OpenFile | undefined {
@@ -78,7 +81,8 @@ export class OpenFiles {
     if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
     let file = this.files.get(attr.ino);
     if (!file) {
-      file = { ino: attr.ino, layout, size: attr.size, mtime: null, written: 0, committed: 0, unsynced: new Set(), handles: 0 };
+      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set() };
+      file = { ...written, size: attr.size, mtime: null, written: 0, committed: 0, writer: this.writeBehind.writer(written), handles: 0 };
       this.files.set(attr.ino, file);
     } else if (attr.size > file.size) {
       file.size = attr.size;
@@ -94,6 +98,8 @@ export class OpenFiles {
   async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
     const { file } = this.handle(fh);
     if (offset >= file.size) return [];
+    // what this node wrote must be read back
+    if (!file.writer.idle) await file.writer.settle();
     const wanted = Math.min(size, file.size - offset);
     const { unitBytes, nodes } = file.layout;
     const runs = mapRange(unitBytes, nodes.length, offset, wanted);
@@ -123,13 +129,7 @@ export class OpenFiles {
     const at = append ? file.size : offset;
     const length = data.length;
     if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
-    const { unitBytes, nodes } = file.layout;
-    await Promise.all(mapRange(unitBytes, nodes.length, at, length).map(async (run) => {
-      const agent = await this.agents.get(nodes[run.object]);
-      const pieces = run.pieces.map((p) => data.subarray(p.fileOffset - at, p.fileOffset - at + p.length));
-      await agent.write(objectKey(file.ino, run.object), run.objectOffset, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
-      file.unsynced.add(run.object);
-    }));
+    await file.writer.write(at, data);
     if (at + length > file.size) file.size = at + length;
     file.mtime = now();
     file.written++;
@@ -147,9 +147,10 @@ export class OpenFiles {
     }));
   }
 
-  /** Commits size and mtime of this node's writes; false if there was nothing to commit. */
+  /** Sends what this node wrote and commits its size and mtime; false if there was nothing to commit. */
   async commit(file: OpenFile, sync: boolean): Promise<boolean> {
     const written = file.written;
+    await file.writer.drain();
     if (written === file.committed) return false;
     await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
     if (file.committed < written) file.committed = written;
@@ -159,6 +160,7 @@ export class OpenFiles {
 
   async fsync(fh: number): Promise<void> {
     const { file } = this.handle(fh);
+    await file.writer.drain();
     const objects = [...file.unsynced];
     file.unsynced.clear();
     try {

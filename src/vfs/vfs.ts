@@ -92,6 +92,8 @@ export class Vfs {
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
       if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
       const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
+      // what this node wrote reaches the objects before they are cut
+      await open?.writer.settle();
       // directories and the like have no layout: the metadata service refuses their size
       const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
       if (layout) await this.files.truncateObjects(ino, layout, size);

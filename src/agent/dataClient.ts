@@ -1,0 +1,142 @@
+// A client of an agent's data channel (see DataHeader in proto/kdfs.proto): one
+// connection, requests pipelined on it. A connection that drops is made again
+// and its requests sent again (reads and writes of objects are safe to repeat),
+// until the deadline of each request.
+import net from 'node:net';
+import { E, FsError } from '../common/errno.js';
+import { AGENT_DEADLINE_MS, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
+import { DATA_HELLO, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { FrameReader, frameHead } from './frames.js';
+
+/** Pauses between attempts to reach an agent that cannot be reached. */
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 1000;
+/** How often requests are checked against their deadline (one timer per client, not one per request). */
+const DEADLINE_CHECK_MS = 1000;
+
+interface Pending {
+  resolve: (data: Buffer) => void;
+  reject: (err: Error) => void;
+  deadline: number;
+}
+
+/** The connection dropped before the reply: the request may be sent again. */
+class ConnectionLost extends Error {}
+
+export class DataClient {
+  private socket: net.Socket | null = null;
+  private connecting: Promise<net.Socket> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(readonly address: string, private readonly fsid: string) {
+    this.timer = setInterval(() => this.expire(), DEADLINE_CHECK_MS);
+    this.timer.unref();
+  }
+
+  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+    await this.call({ id: 0, op: DATA_WRITE, key, offset }, data);
+  }
+
+  read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
+    return this.call({ id: 0, op: DATA_READ, key, offset, length }, null);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.socket?.destroy();
+    this.fail(new FsError(E.EIO, 'data channel closed'));
+  }
+
+  private async call(header: DataHeader, data: Uint8Array | null): Promise<Buffer> {
+    const deadline = Date.now() + AGENT_DEADLINE_MS;
+    for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
+      try {
+        const socket = await this.connect();
+        return await this.send(socket, header, data, deadline);
+      } catch (err) {
+        if (!(err instanceof ConnectionLost) || this.closed) throw err;
+        if (Date.now() + backoffMs >= deadline) throw new FsError(E.EIO, `agent at ${this.address}: ${err.message}`);
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      }
+    }
+  }
+
+  private send(socket: net.Socket, header: DataHeader, data: Uint8Array | null, deadline: number): Promise<Buffer> {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, deadline });
+      socket.cork();
+      socket.write(frameHead({ ...header, id }, data?.length ?? 0));
+      if (data && data.length > 0) socket.write(data);
+      socket.uncork();
+    });
+  }
+
+  /** The connection, made and greeted if there is none. */
+  private connect(): Promise<net.Socket> {
+    if (this.socket) return Promise.resolve(this.socket);
+    this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
+      const colon = this.address.lastIndexOf(':');
+      const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '');
+      const socket = net.connect(Number(this.address.slice(colon + 1)), host);
+      socket.setNoDelay(true);
+      let greeted = false;
+      const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, (reply, payload) => {
+        if (!greeted) {
+          if (reply.errno) {
+            reject(new FsError(E.EIO, `agent at ${this.address} refused this file system`));
+            socket.destroy();
+            return;
+          }
+          greeted = true;
+          this.socket = socket;
+          resolve(socket);
+          return;
+        }
+        const waiting = this.pending.get(reply.id);
+        if (!waiting) return; // expired meanwhile
+        this.pending.delete(reply.id);
+        if (reply.errno) waiting.reject(new FsError(reply.errno));
+        else waiting.resolve(payload);
+      });
+      socket.on('connect', () => socket.write(frameHead({ id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
+      socket.on('data', (chunk: Buffer) => {
+        try {
+          reader.push(chunk);
+        } catch {
+          socket.destroy();
+        }
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        if (this.socket === socket) this.socket = null;
+        this.connecting = null;
+        if (!greeted) reject(new ConnectionLost('cannot connect'));
+        this.fail(new ConnectionLost('connection lost'));
+      });
+    }).finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private fail(err: Error): void {
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reject(err);
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) continue;
+      this.pending.delete(id);
+      p.reject(new FsError(E.EIO, `agent at ${this.address} did not answer in time`));
+    }
+  }
+}

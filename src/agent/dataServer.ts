@@ -1,0 +1,108 @@
+// The data channel of an agent: stripe object reads and writes on a plain TCP
+// stream (see DataHeader in proto/kdfs.proto).
+import net from 'node:net';
+import { E, FsError, errnoOf } from '../common/errno.js';
+import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
+import { log } from '../common/log.js';
+import { DATA_HELLO, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { FrameReader, frameHead } from './frames.js';
+import type { ObjectStore } from './objectStore.js';
+
+/** Requests one connection may have in progress; past it the agent stops reading
+ *  from the connection, and TCP makes the client wait. */
+const IN_FLIGHT_PER_CONNECTION_MAX = 64;
+const EMPTY = Buffer.alloc(0);
+
+function validKey(key: ObjectKey | null | undefined): ObjectKey {
+  if (!key || !Number.isSafeInteger(key.ino) || key.ino <= 0) throw new FsError(E.EINVAL, 'bad object key');
+  return key;
+}
+
+function validOffset(offset: number | undefined): number {
+  if (offset === undefined || !Number.isSafeInteger(offset) || offset < 0 || offset > FILE_MAX_BYTES) throw new FsError(E.EINVAL, 'bad offset');
+  return offset;
+}
+
+export class DataServer {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(private readonly store: ObjectStore, private readonly fsid: () => string) {
+    this.server = net.createServer((socket) => this.serve(socket));
+  }
+
+  /** Listens on host, on a port the system picks; returns the port. */
+  listen(host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, host.replace(/^\[|\]$/g, ''), () => resolve((this.server.address() as net.AddressInfo).port));
+    });
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private serve(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    let greeted = false;
+    let inFlight = 0;
+    const reply = (id: number, errno: number, data: Buffer) => {
+      if (socket.destroyed) return;
+      socket.cork();
+      socket.write(frameHead({ id, op: DATA_REPLY, errno }, data.length));
+      if (data.length > 0) socket.write(data);
+      socket.uncork();
+    };
+    const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, (header, data) => {
+      if (!greeted) {
+        const expected = this.fsid();
+        if (header.op !== DATA_HELLO || !expected || header.fsid !== expected) {
+          reply(header.id, E.EACCES, EMPTY);
+          socket.end();
+          return;
+        }
+        greeted = true;
+        reply(header.id, 0, EMPTY);
+        return;
+      }
+      if (++inFlight === IN_FLIGHT_PER_CONNECTION_MAX) socket.pause();
+      this.handle(header, data).then(
+        (out) => reply(header.id, 0, out),
+        (err) => reply(header.id, errnoOf(err), EMPTY),
+      ).finally(() => {
+        if (inFlight-- === IN_FLIGHT_PER_CONNECTION_MAX) socket.resume();
+      });
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort}: ${(err as Error).message}; closing it`);
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => this.sockets.delete(socket));
+  }
+
+  private async handle(header: DataHeader, data: Buffer): Promise<Buffer> {
+    switch (header.op) {
+      case DATA_WRITE: {
+        const offset = validOffset(header.offset);
+        if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+        await this.store.write(validKey(header.key), offset, data);
+        return EMPTY;
+      }
+      case DATA_READ: {
+        const length = header.length ?? 0;
+        if (length > OBJECT_READ_MAX_BYTES) throw new FsError(E.EINVAL);
+        return this.store.read(validKey(header.key), validOffset(header.offset), length);
+      }
+      default:
+        throw new FsError(E.EINVAL, `unknown data operation ${header.op}`);
+    }
+  }
+}

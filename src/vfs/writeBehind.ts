@@ -1,0 +1,208 @@
+// Write-behind: a write is copied into a buffer of its stripe unit and answered
+// at once; whole units (and, at close or fsync, what remains) go to their agents
+// in the background.
+//
+// Limits: the buffers of the whole mount (WRITE_BEHIND_BYTES) and the bytes in
+// flight to each agent (AGENT_IN_FLIGHT_BYTES); a writer past them waits. Sends
+// to one stripe unit keep their order, so a later write to the same bytes never
+// lands first. A failed send is kept and reported by the next write, close or
+// fsync of the file (EIO, ENOSPC): close and fsync wait for every send.
+import { ByteBudget } from '../common/byteBudget.js';
+import { E, FsError, errnoOf } from '../common/errno.js';
+import { log } from '../common/log.js';
+import type { Layout, ObjectKey } from '../rpc/messages.js';
+import type { AgentPool } from './agents.js';
+
+/** Memory of buffered writes, for the whole mount. */
+export const WRITE_BEHIND_BYTES = 64 * 1024 * 1024;
+/** Bytes being sent to one agent at a time. */
+export const AGENT_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/** Units one file fills at once; filling another sends the oldest. */
+const FILLING_UNITS_PER_FILE = 4;
+/** Unit buffers kept for reuse, per size. */
+const POOLED_BUFFERS_MAX = 32;
+
+interface Extent {
+  unit: number;
+  /** Offsets within the unit: the bytes [start, end) are written. */
+  start: number;
+  end: number;
+  buffer: Buffer;
+}
+
+/** What a file writer knows of its file. */
+export interface WrittenFile {
+  ino: number;
+  layout: Layout;
+  /** Stripe objects written since the last fsync. */
+  unsynced: Set<number>;
+}
+
+/** The budgets and buffers shared by every file of a mount. */
+export class WriteBehind {
+  readonly memory = new ByteBudget(WRITE_BEHIND_BYTES);
+  private readonly agentBudgets = new Map<number, ByteBudget>();
+  private readonly pool = new Map<number, Buffer[]>();
+  private readonly writers = new Set<FileWriter>();
+
+  constructor(readonly agents: AgentPool) {}
+
+  writer(file: WrittenFile): FileWriter {
+    return new FileWriter(file, this);
+  }
+
+  inFlightBudget(nodeId: number): ByteBudget {
+    let budget = this.agentBudgets.get(nodeId);
+    if (!budget) this.agentBudgets.set(nodeId, (budget = new ByteBudget(AGENT_IN_FLIGHT_BYTES)));
+    return budget;
+  }
+
+  /** A unit buffer: memory is taken from the budget first, waiting for it if need be. */
+  async buffer(size: number): Promise<Buffer> {
+    const acquired = this.memory.acquire(size);
+    if (acquired) {
+      // out of memory: send what every file is still filling, so that memory frees up
+      for (const writer of [...this.writers]) writer.sendFilling();
+      await acquired;
+    }
+    return this.pool.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+  }
+
+  recycle(buffer: Buffer): void {
+    let free = this.pool.get(buffer.length);
+    if (!free) this.pool.set(buffer.length, (free = []));
+    if (free.length < POOLED_BUFFERS_MAX) free.push(buffer);
+    this.memory.release(buffer.length);
+  }
+
+  filling(writer: FileWriter, has: boolean): void {
+    if (has) this.writers.add(writer);
+    else this.writers.delete(writer);
+  }
+}
+
+export class FileWriter {
+  /** Units being filled, oldest first. */
+  private readonly filling = new Map<number, Extent>();
+  /** The last send of each unit, which the next send of the unit waits for. */
+  private readonly sending = new Map<number, Promise<void>>();
+  private error: FsError | null = null;
+  /** The write being buffered: the next one starts after it, so that writes
+   *  take effect in the order they came even when they wait for memory. */
+  private writing: Promise<void> | null = null;
+
+  constructor(private readonly file: WrittenFile, private readonly shared: WriteBehind) {}
+
+  get idle(): boolean {
+    return this.filling.size === 0 && this.sending.size === 0 && this.writing === null;
+  }
+
+  /** Buffers the data; waits only for memory (and for the writes before it). */
+  write(offset: number, data: Buffer): Promise<void> {
+    const previous = this.writing;
+    const done = previous ? previous.then(() => this.buffer(offset, data), () => this.buffer(offset, data)) : this.buffer(offset, data);
+    const settled = done.then(() => {}, () => {});
+    this.writing = settled;
+    void settled.then(() => {
+      if (this.writing === settled) this.writing = null;
+    });
+    return done;
+  }
+
+  private async buffer(offset: number, data: Buffer): Promise<void> {
+    this.throwError();
+    const unitBytes = this.file.layout.unitBytes;
+    for (let at = 0; at < data.length;) {
+      const unit = Math.floor((offset + at) / unitBytes);
+      const start = offset + at - unit * unitBytes;
+      const length = Math.min(unitBytes - start, data.length - at);
+      let extent = this.filling.get(unit);
+      if (extent && (start > extent.end || start + length < extent.start)) {
+        // not adjacent to what the unit holds: send that, start anew
+        this.send(extent);
+        extent = undefined;
+      }
+      if (!extent) {
+        if (this.filling.size >= FILLING_UNITS_PER_FILE) this.send(this.filling.values().next().value as Extent);
+        const buffer = await this.shared.buffer(unitBytes);
+        // another write may have started this unit while this one waited
+        extent = this.filling.get(unit);
+        if (extent && (start > extent.end || start + length < extent.start)) {
+          this.send(extent);
+          extent = undefined;
+        }
+        if (extent) {
+          this.shared.recycle(buffer);
+        } else {
+          extent = { unit, start, end: start, buffer };
+          this.filling.set(unit, extent);
+          this.shared.filling(this, true);
+        }
+      }
+      data.copy(extent.buffer, start, at, at + length);
+      extent.start = Math.min(extent.start, start);
+      extent.end = Math.max(extent.end, start + length);
+      if (extent.start === 0 && extent.end === unitBytes) this.send(extent);
+      at += length;
+    }
+  }
+
+  /** Sends every unit being filled. */
+  sendFilling(): void {
+    for (const extent of [...this.filling.values()]) this.send(extent);
+  }
+
+  /** Everything written is at its agents (or failed): for reads and truncation. */
+  async settle(): Promise<void> {
+    while (this.writing) await this.writing;
+    this.sendFilling();
+    while (this.sending.size > 0) await Promise.all(this.sending.values());
+  }
+
+  /** Everything written is at its agents; throws the first failure since the last report. */
+  async drain(): Promise<void> {
+    await this.settle();
+    this.throwError();
+  }
+
+  private throwError(): void {
+    const error = this.error;
+    if (!error) return;
+    this.error = null;
+    throw error;
+  }
+
+  private send(extent: Extent): void {
+    this.filling.delete(extent.unit);
+    if (this.filling.size === 0) this.shared.filling(this, false);
+    const { ino, layout, unsynced } = this.file;
+    const count = layout.nodes.length;
+    const object = extent.unit % count;
+    const nodeId = layout.nodes[object];
+    const key: ObjectKey = { ino, index: object, replica: 0 };
+    const objectOffset = Math.floor(extent.unit / count) * layout.unitBytes + extent.start;
+    const length = extent.end - extent.start;
+    const previous = this.sending.get(extent.unit);
+    const sent = (async () => {
+      if (previous) await previous;
+      const inFlight = this.shared.inFlightBudget(nodeId);
+      await inFlight.acquire(length);
+      try {
+        const agent = await this.shared.agents.get(nodeId);
+        await agent.write(key, objectOffset, extent.buffer.subarray(extent.start, extent.end));
+        unsynced.add(object);
+      } catch (err) {
+        const errno = errnoOf(err);
+        if (errno === E.EIO) log.warn(`write-behind of inode ${ino} to node ${nodeId}: ${(err as Error).message}`);
+        this.error ??= err instanceof FsError ? err : new FsError(errno);
+      } finally {
+        inFlight.release(length);
+        this.shared.recycle(extent.buffer);
+      }
+    })();
+    this.sending.set(extent.unit, sent);
+    void sent.then(() => {
+      if (this.sending.get(extent.unit) === sent) this.sending.delete(extent.unit);
+    });
+  }
+}
