@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # npm run setup: installs whatever kDFS needs that is missing, and nothing else.
 # A second run finds everything in place and changes nothing.
-#  1. Debian packages: libfuse2 and fuse (fusermount) to run, libfuse-dev and a
-#     C toolchain to build the patched fuse-native, attr for setfattr/getfattr.
+#  1. Debian packages: libfuse3 (its -dev and a C toolchain to build the FUSE
+#     binding), fuse for fusermount, attr for setfattr/getfattr, fio for the
+#     benchmark.
 #  2. npm dependencies, exactly as package-lock.json pins them.
-#  3. patches/ applied to node_modules (patch-package), and fuse-native's native
-#     binding rebuilt against the system libfuse.
+#  3. patches/ applied to node_modules (patch-package), and the low-level FUSE
+#     binding it adds to fuse-native built against the system libfuse3.
 #  4. The TypeScript build (dist/).
 #  5. /sbin/mount.kdfs (for `mount -t kdfs`), mkfs.kdfs and kdfs on PATH.
 set -euo pipefail
@@ -15,7 +16,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. Debian packages
 need=()
-for pkg in libfuse2 fuse libfuse-dev pkg-config make g++ python3 attr; do
+for pkg in libfuse3-3 libfuse3-dev fuse pkg-config make g++ python3 attr fio; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -35,15 +36,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "$lock_sum" > "$stamp"
 fi
 
-# 3. patches, then the native FUSE binding built against the system libfuse
+# 3. patches, then the low-level FUSE binding built against the system libfuse3
 patch_sum=$(cat patches/*.patch | sha256sum | cut -d' ' -f1)
 pstamp=node_modules/.kdfs-patches-sha256
-if [ ! -f "$pstamp" ] || [ "$(cat "$pstamp")" != "$patch_sum" ] || [ ! -f node_modules/fuse-native/build/Release/fuse.node ] \
-   || [ ! -f node_modules/fuse-native/lowlevel.js ]; then
-  say "applying patches and building fuse-native"
+binding=node_modules/fuse-native/lowlevel/build/Release/lowlevel.node
+if [ ! -f "$pstamp" ] || [ "$(cat "$pstamp")" != "$patch_sum" ] || [ ! -f "$binding" ]; then
+  say "applying patches and building the FUSE binding"
   npx --no-install patch-package --error-on-fail >/dev/null
   gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"
-  (cd node_modules/fuse-native && node "$gyp" rebuild --nodedir=/usr --loglevel=error >/dev/null)
+  (cd node_modules/fuse-native/lowlevel && node "$gyp" rebuild --nodedir=/usr --loglevel=error >/dev/null)
   echo "$patch_sum" > "$pstamp"
 fi
 

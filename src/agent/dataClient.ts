@@ -6,7 +6,7 @@ import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { AGENT_DEADLINE_MS, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { DATA_HELLO, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
-import { FrameReader, frameHead } from './frames.js';
+import { FrameReader, SOCKET_READ_BYTES, frameHead } from './frames.js';
 
 /** Pauses between attempts to reach an agent that cannot be reached. */
 const RETRY_FIRST_MS = 50;
@@ -18,6 +18,8 @@ interface Pending {
   resolve: (data: Buffer) => void;
   reject: (err: Error) => void;
   deadline: number;
+  /** Where the data of the reply goes, if the caller gave a buffer. */
+  into: Buffer | null;
 }
 
 /** The connection dropped before the reply: the request may be sent again. */
@@ -37,11 +39,12 @@ export class DataClient {
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
-    await this.call({ id: 0, op: DATA_WRITE, key, offset }, data);
+    await this.call({ id: 0, op: DATA_WRITE, key, offset }, data, null);
   }
 
-  read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
-    return this.call({ id: 0, op: DATA_READ, key, offset, length }, null);
+  /** Reads into the start of `into` if given (at least length long). */
+  read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.call({ id: 0, op: DATA_READ, key, offset, length }, null, into ?? null);
   }
 
   close(): void {
@@ -51,12 +54,12 @@ export class DataClient {
     this.fail(new FsError(E.EIO, 'data channel closed'));
   }
 
-  private async call(header: DataHeader, data: Uint8Array | null): Promise<Buffer> {
+  private async call(header: DataHeader, data: Uint8Array | null, into: Buffer | null): Promise<Buffer> {
     const deadline = Date.now() + AGENT_DEADLINE_MS;
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
       try {
         const socket = await this.connect();
-        return await this.send(socket, header, data, deadline);
+        return await this.send(socket, header, data, deadline, into);
       } catch (err) {
         if (!(err instanceof ConnectionLost) || this.closed) throw err;
         if (Date.now() + backoffMs >= deadline) throw new FsError(E.EIO, `agent at ${this.address}: ${err.message}`);
@@ -65,11 +68,11 @@ export class DataClient {
     }
   }
 
-  private send(socket: net.Socket, header: DataHeader, data: Uint8Array | null, deadline: number): Promise<Buffer> {
+  private send(socket: net.Socket, header: DataHeader, data: Uint8Array | null, deadline: number, into: Buffer | null): Promise<Buffer> {
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadline });
+      this.pending.set(id, { resolve, reject, deadline, into });
       socket.cork();
       socket.write(frameHead({ ...header, id }, data?.length ?? 0));
       if (data && data.length > 0) socket.write(data);
@@ -83,10 +86,13 @@ export class DataClient {
     this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
       const colon = this.address.lastIndexOf(':');
       const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '');
-      const socket = net.connect(Number(this.address.slice(colon + 1)), host);
-      socket.setNoDelay(true);
       let greeted = false;
-      const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, (reply, payload) => {
+      // the data of a reply goes where its caller asked
+      const destination = (reply: DataHeader, length: number) => {
+        const into = this.pending.get(reply.id)?.into;
+        return into && into.length >= length ? into : null;
+      };
+      const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, destination, (reply, payload) => {
         if (!greeted) {
           if (reply.errno) {
             reject(new FsError(E.EIO, `agent at ${this.address} refused this file system`));
@@ -104,14 +110,24 @@ export class DataClient {
         if (reply.errno) waiting.reject(new FsError(reply.errno));
         else waiting.resolve(payload);
       });
-      socket.on('connect', () => socket.write(frameHead({ id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
-      socket.on('data', (chunk: Buffer) => {
-        try {
-          reader.push(chunk);
-        } catch {
-          socket.destroy();
-        }
+      // the socket reads into one buffer, used again for every read
+      const socket = net.connect({
+        port: Number(this.address.slice(colon + 1)),
+        host,
+        onread: {
+          buffer: Buffer.allocUnsafeSlow(SOCKET_READ_BYTES),
+          callback: (nread: number, buffer: Uint8Array) => {
+            try {
+              reader.push(Buffer.from(buffer.buffer, buffer.byteOffset, nread));
+            } catch {
+              socket.destroy();
+            }
+            return true;
+          },
+        },
       });
+      socket.setNoDelay(true);
+      socket.on('connect', () => socket.write(frameHead({ id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
       socket.on('error', () => {});
       socket.on('close', () => {
         if (this.socket === socket) this.socket = null;
@@ -131,12 +147,17 @@ export class DataClient {
     for (const p of pending) p.reject(err);
   }
 
+  /** Fails requests past their deadline. Their agent is hung: its connection goes
+   *  too, so that no late reply is written into a buffer its caller has given up. */
   private expire(): void {
     const now = Date.now();
+    let expired = false;
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;
       this.pending.delete(id);
       p.reject(new FsError(E.EIO, `agent at ${this.address} did not answer in time`));
+      expired = true;
     }
+    if (expired) this.socket?.destroy();
   }
 }

@@ -5,6 +5,7 @@ import { E, FsError, errnoOf } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { DATA_HELLO, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from './frames.js';
 import type { ObjectStore } from './objectStore.js';
 
@@ -56,7 +57,14 @@ export class DataServer {
       if (data.length > 0) socket.write(data);
       socket.uncork();
     };
-    const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, (header, data) => {
+    const pooled = new Map<number, Buffer>();
+    const destination = (header: DataHeader, length: number) => {
+      if (header.op !== DATA_WRITE) return null;
+      const buffer = buffers.take(length);
+      pooled.set(header.id, buffer);
+      return buffer;
+    };
+    const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, destination, (header, data) => {
       if (!greeted) {
         const expected = this.fsid();
         if (header.op !== DATA_HELLO || !expected || header.fsid !== expected) {
@@ -73,6 +81,11 @@ export class DataServer {
         (out) => reply(header.id, 0, out),
         (err) => reply(header.id, errnoOf(err), EMPTY),
       ).finally(() => {
+        const buffer = pooled.get(header.id);
+        if (buffer) {
+          pooled.delete(header.id);
+          buffers.give(buffer);
+        }
         if (inFlight-- === IN_FLIGHT_PER_CONNECTION_MAX) socket.resume();
       });
     });

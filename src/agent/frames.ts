@@ -6,6 +6,8 @@ import type { DataHeader } from '../rpc/messages.js';
 export const PREFIX_BYTES = 8;
 /** Largest header: a DataHeader is a few dozen bytes. */
 export const HEADER_MAX_BYTES = 4096;
+/** What a socket reads into at a time, reused for every read. */
+export const SOCKET_READ_BYTES = 256 * 1024;
 
 const headerType = messageType('DataHeader');
 
@@ -21,68 +23,74 @@ export function frameHead(header: DataHeader, dataLength: number): Buffer {
 
 export class FrameError extends Error {}
 
-/** Cuts a byte stream into frames. Data that lies within one received chunk is
- *  handed out without a copy; data spread over chunks is joined once. */
+/** Where the data of a frame goes: a buffer at least dataLength long, or null for a new one. */
+export type Destination = (header: DataHeader, dataLength: number) => Buffer | null;
+
+/** Cuts a byte stream into frames. It copies what it keeps and keeps no received
+ *  chunk, so that chunks may be read into one reused buffer; frame data is
+ *  copied once, straight to where `destination` says. */
 export class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private headerLength = -1;
-  private dataLength = -1;
+  private readonly prefix = Buffer.alloc(PREFIX_BYTES);
+  private readonly headerBytes = Buffer.alloc(HEADER_MAX_BYTES);
+  private filled = 0;
+  private state: 'prefix' | 'header' | 'data' = 'prefix';
+  private headerLength = 0;
+  private dataLength = 0;
   private header: DataHeader | null = null;
+  private data: Buffer | null = null;
 
-  constructor(private readonly dataMaxBytes: number, private readonly onFrame: (header: DataHeader, data: Buffer) => void) {}
+  constructor(
+    private readonly dataMaxBytes: number,
+    private readonly destination: Destination,
+    private readonly onFrame: (header: DataHeader, data: Buffer) => void,
+  ) {}
 
-  /** Takes a chunk; throws FrameError on a frame the channel must not carry. */
+  /** Takes received bytes; throws FrameError on a frame the channel must not carry. */
   push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
-      if (this.header === null) {
-        if (this.buffered < PREFIX_BYTES) return;
-        if (this.headerLength < 0) {
-          const prefix = this.take(PREFIX_BYTES);
-          this.headerLength = prefix.readUInt32BE(0);
-          this.dataLength = prefix.readUInt32BE(4);
-          if (this.headerLength > HEADER_MAX_BYTES || this.dataLength > this.dataMaxBytes) {
-            throw new FrameError(`frame too large (header ${this.headerLength} bytes, data ${this.dataLength} bytes)`);
-          }
+    let at = 0;
+    while (at < chunk.length || (this.state === 'data' && this.filled === this.dataLength)) {
+      if (this.state === 'prefix') {
+        const n = Math.min(PREFIX_BYTES - this.filled, chunk.length - at);
+        chunk.copy(this.prefix, this.filled, at, at + n);
+        this.filled += n;
+        at += n;
+        if (this.filled < PREFIX_BYTES) return;
+        this.headerLength = this.prefix.readUInt32BE(0);
+        this.dataLength = this.prefix.readUInt32BE(4);
+        if (this.headerLength > HEADER_MAX_BYTES || this.dataLength > this.dataMaxBytes) {
+          throw new FrameError(`frame too large (header ${this.headerLength} bytes, data ${this.dataLength} bytes)`);
         }
-        if (this.buffered < this.headerLength) return;
+        this.state = 'header';
+        this.filled = 0;
+      }
+      if (this.state === 'header') {
+        const n = Math.min(this.headerLength - this.filled, chunk.length - at);
+        chunk.copy(this.headerBytes, this.filled, at, at + n);
+        this.filled += n;
+        at += n;
+        if (this.filled < this.headerLength) return;
         try {
-          this.header = headerType.decode(this.take(this.headerLength)) as unknown as DataHeader;
+          this.header = headerType.decode(this.headerBytes.subarray(0, this.headerLength)) as unknown as DataHeader;
         } catch {
           throw new FrameError('undecodable frame header');
         }
+        const into = this.dataLength > 0 ? this.destination(this.header, this.dataLength) : null;
+        this.data = into ? into.subarray(0, this.dataLength) : Buffer.allocUnsafe(this.dataLength);
+        this.state = 'data';
+        this.filled = 0;
       }
-      if (this.buffered < this.dataLength) return;
-      const header = this.header;
-      const data = this.take(this.dataLength);
+      const data = this.data!;
+      const n = Math.min(this.dataLength - this.filled, chunk.length - at);
+      if (n > 0) chunk.copy(data, this.filled, at, at + n);
+      this.filled += n;
+      at += n;
+      if (this.filled < this.dataLength) return;
+      const header = this.header!;
+      this.state = 'prefix';
+      this.filled = 0;
       this.header = null;
-      this.headerLength = -1;
+      this.data = null;
       this.onFrame(header, data);
     }
-  }
-
-  private take(length: number): Buffer {
-    this.buffered -= length;
-    const first = this.chunks[0];
-    if (length === 0) return Buffer.alloc(0);
-    if (first.length >= length) {
-      const piece = first.subarray(0, length);
-      if (first.length === length) this.chunks.shift();
-      else this.chunks[0] = first.subarray(length);
-      return piece;
-    }
-    const joined = Buffer.allocUnsafe(length);
-    let at = 0;
-    while (at < length) {
-      const chunk = this.chunks[0];
-      const n = Math.min(chunk.length, length - at);
-      chunk.copy(joined, at, 0, n);
-      at += n;
-      if (n === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(n);
-    }
-    return joined;
   }
 }

@@ -11,8 +11,9 @@ import type { ObjectKey } from '../rpc/messages.js';
 /** What a client needs of an agent, local or remote. */
 export interface ObjectIo {
   write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void>;
-  /** Up to length bytes at offset; fewer at the end of the object. */
-  read(key: ObjectKey, offset: number, length: number): Promise<Buffer>;
+  /** Up to length bytes at offset, fewer at the end of the object: into the
+   *  start of `into` if given (at least length long), else a new buffer. */
+  read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   truncate(key: ObjectKey, length: number): Promise<void>;
   sync(keys: ObjectKey[]): Promise<void>;
   remove(keys: ObjectKey[]): Promise<void>;
@@ -65,11 +66,11 @@ export class ObjectStore implements Agent {
     }
   }
 
-  async read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
+  async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const file = await this.acquire(this.pathOf(key), false);
     if (!file) return Buffer.alloc(0);
     try {
-      const buffer = Buffer.allocUnsafe(length);
+      const buffer = into ?? Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
         const n = await pread(file.fd, buffer, done, length - done, offset + done);

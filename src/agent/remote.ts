@@ -22,11 +22,14 @@ export class RemoteAgent implements Agent {
     check((await this.rpc.call('Write', { key, offset, data })).errno);
   }
 
-  async read(key: ObjectKey, offset: number, length: number): Promise<Buffer> {
-    if (this.data) return this.data.read(key, offset, length);
+  async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (this.data) return this.data.read(key, offset, length, into);
     const reply = await this.rpc.call('Read', { key, offset, length });
     check(reply.errno);
-    return reply.data ?? Buffer.alloc(0);
+    const data = reply.data ?? Buffer.alloc(0);
+    if (!into) return data;
+    data.copy(into);
+    return into.subarray(0, data.length);
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {

@@ -24,6 +24,13 @@ export class ByteBudget {
     return new Promise((resolve) => this.waiters.push({ bytes: wanted, resolve }));
   }
 
+  /** Takes bytes if they are free now, without waiting. */
+  tryAcquire(bytes: number): boolean {
+    if (this.waiters.length > 0 || bytes > this.available) return false;
+    this.available -= bytes;
+    return true;
+  }
+
   release(bytes: number): void {
     this.available += Math.min(bytes, this.capacity);
     if (this.available > this.capacity) throw new Error('byte budget: released more than acquired');

@@ -12,9 +12,15 @@ export const E = constants.errno as Readonly<Record<string, number>> & {
   ENOTCONN: number; ETIMEDOUT: number; EBUSY: number; ESTALE: number;
 };
 
+/** An errno as an exception. Most are answers, not faults (ENOENT of a lookup,
+ *  ENODATA of a getxattr): they carry no stack, which costs as much as the rest
+ *  of a request. */
 export class FsError extends Error {
   constructor(readonly errno: number, message?: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? errnoName(errno));
+    Error.stackTraceLimit = limit;
   }
 }
 

@@ -1,7 +1,8 @@
-// The FUSE adapter: the only module that knows the FUSE binding (the low-level
-// API that patches/fuse-native+2.2.6.patch adds to fuse-native). It turns kernel
-// requests into VFS calls, VFS results into replies, and VFS errors into errnos.
-// Kernel node ids are kDFS inode numbers (the root is 1 in both).
+// The FUSE adapter: the only module that knows the FUSE binding (libfuse3's
+// low-level API, which patches/fuse-native+2.2.6.patch adds to fuse-native). It
+// turns kernel requests into VFS calls, VFS results into replies, and VFS errors
+// into errnos. Kernel node ids are kDFS inode numbers (the root is 1 in both).
+// Requests carry up to 1 MiB (negotiated by the binding).
 import ll from 'fuse-native/lowlevel';
 import { E, FsError } from '../common/errno.js';
 import { ATTR_TIMEOUT_S, ENTRY_TIMEOUT_S, NAME_MAX_BYTES } from '../common/limits.js';
@@ -13,8 +14,6 @@ import {
 } from '../rpc/messages.js';
 import type { Caller, Opened, Vfs } from '../vfs/vfs.js';
 
-/** Largest FUSE write request: big_writes lets the kernel send 128 KiB instead of 4 KiB. */
-const MAX_WRITE_BYTES = 128 * 1024;
 const BLOCK_BYTES = 4096;
 const PREFERRED_IO_BYTES = 1024 * 1024;
 /** Directory entries handed to the binding per readdir request (it packs what fits). */
@@ -97,11 +96,19 @@ function replyXattrData(slot: number, data: Buffer, size: number): void {
   else ll.replyBuf(slot, data);
 }
 
+/** Requests the kernel sent, by operation: logged when the session ends. */
+const requestCounts = new Float64Array(ll.OPS.length);
+
+export function requestCountsByOperation(): Record<string, number> {
+  return Object.fromEntries(ll.OPS.map((name, i) => [name, requestCounts[i]]).filter(([, n]) => (n as number) > 0));
+}
+
 /** The handler of every kernel request; numbers are read from ll.args before anything else runs. */
 function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
   const A = ll.args;
   const OP = Object.fromEntries(ll.OPS.map((name, i) => [name, i])) as Record<string, number>;
   return (op: number, slot: number, s1: string | null, s2: string | null, data: Buffer | null): void => {
+    requestCounts[op]++;
     const ino = A[4];
     const caller: Caller = { uid: A[0], gid: A[1] };
     switch (op) {
@@ -141,7 +148,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         vfs.symlink(ino, s2!, s1!, caller).then((attr) => replyEntry(slot, attr), fail('symlink', slot));
         return;
       case OP.rename:
-        vfs.rename(ino, s1!, A[5], s2!).then(() => replyOk(slot), fail('rename', slot));
+        vfs.rename(ino, s1!, A[5], s2!, A[6]).then(() => replyOk(slot), fail('rename', slot));
         return;
       case OP.link:
         vfs.link(ino, A[5], s1!).then((attr) => replyEntry(slot, attr), fail('link', slot));
@@ -230,7 +237,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
   };
 }
 
-/** libfuse options: mount options and session options, in one -o list. */
+/** libfuse options, in one -o list. */
 function fuseOptions(options: MountOptions): string {
   if (/[,\\\s]/.test(options.fsname)) throw new Error(`a kDFS directory path may not contain commas, backslashes or spaces: ${options.fsname}`);
   const list = [
@@ -239,9 +246,6 @@ function fuseOptions(options: MountOptions): string {
     // the kernel checks permissions, as on a local file system
     'default_permissions',
     'allow_other',
-    'nonempty',
-    'big_writes',
-    `max_write=${MAX_WRITE_BYTES}`,
   ];
   if (options.readOnly) list.push('ro');
   if (options.debug) list.push('debug');
@@ -266,6 +270,7 @@ export class FuseMount {
           resolve();
         },
         exit: () => {
+          log.info(`requests served: ${JSON.stringify(requestCountsByOperation())}`);
           this.mounted = false;
           this.resolveExited();
           onExit();

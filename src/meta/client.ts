@@ -60,8 +60,8 @@ export class MetaClient {
     check((await this.rpc.call('Remove', { entry, directory })).errno);
   }
 
-  async rename(from: Target, to: Target): Promise<void> {
-    check((await this.rpc.call('Rename', { from, to })).errno);
+  async rename(from: Target, to: Target, flags = 0): Promise<void> {
+    check((await this.rpc.call('Rename', { from, to, flags })).errno);
   }
 
   async link(inode: Target, entry: Target): Promise<Attr> {

@@ -14,7 +14,7 @@ import {
 } from '../common/mode.js';
 import {
   SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
-  SETATTR_UID,
+  SETATTR_UID, RENAME_NOREPLACE,
   type Attr, type CreateRequest, type DirEntry, type Inode, type Layout, type SetattrRequest, type StripePolicy,
   type Target,
 } from '../rpc/messages.js';
@@ -141,7 +141,8 @@ export class Namespace {
     });
   }
 
-  async rename(from: Target, to: Target): Promise<void> {
+  async rename(from: Target, to: Target, flags = 0): Promise<void> {
+    if (flags & ~RENAME_NOREPLACE) throw new FsError(E.EINVAL, 'unsupported rename flags');
     await this.store.run((tx) => {
       const src = this.resolveEntry(tx, from);
       const dst = this.resolveEntry(tx, to);
@@ -155,6 +156,7 @@ export class Namespace {
       const movingDir = isDir(inode.attr.mode);
       if (movingDir) this.assertNotAncestor(tx, inode.attr.ino, dst.parent.attr.ino);
       const replaced = tx.dirent(dst.parent.attr.ino, dst.name);
+      if (replaced && flags & RENAME_NOREPLACE) throw new FsError(E.EEXIST);
       if (replaced?.ino === moving.ino) return; // two links to one inode: nothing to do
       const time = now();
       const dstParent = tx.editInode(dst.parent.attr.ino);

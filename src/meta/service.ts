@@ -82,7 +82,7 @@ export class MetaService {
         return OK;
       },
       async Rename(request) {
-        await ns.rename(target(request.from), target(request.to));
+        await ns.rename(target(request.from), target(request.to), request.flags ?? 0);
         return OK;
       },
       Link: async (request) => ({ errno: 0, attr: await ns.link(target(request.inode), target(request.entry)) }),

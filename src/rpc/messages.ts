@@ -111,7 +111,9 @@ export interface CreateRequest {
 }
 
 export interface RemoveRequest { entry: Target; directory: boolean }
-export interface RenameRequest { from: Target; to: Target }
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+export interface RenameRequest { from: Target; to: Target; flags?: number }
 export interface LinkRequest { inode: Target; entry: Target }
 export interface ReadDirRequest { target: Target; after: string; limit: number }
 export interface DirEntry { name: string; ino: number; mode: number }

@@ -9,12 +9,12 @@ import { mapRange, objectLength } from '../layout/stripe.js';
 import type { MetaClient } from '../meta/client.js';
 import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
+import { zeroPieces } from './holes.js';
+import { FileReadAhead, ReadAheadBudget } from './readAhead.js';
 import { WriteBehind, type FileWriter, type WrittenFile } from './writeBehind.js';
 
 /** Most files one node holds open at once. */
 const OPEN_HANDLES_MAX = 65536;
-/** Zeros for holes, shared by every read. */
-const ZEROS = Buffer.alloc(1024 * 1024);
 
 /** A regular file open on this node, shared by all its handles. */
 export interface OpenFile extends WrittenFile {
@@ -28,12 +28,15 @@ export interface OpenFile extends WrittenFile {
   written: number;
   committed: number;
   writer: FileWriter;
+  readAhead: FileReadAhead;
   handles: number;
 }
 
 interface Handle {
   file: OpenFile;
   append: boolean;
+  /** Where a sequential read would go next, and how many came in a row. */
+  run: { next: number; streak: number };
 }
 
 export function objectKey(ino: number, index: number): ObjectKey {
@@ -48,6 +51,7 @@ export class OpenFiles {
   private readonly closing = new Map<number, Promise<void>>();
   private nextFh = 0;
   private readonly writeBehind: WriteBehind;
+  private readonly readAheadBudget = new ReadAheadBudget();
 
   constructor(private readonly meta: MetaClient, private readonly agents: AgentPool, private readonly nodeId: number) {
     this.writeBehind = new WriteBehind(agents);
@@ -82,7 +86,10 @@ export class OpenFiles {
     let file = this.files.get(attr.ino);
     if (!file) {
       const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set() };
-      file = { ...written, size: attr.size, mtime: null, written: 0, committed: 0, writer: this.writeBehind.writer(written), handles: 0 };
+      file = {
+        ...written, size: attr.size, mtime: null, written: 0, committed: 0, handles: 0,
+        writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, layout, this.agents, this.readAheadBudget),
+      };
       this.files.set(attr.ino, file);
     } else if (attr.size > file.size) {
       file.size = attr.size;
@@ -90,17 +97,21 @@ export class OpenFiles {
     file.handles++;
     do this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
     while (this.handles.has(this.nextFh));
-    this.handles.set(this.nextFh, { file, append: (flags & constants.O_APPEND) !== 0 });
+    this.handles.set(this.nextFh, { file, append: (flags & constants.O_APPEND) !== 0, run: { next: 0, streak: 0 } });
     return { fh: this.nextFh, file };
   }
 
   /** Up to `size` bytes at `offset`, as pieces to send as they are (no joining copy). */
   async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
-    const { file } = this.handle(fh);
+    const { file, run } = this.handle(fh);
     if (offset >= file.size) return [];
     // what this node wrote must be read back
     if (!file.writer.idle) await file.writer.settle();
     const wanted = Math.min(size, file.size - offset);
+    if (FileReadAhead.follow(run, offset, wanted)) {
+      const pieces = await file.readAhead.read(offset, wanted, file.size);
+      if (pieces) return pieces;
+    }
     const { unitBytes, nodes } = file.layout;
     const runs = mapRange(unitBytes, nodes.length, offset, wanted);
     const data = await Promise.all(runs.map(async (run) => {
@@ -114,8 +125,10 @@ export class OpenFiles {
         const from = piece.objectOffset - run.objectOffset;
         const available = Math.max(0, Math.min(piece.length, data[i].length - from));
         if (available > 0) pieces.push({ fileOffset: piece.fileOffset, buffer: data[i].subarray(from, from + available) });
-        for (let hole = available; hole < piece.length; hole += ZEROS.length) {
-          pieces.push({ fileOffset: piece.fileOffset + hole, buffer: ZEROS.subarray(0, Math.min(ZEROS.length, piece.length - hole)) });
+        let hole = piece.fileOffset + available;
+        for (const zeros of zeroPieces(piece.length - available)) {
+          pieces.push({ fileOffset: hole, buffer: zeros });
+          hole += zeros.length;
         }
       }
     });
@@ -129,6 +142,7 @@ export class OpenFiles {
     const at = append ? file.size : offset;
     const length = data.length;
     if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    file.readAhead.clear();
     await file.writer.write(at, data);
     if (at + length > file.size) file.size = at + length;
     file.mtime = now();
@@ -188,6 +202,7 @@ export class OpenFiles {
     } finally {
       if (--file.handles === 0) {
         this.files.delete(file.ino);
+        file.readAhead.clear();
         const closing = this.meta.close(file.ino, this.nodeId).finally(() => {
           if (this.closing.get(file.ino) === closing) this.closing.delete(file.ino);
         });

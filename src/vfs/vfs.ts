@@ -12,7 +12,7 @@
 // - An inode that is gone is ESTALE, so that the kernel looks its name up again.
 import { constants } from 'node:fs';
 import { E, FsError } from '../common/errno.js';
-import { FILE_MAX_BYTES } from '../common/limits.js';
+import { ATTR_TIMEOUT_S, FILE_MAX_BYTES } from '../common/limits.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, isReg } from '../common/mode.js';
 import type { MetaClient } from '../meta/client.js';
 import {
@@ -23,6 +23,7 @@ import type { AgentPool } from './agents.js';
 import { DirHandles } from './dirs.js';
 import { OpenFiles } from './files.js';
 import { KernelView } from './kernelView.js';
+import { AbsentXattrs } from './absentXattrs.js';
 
 export interface Caller { uid: number; gid: number }
 
@@ -57,6 +58,9 @@ export class Vfs {
   readonly files: OpenFiles;
   private readonly dirs: DirHandles;
   private readonly kernel = new KernelView();
+  /** The kernel asks every write whether the file has security.capability: the
+   *  answer is kept as long as attributes are. */
+  private readonly absentXattrs = new AbsentXattrs(ATTR_TIMEOUT_S * 1000);
   private kernelCache: KernelCache | null = null;
 
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
@@ -94,6 +98,7 @@ export class Vfs {
       const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
       // what this node wrote reaches the objects before they are cut
       await open?.writer.settle();
+      open?.readAhead.clear();
       // directories and the like have no layout: the metadata service refuses their size
       const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
       if (layout) await this.files.truncateObjects(ino, layout, size);
@@ -137,28 +142,37 @@ export class Vfs {
     return this.meta.remove({ ino: parent, name }, true);
   }
 
-  rename(parent: number, name: string, newParent: number, newName: string): Promise<void> {
-    return this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName });
+  /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
+  rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
+    return this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags);
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
     return this.told(await this.meta.link({ ino }, { ino: newParent, name: newName }));
   }
 
-  getxattr(ino: number, name: string): Promise<Buffer> {
-    return byInode(this.meta.getXattr({ ino }, name));
+  async getxattr(ino: number, name: string): Promise<Buffer> {
+    if (this.absentXattrs.has(ino, name)) throw new FsError(E.ENODATA);
+    try {
+      return await byInode(this.meta.getXattr({ ino }, name));
+    } catch (err) {
+      if (err instanceof FsError && err.errno === E.ENODATA) this.absentXattrs.add(ino, name);
+      throw err;
+    }
   }
 
-  setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
-    return byInode(this.meta.setXattr({ ino }, name, value, flags));
+  async setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
+    this.absentXattrs.forget(ino);
+    await byInode(this.meta.setXattr({ ino }, name, value, flags));
   }
 
   listxattr(ino: number): Promise<string[]> {
     return byInode(this.meta.listXattr({ ino }));
   }
 
-  removexattr(ino: number, name: string): Promise<void> {
-    return byInode(this.meta.removeXattr({ ino }, name));
+  async removexattr(ino: number, name: string): Promise<void> {
+    this.absentXattrs.forget(ino);
+    await byInode(this.meta.removeXattr({ ino }, name));
   }
 
   // ------------------------------------------------------------ open files

@@ -7,6 +7,7 @@
 // to one stripe unit keep their order, so a later write to the same bytes never
 // lands first. A failed send is kept and reported by the next write, close or
 // fsync of the file (EIO, ENOSPC): close and fsync wait for every send.
+import { buffers } from '../common/bufferPool.js';
 import { ByteBudget } from '../common/byteBudget.js';
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { log } from '../common/log.js';
@@ -19,8 +20,6 @@ export const WRITE_BEHIND_BYTES = 64 * 1024 * 1024;
 export const AGENT_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /** Units one file fills at once; filling another sends the oldest. */
 const FILLING_UNITS_PER_FILE = 4;
-/** Unit buffers kept for reuse, per size. */
-const POOLED_BUFFERS_MAX = 32;
 
 interface Extent {
   unit: number;
@@ -42,7 +41,6 @@ export interface WrittenFile {
 export class WriteBehind {
   readonly memory = new ByteBudget(WRITE_BEHIND_BYTES);
   private readonly agentBudgets = new Map<number, ByteBudget>();
-  private readonly pool = new Map<number, Buffer[]>();
   private readonly writers = new Set<FileWriter>();
 
   constructor(readonly agents: AgentPool) {}
@@ -65,14 +63,12 @@ export class WriteBehind {
       for (const writer of [...this.writers]) writer.sendFilling();
       await acquired;
     }
-    return this.pool.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+    return buffers.take(size).subarray(0, size);
   }
 
   recycle(buffer: Buffer): void {
-    let free = this.pool.get(buffer.length);
-    if (!free) this.pool.set(buffer.length, (free = []));
-    if (free.length < POOLED_BUFFERS_MAX) free.push(buffer);
     this.memory.release(buffer.length);
+    buffers.give(Buffer.from(buffer.buffer, buffer.byteOffset, buffers.classOf(buffer.length)));
   }
 
   filling(writer: FileWriter, has: boolean): void {

@@ -1,0 +1,94 @@
+// The benchmark's results: one table on stdout, JSON and an SVG chart on disk.
+
+export interface Figure {
+  median: number | null;
+  runs: number[];
+  error?: string;
+}
+
+export interface Row {
+  workload: string;
+  unit: string;
+  figures: Record<string, Figure>;
+  /** kdfs/local and kdfs/glusterfs of the medians. */
+  ratios: { local: number | null; glusterfs: number | null };
+}
+
+export interface Results {
+  date: string;
+  machine: { cpus: number; memoryGiB: number; kernel: string };
+  runs: number;
+  quick: boolean;
+  systems: Record<string, string>;
+  fuseCeiling: { write: number; read: number } | string;
+  rows: Row[];
+  memory: { writtenMiB: number; peakRssMiB: number } | string;
+}
+
+export const SYSTEMS = ['local', 'kdfs', 'glusterfs'] as const;
+
+export function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+const format = (value: number | null) => (value === null ? '-' : value >= 100 ? value.toFixed(0) : value.toFixed(1));
+const ratio = (value: number | null) => (value === null ? '-' : `${value.toFixed(2)}x`);
+
+export function table(results: Results): string {
+  const header = ['workload', 'unit', ...SYSTEMS, 'kdfs/local', 'kdfs/glusterfs'];
+  const rows = results.rows.map((row) => [
+    row.workload, row.unit, ...SYSTEMS.map((s) => format(row.figures[s]?.median ?? null)), ratio(row.ratios.local), ratio(row.ratios.glusterfs),
+  ]);
+  const widths = header.map((_, c) => Math.max(header[c].length, ...rows.map((r) => r[c].length)));
+  const line = (cells: string[]) => cells.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+  const ceiling = typeof results.fuseCeiling === 'string' ? results.fuseCeiling : `write ${results.fuseCeiling.write} MiB/s, read ${results.fuseCeiling.read} MiB/s`;
+  out.push('', `FUSE ceiling (../shared/tools/fuse-ceiling.sh): ${ceiling}`);
+  const memory = typeof results.memory === 'string' ? `not measured: ${results.memory}` : `peak ${results.memory.peakRssMiB.toFixed(0)} MiB while writing ${results.memory.writtenMiB} MiB`;
+  out.push(`kdfs mount process resident memory: ${memory}`);
+  for (const [system, state] of Object.entries(results.systems)) if (state !== 'ok') out.push(`${system}: ${state}`);
+  out.push(`medians of ${results.runs} run${results.runs > 1 ? 's' : ''}${results.quick ? ' (quick: small sizes, not comparable)' : ''}`);
+  return out.join('\n');
+}
+
+const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', glusterfs: '#d62728' };
+
+const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+/** One group of bars per workload, each group scaled to its largest figure. */
+export function chart(results: Results): string {
+  const rowHeight = 16;
+  const groupGap = 14;
+  const labelWidth = 430;
+  const barWidth = 360;
+  const groups = results.rows.length;
+  const height = 60 + groups * (SYSTEMS.length * rowHeight + groupGap);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${labelWidth + barWidth + 120}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">kDFS benchmark, ${escape(results.date)}: medians of ${results.runs} runs (higher is better)</text>`,
+  ];
+  SYSTEMS.forEach((system, i) => {
+    parts.push(`<rect x="${10 + i * 110}" y="32" width="12" height="12" fill="${COLOURS[system]}"/><text x="${26 + i * 110}" y="43">${system}</text>`);
+  });
+  let y = 60;
+  for (const row of results.rows) {
+    const values = SYSTEMS.map((s) => row.figures[s]?.median ?? null);
+    const max = Math.max(1e-9, ...values.map((v) => v ?? 0));
+    parts.push(`<text x="10" y="${y + rowHeight * 1.6}">${escape(row.workload)}</text>`);
+    parts.push(`<text x="10" y="${y + rowHeight * 2.6}" fill="#555">${escape(row.unit)}; kdfs/local ${ratio(row.ratios.local)}, kdfs/glusterfs ${ratio(row.ratios.glusterfs)}</text>`);
+    SYSTEMS.forEach((system, i) => {
+      const value = values[i];
+      const width = value === null ? 0 : (value / max) * barWidth;
+      const top = y + i * rowHeight;
+      parts.push(`<rect x="${labelWidth}" y="${top + 2}" width="${width.toFixed(1)}" height="${rowHeight - 4}" fill="${COLOURS[system]}"/>`);
+      parts.push(`<text x="${labelWidth + width + 4}" y="${top + rowHeight - 4}">${value === null ? 'n/a' : format(value)}</text>`);
+    });
+    y += SYSTEMS.length * rowHeight + groupGap;
+  }
+  parts.push('</svg>');
+  return parts.join('\n');
+}

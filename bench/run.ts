@@ -1,0 +1,135 @@
+// npm run bench: the same workloads, in one invocation, on a local directory, a
+// 3-node kDFS cluster and a 3-brick GlusterFS volume on this machine, with the
+// FUSE ceiling beside them. Medians of repeated runs, one table, JSON and SVG
+// under bench/results/.
+//   node dist/bench/run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--out DIR]
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SYSTEMS, chart, median, table, type Results, type Row } from './report.js';
+import { ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystem, localSystem, type System } from './systems.js';
+import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
+
+interface Options { runs: number; quick: boolean; glusterfs: boolean; ceiling: boolean; out: string }
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = { runs: 3, quick: false, glusterfs: true, ceiling: true, out: path.join(ROOT, 'bench', 'results') };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--no-glusterfs') options.glusterfs = false;
+    else if (arg === '--no-ceiling') options.ceiling = false;
+    else if (arg === '--runs') options.runs = Number(argv[++i]);
+    else if (arg === '--out') options.out = path.resolve(argv[++i]);
+    else throw new Error(`unknown option ${arg}; usage: run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--out DIR]`);
+  }
+  if (!Number.isInteger(options.runs) || options.runs < 1) throw new Error('--runs must be a positive integer');
+  if (options.quick && !argv.includes('--runs')) options.runs = 1;
+  return options;
+}
+
+/** The small-file tree: this project's own node_modules, packed once. */
+function packTree(scratch: string): { file: string; entries: number } {
+  const file = path.join(scratch, 'tree.tar');
+  const result = spawnSync('tar', ['cf', file, '-C', ROOT, 'node_modules'], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`tar: ${result.stderr}`);
+  const entries = spawnSync('tar', ['tf', file], { encoding: 'utf8', maxBuffer: 256 << 20 }).stdout.split('\n').filter(Boolean).length;
+  return { file, entries };
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const sizes = options.quick ? QUICK : FULL;
+  ensurePackages(['fio']);
+  // the disk the project lives on, outside any mount
+  const scratch = path.join(os.tmpdir(), `kdfs-bench-${process.pid}`);
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  const results: Results = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
+    runs: options.runs,
+    quick: options.quick,
+    systems: {},
+    fuseCeiling: 'not measured (--no-ceiling)',
+    rows: [],
+    memory: 'not measured',
+  };
+  const systems: System[] = [];
+  try {
+    const tarball = packTree(scratch);
+    systems.push(localSystem(scratch));
+    results.systems.local = 'ok';
+    systems.push(await kdfsSystem(scratch));
+    results.systems.kdfs = 'ok';
+    if (options.glusterfs) {
+      try {
+        systems.push(await glusterSystem(scratch));
+        results.systems.glusterfs = 'ok';
+      } catch (err) {
+        results.systems.glusterfs = `unavailable: ${(err as Error).message}`;
+        console.log(`bench: GlusterFS cannot run here, going on without it (${(err as Error).message})`);
+      }
+    } else {
+      results.systems.glusterfs = 'not run (--no-glusterfs)';
+    }
+    const list = workloads(sizes, tarball);
+    const figures = list.map(() => new Map<string, number[]>(systems.map((s) => [s.name, []])));
+    const errors = list.map(() => new Map<string, string>());
+    // runs interleave the systems, so that the machine's moods fall on all of them alike
+    for (let run = 1; run <= options.runs; run++) {
+      for (const [w, workload] of list.entries()) {
+        for (const system of systems) {
+          if (errors[w].has(system.name)) continue;
+          process.stdout.write(`bench: run ${run}/${options.runs}, ${workload.name}, ${system.name}... `);
+          try {
+            const figure = await workload.run(system.dir);
+            figures[w].get(system.name)!.push(figure);
+            console.log(`${figure.toFixed(1)} ${workload.unit}`);
+          } catch (err) {
+            errors[w].set(system.name, (err as Error).message);
+            console.log(`failed: ${(err as Error).message}`);
+          }
+        }
+      }
+    }
+    results.rows = list.map((workload, w): Row => {
+      const row: Row = { workload: workload.name, unit: workload.unit, figures: {}, ratios: { local: null, glusterfs: null } };
+      for (const system of SYSTEMS) {
+        const runs = figures[w].get(system) ?? [];
+        row.figures[system] = { median: median(runs), runs, ...(errors[w].has(system) ? { error: errors[w].get(system) } : {}) };
+      }
+      const kdfs = row.figures.kdfs.median;
+      if (kdfs !== null && row.figures.local.median) row.ratios.local = kdfs / row.figures.local.median;
+      if (kdfs !== null && row.figures.glusterfs?.median) row.ratios.glusterfs = kdfs / row.figures.glusterfs.median;
+      return row;
+    });
+    const kdfs = systems.find((s) => s.name === 'kdfs')!;
+    try {
+      results.memory = { writtenMiB: sizes.memoryMiB, peakRssMiB: await peakMemoryWhileWriting(kdfs.dir, sizes.memoryMiB, kdfs.pids()) };
+    } catch (err) {
+      results.memory = (err as Error).message;
+    }
+  } finally {
+    for (const system of systems.reverse()) await system.stop().catch(() => {});
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  if (options.ceiling) {
+    console.log('bench: measuring the FUSE ceiling');
+    results.fuseCeiling = fuseCeiling(options.quick ? '256M' : '2G');
+  }
+  mkdirSync(options.out, { recursive: true });
+  const stamp = results.date.replace(/[:.]/g, '-');
+  for (const name of [stamp, 'latest']) {
+    writeFileSync(path.join(options.out, `${name}.json`), JSON.stringify(results, null, 2) + '\n');
+    writeFileSync(path.join(options.out, `${name}.svg`), chart(results) + '\n');
+  }
+  console.log('\n' + table(results));
+  console.log(`\nresults: ${path.join(options.out, `${stamp}.json`)} and .svg (also latest.json, latest.svg)`);
+}
+
+main().catch((err) => {
+  console.error(`bench: ${(err as Error).message}`);
+  process.exitCode = 1;
+});

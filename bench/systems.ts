@@ -1,0 +1,127 @@
+// The systems a benchmark runs on, all on this machine and its one disk: a local
+// directory, a 3-node kDFS cluster, a 3-brick distributed GlusterFS volume.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+const KDFS = path.join(ROOT, 'cli', 'kdfs');
+
+export interface System {
+  name: string;
+  /** The directory workloads run in. */
+  dir: string;
+  /** Pids whose resident memory matters (the kDFS node serving the mount). */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+function run(file: string, args: string[], options: { allowFail?: boolean; timeoutMs?: number } = {}): string {
+  const result = spawnSync(file, args, { encoding: 'utf8', timeout: options.timeoutMs ?? 600_000 });
+  if (result.status !== 0 && !options.allowFail) {
+    throw new Error(`${file} ${args.join(' ')}: ${(result.stderr || result.stdout || String(result.error)).trim().split('\n').slice(-3).join(' / ')}`);
+  }
+  return result.stdout;
+}
+
+/** Installs Debian packages the benchmark needs and the machine lacks. */
+export function ensurePackages(packages: string[]): void {
+  const missing = packages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout.indexOf('install ok installed') < 0);
+  if (missing.length === 0) return;
+  console.log(`bench: installing ${missing.join(' ')}`);
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+  execFileSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+export function localSystem(scratch: string): System {
+  const dir = path.join(scratch, 'local');
+  mkdirSync(dir, { recursive: true });
+  return { name: 'local', dir, pids: () => [], stop: async () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function kdfsSystem(scratch: string): Promise<System> {
+  const clusterDir = path.join(scratch, 'kdfs');
+  run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
+  rmSync(clusterDir, { recursive: true, force: true });
+  run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir]);
+  const mnt = path.join(clusterDir, 'mnt');
+  const dir = path.join(mnt, 'bench');
+  mkdirSync(dir, { recursive: true });
+  return {
+    name: 'kdfs',
+    dir,
+    pids: () => {
+      try {
+        return [(JSON.parse(readFileSync(path.join(clusterDir, 'node1', 'kdfs.run'), 'utf8')) as { pid: number }).pid];
+      } catch {
+        return [];
+      }
+    },
+    stop: async () => {
+      run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
+      rmSync(clusterDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const GLUSTER_VOLUME = 'kdfsbench';
+
+/** A 3-brick distributed GlusterFS volume with its FUSE client; throws why it cannot be had. */
+export async function glusterSystem(scratch: string): Promise<System> {
+  ensurePackages(['glusterfs-server', 'glusterfs-client']);
+  const base = path.join(scratch, 'gluster');
+  const mnt = path.join(base, 'mnt');
+  if (spawnSync('pgrep', ['-x', 'glusterd']).status !== 0) run('glusterd', []);
+  await waitFor(() => spawnSync('gluster', ['volume', 'list'], { encoding: 'utf8' }).status === 0, 20_000, 'glusterd did not start');
+  stopGluster(base);
+  mkdirSync(mnt, { recursive: true });
+  const host = os.hostname();
+  const bricks = [1, 2, 3].map((i) => `${host}:${path.join(base, `brick${i}`)}`);
+  run('gluster', ['--mode=script', 'volume', 'create', GLUSTER_VOLUME, 'transport', 'tcp', ...bricks, 'force']);
+  run('gluster', ['--mode=script', 'volume', 'start', GLUSTER_VOLUME]);
+  run('mount', ['-t', 'glusterfs', `${host}:/${GLUSTER_VOLUME}`, mnt]);
+  const dir = path.join(mnt, 'bench');
+  mkdirSync(dir, { recursive: true });
+  return { name: 'glusterfs', dir, pids: () => [], stop: async () => stopGluster(base) };
+}
+
+function stopGluster(base: string): void {
+  const mnt = path.join(base, 'mnt');
+  if (readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `)) spawnSync('umount', ['-l', mnt]);
+  spawnSync('gluster', ['--mode=script', 'volume', 'stop', GLUSTER_VOLUME, 'force'], { stdio: 'ignore' });
+  spawnSync('gluster', ['--mode=script', 'volume', 'delete', GLUSTER_VOLUME], { stdio: 'ignore' });
+  rmSync(base, { recursive: true, force: true });
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(what);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** The FUSE ceiling of this machine (../shared/tools/fuse-ceiling.sh), MiB/s, or why not. */
+export function fuseCeiling(size: string): { write: number; read: number } | string {
+  const script = path.resolve(ROOT, '..', 'shared', 'tools', 'fuse-ceiling.sh');
+  if (!existsSync(script)) return `${script} is not there`;
+  const result = spawnSync('bash', [script, size], { encoding: 'utf8', timeout: 900_000 });
+  if (result.status !== 0) return `fuse-ceiling.sh failed: ${(result.stderr || '').trim().split('\n').pop()}`;
+  // multi-threaded figures: the kDFS mount is served by many requests at once too
+  const figure = (rw: string) => {
+    const lines = result.stdout.split('\n').filter((l) => l.includes(` ${rw}: `));
+    return Math.max(...lines.map((l) => Number(/(\d+) MiB\/s/.exec(l)?.[1] ?? 0)));
+  };
+  return { write: figure('write'), read: figure('read') };
+}
+
+/** Writes back dirty pages and drops the page cache: a cold start for reads. */
+export function dropCaches(): void {
+  spawnSync('sync');
+  try {
+    execFileSync('sh', ['-c', 'echo 3 > /proc/sys/vm/drop_caches']);
+  } catch {
+    // not root: reads may be warm
+  }
+}
