@@ -69,7 +69,7 @@ export async function format(options: FormatOptions): Promise<string> {
       { fsid, nextIno: FIRST_INO, defaultPolicy: { unitBytes: 0, count: 0 }, rootNodeId, createdSec },
       {
         attr: { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time },
-        layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {},
+        layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {}, inlined: false, inlineData: Buffer.alloc(0),
       },
       { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec, dataAddress: '' },
     );

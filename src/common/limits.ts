@@ -8,6 +8,8 @@ export const NAME_MAX_BYTES = 255;
 export const SYMLINK_MAX_BYTES = 4095;
 /** Longest path handed to the metadata service, in bytes. */
 export const PATH_MAX_BYTES = 4096;
+/** Files whose data fits in this many bytes keep it in their inode, not in stripe objects. */
+export const INLINE_MAX_BYTES = 8 * 1024;
 /** Largest file: 8 TiB, within what one stripe object may hold on ext4 (16 TiB). */
 export const FILE_MAX_BYTES = 2 ** 43;
 /** Most hard links of one inode. */
@@ -41,8 +43,10 @@ export const JOIN_TIMEOUT_MS = 30_000;
 
 /** Open file descriptors an agent keeps cached for its objects. */
 export const AGENT_OPEN_FILES_MAX = 512;
-/** Inode and directory entry records the metadata service keeps in memory. */
+/** Inode and directory entry records the metadata service keeps in memory, and
+ *  about how many bytes they may take (inline data makes some records large). */
 export const META_CACHE_RECORDS_MAX = 1_000_000;
+export const META_CACHE_BYTES_MAX = 256 * 1024 * 1024;
 
 /** Kernel caching of attributes and directory entries (seconds): what one node
  *  changes, the others see within this time. Opening a file always sees what

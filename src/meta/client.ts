@@ -5,11 +5,19 @@ import { META_DEADLINE_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { RpcChannel } from '../rpc/local.js';
 import type {
-  Attr, CreateRequest, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
+  Attr, CreateRequest, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
 } from '../rpc/messages.js';
 
-export interface Entry { attr: Attr; layout: Layout | null }
+export interface Entry { attr: Attr; layout: Layout | null; inlined: boolean; inlineData: Buffer; created: boolean }
+
+function entry(reply: EntryReply): Entry {
+  check(reply.errno);
+  return {
+    attr: reply.attr!, layout: reply.layout, inlined: reply.inlined ?? false, inlineData: reply.inlineData ?? Buffer.alloc(0),
+    created: reply.created ?? false,
+  };
+}
 
 export class MetaClient {
   constructor(readonly rpc: RpcChannel<MetaMethods>) {}
@@ -51,9 +59,7 @@ export class MetaClient {
   }
 
   async create(request: CreateRequest): Promise<Entry> {
-    const reply = await this.rpc.call('Create', request);
-    check(reply.errno);
-    return { attr: reply.attr!, layout: reply.layout };
+    return entry(await this.rpc.call('Create', request));
   }
 
   async remove(entry: Target, directory: boolean): Promise<void> {
@@ -84,17 +90,16 @@ export class MetaClient {
   }
 
   async open(target: Target, nodeId: number): Promise<Entry> {
-    const reply = await this.rpc.call('Open', { target, nodeId });
-    check(reply.errno);
-    return { attr: reply.attr!, layout: reply.layout };
+    return entry(await this.rpc.call('Open', { target, nodeId }));
   }
 
   async close(ino: number, nodeId: number): Promise<void> {
     check((await this.rpc.call('Close', { ino, nodeId })).errno);
   }
 
-  async commitWrite(ino: number, size: number, mtime: Timespec, sync: boolean): Promise<Attr> {
-    const reply = await this.rpc.call('CommitWrite', { ino, size, mtime, sync });
+  /** inline: the whole content of a file still inlined (EAGAIN if it no longer is). */
+  async commitWrite(ino: number, size: number, mtime: Timespec, sync: boolean, inline: Buffer | null = null): Promise<Attr> {
+    const reply = await this.rpc.call('CommitWrite', { ino, size, mtime, sync, inlined: inline !== null, inlineData: inline ?? undefined });
     check(reply.errno);
     return reply.attr!;
   }

@@ -5,7 +5,7 @@
 import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
 import {
-  FILE_MAX_BYTES, LINK_MAX, NAME_MAX_BYTES, PATH_MAX_BYTES, STRIPE_COUNT_MAX, STRIPE_UNIT_DEFAULT_BYTES,
+  FILE_MAX_BYTES, INLINE_MAX_BYTES, LINK_MAX, NAME_MAX_BYTES, PATH_MAX_BYTES, STRIPE_COUNT_MAX, STRIPE_UNIT_DEFAULT_BYTES,
   STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES, SYMLINK_MAX_BYTES, XATTR_NAME_MAX_BYTES, XATTR_TOTAL_MAX_BYTES,
   XATTR_VALUE_MAX_BYTES,
 } from '../common/limits.js';
@@ -103,6 +103,8 @@ export class Namespace {
         entries: 0,
         policy: type === S_IFDIR && parent.policy ? { ...parent.policy } : null,
         xattrs: {},
+        inlined: type === S_IFREG,
+        inlineData: EMPTY,
       };
       tx.putInode(inode);
       tx.putDirent(parent.attr.ino, name, { ino, mode: type });
@@ -232,6 +234,7 @@ export class Namespace {
         if (!isReg(attr.mode)) throw new FsError(E.EINVAL);
         attr.size = request.size ?? 0;
         attr.mtime = time;
+        if (inode.inlined && inode.inlineData.length > attr.size) inode.inlineData = Buffer.from(inode.inlineData.subarray(0, attr.size));
       }
       if (valid & SETATTR_ATIME_NOW) attr.atime = time;
       else if (valid & SETATTR_ATIME) attr.atime = checkTime(request.atime);
@@ -242,14 +245,27 @@ export class Namespace {
     });
   }
 
-  /** Writes reached the agents: the file is at least `size` long, modified at mtime. */
-  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean): Promise<Attr> {
+  /** Writes reached the agents (the file is at least `size` long), or come inline
+   *  (the whole content of an inlined file, `size` long); modified at mtime. */
+  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null): Promise<Attr> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
     return this.store.run((tx) => {
       const current = tx.mustInode(ino);
       if (!isReg(current.attr.mode)) throw new FsError(E.EINVAL);
+      // another node spilled the file to its objects meanwhile: the writer must too
+      if (inline && !current.inlined) throw new FsError(E.EAGAIN);
       const inode = tx.editInode(ino);
-      if (size > inode.attr.size) inode.attr.size = size;
+      if (inline) {
+        inode.inlineData = Buffer.from(inline);
+        inode.attr.size = size;
+      } else {
+        if (inode.inlined) {
+          inode.inlined = false;
+          inode.inlineData = EMPTY;
+        }
+        if (size > inode.attr.size) inode.attr.size = size;
+      }
       if (mtime) inode.attr.mtime = checkTime(mtime);
       inode.attr.ctime = now();
       return inode.attr;
@@ -446,9 +462,12 @@ export class Namespace {
   private free(tx: Tx, inode: Inode): void {
     tx.deleteInode(inode.attr.ino);
     if (this.store.zeroLinks.has(inode.attr.ino)) tx.setZeroLinks(inode.attr.ino, false);
-    if (inode.layout && inode.layout.nodes.length > 0) tx.putOrphan(inode);
+    // an inlined file never wrote its objects
+    if (inode.layout && inode.layout.nodes.length > 0 && !inode.inlined) tx.putOrphan({ ...inode, inlineData: EMPTY, xattrs: {} });
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Path components, checked. */
 export function components(path: string): string[] {

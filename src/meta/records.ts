@@ -105,5 +105,10 @@ export function cloneInode(inode: Inode): Inode {
     entries: inode.entries ?? 0,
     policy: clonePolicy(inode.policy),
     xattrs: { ...(inode.xattrs ?? {}) },
+    inlined: inode.inlined ?? false,
+    // never changed in place: a new buffer replaces it
+    inlineData: inode.inlineData ?? EMPTY,
   };
 }
+
+const EMPTY = Buffer.alloc(0);

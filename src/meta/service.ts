@@ -74,8 +74,8 @@ export class MetaService {
       Setattr: async (request) => ({ errno: 0, attr: await ns.setattr({ ...request, target: target(request.target) }) }),
       async Create(request) {
         target(request.entry);
-        const { inode } = await ns.create(request, cluster.nodeIds(), policy());
-        return { errno: 0, attr: inode.attr, layout: inode.layout };
+        const { inode, existed } = await ns.create(request, cluster.nodeIds(), policy());
+        return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData, created: !existed };
       },
       async Remove(request) {
         await ns.remove(target(request.entry), request.directory);
@@ -93,13 +93,16 @@ export class MetaService {
       ReadLink: async (request) => ({ errno: 0, target: await ns.readLink(target(request)) }),
       async Open(request) {
         const inode = await ns.open(target(request.target), request.nodeId);
-        return { errno: 0, attr: inode.attr, layout: inode.layout };
+        return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData };
       },
       async Close(request) {
         await ns.close(request.ino, request.nodeId);
         return OK;
       },
-      CommitWrite: async (request) => ({ errno: 0, attr: await ns.commitWrite(request.ino, request.size, request.mtime, request.sync) }),
+      CommitWrite: async (request) => ({
+        errno: 0,
+        attr: await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null),
+      }),
       Sync: async () => {
         await this.store.barrier(true);
         return OK;

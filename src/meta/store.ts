@@ -14,7 +14,7 @@
 // of those transactions get the errno (ENOSPC), nothing half-done remains.
 import { Level } from 'level';
 import { E, FsError } from '../common/errno.js';
-import { META_CACHE_RECORDS_MAX } from '../common/limits.js';
+import { META_CACHE_BYTES_MAX, META_CACHE_RECORDS_MAX } from '../common/limits.js';
 import { log } from '../common/log.js';
 import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
@@ -36,6 +36,17 @@ interface CacheEntry {
   value: Inode | Dirent | null;
   /** Sequence number of the last transaction that wrote it (0: as on disk). */
   seq: number;
+  /** About how much memory it takes. */
+  bytes: number;
+}
+
+/** About how much memory a cached record takes. */
+function recordBytes(value: Inode | Dirent | null): number {
+  if (value === null) return 64;
+  if (!('attr' in value)) return 96;
+  let bytes = 320 + value.inlineData.length;
+  for (const [name, v] of Object.entries(value.xattrs)) bytes += name.length + v.length + 64;
+  return bytes;
 }
 
 interface Staged {
@@ -147,6 +158,7 @@ export class Tx {
 
 export class MetaStore {
   private readonly cache = new Map<string, CacheEntry>();
+  private cacheBytes = 0;
   private readonly loading = new Map<string, Promise<void>>();
   private readonly queue: Pending[] = [];
   private writing = false;
@@ -275,7 +287,7 @@ export class MetaStore {
     if (!loading) {
       loading = this.db.get(key).then((value) => {
         // A record in the cache is newer than what was read: keep it.
-        if (!this.cache.has(name)) this.cache.set(name, { value: value === undefined ? null : decodeRecord(key, value), seq: 0 });
+        if (!this.cache.has(name)) this.cacheSet(name, value === undefined ? null : decodeRecord(key, value), 0);
       }).finally(() => this.loading.delete(name));
       this.loading.set(name, loading);
     }
@@ -294,7 +306,7 @@ export class MetaStore {
       switch (key[0]) {
         case KIND_INODE:
         case KIND_DIRENT:
-          this.cache.set(name, { value: value as Inode | Dirent | null, seq });
+          this.cacheSet(name, value as Inode | Dirent | null, seq);
           break;
         case fsKey[0]:
           this.fs = value as FsRecord;
@@ -362,6 +374,7 @@ export class MetaStore {
     this.cache.clear();
     // level refuses all writes after a failed one until it is reopened
     await this.db.close().catch(() => {});
+    this.cacheBytes = 0;
     this.failed = { errno, retryAtMs: 0, reopening: null };
     this.recovering = null;
     done();
@@ -391,12 +404,22 @@ export class MetaStore {
     return failed.reopening;
   }
 
+  private cacheSet(name: string, value: Inode | Dirent | null, seq: number): void {
+    const bytes = recordBytes(value);
+    this.cacheBytes += bytes - (this.cache.get(name)?.bytes ?? 0);
+    this.cache.set(name, { value, seq, bytes });
+  }
+
+  /** Forgets the oldest records written to disk, down to 90% of the limits. */
   private evict(): void {
-    if (this.cache.size <= META_CACHE_RECORDS_MAX) return;
-    const target = Math.floor(META_CACHE_RECORDS_MAX * 0.9);
+    if (this.cache.size <= META_CACHE_RECORDS_MAX && this.cacheBytes <= META_CACHE_BYTES_MAX) return;
+    const records = Math.floor(META_CACHE_RECORDS_MAX * 0.9);
+    const bytes = Math.floor(META_CACHE_BYTES_MAX * 0.9);
     for (const [name, entry] of this.cache) {
-      if (this.cache.size <= target) break;
-      if (entry.seq <= this.committedSeq) this.cache.delete(name);
+      if (this.cache.size <= records && this.cacheBytes <= bytes) break;
+      if (entry.seq > this.committedSeq) continue;
+      this.cache.delete(name);
+      this.cacheBytes -= entry.bytes;
     }
   }
 }

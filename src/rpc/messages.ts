@@ -49,13 +49,22 @@ export interface Inode {
   entries: number;
   policy: StripePolicy | null;
   xattrs: Record<string, Buffer>;
+  inlined: boolean;
+  inlineData: Buffer;
 }
 
 export interface Empty {}
 export interface ErrnoReply { errno: number }
 export interface Target { ino?: number; path?: string; name?: string }
 export interface AttrReply { errno: number; attr: Attr | null }
-export interface EntryReply { errno: number; attr: Attr | null; layout: Layout | null }
+export interface EntryReply {
+  errno: number;
+  attr: Attr | null;
+  layout: Layout | null;
+  inlined?: boolean;
+  inlineData?: Buffer;
+  created?: boolean;
+}
 
 export interface RegisterRequest {
   nodeId: number;
@@ -121,7 +130,14 @@ export interface ReadDirReply { errno: number; ino: number; parent: number; entr
 export interface ReadLinkReply { errno: number; target: string }
 export interface OpenRequest { target: Target; nodeId: number }
 export interface CloseRequest { ino: number; nodeId: number }
-export interface CommitWriteRequest { ino: number; size: number; mtime: Timespec | null; sync: boolean }
+export interface CommitWriteRequest {
+  ino: number;
+  size: number;
+  mtime: Timespec | null;
+  sync: boolean;
+  inlined?: boolean;
+  inlineData?: Uint8Array;
+}
 export interface XattrRequest { target: Target; name?: string; value?: Uint8Array; flags?: number }
 export interface XattrReply { errno: number; value: Buffer; names: string[] }
 export interface SetStripeRequest { target: Target; policy: StripePolicy }

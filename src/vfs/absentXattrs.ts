@@ -4,7 +4,7 @@
 const INODES_MAX = 10_000;
 
 export class AbsentXattrs {
-  private readonly absent = new Map<number, { names: Set<string>; untilMs: number }>();
+  private readonly absent = new Map<number, { names: Set<string> | null; untilMs: number }>();
 
   constructor(private readonly forMs: number) {}
 
@@ -15,7 +15,14 @@ export class AbsentXattrs {
       this.absent.delete(ino);
       return false;
     }
-    return entry.names.has(name);
+    return entry.names === null || entry.names.has(name);
+  }
+
+  /** The inode has no extended attributes at all (it was just made). */
+  addAll(ino: number): void {
+    this.absent.delete(ino);
+    this.absent.set(ino, { names: null, untilMs: Date.now() + this.forMs });
+    if (this.absent.size > INODES_MAX) this.absent.delete(this.absent.keys().next().value as number);
   }
 
   add(ino: number, name: string): void {
@@ -26,7 +33,7 @@ export class AbsentXattrs {
       this.absent.set(ino, entry);
       if (this.absent.size > INODES_MAX) this.absent.delete(this.absent.keys().next().value as number);
     }
-    entry.names.add(name);
+    entry.names?.add(name);
   }
 
   /** This node changed the inode's attributes. */

@@ -1,12 +1,14 @@
 // Regular files open on this node: reads and writes striped over the agents,
 // and the size and mtime of this node's writes, committed to the metadata
-// service at close (flush) and fsync.
+// service at close (flush) and fsync. A small file's content lives in its inode
+// (inlined, up to INLINE_MAX_BYTES): it comes with the open, and goes back with
+// the commit, no agent involved; a write past that spills it to its objects.
 import { constants } from 'node:fs';
 import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
-import { FILE_MAX_BYTES } from '../common/limits.js';
+import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
-import type { MetaClient } from '../meta/client.js';
+import type { Entry, MetaClient } from '../meta/client.js';
 import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
 import { zeroPieces } from './holes.js';
@@ -29,6 +31,8 @@ export interface OpenFile extends WrittenFile {
   committed: number;
   writer: FileWriter;
   readAhead: FileReadAhead;
+  /** The content while the file is inlined (zeros follow it up to the size), else null. */
+  inline: Buffer | null;
   handles: number;
 }
 
@@ -41,6 +45,18 @@ interface Handle {
 
 export function objectKey(ino: number, index: number): ObjectKey {
   return { ino, index, replica: 0 };
+}
+
+/** content with data written at offset: a new buffer if it grows (zeros fill any gap). */
+function writeInto(content: Buffer, offset: number, data: Buffer): Buffer {
+  const end = offset + data.length;
+  let target = content;
+  if (end > content.length) {
+    target = Buffer.alloc(end);
+    content.copy(target);
+  }
+  data.copy(target, offset);
+  return target;
 }
 
 export class OpenFiles {
@@ -81,7 +97,8 @@ export class OpenFiles {
   }
 
   /** A new handle for a file the metadata service has just opened for this node. */
-  add(attr: Attr, layout: Layout | null, flags: number): { fh: number; file: OpenFile } {
+  add(entry: Entry, flags: number): { fh: number; file: OpenFile } {
+    const { attr, layout } = entry;
     if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
     let file = this.files.get(attr.ino);
     if (!file) {
@@ -89,10 +106,16 @@ export class OpenFiles {
       file = {
         ...written, size: attr.size, mtime: null, written: 0, committed: 0, handles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, layout, this.agents, this.readAheadBudget),
+        inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
       this.files.set(attr.ino, file);
-    } else if (attr.size > file.size) {
-      file.size = attr.size;
+    } else {
+      if (attr.size > file.size) file.size = attr.size;
+      // open elsewhere on this node: what the metadata service has now is newer, unless this node wrote since
+      if (file.written === file.committed && (file.inline !== null || !entry.inlined)) {
+        file.inline = entry.inlined ? Buffer.from(entry.inlineData) : null;
+        file.size = attr.size;
+      }
     }
     file.handles++;
     do this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
@@ -105,6 +128,11 @@ export class OpenFiles {
   async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
     const { file, run } = this.handle(fh);
     if (offset >= file.size) return [];
+    if (file.inline) {
+      const end = Math.min(offset + size, file.size);
+      const pieces = offset < file.inline.length ? [file.inline.subarray(offset, Math.min(end, file.inline.length))] : [];
+      return pieces.concat(zeroPieces(end - Math.max(offset, Math.min(end, file.inline.length))));
+    }
     // what this node wrote must be read back
     if (!file.writer.idle) await file.writer.settle();
     const wanted = Math.min(size, file.size - offset);
@@ -142,8 +170,13 @@ export class OpenFiles {
     const at = append ? file.size : offset;
     const length = data.length;
     if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
-    file.readAhead.clear();
-    await file.writer.write(at, data);
+    if (file.inline && at + length <= INLINE_MAX_BYTES) {
+      file.inline = writeInto(file.inline, at, data);
+    } else {
+      if (file.inline) await this.spill(file);
+      file.readAhead.clear();
+      await file.writer.write(at, data);
+    }
     if (at + length > file.size) file.size = at + length;
     file.mtime = now();
     file.written++;
@@ -161,19 +194,51 @@ export class OpenFiles {
     }));
   }
 
-  /** Sends what this node wrote and commits its size and mtime; false if there was nothing to commit. */
+  /** Sends what this node wrote and commits its size and mtime (and the content of
+   *  an inlined file); false if there was nothing to commit. */
   async commit(file: OpenFile, sync: boolean): Promise<boolean> {
     const written = file.written;
-    await file.writer.drain();
+    if (!file.inline) await file.writer.drain();
     if (written === file.committed) return false;
-    await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
+    if (file.inline) {
+      try {
+        await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync, file.inline);
+      } catch (err) {
+        if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
+        // another node spilled the file meanwhile: this content goes to the objects too
+        await this.spill(file);
+        await file.writer.drain();
+        await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
+      }
+    } else {
+      await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
+    }
     if (file.committed < written) file.committed = written;
     if (file.written === written) file.mtime = null;
     return true;
   }
 
+  /** The file outgrows its inode: its content goes to its stripe objects (the
+   *  next commit tells the metadata service). */
+  private async spill(file: OpenFile): Promise<void> {
+    const content = file.inline!;
+    file.inline = null;
+    if (content.length > 0) await file.writer.write(0, content);
+  }
+
+  /** Truncation of an open file: an inlined one is cut in place. */
+  truncated(file: OpenFile, size: number): void {
+    file.size = size;
+    if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
+  }
+
   async fsync(fh: number): Promise<void> {
     const { file } = this.handle(fh);
+    // inlined: the content is in the metadata, which a synced commit makes durable
+    if (file.inline) {
+      if (!(await this.commit(file, true))) await this.meta.sync();
+      return;
+    }
     await file.writer.drain();
     const objects = [...file.unsynced];
     file.unsynced.clear();

@@ -96,14 +96,16 @@ export class Vfs {
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
       if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
       const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
-      // what this node wrote reaches the objects before they are cut
-      await open?.writer.settle();
-      open?.readAhead.clear();
-      // directories and the like have no layout: the metadata service refuses their size
-      const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
-      if (layout) await this.files.truncateObjects(ino, layout, size);
+      if (!open?.inline) {
+        // what this node wrote reaches the objects before they are cut
+        await open?.writer.settle();
+        open?.readAhead.clear();
+        // directories and the like have no layout: the metadata service refuses their size
+        const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
+        if (layout) await this.files.truncateObjects(ino, layout, size);
+      }
       const attr = await this.meta.setattr({ target: { ino }, ...changes });
-      if (open) open.size = size;
+      if (open) this.files.truncated(open, size);
       return this.told(attr);
     }
     return this.told(await byInode(this.meta.setattr({ target: { ino }, ...changes })));
@@ -185,7 +187,9 @@ export class Vfs {
     });
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
-    const { fh } = this.files.add(entry.attr, entry.layout, flags);
+    const { fh } = this.files.add(entry, flags);
+    // a new inode has no extended attributes: the kernel's security.capability question needs no call
+    if (entry.created) this.absentXattrs.addAll(entry.attr.ino);
     return { attr: this.told(entry.attr), opened: { fh, keepCache: false, directIo: false } };
   }
 
@@ -194,7 +198,7 @@ export class Vfs {
     await this.files.closed(ino);
     const entry = await byInode(this.meta.open({ ino }, this.nodeId));
     if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
-    const { fh, file } = this.files.add(entry.attr, entry.layout, flags);
+    const { fh, file } = this.files.add(entry, flags);
     const current = this.files.withLocalWrites({ ...entry.attr, size: Math.max(entry.attr.size, file.size) });
     if (this.kernel.matches(current)) return { fh, keepCache: true, directIo: false };
     // Changed since the kernel last heard of it, maybe by another node: its size and pages may be stale.

@@ -28,6 +28,11 @@ describe('durability', () => {
     expect(python(`os.setxattr(${JSON.stringify(c.path(2, 'closed'))}, 'user.k', b'v')`).status).toBe(0);
     fs.writeFileSync(c.path(1, 'cut'), randomBytes(3 * MiB));
     fs.truncateSync(c.path(1, 'cut'), 1000);
+    // a small file (its data in its inode), fsynced and still open
+    const small = randomBytes(2000);
+    const smallFd = fs.openSync(c.path(3, 'small-synced'), 'w');
+    fs.writeSync(smallFd, small);
+    fs.fsyncSync(smallFd);
     // written, fsynced and still open when the processes die
     const synced = randomBytes(3 * MiB);
     const fd = fs.openSync(c.path(2, 'synced'), 'w');
@@ -44,10 +49,12 @@ describe('durability', () => {
       code = (err as NodeJS.ErrnoException).code ?? '';
     }
     expect(['ENOTCONN', 'ECONNABORTED']).toContain(code);
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // the mount is gone: so is the descriptor's file system
+    for (const descriptor of [fd, smallFd]) {
+      try {
+        fs.closeSync(descriptor);
+      } catch {
+        // the mount is gone: so is the descriptor's file system
+      }
     }
     // mount.kdfs clears the stale mounts the killed processes left
     for (const id of [1, 2, 3]) await c.mount(id);
@@ -55,6 +62,7 @@ describe('durability', () => {
     for (const id of [1, 2, 3]) {
       expect(fs.readFileSync(c.path(id, 'closed')).equals(closed)).toBe(true);
       expect(fs.readFileSync(c.path(id, 'synced')).equals(synced)).toBe(true);
+      expect(fs.readFileSync(c.path(id, 'small-synced')).equals(small)).toBe(true);
       expect(fs.readFileSync(c.path(id, 'dir', 'b'), 'utf8')).toBe('renamed');
       expect(fs.existsSync(c.path(id, 'dir', 'a'))).toBe(false);
       expect(fs.statSync(c.path(id, 'hard')).nlink).toBe(2);

@@ -165,6 +165,45 @@ describe('files', () => {
   });
 });
 
+describe('small files', () => {
+  it('keep their data in their inode until they outgrow it', () => {
+    const objects = () => [1, 2, 3].reduce((sum, id) => sum + objectBytes(cluster.nodeDir(id)), 0);
+    const file = fresh('small');
+    const before = objects();
+    const small = randomBytes(5000);
+    fs.writeFileSync(file, small);
+    fs.appendFileSync(file, small.subarray(0, 1000));
+    const grown = Buffer.concat([small, small.subarray(0, 1000)]);
+    expect(objects()).toBe(before);
+    for (const id of [2, 3]) expect(fs.readFileSync(cluster.path(id, file.split('/').pop()!)).equals(grown)).toBe(true);
+    // holes and truncation while inline
+    fs.truncateSync(file, 8000);
+    expect(fs.readFileSync(file).equals(Buffer.concat([grown, Buffer.alloc(2000)]))).toBe(true);
+    fs.truncateSync(file, 10);
+    expect(fs.readFileSync(file).equals(grown.subarray(0, 10))).toBe(true);
+    // past the inline limit: spilled to the objects, whole on every node
+    const big = randomBytes(3 * MiB);
+    fs.appendFileSync(file, big);
+    const all = Buffer.concat([grown.subarray(0, 10), big]);
+    expect(objects() - before).toBeGreaterThanOrEqual(3 * MiB);
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file.split('/').pop()!)).equals(all)).toBe(true);
+  });
+
+  it('survive a write on one node while another has spilled them: the last close wins, whole', () => {
+    const name = fresh('race').split('/').pop()!;
+    fs.writeFileSync(cluster.path(1, name), Buffer.alloc(3000, 1));
+    const a = fs.openSync(cluster.path(1, name), 'r+');
+    fs.writeSync(a, Buffer.alloc(100, 2), 0, 100, 0);
+    // node 2 grows it past the inline limit and closes first
+    fs.writeFileSync(cluster.path(2, name), Buffer.alloc(MiB, 3));
+    fs.closeSync(a);
+    const expected = Buffer.alloc(MiB, 3);
+    expected.fill(1, 0, 3000);
+    expected.fill(2, 0, 100);
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, name)).equals(expected)).toBe(true);
+  });
+});
+
 describe('directories', () => {
   it('creates, lists (with . and ..) and removes directories', () => {
     const dir = fresh('d');
