@@ -107,6 +107,7 @@ export class Namespace {
         inlineData: EMPTY,
       };
       tx.putInode(inode);
+      if (type === S_IFDIR) tx.newDirectory(ino);
       tx.putDirent(parent.attr.ino, name, { ino, mode: type });
       const p = tx.editInode(parent.attr.ino);
       p.entries++;

@@ -64,6 +64,8 @@ interface Pending {
 
 /** Most records one level write takes: bigger groups wait for the next write. */
 const WRITE_GROUP_OPS_MAX = 4096;
+/** Inode numbers reserved at a time in the file system record. */
+const INO_BLOCK = 4096;
 /** Loads a transaction may need before it gives up (a path deeper than this is absurd). */
 const TX_LOADS_MAX = 4096;
 /** After a failed write, how often to try to reopen level. */
@@ -71,6 +73,9 @@ const REOPEN_RETRY_MS = 1000;
 
 export class Tx {
   readonly staged = new Map<string, Staged>();
+  readonly newDirectories: number[] = [];
+  /** Inode numbers this transaction took. */
+  allocated = 0;
   private fsRecord: FsRecord | null = null;
 
   constructor(private readonly store: MetaStore) {}
@@ -98,7 +103,15 @@ export class Tx {
   }
 
   dirent(parent: number, name: string): Dirent | null {
-    return this.read(direntKey(parent, name)) as Dirent | null;
+    const key = direntKey(parent, name);
+    const name_ = key.toString('latin1');
+    if (!this.staged.has(name_) && !this.store.cacheEntry(name_) && this.store.knowsAllEntries(parent)) return null;
+    return this.read(key) as Dirent | null;
+  }
+
+  /** The directory is new: all its entries will pass through the cache. */
+  newDirectory(ino: number): void {
+    this.newDirectories.push(ino);
   }
 
   putInode(inode: Inode): void {
@@ -135,10 +148,15 @@ export class Tx {
     this.stage(nodeKey(node.id), node);
   }
 
+  /** A new inode number. The file system record on disk reserves them in blocks
+   *  (a block is written once per INO_BLOCK inodes; after a crash, the rest of
+   *  the block is skipped: numbers are never reused). */
   allocIno(): number {
-    this.fsRecord ??= { ...this.store.fs };
-    const ino = this.fsRecord.nextIno++;
-    this.stage(fsKey, this.fsRecord);
+    const ino = this.store.nextFreeIno + this.allocated++;
+    if (ino >= (this.fsRecord ?? this.store.fs).nextIno) {
+      this.fsRecord = { ...this.store.fs, nextIno: ino + INO_BLOCK };
+      this.stage(fsKey, this.fsRecord);
+    }
     return ino;
   }
 
@@ -159,6 +177,9 @@ export class Tx {
 export class MetaStore {
   private readonly cache = new Map<string, CacheEntry>();
   private cacheBytes = 0;
+  /** Directories whose every entry is in the cache (made by this process, none
+   *  evicted since): a name missing from the cache is absent, no need to read. */
+  private readonly complete = new Set<number>();
   private readonly loading = new Map<string, Promise<void>>();
   private readonly queue: Pending[] = [];
   private writing = false;
@@ -168,8 +189,11 @@ export class MetaStore {
   private recovering: Promise<void> | null = null;
   /** Set while level is closed after a failed write: the errno, and when to try to reopen it. */
   private failed: { errno: number; retryAtMs: number; reopening: Promise<void> | null } | null = null;
-  /** The file system record as of the last committed transaction. */
+  /** The file system record as of the last committed transaction; its nextIno
+   *  is the end of the inode numbers reserved. */
   fs!: FsRecord;
+  /** The next inode number to hand out. */
+  nextFreeIno = 0;
   readonly nodes = new Map<number, NodeRecord>();
   /** Inodes with no links, open on some node (from "Z" records). */
   readonly zeroLinks = new Set<number>();
@@ -207,6 +231,7 @@ export class MetaStore {
     const fs = await this.db.get(fsKey);
     if (!fs) throw new Error('the root meta-file has no file system record');
     this.fs = fsCodec.decode(fs);
+    this.nextFreeIno = this.fs.nextIno;
     this.nodes.clear();
     for await (const [, value] of this.db.iterator({ gte: Buffer.from([KIND_NODE]), lt: Buffer.from([KIND_NODE + 1]) })) {
       const node = nodeCodec.decode(value);
@@ -220,6 +245,10 @@ export class MetaStore {
 
   cacheEntry(name: string): CacheEntry | undefined {
     return this.cache.get(name);
+  }
+
+  knowsAllEntries(dir: number): boolean {
+    return this.complete.has(dir);
   }
 
   /** Runs fn as a transaction (see the top of this file); sync: on disk before returning. */
@@ -273,7 +302,7 @@ export class MetaStore {
 
   /** Number of inodes, for statfs: the next inode number says how many were ever made. */
   inodesAllocated(): number {
-    return this.fs.nextIno;
+    return this.nextFreeIno;
   }
 
   async close(): Promise<void> {
@@ -305,8 +334,11 @@ export class MetaStore {
       }
       switch (key[0]) {
         case KIND_INODE:
+          this.cacheSet(name, value as Inode | null, seq);
+          if (value === null) this.complete.delete(readU64(key, 1));
+          break;
         case KIND_DIRENT:
-          this.cacheSet(name, value as Inode | Dirent | null, seq);
+          this.cacheSet(name, value as Dirent | null, seq);
           break;
         case fsKey[0]:
           this.fs = value as FsRecord;
@@ -320,12 +352,18 @@ export class MetaStore {
           break;
       }
     }
+    for (const ino of tx.newDirectories) this.complete.add(ino);
+    this.nextFreeIno += tx.allocated;
     return new Promise((resolve, reject) => this.enqueue({ ops, sync, seq, resolve, reject }));
   }
 
   private enqueue(pending: Pending): void {
     this.queue.push(pending);
-    if (!this.writing) void this.drain();
+    if (this.writing) return;
+    // at the end of this turn of the event loop: the transactions of all the
+    // requests it handles go to disk in one write
+    this.writing = true;
+    setImmediate(() => void this.drain());
   }
 
   private async drain(): Promise<void> {
@@ -351,7 +389,7 @@ export class MetaStore {
         continue;
       }
       try {
-        await this.db.batch(ops, { sync });
+        await this.write(ops, sync);
         const done = group[group.length - 1].seq;
         for (const p of group) p.resolve();
         this.committedSeq = done;
@@ -372,6 +410,7 @@ export class MetaStore {
     let done!: () => void;
     this.recovering = new Promise((resolve) => (done = resolve));
     this.cache.clear();
+    this.complete.clear();
     // level refuses all writes after a failed one until it is reopened
     await this.db.close().catch(() => {});
     this.cacheBytes = 0;
@@ -404,6 +443,14 @@ export class MetaStore {
     return failed.reopening;
   }
 
+  /** One atomic level write. Keys and values are buffers already: classic-level's
+   *  own batch (the hook abstract-level calls after cloning and checking every
+   *  operation) takes them as they are. */
+  private write(ops: BatchOp[], sync: boolean): Promise<void> {
+    const direct = (this.db as unknown as { _batch?: (ops: BatchOp[], options: { sync: boolean }) => Promise<void> })._batch;
+    return direct && this.db.status === 'open' ? direct.call(this.db, ops, { sync }) : this.db.batch(ops, { sync });
+  }
+
   private cacheSet(name: string, value: Inode | Dirent | null, seq: number): void {
     const bytes = recordBytes(value);
     this.cacheBytes += bytes - (this.cache.get(name)?.bytes ?? 0);
@@ -420,6 +467,8 @@ export class MetaStore {
       if (entry.seq > this.committedSeq) continue;
       this.cache.delete(name);
       this.cacheBytes -= entry.bytes;
+      // an entry of a directory is no longer here: the directory is not wholly known
+      if (name.charCodeAt(0) === KIND_DIRENT) this.complete.delete(readU64(Buffer.from(name, 'latin1'), 1));
     }
   }
 }
