@@ -34,11 +34,14 @@ export interface OpenFile extends WrittenFile {
   /** The content while the file is inlined (zeros follow it up to the size), else null. */
   inline: Buffer | null;
   handles: number;
+  /** Handles that bypass the kernel's page cache: none or all of them. */
+  directHandles: number;
 }
 
 interface Handle {
   file: OpenFile;
   append: boolean;
+  direct: boolean;
   /** Where a sequential read would go next, and how many came in a row. */
   run: { next: number; streak: number };
 }
@@ -104,7 +107,7 @@ export class OpenFiles {
     if (!file) {
       const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set() };
       file = {
-        ...written, size: attr.size, mtime: null, written: 0, committed: 0, handles: 0,
+        ...written, size: attr.size, mtime: null, written: 0, committed: 0, handles: 0, directHandles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, layout, this.agents, this.readAheadBudget),
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
@@ -120,8 +123,19 @@ export class OpenFiles {
     file.handles++;
     do this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
     while (this.handles.has(this.nextFh));
-    this.handles.set(this.nextFh, { file, append: (flags & constants.O_APPEND) !== 0, run: { next: 0, streak: 0 } });
+    this.handles.set(this.nextFh, { file, append: (flags & constants.O_APPEND) !== 0, direct: false, run: { next: 0, streak: 0 } });
     return { fh: this.nextFh, file };
+  }
+
+  /** Whether a new handle bypasses the kernel's page cache: as wanted if it is
+   *  the file's only handle on this node, else as the others do, so that no
+   *  handle's cached pages go stale under another handle's uncached writes. */
+  bypassCache(fh: number, wanted: boolean): boolean {
+    const handle = this.handle(fh);
+    const { file } = handle;
+    handle.direct = file.handles === 1 ? wanted : file.directHandles > 0;
+    if (handle.direct) file.directHandles++;
+    return handle.direct;
   }
 
   /** Up to `size` bytes at `offset`, as pieces to send as they are (no joining copy). */
@@ -262,6 +276,7 @@ export class OpenFiles {
     if (!handle) return;
     this.handles.delete(fh);
     const { file } = handle;
+    if (handle.direct) file.directHandles--;
     try {
       await this.commit(file, false);
     } finally {

@@ -31,9 +31,15 @@ export interface Opened {
   fh: number;
   /** The kernel's cached pages of the file are current: keep them. */
   keepCache: boolean;
-  /** Bypass the page cache: O_APPEND writes when the kernel's size may be stale. */
+  /** Bypass the page cache: for a descriptor that only writes (the cache would
+   *  only cost a copy of everything written), and for O_APPEND writes when the
+   *  kernel's size may be stale. */
   directIo: boolean;
 }
+
+/** A descriptor opened for writing only gains nothing from the page cache. */
+const O_ACCMODE = 3;
+const writeOnly = (flags: number) => (flags & O_ACCMODE) === constants.O_WRONLY;
 
 /** What the kernel's caches need from the VFS: dropping an inode's attributes. */
 export interface KernelCache {
@@ -190,7 +196,11 @@ export class Vfs {
     const { fh } = this.files.add(entry, flags);
     // a new inode has no extended attributes: the kernel's security.capability question needs no call
     if (entry.created) this.absentXattrs.addAll(entry.attr.ino);
-    return { attr: this.told(entry.attr), opened: { fh, keepCache: false, directIo: false } };
+    const attr = this.told(entry.attr);
+    const directIo = this.files.bypassCache(fh, writeOnly(flags));
+    // writes that bypass the page cache leave what the kernel has cached of the file behind
+    if (directIo) this.kernel.forget(entry.attr.ino);
+    return { attr, opened: { fh, keepCache: false, directIo } };
   }
 
   async open(ino: number, flags: number): Promise<Opened> {
@@ -200,11 +210,14 @@ export class Vfs {
     if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
     const { fh, file } = this.files.add(entry, flags);
     const current = this.files.withLocalWrites({ ...entry.attr, size: Math.max(entry.attr.size, file.size) });
-    if (this.kernel.matches(current)) return { fh, keepCache: true, directIo: false };
-    // Changed since the kernel last heard of it, maybe by another node: its size and pages may be stale.
+    const fresh = this.kernel.matches(current);
+    // O_APPEND must not trust the kernel's copy of the size when it may be stale
+    const directIo = this.files.bypassCache(fh, writeOnly(flags) || (!fresh && (flags & constants.O_APPEND) !== 0));
+    if (fresh && !directIo) return { fh, keepCache: true, directIo };
     this.kernel.forget(ino);
-    this.kernelCache?.invalidateAttributes(ino);
-    return { fh, keepCache: false, directIo: (flags & constants.O_APPEND) !== 0 };
+    // changed since the kernel last heard of it, maybe by another node: its size and pages may be stale
+    if (!fresh) this.kernelCache?.invalidateAttributes(ino);
+    return { fh, keepCache: fresh, directIo };
   }
 
   read(fh: number, size: number, offset: number): Promise<Buffer[]> {

@@ -59,6 +59,35 @@ describe('files', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('abcdefghi');
   });
 
+  it('shows a reader on the same node what write-only descriptors write, whichever opened first', () => {
+    const file = fresh();
+    const expected = Buffer.from('a'.repeat(10_000));
+    fs.writeFileSync(file, expected);
+    const readBack = (fd: number) => {
+      const back = Buffer.alloc(expected.length + 4096);
+      return back.subarray(0, fs.readSync(fd, back, 0, back.length, 0));
+    };
+    // the reader's pages are cached before the writers come
+    const reader = fs.openSync(file, 'r');
+    expect(readBack(reader).equals(expected)).toBe(true);
+    const appender = fs.openSync(file, 'a');
+    fs.writeSync(appender, 'b'.repeat(100));
+    const overwriter = fs.openSync(file, fs.constants.O_WRONLY);
+    fs.writeSync(overwriter, 'x'.repeat(50), 0);
+    const grown = Buffer.concat([Buffer.from('x'.repeat(50)), expected.subarray(50), Buffer.from('b'.repeat(100))]);
+    expect(readBack(reader).equals(grown)).toBe(true);
+    for (const fd of [reader, appender, overwriter]) fs.closeSync(fd);
+    // the writer comes first
+    const writer = fs.openSync(file, fs.constants.O_WRONLY);
+    const lateReader = fs.openSync(file, 'r');
+    expect(readBack(lateReader).equals(grown)).toBe(true);
+    fs.writeSync(writer, 'y'.repeat(10), 5000);
+    grown.fill('y', 5000, 5010);
+    expect(readBack(lateReader).equals(grown)).toBe(true);
+    for (const fd of [writer, lateReader]) fs.closeSync(fd);
+    expect(fs.readFileSync(file).equals(grown)).toBe(true);
+  });
+
   it('empties a file opened with O_TRUNC', () => {
     const file = fresh();
     fs.writeFileSync(file, randomBytes(2 * MiB));
