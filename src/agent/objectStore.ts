@@ -1,9 +1,17 @@
 // The stripe objects of one node, as sparse files under DIR/objects/<bucket>/.
 // An absent object reads as empty (all holes). Errors are FsError with the errno
 // of the local file system (ENOSPC reaches the writer as ENOSPC).
+//
+// Whole pages from page-aligned buffers are written with O_DIRECT: the disk takes
+// them straight from the buffer, without a copy into the page cache (and the page
+// allocations of the cache, which cost more than the copy), so that little is left
+// to write back at fsync. Reads and unaligned writes go through the page cache;
+// Linux keeps the two coherent.
 import fs from 'node:fs';
 import path from 'node:path';
-import { FsError, errnoOf } from '../common/errno.js';
+import { PAGE_BYTES, buffers } from '../common/bufferPool.js';
+import { E, FsError, errnoOf } from '../common/errno.js';
+import { log } from '../common/log.js';
 import { AGENT_OPEN_FILES_MAX } from '../common/limits.js';
 import { OBJECT_BUCKETS, bucketName } from '../format/paths.js';
 import type { ObjectKey } from '../rpc/messages.js';
@@ -26,7 +34,14 @@ export interface Agent extends ObjectIo {
   space(deadlineMs?: number): Promise<SpaceStat>;
 }
 
-interface OpenFile { fd: number; users: number; removed: boolean }
+interface OpenFile {
+  path: string;
+  fd: number;
+  /** The same file opened with O_DIRECT, once an aligned write needs it. */
+  directFd: number | null;
+  users: number;
+  removed: boolean;
+}
 
 const USED_BYTES_TTL_MS = 5000;
 
@@ -42,6 +57,8 @@ export class ObjectStore implements Agent {
    *  when older than USED_BYTES_TTL_MS, so that a Stat never waits for a walk. */
   private used = { bytes: 0, atMs: 0 };
   private measuring: Promise<void> | null = null;
+  /** Whether the file system of the objects takes O_DIRECT writes; null until the first tells. */
+  private direct: boolean | null = null;
 
   constructor(readonly objectsDir: string) {}
 
@@ -55,15 +72,54 @@ export class ObjectStore implements Agent {
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
-    const file = await this.acquire(this.pathOf(key), true);
+    const file = (await this.acquire(this.pathOf(key), true))!;
     try {
       let done = 0;
       while (done < data.length) {
-        done += await pwrite(file!.fd, data, done, data.length - done, offset + done);
+        const directFd = await this.directFdFor(file, offset + done, data.subarray(done));
+        if (directFd !== null) {
+          try {
+            done += await pwrite(directFd, data, done, data.length - done, offset + done);
+            this.direct = true;
+            continue;
+          } catch (err) {
+            if (!(err instanceof FsError && err.errno === E.EINVAL)) throw err;
+            this.noDirectIo(err);
+          }
+        }
+        done += await pwrite(file.fd, data, done, data.length - done, offset + done);
       }
     } finally {
-      this.release(file!);
+      this.release(file);
     }
+  }
+
+  /** The O_DIRECT descriptor of the file if data can go to disk directly, else null. */
+  private async directFdFor(file: OpenFile, offset: number, data: Uint8Array): Promise<number | null> {
+    if (this.direct === false || offset % PAGE_BYTES !== 0 || data.length % PAGE_BYTES !== 0 || !buffers.isPageAligned(data)) return null;
+    if (file.directFd === null) {
+      let fd: number;
+      try {
+        fd = await openFile(file.path, fs.constants.O_RDWR | fs.constants.O_DIRECT);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw new FsError(errnoOf(err), `open ${path.basename(file.path)}: ${(err as Error).message}`);
+        this.noDirectIo(err as Error);
+        return null;
+      }
+      // opened concurrently by another write, or closed meanwhile
+      if (file.directFd !== null || file.removed) fs.close(fd, () => {});
+      else file.directFd = fd;
+      if (file.directFd === null) return null;
+    }
+    return file.directFd;
+  }
+
+  /** The file system refuses O_DIRECT (or the buffers are not aligned as it needs): every write goes through the page cache. */
+  private noDirectIo(err: Error): void {
+    // once a direct write has worked, a refusal is this write's own: it goes through the page cache
+    if (this.direct !== null) return;
+    this.direct = false;
+    log.info(`objects in ${this.objectsDir} are written through the page cache: O_DIRECT refused (${err.message})`);
   }
 
   async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -114,7 +170,7 @@ export class ObjectStore implements Agent {
       if (cached) {
         this.open.delete(file);
         cached.removed = true;
-        if (cached.users === 0) fs.close(cached.fd, () => {});
+        if (cached.users === 0) closeFile(cached);
       }
       try {
         await fs.promises.unlink(file);
@@ -144,7 +200,10 @@ export class ObjectStore implements Agent {
   }
 
   close(): void {
-    for (const file of this.open.values()) fs.closeSync(file.fd);
+    for (const file of this.open.values()) {
+      fs.closeSync(file.fd);
+      if (file.directFd !== null) fs.closeSync(file.directFd);
+    }
     this.open.clear();
   }
 
@@ -182,8 +241,7 @@ export class ObjectStore implements Agent {
     }
     let fd: number;
     try {
-      fd = await new Promise<number>((resolve, reject) =>
-        fs.open(file, create ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))));
+      fd = await openFile(file, create ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR);
     } catch (err) {
       if (!create && (err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw new FsError(errnoOf(err), `open ${path.basename(file)}: ${(err as Error).message}`);
@@ -195,7 +253,7 @@ export class ObjectStore implements Agent {
       entry.users++;
       return entry;
     }
-    entry = { fd, users: 1, removed: false };
+    entry = { path: file, fd, directFd: null, users: 1, removed: false };
     this.open.set(file, entry);
     this.evict();
     return entry;
@@ -203,7 +261,7 @@ export class ObjectStore implements Agent {
 
   private release(file: OpenFile): void {
     file.users--;
-    if (file.removed && file.users === 0) fs.close(file.fd, () => {});
+    if (file.removed && file.users === 0) closeFile(file);
   }
 
   private evict(): void {
@@ -212,9 +270,19 @@ export class ObjectStore implements Agent {
       if (this.open.size <= AGENT_OPEN_FILES_MAX) break;
       if (file.users > 0) continue;
       this.open.delete(name);
-      fs.close(file.fd, () => {});
+      closeFile(file);
     }
   }
+}
+
+function openFile(file: string, flags: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(file, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+function closeFile(file: OpenFile): void {
+  fs.close(file.fd, () => {});
+  if (file.directFd !== null) fs.close(file.directFd, () => {});
+  file.directFd = null;
 }
 
 function pwrite(fd: number, data: Uint8Array, from: number, length: number, position: number): Promise<number> {
