@@ -2,7 +2,9 @@
 // 3-node kDFS cluster and a 3-brick GlusterFS volume on this machine, with the
 // FUSE ceiling beside them. Medians of repeated runs, one table, JSON and SVG
 // under bench/results/.
-//   node dist/bench/run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--out DIR]
+//   node dist/bench/run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--only WORDS] [--out DIR]
+// --only runs the workloads whose names contain one of the comma-separated
+// words (and the memory measure only if one of them is "memory").
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,18 +13,21 @@ import { SYSTEMS, chart, median, table, type Results, type Row } from './report.
 import { ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystem, localSystem, type System } from './systems.js';
 import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
 
-interface Options { runs: number; quick: boolean; glusterfs: boolean; ceiling: boolean; out: string }
+interface Options { runs: number; quick: boolean; glusterfs: boolean; ceiling: boolean; only: string[] | null; out: string }
+
+const USAGE = 'usage: run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--only WORDS] [--out DIR]';
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { runs: 3, quick: false, glusterfs: true, ceiling: true, out: path.join(ROOT, 'bench', 'results') };
+  const options: Options = { runs: 3, quick: false, glusterfs: true, ceiling: true, only: null, out: path.join(ROOT, 'bench', 'results') };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--quick') options.quick = true;
     else if (arg === '--no-glusterfs') options.glusterfs = false;
     else if (arg === '--no-ceiling') options.ceiling = false;
     else if (arg === '--runs') options.runs = Number(argv[++i]);
-    else if (arg === '--out') options.out = path.resolve(argv[++i]);
-    else throw new Error(`unknown option ${arg}; usage: run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--out DIR]`);
+    else if (arg === '--out' && i + 1 < argv.length) options.out = path.resolve(argv[++i]);
+    else if (arg === '--only' && i + 1 < argv.length) options.only = argv[++i].toLowerCase().split(',').filter(Boolean);
+    else throw new Error(`unknown option ${arg}; ${USAGE}`);
   }
   if (!Number.isInteger(options.runs) || options.runs < 1) throw new Error('--runs must be a positive integer');
   if (options.quick && !argv.includes('--runs')) options.runs = 1;
@@ -54,7 +59,7 @@ async function main(): Promise<void> {
     systems: {},
     fuseCeiling: 'not measured (--no-ceiling)',
     rows: [],
-    memory: 'not measured',
+    memory: 'not run (--only)',
   };
   const systems: System[] = [];
   try {
@@ -74,7 +79,8 @@ async function main(): Promise<void> {
     } else {
       results.systems.glusterfs = 'not run (--no-glusterfs)';
     }
-    const list = workloads(sizes, tarball);
+    const selected = (name: string) => options.only === null || options.only.some((word) => name.toLowerCase().includes(word));
+    const list = workloads(sizes, tarball).filter((workload) => selected(workload.name));
     const figures = list.map(() => new Map<string, number[]>(systems.map((s) => [s.name, []])));
     const errors = list.map(() => new Map<string, string>());
     // runs interleave the systems, so that the machine's moods fall on all of them alike
@@ -106,10 +112,12 @@ async function main(): Promise<void> {
       return row;
     });
     const kdfs = systems.find((s) => s.name === 'kdfs')!;
-    try {
-      results.memory = { writtenMiB: sizes.memoryMiB, peakRssMiB: await peakMemoryWhileWriting(kdfs.dir, sizes.memoryMiB, kdfs.pids()) };
-    } catch (err) {
-      results.memory = (err as Error).message;
+    if (selected('memory')) {
+      try {
+        results.memory = { writtenMiB: sizes.memoryMiB, peakRssMiB: await peakMemoryWhileWriting(kdfs.dir, sizes.memoryMiB, kdfs.pids()) };
+      } catch (err) {
+        results.memory = (err as Error).message;
+      }
     }
   } finally {
     for (const system of systems.reverse()) await system.stop().catch(() => {});

@@ -50,11 +50,16 @@ export class DataServer {
     socket.setNoDelay(true);
     let greeted = false;
     let inFlight = 0;
-    const reply = (id: number, errno: number, data: Buffer) => {
-      if (socket.destroyed) return;
+    /** Sends a reply; `sent` runs once the socket is done with data. */
+    const reply = (id: number, errno: number, data: Buffer, sent?: () => void) => {
+      if (socket.destroyed) {
+        sent?.();
+        return;
+      }
       socket.cork();
       socket.write(frameHead({ id, op: DATA_REPLY, errno }, data.length));
-      if (data.length > 0) socket.write(data);
+      if (data.length > 0) socket.write(data, sent);
+      else sent?.();
       socket.uncork();
     };
     const pooled = new Map<number, Buffer>();
@@ -78,7 +83,7 @@ export class DataServer {
       }
       if (++inFlight === IN_FLIGHT_PER_CONNECTION_MAX) socket.pause();
       this.handle(header, data).then(
-        (out) => reply(header.id, 0, out),
+        ({ out, pooled }) => reply(header.id, 0, out, pooled && (() => buffers.give(pooled))),
         (err) => reply(header.id, errnoOf(err), EMPTY),
       ).finally(() => {
         const buffer = pooled.get(header.id);
@@ -101,18 +106,28 @@ export class DataServer {
     socket.on('close', () => this.sockets.delete(socket));
   }
 
-  private async handle(header: DataHeader, data: Buffer): Promise<Buffer> {
+  /** Serves a request: the data of the reply, and the pool buffer that holds it, if any. */
+  private async handle(header: DataHeader, data: Buffer): Promise<{ out: Buffer; pooled?: Buffer }> {
     switch (header.op) {
       case DATA_WRITE: {
         const offset = validOffset(header.offset);
         if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
         await this.store.write(validKey(header.key), offset, data);
-        return EMPTY;
+        return { out: EMPTY };
       }
       case DATA_READ: {
         const length = header.length ?? 0;
         if (length > OBJECT_READ_MAX_BYTES) throw new FsError(E.EINVAL);
-        return this.store.read(validKey(header.key), validOffset(header.offset), length);
+        const key = validKey(header.key);
+        const offset = validOffset(header.offset);
+        // a reused buffer: fresh memory for every read costs page faults and garbage collections
+        const pooled = buffers.take(length);
+        try {
+          return { out: await this.store.read(key, offset, length, pooled), pooled };
+        } catch (err) {
+          buffers.give(pooled);
+          throw err;
+        }
       }
       default:
         throw new FsError(E.EINVAL, `unknown data operation ${header.op}`);
