@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     systems: {},
     fuseCeiling: 'not measured (--no-ceiling)',
     rows: [],
-    memory: 'not run (--only)',
+    memory: '--only left it out',
   };
   const systems: System[] = [];
   try {

@@ -1,7 +1,7 @@
 // The systems a benchmark runs on, all on this machine and its one disk: a local
 // directory, a 3-node kDFS cluster, a 3-brick distributed GlusterFS volume.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -106,7 +106,13 @@ async function waitFor(condition: () => boolean, timeoutMs: number, what: string
 export function fuseCeiling(size: string): { write: number; read: number } | string {
   const script = path.resolve(ROOT, '..', 'shared', 'tools', 'fuse-ceiling.sh');
   if (!existsSync(script)) return `${script} is not there`;
-  const result = spawnSync('bash', [script, size], { encoding: 'utf8', timeout: 900_000 });
+  // the script leaves its binary and mount point in temporary directories: give it one to leave them in
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'kdfs-ceiling-'));
+  const result = spawnSync('bash', [script, size], { encoding: 'utf8', timeout: 900_000, env: { ...process.env, TMPDIR: scratch } });
+  for (const mount of readFileSync('/proc/mounts', 'utf8').split('\n').map((line) => line.split(' ')[1])) {
+    if (mount?.startsWith(scratch + '/')) spawnSync('umount', ['-l', mount]);
+  }
+  rmSync(scratch, { recursive: true, force: true });
   if (result.status !== 0) return `fuse-ceiling.sh failed: ${(result.stderr || '').trim().split('\n').pop()}`;
   // multi-threaded figures: the kDFS mount is served by many requests at once too
   const figure = (rw: string) => {

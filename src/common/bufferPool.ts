@@ -17,8 +17,10 @@ const KEPT_PER_SIZE_MAX = 64;
 const WASM_PAGE_BYTES = 65536;
 const SLAB_BYTES = 64 * 1024 * 1024;
 const SLAB_FROM_BYTES = 64 * 1024;
-/** Slabs carved at most (1 GiB): past them, large buffers are ordinary ones. */
-const SLABS_MAX = 16;
+/** Slabs carved at most (256 MiB, never given back to the system: the most a node's
+ *  write-behind, readahead and agent need at once): past them, large buffers are
+ *  ordinary ones, written through the page cache. */
+const SLABS_MAX = 4;
 
 export class BufferPool {
   private readonly free = new Map<number, Buffer[]>();

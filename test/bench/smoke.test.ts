@@ -1,0 +1,53 @@
+// The benchmark suite in its quick form (about a minute): every workload on every
+// system it can start, and its results written, so that `npm run bench` keeps
+// working. It asserts what ran and what was written, never how fast.
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { command, sweep, testDir } from '../harness/cluster.js';
+
+const BENCH = path.resolve(__dirname, '../../dist/bench/run.js');
+const dir = testDir();
+
+interface Figure { median: number | null; runs: number[]; error?: string }
+interface Row { workload: string; unit: string; figures: Record<string, Figure>; ratios: { local: number | null; glusterfs: number | null } }
+
+afterAll(async () => {
+  // what a failed run left: its cluster and mounts live under dir (TMPDIR below)
+  await sweep(dir);
+});
+
+it('runs every workload on kDFS, the local disk and GlusterFS, and writes a table, JSON and SVG', async () => {
+  const out = path.join(dir, 'results');
+  const run = await command(process.execPath, [BENCH, '--quick', '--out', out], { TMPDIR: dir });
+  expect(run.code, run.stderr).toBe(0);
+  const results = JSON.parse(readFileSync(path.join(out, 'latest.json'), 'utf8')) as {
+    systems: Record<string, string>; rows: Row[]; fuseCeiling: unknown; memory: unknown;
+  };
+  expect(results.systems).toMatchObject({ local: 'ok', kdfs: 'ok' });
+  // GlusterFS may not start on every machine: then the run says so and goes on
+  const gluster = results.systems.glusterfs === 'ok';
+  if (!gluster) expect(run.stdout).toContain('GlusterFS cannot run here');
+  expect(results.rows.map((row) => row.workload)).toEqual(expect.arrayContaining([
+    expect.stringMatching(/^sequential write/), expect.stringMatching(/^sequential read/), expect.stringMatching(/N-N/),
+    expect.stringMatching(/N-1/), expect.stringMatching(/random writes/), expect.stringMatching(/random reads/),
+    expect.stringMatching(/create/), expect.stringMatching(/stat/), expect.stringMatching(/remove/), expect.stringMatching(/unpack/),
+  ]));
+  for (const row of results.rows) {
+    for (const system of gluster ? ['local', 'kdfs', 'glusterfs'] : ['local', 'kdfs']) {
+      expect(row.figures[system].error, `${row.workload} on ${system}`).toBeUndefined();
+      expect(row.figures[system].median, `${row.workload} on ${system}`).toBeGreaterThan(0);
+    }
+    expect(row.ratios.local).toBeGreaterThan(0);
+    if (gluster) expect(row.ratios.glusterfs).toBeGreaterThan(0);
+    expect(run.stdout).toContain(row.workload);
+  }
+  expect(results.fuseCeiling).toMatchObject({ write: expect.any(Number), read: expect.any(Number) });
+  expect(results.memory).toMatchObject({ peakRssMiB: expect.any(Number) });
+  const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
+  expect(svg.startsWith('<svg')).toBe(true);
+  for (const row of results.rows) expect(svg).toContain(row.workload.replace(/&/g, '&amp;').slice(0, 20));
+  // the bench cleaned up after itself: nothing mounted, no scratch left
+  expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(` ${dir}/`);
+  expect(readdirSync(dir)).toEqual(['results']);
+}, 300_000);
