@@ -22,20 +22,39 @@ interface Pending {
   into: Buffer | null;
 }
 
-/** The connection dropped before the reply: the request may be sent again. */
-class ConnectionLost extends Error {}
+/** The connection dropped before the reply, or could not be made: the request may be sent again. */
+class ConnectionLost extends Error {
+  constructor(message: string, readonly unreachable = false) {
+    super(message);
+  }
+}
 
 export class DataClient {
   private socket: net.Socket | null = null;
   private connecting: Promise<net.Socket> | null = null;
+  /** The socket of the last connection made or being made. */
+  private attempt: net.Socket | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
-  constructor(readonly address: string, private readonly fsid: string) {
+  /** onUnreachable: called when a connection cannot be made (the agent may have moved: see moveTo). */
+  constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
     this.timer = setInterval(() => this.expire(), DEADLINE_CHECK_MS);
     this.timer.unref();
+  }
+
+  get peer(): string {
+    return this.address;
+  }
+
+  /** The agent now listens at another address: requests waiting to be sent go there. */
+  moveTo(address: string): void {
+    if (address === this.address) return;
+    this.address = address;
+    // a connection being made, or made, to the old address: its requests are sent again
+    this.attempt?.destroy();
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
@@ -62,6 +81,7 @@ export class DataClient {
         return await this.send(socket, header, data, deadline, into);
       } catch (err) {
         if (!(err instanceof ConnectionLost) || this.closed) throw err;
+        if (err.unreachable) this.onUnreachable?.();
         if (Date.now() + backoffMs >= deadline) throw new FsError(E.EIO, `agent at ${this.address}: ${err.message}`);
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
       }
@@ -126,13 +146,14 @@ export class DataClient {
           },
         },
       });
+      this.attempt = socket;
       socket.setNoDelay(true);
       socket.on('connect', () => socket.write(frameHead({ id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
       socket.on('error', () => {});
       socket.on('close', () => {
         if (this.socket === socket) this.socket = null;
         this.connecting = null;
-        if (!greeted) reject(new ConnectionLost('cannot connect'));
+        if (!greeted) reject(new ConnectionLost('cannot connect', true));
         this.fail(new ConnectionLost('connection lost'));
       });
     }).finally(() => {

@@ -9,12 +9,29 @@ import type { Agent, SpaceStat } from './objectStore.js';
 
 export class RemoteAgent implements Agent {
   readonly rpc: RpcClient<AgentMethods>;
-  private readonly data: DataClient | null;
+  private data: DataClient | null;
 
-  /** dataAddress: the agent's data channel; without one, data goes over gRPC too. */
-  constructor(readonly address: string, readonly dataAddress: string, fsid: string) {
-    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, AGENT_DEADLINE_MS);
-    this.data = dataAddress ? new DataClient(dataAddress, fsid) : null;
+  /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
+   *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo). */
+  constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
+    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, AGENT_DEADLINE_MS, onUnreachable);
+    this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable) : null;
+  }
+
+  get address(): string {
+    return this.rpc.peer;
+  }
+
+  get dataAddress(): string {
+    return this.data?.peer ?? '';
+  }
+
+  /** The node restarted at other addresses: requests waiting for the old ones go to the new. */
+  moveTo(address: string, dataAddress: string): void {
+    this.rpc.moveTo(address);
+    if (!dataAddress) return;
+    if (this.data) this.data.moveTo(dataAddress);
+    else this.data = new DataClient(dataAddress, this.fsid, this.onUnreachable);
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {

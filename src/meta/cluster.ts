@@ -15,7 +15,7 @@ const REAP_INTERVAL_MS = 2000;
 const REAP_BATCH_INODES = 256;
 
 export class Cluster {
-  private readonly agents = new Map<number, { address: string; agent: RemoteAgent }>();
+  private readonly agents = new Map<number, RemoteAgent>();
   /** Incarnation of each node process registered since this service started. */
   private readonly incarnations = new Map<number, string>();
   private probed: { nodes: NodeInfo[]; atMs: number } | null = null;
@@ -83,13 +83,10 @@ export class Cluster {
     if (nodeId === this.local.nodeId) return this.local.objects;
     const node = this.store.nodes.get(nodeId);
     if (!node) throw new FsError(E.EIO, `node ${nodeId} is not a member`);
-    let entry = this.agents.get(nodeId);
-    if (!entry || entry.address !== node.address) {
-      entry?.agent.close();
-      entry = { address: node.address, agent: new RemoteAgent(node.address, node.dataAddress, this.fsid) };
-      this.agents.set(nodeId, entry);
-    }
-    return entry.agent;
+    let agent = this.agents.get(nodeId);
+    if (!agent) this.agents.set(nodeId, (agent = new RemoteAgent(node.address, node.dataAddress, this.fsid)));
+    else agent.moveTo(node.address, node.dataAddress); // restarted elsewhere: requests waiting go there
+    return agent;
   }
 
   startReaper(): void {
@@ -126,7 +123,7 @@ export class Cluster {
 
   close(): void {
     if (this.reapTimer) clearInterval(this.reapTimer);
-    for (const { agent } of this.agents.values()) agent.close();
+    for (const agent of this.agents.values()) agent.close();
     this.agents.clear();
   }
 }

@@ -16,25 +16,56 @@ const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 1000;
 
 export class RpcClient<M extends Methods> implements RpcChannel<M> {
-  private readonly client: grpc.Client;
+  private client: grpc.Client;
   private readonly definition: grpc.ServiceDefinition;
   private metadata = new grpc.Metadata({ waitForReady: true });
 
+  /** onUnreachable: called when the peer cannot be reached (it may have moved: see moveTo). */
   constructor(
-    readonly address: string,
+    private address: string,
     readonly service: 'Meta' | 'Agent',
     fsid: string,
     private readonly deadlineMs: number,
+    private readonly onUnreachable?: () => void,
   ) {
     this.definition = serviceDefinition(service);
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    this.client = this.connect(address);
+    this.setFsid(fsid);
+  }
+
+  get peer(): string {
+    return this.address;
+  }
+
+  /** The peer now listens at another address: calls waiting for the old one go there. */
+  moveTo(address: string): void {
+    if (address === this.address) return;
+    const old = this.client;
+    this.address = address;
+    this.client = this.connect(address);
+    // its waiting calls fail as UNAVAILABLE, and call() sends them again on the new channel
+    old.close();
+  }
+
+  private connect(address: string): grpc.Client {
+    const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': RPC_MESSAGE_MAX_BYTES,
       'grpc.max_send_message_length': RPC_MESSAGE_MAX_BYTES,
       // A restarted node is found again quickly.
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
     });
-    this.setFsid(fsid);
+    if (this.onUnreachable) this.watch(client);
+    return client;
+  }
+
+  /** Reports each failure of the channel to connect, until it is closed. */
+  private watch(client: grpc.Client): void {
+    const channel = client.getChannel();
+    const state = channel.getConnectivityState(false);
+    if (state === grpc.connectivityState.SHUTDOWN) return;
+    if (state === grpc.connectivityState.TRANSIENT_FAILURE) this.onUnreachable!();
+    channel.watchConnectivityState(state, Infinity, () => this.watch(client));
   }
 
   setFsid(fsid: string): void {

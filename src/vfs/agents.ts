@@ -1,13 +1,19 @@
 // The agents a client reads and writes stripe objects at: its own node's store
-// directly, the others over gRPC at the addresses the metadata service knows.
+// directly, the others over the network at the addresses the metadata service
+// knows, followed when a node restarts elsewhere.
 import { E, FsError } from '../common/errno.js';
+import { log } from '../common/log.js';
 import { RemoteAgent } from '../agent/remote.js';
 import type { ObjectIo, ObjectStore } from '../agent/objectStore.js';
 import type { MetaClient } from '../meta/client.js';
 
+/** Least time between two lookups of the nodes' addresses prompted by an unreachable agent. */
+const RELOCATE_INTERVAL_MS = 1000;
+
 export class AgentPool {
   private readonly remote = new Map<number, RemoteAgent>();
   private refreshing: Promise<void> | null = null;
+  private relocatedAtMs = 0;
 
   constructor(
     private readonly meta: MetaClient,
@@ -26,21 +32,30 @@ export class AgentPool {
     return agent;
   }
 
-  /** Forgets the addresses: a node that moved is found at its new one. */
+  /** Learns the nodes' addresses from the metadata service: a node that joined is
+   *  added, one that restarted elsewhere is followed there. */
   async refresh(): Promise<void> {
     this.refreshing ??= (async () => {
       try {
         for (const node of await this.meta.listNodes()) {
+          if (node.id === this.local.nodeId) continue;
           const known = this.remote.get(node.id);
-          if (node.id === this.local.nodeId || (known?.address === node.address && known.dataAddress === node.dataAddress)) continue;
-          known?.close();
-          this.remote.set(node.id, new RemoteAgent(node.address, node.dataAddress, this.fsid));
+          if (known) known.moveTo(node.address, node.dataAddress);
+          else this.remote.set(node.id, new RemoteAgent(node.address, node.dataAddress, this.fsid, () => this.relocate()));
         }
       } finally {
         this.refreshing = null;
       }
     })();
     return this.refreshing;
+  }
+
+  /** An agent cannot be reached: it may have restarted at another address. */
+  private relocate(): void {
+    const nowMs = Date.now();
+    if (nowMs - this.relocatedAtMs < RELOCATE_INTERVAL_MS) return;
+    this.relocatedAtMs = nowMs;
+    this.refresh().catch((err) => log.debug(`looking up the nodes' addresses: ${(err as Error).message}`));
   }
 
   close(): void {

@@ -93,6 +93,25 @@ describe('durability', () => {
     expect(fs.readFileSync(c.path(1, 'during'), 'utf8')).toBe('written while the root was down');
   });
 
+  it('lets the other nodes follow a node that restarted at new addresses', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    // node 1 talks to node 2's agent on both its channels: object data, and truncation
+    const before = randomBytes(4 * MiB);
+    fs.writeFileSync(c.path(1, 'before'), before);
+    fs.truncateSync(c.path(1, 'before'), 3 * MiB);
+    const addresses = async () => (await c.kdfs(['status', c.mnt(1)])).stdout.split('\n').find((line) => /^2\s/.test(line));
+    const old = await addresses();
+    await c.unmount(2);
+    await c.mount(2);
+    expect(await addresses()).not.toBe(old);
+    // writes and a truncation from node 1 reach node 2 where it listens now
+    const after = randomBytes(4 * MiB);
+    fs.writeFileSync(c.path(1, 'after'), after);
+    fs.truncateSync(c.path(1, 'after'), 3 * MiB);
+    expect(fs.readFileSync(c.path(3, 'after')).equals(after.subarray(0, 3 * MiB))).toBe(true);
+    expect(fs.readFileSync(c.path(3, 'before')).equals(before.subarray(0, 3 * MiB))).toBe(true);
+  });
+
   it('reports a full disk as ENOSPC to the writer, and corrupts nothing', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3, diskBytes: 96 * MiB }));
     const kept = randomBytes(8 * MiB);
