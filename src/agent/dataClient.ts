@@ -6,7 +6,8 @@ import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { AGENT_DEADLINE_MS, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { DATA_HELLO, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
-import { FrameReader, SOCKET_READ_BYTES, frameHead } from './frames.js';
+import { FrameReader, frameHead } from './frames.js';
+import { connectReusing } from './reusedReads.js';
 
 /** Pauses between attempts to reach an agent that cannot be reached. */
 const RETRY_FIRST_MS = 50;
@@ -130,21 +131,12 @@ export class DataClient {
         if (reply.errno) waiting.reject(new FsError(reply.errno));
         else waiting.resolve(payload);
       });
-      // the socket reads into one buffer, used again for every read
-      const socket = net.connect({
-        port: Number(this.address.slice(colon + 1)),
-        host,
-        onread: {
-          buffer: Buffer.allocUnsafeSlow(SOCKET_READ_BYTES),
-          callback: (nread: number, buffer: Uint8Array) => {
-            try {
-              reader.push(Buffer.from(buffer.buffer, buffer.byteOffset, nread));
-            } catch {
-              socket.destroy();
-            }
-            return true;
-          },
-        },
+      const socket = connectReusing(Number(this.address.slice(colon + 1)), host, (chunk) => {
+        try {
+          reader.push(chunk);
+        } catch {
+          socket.destroy();
+        }
       });
       this.attempt = socket;
       socket.setNoDelay(true);

@@ -7,6 +7,7 @@ import { log } from '../common/log.js';
 import { DATA_HELLO, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
 import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from './frames.js';
+import { adoptReusing } from './reusedReads.js';
 import type { ObjectStore } from './objectStore.js';
 
 /** Requests one connection may have in progress; past it the agent stops reading
@@ -29,7 +30,8 @@ export class DataServer {
   private readonly sockets = new Set<net.Socket>();
 
   constructor(private readonly store: ObjectStore, private readonly fsid: () => string) {
-    this.server = net.createServer((socket) => this.serve(socket));
+    // paused: adoptReusing takes each connection over before it is read from
+    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.serve(socket));
   }
 
   /** Listens on host, on a port the system picks; returns the port. */
@@ -40,14 +42,15 @@ export class DataServer {
     });
   }
 
+  /** Stops listening and drops every connection. (Not waiting for the server's
+   *  close event: it counts connections by the sockets adoptReusing replaced.) */
   close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    this.server.close();
+    return Promise.resolve();
   }
 
-  private serve(socket: net.Socket): void {
-    this.sockets.add(socket);
-    socket.setNoDelay(true);
+  private serve(accepted: net.Socket): void {
     let greeted = false;
     let inFlight = 0;
     /** Sends a reply; `sent` runs once the socket is done with data. */
@@ -94,7 +97,7 @@ export class DataServer {
         if (inFlight-- === IN_FLIGHT_PER_CONNECTION_MAX) socket.resume();
       });
     });
-    socket.on('data', (chunk: Buffer) => {
+    const socket = adoptReusing(accepted, (chunk) => {
       try {
         reader.push(chunk);
       } catch (err) {
@@ -102,6 +105,8 @@ export class DataServer {
         socket.destroy();
       }
     });
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on('error', () => {});
     socket.on('close', () => this.sockets.delete(socket));
   }

@@ -6,8 +6,6 @@ import type { DataHeader } from '../rpc/messages.js';
 export const PREFIX_BYTES = 8;
 /** Largest header: a DataHeader is a few dozen bytes. */
 export const HEADER_MAX_BYTES = 4096;
-/** What a socket reads into at a time, reused for every read. */
-export const SOCKET_READ_BYTES = 256 * 1024;
 
 const headerType = messageType('DataHeader');
 
