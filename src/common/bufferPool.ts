@@ -5,34 +5,45 @@
 // Buffers of SLAB_FROM_BYTES and more are carved out of page-aligned slabs, so
 // that an agent can write them to disk with O_DIRECT (see isPageAligned). A
 // slab is a WebAssembly memory: the one page-aligned allocation JavaScript can
-// ask for. Its pages are only resident once touched.
+// ask for. Its pages are resident once touched and never given back, so slabs
+// are shared by every size (a buddy allocator: a block given back merges with
+// its free twin), and the memory resident for them is the most the process ever
+// had taken at once, whatever the sizes. Smaller buffers are ordinary ones,
+// kept up to ORDINARY_KEPT_BYTES_MAX in all.
 
 /** The part of the WebAssembly API used here (the compiler's libraries for Node lack it). */
 declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer } };
 
 export const PAGE_BYTES = 4096;
 const SMALLEST_BYTES = 4096;
-/** Ordinary buffers kept per size; the others go to the garbage collector. */
-const KEPT_PER_SIZE_MAX = 64;
+/** Bytes of ordinary buffers kept for reuse, all sizes together. */
+const ORDINARY_KEPT_BYTES_MAX = 8 * 1024 * 1024;
 const WASM_PAGE_BYTES = 65536;
 const SLAB_BYTES = 64 * 1024 * 1024;
 const SLAB_FROM_BYTES = 64 * 1024;
-/** Slabs carved at most (256 MiB, never given back to the system: the most a node's
- *  write-behind, readahead and agent need at once): past them, large buffers are
- *  ordinary ones, written through the page cache. */
+/** Block sizes of a slab: SLAB_FROM_BYTES << order, for order 0..ORDERS-1. */
+const ORDERS = Math.log2(SLAB_BYTES / SLAB_FROM_BYTES) + 1;
+/** Slabs made at most (256 MiB of address space): past them, large buffers are
+ *  ordinary ones, written through the page cache. The budgets of write-behind,
+ *  readahead and the agent keep what is taken at once well below. */
 const SLABS_MAX = 4;
 
+interface Slab {
+  memory: ArrayBuffer;
+  /** Offsets of the free blocks, by order. */
+  free: Set<number>[];
+}
+
 export class BufferPool {
-  private readonly free = new Map<number, Buffer[]>();
-  /** Slabs, and how much of the newest is carved. Carved buffers are never
-   *  freed: they all go back to `free`, which their number bounds. */
-  private readonly slabs = new Set<ArrayBufferLike>();
-  private current: { memory: ArrayBuffer; carvedBytes: number } | null = null;
+  private readonly ordinary = new Map<number, Buffer[]>();
+  private ordinaryKeptBytes = 0;
+  private readonly slabs = new Map<ArrayBufferLike, Slab>();
 
   /** A buffer of at least size bytes (its length is the size class: slice it). */
   take(size: number): Buffer {
     const bytes = this.classOf(size);
-    return this.free.get(bytes)?.pop() ?? this.allocate(bytes);
+    if (bytes < SLAB_FROM_BYTES || bytes > SLAB_BYTES) return this.takeOrdinary(bytes);
+    return this.carve(Math.log2(bytes / SLAB_FROM_BYTES)) ?? this.takeOrdinary(bytes);
   }
 
   /** The length of the buffers take(size) hands out. */
@@ -44,9 +55,13 @@ export class BufferPool {
 
   /** Gives back a whole buffer from take(); nothing may use it any more. */
   give(buffer: Buffer): void {
-    let kept = this.free.get(buffer.length);
-    if (!kept) this.free.set(buffer.length, (kept = []));
-    if (this.slabs.has(buffer.buffer) || kept.length < KEPT_PER_SIZE_MAX) kept.push(buffer);
+    const slab = this.slabs.get(buffer.buffer);
+    if (slab) return this.release(slab, buffer.byteOffset, Math.log2(buffer.length / SLAB_FROM_BYTES));
+    if (this.ordinaryKeptBytes + buffer.length > ORDINARY_KEPT_BYTES_MAX) return;
+    let kept = this.ordinary.get(buffer.length);
+    if (!kept) this.ordinary.set(buffer.length, (kept = []));
+    kept.push(buffer);
+    this.ordinaryKeptBytes += buffer.length;
   }
 
   /** True if the memory of data starts on a page boundary, as O_DIRECT needs. */
@@ -54,19 +69,64 @@ export class BufferPool {
     return this.slabs.has(data.buffer) && data.byteOffset % PAGE_BYTES === 0;
   }
 
-  private allocate(bytes: number): Buffer {
-    if (bytes < SLAB_FROM_BYTES || bytes > SLAB_BYTES) return Buffer.allocUnsafeSlow(bytes);
-    if (!this.current || this.current.carvedBytes + bytes > SLAB_BYTES) {
-      if (this.slabs.size >= SLABS_MAX) return Buffer.allocUnsafeSlow(bytes);
-      const pages = SLAB_BYTES / WASM_PAGE_BYTES;
-      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
-      this.slabs.add(memory);
-      this.current = { memory, carvedBytes: 0 };
+  /** Bytes of slab blocks taken and not given back (for tests and assertions). */
+  slabBytesTaken(): number {
+    let freeBytes = 0;
+    for (const slab of this.slabs.values()) {
+      slab.free.forEach((offsets, order) => (freeBytes += offsets.size * (SLAB_FROM_BYTES << order)));
     }
-    // classes are powers of two from SLAB_FROM_BYTES: every carve starts on a page
-    const buffer = Buffer.from(this.current.memory, this.current.carvedBytes, bytes);
-    this.current.carvedBytes += bytes;
-    return buffer;
+    return this.slabs.size * SLAB_BYTES - freeBytes;
+  }
+
+  private takeOrdinary(bytes: number): Buffer {
+    const kept = this.ordinary.get(bytes)?.pop();
+    if (!kept) return Buffer.allocUnsafeSlow(bytes);
+    this.ordinaryKeptBytes -= bytes;
+    return kept;
+  }
+
+  /** A block of the order, split from the smallest free block that holds it,
+   *  preferring the oldest slab (whose pages are the likeliest to be resident). */
+  private carve(order: number): Buffer | null {
+    for (const slab of this.slabs.values()) {
+      const block = this.split(slab, order);
+      if (block !== null) return block;
+    }
+    if (this.slabs.size >= SLABS_MAX) return null;
+    const pages = SLAB_BYTES / WASM_PAGE_BYTES;
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
+    const slab: Slab = { memory, free: Array.from({ length: ORDERS }, () => new Set<number>()) };
+    slab.free[ORDERS - 1].add(0);
+    this.slabs.set(memory, slab);
+    return this.split(slab, order);
+  }
+
+  private split(slab: Slab, order: number): Buffer | null {
+    let from = order;
+    while (from < ORDERS && slab.free[from].size === 0) from++;
+    if (from === ORDERS) return null;
+    const offset = slab.free[from].values().next().value as number;
+    slab.free[from].delete(offset);
+    // the upper halves stay free, one per order on the way down
+    while (from > order) {
+      from--;
+      slab.free[from].add(offset + (SLAB_FROM_BYTES << from));
+    }
+    return Buffer.from(slab.memory, offset, SLAB_FROM_BYTES << order);
+  }
+
+  private release(slab: Slab, offset: number, order: number): void {
+    if (!Number.isInteger(order) || order < 0 || order >= ORDERS || offset % (SLAB_FROM_BYTES << order) !== 0) {
+      throw new Error(`buffer pool: a slab buffer of ${SLAB_FROM_BYTES << order} bytes at ${offset} is not one it handed out`);
+    }
+    while (order < ORDERS - 1) {
+      const twin = offset ^ (SLAB_FROM_BYTES << order);
+      if (!slab.free[order].delete(twin)) break;
+      offset = Math.min(offset, twin);
+      order++;
+    }
+    if (slab.free[order].has(offset)) throw new Error(`buffer pool: the block at ${offset} was given back twice`);
+    slab.free[order].add(offset);
   }
 }
 
