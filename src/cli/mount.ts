@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { configureLog, log } from '../common/log.js';
+import { NODE_HEAP_MAX_MIB, NODE_SEMI_SPACE_MIB } from '../common/limits.js';
 import { nodePaths } from '../format/paths.js';
 import { KdfsNode, StartError } from '../node/node.js';
 import { CliError, runMain } from './common.js';
@@ -65,7 +66,7 @@ async function daemonize(argv: string[], dir: string): Promise<number> {
   } catch {
     // the directory may be wrong; the daemon reports that
   }
-  const child = spawn(process.execPath, [process.argv[1], '-f', ...argv], {
+  const child = spawn(process.execPath, [`--max-old-space-size=${NODE_HEAP_MAX_MIB}`, `--max-semi-space-size=${NODE_SEMI_SPACE_MIB}`, process.argv[1], '-f', ...argv], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],
     env: { ...process.env, [READY_FD_ENV]: '3' },

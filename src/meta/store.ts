@@ -40,11 +40,12 @@ interface CacheEntry {
   bytes: number;
 }
 
-/** About how much memory a cached record takes. */
-function recordBytes(value: Inode | Dirent | null): number {
-  if (value === null) return 64;
-  if (!('attr' in value)) return 96;
-  let bytes = 320 + value.inlineData.length;
+/** About how much memory a cached record takes, its key and map entry included. */
+function recordBytes(name: string, value: Inode | Dirent | null): number {
+  const keyBytes = 120 + name.length;
+  if (value === null) return keyBytes;
+  if (!('attr' in value)) return keyBytes + 96;
+  let bytes = keyBytes + 320 + value.inlineData.length;
   for (const [name, v] of Object.entries(value.xattrs)) bytes += name.length + v.length + 64;
   return bytes;
 }
@@ -452,7 +453,7 @@ export class MetaStore {
   }
 
   private cacheSet(name: string, value: Inode | Dirent | null, seq: number): void {
-    const bytes = recordBytes(value);
+    const bytes = recordBytes(name, value);
     this.cacheBytes += bytes - (this.cache.get(name)?.bytes ?? 0);
     this.cache.set(name, { value, seq, bytes });
   }

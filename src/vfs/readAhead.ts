@@ -11,7 +11,7 @@ import { zeroPieces } from './holes.js';
 /** Bytes fetched ahead of a sequential reader. */
 export const READ_AHEAD_WINDOW_BYTES = 16 * 1024 * 1024;
 /** Memory of fetched units, for the whole mount. */
-export const READ_AHEAD_BYTES = 128 * 1024 * 1024;
+export const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 /** Sequential reads in a row before fetching ahead (the first read at offset 0 counts). */
 const SEQUENTIAL_READS = 2;
 /** How far from where a sequential run has got to a read may land and still continue it. */
