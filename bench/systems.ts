@@ -102,10 +102,16 @@ async function waitFor(condition: () => boolean, timeoutMs: number, what: string
   }
 }
 
-/** The FUSE ceiling of this machine (../shared/tools/fuse-ceiling.sh), MiB/s, or why not. */
+/** The script measuring the FUSE ceiling: $KDFS_FUSE_CEILING, else ../shared/tools/fuse-ceiling.sh
+ *  beside the project. */
+export function fuseCeilingScript(): string {
+  return process.env.KDFS_FUSE_CEILING || path.resolve(ROOT, '..', 'shared', 'tools', 'fuse-ceiling.sh');
+}
+
+/** The FUSE ceiling of this machine, MiB/s, or why not. */
 export function fuseCeiling(size: string): { write: number; read: number } | string {
-  const script = path.resolve(ROOT, '..', 'shared', 'tools', 'fuse-ceiling.sh');
-  if (!existsSync(script)) return `${script} is not there`;
+  const script = fuseCeilingScript();
+  if (!existsSync(script)) return `${script} is not there (set KDFS_FUSE_CEILING to the script)`;
   // the script leaves its binary and mount point in temporary directories: give it one to leave them in
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'kdfs-ceiling-'));
   const result = spawnSync('bash', [script, size], { encoding: 'utf8', timeout: 900_000, env: { ...process.env, TMPDIR: scratch } });
