@@ -10,8 +10,9 @@ export interface Row {
   workload: string;
   unit: string;
   figures: Record<string, Figure>;
-  /** kdfs/local and kdfs/glusterfs of the medians. */
-  ratios: { local: number | null; glusterfs: number | null };
+  /** Of the medians: kdfs (node 1's mount) / local and / glusterfs, and kdfs2 (node 2's
+   *  mount) / kdfs (node 1's) and / glusterfs. */
+  ratios: { local: number | null; glusterfs: number | null; node2ToNode1: number | null; node2ToGlusterfs: number | null };
 }
 
 export interface Results {
@@ -25,7 +26,11 @@ export interface Results {
   memory: { writtenMiB: number; peakRssMiB: number } | string;
 }
 
-export const SYSTEMS = ['local', 'kdfs', 'glusterfs'] as const;
+/** kdfs is the cluster through node 1's mount (the root node, serving the metadata in its
+ *  own process), kdfs2 the same cluster through node 2's (metadata over the network). */
+export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'glusterfs'] as const;
+
+export const LABELS: Record<string, string> = { local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', glusterfs: 'glusterfs' };
 
 export function median(values: number[]): number | null {
   if (values.length === 0) return null;
@@ -38,9 +43,10 @@ const format = (value: number | null) => (value === null ? '-' : value >= 100 ? 
 const ratio = (value: number | null) => (value === null ? '-' : `${value.toFixed(2)}x`);
 
 export function table(results: Results): string {
-  const header = ['workload', 'unit', ...SYSTEMS, 'kdfs/local', 'kdfs/glusterfs'];
+  const header = ['workload', 'unit', ...SYSTEMS.map((s) => LABELS[s]), 'node 1/local', 'node 1/glusterfs', 'node 2/node 1', 'node 2/glusterfs'];
   const rows = results.rows.map((row) => [
-    row.workload, row.unit, ...SYSTEMS.map((s) => format(row.figures[s]?.median ?? null)), ratio(row.ratios.local), ratio(row.ratios.glusterfs),
+    row.workload, row.unit, ...SYSTEMS.map((s) => format(row.figures[s]?.median ?? null)),
+    ratio(row.ratios.local), ratio(row.ratios.glusterfs), ratio(row.ratios.node2ToNode1), ratio(row.ratios.node2ToGlusterfs),
   ]);
   const widths = header.map((_, c) => Math.max(header[c].length, ...rows.map((r) => r[c].length)));
   const line = (cells: string[]) => cells.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
@@ -48,13 +54,13 @@ export function table(results: Results): string {
   const ceiling = typeof results.fuseCeiling === 'string' ? results.fuseCeiling : `write ${results.fuseCeiling.write} MiB/s, read ${results.fuseCeiling.read} MiB/s`;
   out.push('', `FUSE ceiling (../shared/tools/fuse-ceiling.sh): ${ceiling}`);
   const memory = typeof results.memory === 'string' ? `not measured: ${results.memory}` : `peak ${results.memory.peakRssMiB.toFixed(0)} MiB while writing ${results.memory.writtenMiB} MiB`;
-  out.push(`kdfs mount process resident memory: ${memory}`);
+  out.push(`kdfs node 1 mount process resident memory: ${memory}`);
   for (const [system, state] of Object.entries(results.systems)) if (state !== 'ok') out.push(`${system}: ${state}`);
   out.push(`medians of ${results.runs} run${results.runs > 1 ? 's' : ''}${results.quick ? ' (quick: small sizes, not comparable)' : ''}`);
   return out.join('\n');
 }
 
-const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', glusterfs: '#d62728' };
+const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', glusterfs: '#d62728' };
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
@@ -72,14 +78,15 @@ export function chart(results: Results): string {
     `<text x="10" y="20" font-size="14" font-weight="bold">kDFS benchmark, ${escape(results.date)}: medians of ${results.runs} runs (higher is better)</text>`,
   ];
   SYSTEMS.forEach((system, i) => {
-    parts.push(`<rect x="${10 + i * 110}" y="32" width="12" height="12" fill="${COLOURS[system]}"/><text x="${26 + i * 110}" y="43">${system}</text>`);
+    parts.push(`<rect x="${10 + i * 110}" y="32" width="12" height="12" fill="${COLOURS[system]}"/><text x="${26 + i * 110}" y="43">${LABELS[system]}</text>`);
   });
   let y = 60;
   for (const row of results.rows) {
     const values = SYSTEMS.map((s) => row.figures[s]?.median ?? null);
     const max = Math.max(1e-9, ...values.map((v) => v ?? 0));
     parts.push(`<text x="10" y="${y + rowHeight * 1.6}">${escape(row.workload)}</text>`);
-    parts.push(`<text x="10" y="${y + rowHeight * 2.6}" fill="#555">${escape(row.unit)}; kdfs/local ${ratio(row.ratios.local)}, kdfs/glusterfs ${ratio(row.ratios.glusterfs)}</text>`);
+    parts.push(`<text x="10" y="${y + rowHeight * 2.6}" fill="#555">${escape(row.unit)}; node 1/local ${ratio(row.ratios.local)}, node 1/glusterfs ${ratio(row.ratios.glusterfs)}</text>`);
+    parts.push(`<text x="10" y="${y + rowHeight * 3.6}" fill="#555">node 2/node 1 ${ratio(row.ratios.node2ToNode1)}, node 2/glusterfs ${ratio(row.ratios.node2ToGlusterfs)}</text>`);
     SYSTEMS.forEach((system, i) => {
       const value = values[i];
       const width = value === null ? 0 : (value / max) * barWidth;

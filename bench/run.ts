@@ -1,7 +1,8 @@
 // npm run bench: the same workloads, in one invocation, on a local directory, a
-// 3-node kDFS cluster and a 3-brick GlusterFS volume on this machine, with the
-// FUSE ceiling beside them. Medians of repeated runs, one table, JSON and SVG
-// under bench/results/.
+// 3-node kDFS cluster (through node 1's mount, the root node's, and through node
+// 2's, whose metadata goes over the network) and a 3-brick GlusterFS volume on
+// this machine, with the FUSE ceiling beside them. Medians of repeated runs, one
+// table, JSON and SVG under bench/results/.
 //   node dist/bench/run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--only WORDS] [--out DIR]
 // --only runs the workloads whose names contain one of the comma-separated
 // words (and the memory measure only if one of them is "memory").
@@ -9,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SYSTEMS, chart, median, table, type Results, type Row } from './report.js';
-import { ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystem, localSystem, type System } from './systems.js';
+import { LABELS, SYSTEMS, chart, median, table, type Figure, type Results, type Row } from './report.js';
+import { ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, type System } from './systems.js';
 import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
 
 interface Options { runs: number; quick: boolean; glusterfs: boolean; ceiling: boolean; only: string[] | null; out: string }
@@ -66,8 +67,9 @@ async function main(): Promise<void> {
     const tarball = packTree(scratch);
     systems.push(localSystem(scratch));
     results.systems.local = 'ok';
-    systems.push(await kdfsSystem(scratch));
+    systems.push(...(await kdfsSystems(scratch)));
     results.systems.kdfs = 'ok';
+    results.systems.kdfs2 = 'ok';
     if (options.glusterfs) {
       try {
         systems.push(await glusterSystem(scratch));
@@ -83,12 +85,13 @@ async function main(): Promise<void> {
     const list = workloads(sizes, tarball).filter((workload) => selected(workload.name));
     const figures = list.map(() => new Map<string, number[]>(systems.map((s) => [s.name, []])));
     const errors = list.map(() => new Map<string, string>());
-    // runs interleave the systems, so that the machine's moods fall on all of them alike
+    // runs interleave the systems (kDFS node 1 and node 2 among them), so that the machine's
+    // moods fall on all of them alike
     for (let run = 1; run <= options.runs; run++) {
       for (const [w, workload] of list.entries()) {
         for (const system of systems) {
           if (errors[w].has(system.name)) continue;
-          process.stdout.write(`bench: run ${run}/${options.runs}, ${workload.name}, ${system.name}... `);
+          process.stdout.write(`bench: run ${run}/${options.runs}, ${workload.name}, ${LABELS[system.name] ?? system.name}... `);
           try {
             const figure = await workload.run(system.dir);
             figures[w].get(system.name)!.push(figure);
@@ -101,16 +104,23 @@ async function main(): Promise<void> {
       }
     }
     results.rows = list.map((workload, w): Row => {
-      const row: Row = { workload: workload.name, unit: workload.unit, figures: {}, ratios: { local: null, glusterfs: null } };
+      const byName: Record<string, Figure> = {};
       for (const system of SYSTEMS) {
         const runs = figures[w].get(system) ?? [];
-        row.figures[system] = { median: median(runs), runs, ...(errors[w].has(system) ? { error: errors[w].get(system) } : {}) };
+        byName[system] = { median: median(runs), runs, ...(errors[w].has(system) ? { error: errors[w].get(system) } : {}) };
       }
-      const kdfs = row.figures.kdfs.median;
-      if (kdfs !== null && row.figures.local.median) row.ratios.local = kdfs / row.figures.local.median;
-      if (kdfs !== null && row.figures.glusterfs?.median) row.ratios.glusterfs = kdfs / row.figures.glusterfs.median;
-      return row;
+      const over = (a: string, b: string) => {
+        const [x, y] = [byName[a].median, byName[b].median];
+        return x !== null && y ? x / y : null;
+      };
+      return {
+        workload: workload.name,
+        unit: workload.unit,
+        figures: byName,
+        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs') },
+      };
     });
+    // the memory measure: node 1's process, which also serves the metadata
     const kdfs = systems.find((s) => s.name === 'kdfs')!;
     if (selected('memory')) {
       try {

@@ -1,5 +1,6 @@
 // The systems a benchmark runs on, all on this machine and its one disk: a local
-// directory, a 3-node kDFS cluster, a 3-brick distributed GlusterFS volume.
+// directory, a 3-node kDFS cluster (through node 1's mount and node 2's), a 3-brick
+// distributed GlusterFS volume.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -40,29 +41,41 @@ export function localSystem(scratch: string): System {
   return { name: 'local', dir, pids: () => [], stop: async () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export async function kdfsSystem(scratch: string): Promise<System> {
+/** A 3-node kDFS cluster, as two systems: node 1's mount (the root node, which serves the
+ *  metadata in its own process) and node 2's (whose metadata goes over the network to
+ *  node 1). Each runs its workloads in its own directory, made through its own mount.
+ *  Node 2's stop() does nothing: node 1's stops the whole cluster. */
+export async function kdfsSystems(scratch: string): Promise<[System, System]> {
   const clusterDir = path.join(scratch, 'kdfs');
-  run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
-  rmSync(clusterDir, { recursive: true, force: true });
-  run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir]);
-  const mnt = path.join(clusterDir, 'mnt');
-  const dir = path.join(mnt, 'bench');
-  mkdirSync(dir, { recursive: true });
-  return {
-    name: 'kdfs',
-    dir,
-    pids: () => {
-      try {
-        return [(JSON.parse(readFileSync(path.join(clusterDir, 'node1', 'kdfs.run'), 'utf8')) as { pid: number }).pid];
-      } catch {
-        return [];
-      }
-    },
-    stop: async () => {
-      run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
-      rmSync(clusterDir, { recursive: true, force: true });
-    },
+  const down = async () => {
+    run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
+    rmSync(clusterDir, { recursive: true, force: true });
   };
+  await down();
+  run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir]);
+  const node = (id: number, name: string, sub: string, stop: () => Promise<void>): System => {
+    // made through this node's own mount (node 1 at mnt, node N at mntN)
+    const dir = path.join(clusterDir, id === 1 ? 'mnt' : `mnt${id}`, sub);
+    mkdirSync(dir, { recursive: true });
+    return {
+      name,
+      dir,
+      pids: () => {
+        try {
+          return [(JSON.parse(readFileSync(path.join(clusterDir, `node${id}`, 'kdfs.run'), 'utf8')) as { pid: number }).pid];
+        } catch {
+          return [];
+        }
+      },
+      stop,
+    };
+  };
+  try {
+    return [node(1, 'kdfs', 'bench', down), node(2, 'kdfs2', 'bench2', async () => {})];
+  } catch (err) {
+    await down();
+    throw err;
+  }
 }
 
 const GLUSTER_VOLUME = 'kdfsbench';

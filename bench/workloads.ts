@@ -132,6 +132,7 @@ export function workloads(sizes: Sizes, tarball: { file: string; entries: number
 async function metadataPhase(dir: string, sizes: Sizes, phase: 'create' | 'stat' | 'read' | 'remove'): Promise<number> {
   const base = path.join(dir, 'md');
   if (phase === 'create') {
+    // under dir: made through the mount being measured, as the files will be
     rmSync(base, { recursive: true, force: true });
     for (let p = 0; p < sizes.mdProcesses; p++) mkdirSync(path.join(base, `p${p}`), { recursive: true });
   }
