@@ -5,8 +5,8 @@
 #     binding), fuse for fusermount, attr for setfattr/getfattr, fio for the
 #     benchmark.
 #  2. npm dependencies, exactly as package-lock.json pins them.
-#  3. patches/ applied to node_modules (patch-package), and the low-level FUSE
-#     binding it adds to fuse-native built against the system libfuse3.
+#  3. The FUSE binding (native/fuse, which npm links as node_modules/kdfs-fuse)
+#     built against the system libfuse3, when its sources changed.
 #  4. The TypeScript build (dist/).
 #  5. /sbin/mount.kdfs (for `mount -t kdfs`), mkfs.kdfs and kdfs on PATH.
 set -euo pipefail
@@ -36,16 +36,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "$lock_sum" > "$stamp"
 fi
 
-# 3. patches, then the low-level FUSE binding built against the system libfuse3
-patch_sum=$(cat patches/*.patch | sha256sum | cut -d' ' -f1)
-pstamp=node_modules/.kdfs-patches-sha256
-binding=node_modules/fuse-native/lowlevel/build/Release/lowlevel.node
-if [ ! -f "$pstamp" ] || [ "$(cat "$pstamp")" != "$patch_sum" ] || [ ! -f "$binding" ]; then
-  say "applying patches and building the FUSE binding"
-  npx --no-install patch-package --error-on-fail >/dev/null
+# 3. the FUSE binding, rebuilt only when its sources (or libfuse3) changed
+fuse_sum=$( { sha256sum native/fuse/binding.gyp native/fuse/src/*; pkg-config --modversion fuse3; } | sha256sum | cut -d' ' -f1)
+fstamp=native/fuse/build/.kdfs-sources-sha256
+binding=native/fuse/build/Release/kdfs_fuse.node
+if [ ! -f "$fstamp" ] || [ "$(cat "$fstamp")" != "$fuse_sum" ] || [ ! -f "$binding" ]; then
+  say "building the FUSE binding"
   gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"
-  (cd node_modules/fuse-native/lowlevel && node "$gyp" rebuild --nodedir=/usr --loglevel=error >/dev/null)
-  echo "$patch_sum" > "$pstamp"
+  (cd native/fuse && node "$gyp" rebuild --nodedir=/usr --loglevel=error >/dev/null)
+  echo "$fuse_sum" > "$fstamp"
 fi
 
 # 4. TypeScript build (incremental: a no-op when nothing changed)

@@ -3,7 +3,7 @@
 // turns kernel requests into VFS calls, VFS results into replies, and VFS errors
 // into errnos. Kernel node ids are kDFS inode numbers (the root is 1 in both).
 // Requests carry up to 1 MiB (negotiated by the binding).
-import ll from 'fuse-native/lowlevel';
+import ll from 'kdfs-fuse';
 import { E, FsError } from '../common/errno.js';
 import { ATTR_TIMEOUT_S, ENTRY_TIMEOUT_S, NAME_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
