@@ -5,9 +5,12 @@
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { AGENT_DEADLINE_MS, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
-import { DATA_HELLO, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
-import { FrameReader, frameHead } from './frames.js';
+import { DATA_ALLOCATED, DATA_HELLO, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { FrameReader, frameHead } from '../rpc/frames.js';
+import { messageType } from '../rpc/proto.js';
 import { connectReusing } from './reusedReads.js';
+
+const dataHeader = messageType('DataHeader');
 
 /** Pauses between attempts to reach an agent that cannot be reached. */
 const RETRY_FIRST_MS = 50;
@@ -16,7 +19,7 @@ const RETRY_MAX_MS = 1000;
 const DEADLINE_CHECK_MS = 1000;
 
 interface Pending {
-  resolve: (data: Buffer) => void;
+  resolve: (data: Buffer, reply: DataHeader) => void;
   reject: (err: Error) => void;
   deadline: number;
   /** Where the data of the reply goes, if the caller gave a buffer. */
@@ -62,6 +65,13 @@ export class DataClient {
     await this.call({ id: 0, op: DATA_WRITE, key, offset }, data, null);
   }
 
+  /** Bytes of disk the object takes. */
+  async allocated(key: ObjectKey): Promise<number> {
+    let bytes = 0;
+    await this.call({ id: 0, op: DATA_ALLOCATED, key }, null, null, (reply) => (bytes = reply.offset ?? 0));
+    return bytes;
+  }
+
   /** Reads into the start of `into` if given (at least length long). */
   read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     return this.call({ id: 0, op: DATA_READ, key, offset, length }, null, into ?? null);
@@ -74,12 +84,12 @@ export class DataClient {
     this.fail(new FsError(E.EIO, 'data channel closed'));
   }
 
-  private async call(header: DataHeader, data: Uint8Array | null, into: Buffer | null): Promise<Buffer> {
+  private async call(header: DataHeader, data: Uint8Array | null, into: Buffer | null, onReply?: (reply: DataHeader) => void): Promise<Buffer> {
     const deadline = Date.now() + AGENT_DEADLINE_MS;
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
       try {
         const socket = await this.connect();
-        return await this.send(socket, header, data, deadline, into);
+        return await this.send(socket, header, data, deadline, into, onReply);
       } catch (err) {
         if (!(err instanceof ConnectionLost) || this.closed) throw err;
         if (err.unreachable) this.onUnreachable?.();
@@ -89,13 +99,13 @@ export class DataClient {
     }
   }
 
-  private send(socket: net.Socket, header: DataHeader, data: Uint8Array | null, deadline: number, into: Buffer | null): Promise<Buffer> {
+  private send(socket: net.Socket, header: DataHeader, data: Uint8Array | null, deadline: number, into: Buffer | null, onReply?: (reply: DataHeader) => void): Promise<Buffer> {
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadline, into });
+      this.pending.set(id, { resolve: (payload, reply) => { onReply?.(reply); resolve(payload); }, reject, deadline, into });
       socket.cork();
-      socket.write(frameHead({ ...header, id }, data?.length ?? 0));
+      socket.write(frameHead(dataHeader, { ...header, id }, data?.length ?? 0));
       if (data && data.length > 0) socket.write(data);
       socket.uncork();
     });
@@ -113,7 +123,7 @@ export class DataClient {
         const into = this.pending.get(reply.id)?.into;
         return into && into.length >= length ? into : null;
       };
-      const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, destination, (reply, payload) => {
+      const reader = new FrameReader<DataHeader>(dataHeader, RPC_MESSAGE_MAX_BYTES, destination, (reply, payload) => {
         if (!greeted) {
           if (reply.errno) {
             reject(new FsError(E.EIO, `agent at ${this.address} refused this file system`));
@@ -129,7 +139,7 @@ export class DataClient {
         if (!waiting) return; // expired meanwhile
         this.pending.delete(reply.id);
         if (reply.errno) waiting.reject(new FsError(reply.errno));
-        else waiting.resolve(payload);
+        else waiting.resolve(payload, reply);
       });
       const socket = connectReusing(Number(this.address.slice(colon + 1)), host, (chunk) => {
         try {
@@ -140,7 +150,7 @@ export class DataClient {
       });
       this.attempt = socket;
       socket.setNoDelay(true);
-      socket.on('connect', () => socket.write(frameHead({ id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
+      socket.on('connect', () => socket.write(frameHead(dataHeader, { id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
       socket.on('error', () => {});
       socket.on('close', () => {
         if (this.socket === socket) this.socket = null;

@@ -4,11 +4,14 @@ import net from 'node:net';
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
-import { DATA_HELLO, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { DATA_ALLOCATED, DATA_HELLO, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
 import { buffers } from '../common/bufferPool.js';
-import { FrameReader, frameHead } from './frames.js';
+import { FrameReader, frameHead } from '../rpc/frames.js';
+import { messageType } from '../rpc/proto.js';
 import { adoptReusing } from './reusedReads.js';
 import type { ObjectStore } from './objectStore.js';
+
+const dataHeader = messageType('DataHeader');
 
 /** Requests one connection may have in progress; past it the agent stops reading
  *  from the connection, and TCP makes the client wait. */
@@ -54,13 +57,13 @@ export class DataServer {
     let greeted = false;
     let inFlight = 0;
     /** Sends a reply; `sent` runs once the socket is done with data. */
-    const reply = (id: number, errno: number, data: Buffer, sent?: () => void) => {
+    const reply = (id: number, errno: number, data: Buffer, sent?: () => void, offset?: number) => {
       if (socket.destroyed) {
         sent?.();
         return;
       }
       socket.cork();
-      socket.write(frameHead({ id, op: DATA_REPLY, errno }, data.length));
+      socket.write(frameHead(dataHeader, { id, op: DATA_REPLY, errno, offset }, data.length));
       if (data.length > 0) socket.write(data, sent);
       else sent?.();
       socket.uncork();
@@ -72,7 +75,7 @@ export class DataServer {
       pooled.set(header.id, buffer);
       return buffer;
     };
-    const reader = new FrameReader(RPC_MESSAGE_MAX_BYTES, destination, (header, data) => {
+    const reader = new FrameReader<DataHeader>(dataHeader, RPC_MESSAGE_MAX_BYTES, destination, (header, data) => {
       if (!greeted) {
         const expected = this.fsid();
         if (header.op !== DATA_HELLO || !expected || header.fsid !== expected) {
@@ -86,7 +89,7 @@ export class DataServer {
       }
       if (++inFlight === IN_FLIGHT_PER_CONNECTION_MAX) socket.pause();
       this.handle(header, data).then(
-        ({ out, pooled }) => reply(header.id, 0, out, pooled && (() => buffers.give(pooled))),
+        ({ out, pooled, offset }) => reply(header.id, 0, out, pooled && (() => buffers.give(pooled)), offset),
         (err) => reply(header.id, errnoOf(err), EMPTY),
       ).finally(() => {
         const buffer = pooled.get(header.id);
@@ -112,8 +115,10 @@ export class DataServer {
   }
 
   /** Serves a request: the data of the reply, and the pool buffer that holds it, if any. */
-  private async handle(header: DataHeader, data: Buffer): Promise<{ out: Buffer; pooled?: Buffer }> {
+  private async handle(header: DataHeader, data: Buffer): Promise<{ out: Buffer; pooled?: Buffer; offset?: number }> {
     switch (header.op) {
+      case DATA_ALLOCATED:
+        return { out: EMPTY, offset: await this.store.allocated(validKey(header.key)) };
       case DATA_WRITE: {
         const offset = validOffset(header.offset);
         if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);

@@ -19,6 +19,8 @@ import type { ObjectKey } from '../rpc/messages.js';
 /** What a client needs of an agent, local or remote. */
 export interface ObjectIo {
   write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void>;
+  /** Bytes of disk the object takes (its allocated blocks; 0 if absent). */
+  allocated(key: ObjectKey): Promise<number>;
   /** Up to length bytes at offset, fewer at the end of the object: into the
    *  start of `into` if given (at least length long), else a new buffer. */
   read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer>;
@@ -134,6 +136,17 @@ export class ObjectStore implements Agent {
         done += n;
       }
       return done === length ? buffer : buffer.subarray(0, done);
+    } finally {
+      this.release(file);
+    }
+  }
+
+  async allocated(key: ObjectKey): Promise<number> {
+    const file = await this.acquire(this.pathOf(key), false);
+    if (!file) return 0;
+    try {
+      const stat = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(file.fd, (err, st) => (err ? reject(new FsError(errnoOf(err))) : resolve(st))));
+      return stat.blocks * 512;
     } finally {
       this.release(file);
     }

@@ -49,6 +49,11 @@ export class RemoteAgent implements Agent {
     return into.subarray(0, data.length);
   }
 
+  async allocated(key: ObjectKey): Promise<number> {
+    if (this.data) return this.data.allocated(key);
+    return 0; // an agent without a data channel cannot tell
+  }
+
   async truncate(key: ObjectKey, length: number): Promise<void> {
     check((await this.rpc.call('Truncate', { key, length })).errno);
   }

@@ -19,7 +19,7 @@ const READY_FD_ENV = 'KDFS_READY_FD';
 
 /** Generic mount options that mean nothing to kDFS. */
 const IGNORED_OPTIONS = new Set([
-  'rw', 'defaults', 'auto', 'noauto', 'user', 'nouser', 'users', 'exec', 'noexec', 'suid', 'nosuid', 'dev', 'nodev',
+  'rw', 'defaults', 'auto', 'noauto', 'user', 'nouser', 'users', 'exec', 'noexec',
   'atime', 'noatime', 'relatime', 'norelatime', 'strictatime', 'nodiratime', 'diratime', 'async', '_netdev', 'nofail',
 ]);
 
@@ -27,12 +27,16 @@ interface MountArgs {
   foreground: boolean;
   readOnly: boolean;
   debug: boolean;
+  /** mount(8)'s nodev and nosuid: device nodes and set-ID bits are ignored (the
+   *  default for a user's mounts; root's mounts honour them unless told). */
+  noDev: boolean;
+  noSuid: boolean;
   dir: string;
   mountPoint: string;
 }
 
 export function parseMountArgs(argv: string[]): MountArgs {
-  const args: MountArgs = { foreground: false, readOnly: false, debug: false, dir: '', mountPoint: '' };
+  const args: MountArgs = { foreground: false, readOnly: false, debug: false, noDev: process.getuid?.() !== 0, noSuid: process.getuid?.() !== 0, dir: '', mountPoint: '' };
   const positional: string[] = [];
   const options: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -49,6 +53,8 @@ export function parseMountArgs(argv: string[]): MountArgs {
   for (const option of options.filter(Boolean)) {
     if (option === 'ro') args.readOnly = true;
     else if (option === 'debug') args.debug = true;
+    else if (option === 'nodev' || option === 'dev') args.noDev = option === 'nodev';
+    else if (option === 'nosuid' || option === 'suid') args.noSuid = option === 'nosuid';
     else if (!IGNORED_OPTIONS.has(option)) throw new CliError(`unknown mount option ${JSON.stringify(option)}`, 2);
   }
   if (positional.length !== 2) throw new CliError(USAGE, 2);
@@ -106,7 +112,7 @@ async function runForeground(args: MountArgs): Promise<number> {
   };
   let node: KdfsNode;
   try {
-    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug });
+    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid });
   } catch (err) {
     const message = err instanceof StartError ? err.message : `cannot start: ${(err as Error)?.stack ?? err}`;
     log.error(message);

@@ -5,14 +5,15 @@
 // Requests carry up to 1 MiB (negotiated by the binding).
 import ll from 'kdfs-fuse';
 import { E, FsError } from '../common/errno.js';
-import { ATTR_TIMEOUT_S, ENTRY_TIMEOUT_S, NAME_MAX_BYTES } from '../common/limits.js';
+import { NAME_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { isDir, isReg } from '../common/mode.js';
 import {
   SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
   SETATTR_UID, type Attr,
 } from '../rpc/messages.js';
-import type { Caller, Opened, Vfs } from '../vfs/vfs.js';
+import type { Caller, KernelCache, Opened, Told, Vfs } from '../vfs/vfs.js';
+import { F_RDLCK, F_UNLCK, F_WRLCK, LOCK_FLOCK, LOCK_POSIX, type LockRequest } from '../rpc/messages.js';
 
 const BLOCK_BYTES = 4096;
 const PREFERRED_IO_BYTES = 1024 * 1024;
@@ -35,6 +36,9 @@ export interface MountOptions {
   fsname: string;
   readOnly?: boolean;
   debug?: boolean;
+  /** Ignore device nodes, set-ID bits (libfuse's default: kDFS asks for dev and suid otherwise). */
+  noDev?: boolean;
+  noSuid?: boolean;
 }
 
 // One scratch array for every reply: the binding copies it before returning.
@@ -49,7 +53,7 @@ function encodeAttr(attr: Attr): Float64Array {
   attrWords[5] = attr.rdev;
   attrWords[6] = attr.size;
   attrWords[7] = isDir(attr.mode) ? BLOCK_BYTES : PREFERRED_IO_BYTES;
-  attrWords[8] = isReg(attr.mode) || isDir(attr.mode) ? Math.ceil(attr.size / 512) : 0;
+  attrWords[8] = attr.blocks ?? 0;
   attrWords[9] = attr.atime?.sec ?? 0;
   attrWords[10] = attr.atime?.nsec ?? 0;
   attrWords[11] = attr.mtime?.sec ?? 0;
@@ -77,13 +81,35 @@ function fail(op: string, slot: number) {
   return (err: unknown) => ll.replyErr(slot, errnoFor(op, err));
 }
 
-function replyEntry(slot: number, attr: Attr): void {
-  ll.replyEntry(slot, encodeAttr(attr), ENTRY_TIMEOUT_S, ATTR_TIMEOUT_S);
+function replyEntry(slot: number, { attr, timeoutS }: Told): void {
+  ll.replyEntry(slot, encodeAttr(attr), timeoutS, timeoutS);
 }
 
-function replyAttr(slot: number, attr: Attr): void {
-  ll.replyAttr(slot, encodeAttr(attr), ATTR_TIMEOUT_S);
+function replyAttr(slot: number, { attr, timeoutS }: Told): void {
+  ll.replyAttr(slot, encodeAttr(attr), timeoutS);
 }
+
+/** Pause before queueing a notification again when the binding's queue is full. */
+const NOTIFY_RETRY_MS = 1;
+
+/** Runs a kernel notification on the binding's notification thread; resolves once
+ *  the kernel has taken it (an inode or entry it does not know is no error). */
+function notified(start: (done: (result: number) => void) => number): Promise<void> {
+  return new Promise((resolve) => {
+    const attempt = () => {
+      const queued = start(() => resolve());
+      if (queued === -E.EAGAIN) setTimeout(attempt, NOTIFY_RETRY_MS);
+      else if (queued < 0) resolve();
+    };
+    attempt();
+  });
+}
+
+/** The kernel's caches, as the VFS drops them. */
+const kernelCache: KernelCache = {
+  invalidateInode: (ino, data) => notified((done) => ll.notifyInvalInode(ino, data ? 0 : -1, 0, done)),
+  invalidateEntry: (parent, name) => notified((done) => ll.notifyInvalEntry(parent, name, done)),
+};
 
 function replyOk(slot: number): void {
   ll.replyErr(slot, 0);
@@ -101,6 +127,23 @@ const requestCounts = new Float64Array(ll.OPS.length);
 
 export function requestCountsByOperation(): Record<string, number> {
   return Object.fromEntries(ll.OPS.map((name, i) => [name, requestCounts[i]]).filter(([, n]) => (n as number) > 0));
+}
+
+/** The lock waits of requests being served, by slot: an interrupt cancels them. */
+const lockWaits = new Map<number, number>();
+
+/** flock(2) operations. */
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+
+/** setlk and flock: answered once granted, refused, or (a wait) interrupted. */
+function lockRequest(vfs: Vfs, slot: number, request: Omit<LockRequest, 'test' | 'waitId'>): void {
+  vfs.setlk(request, (waitId) => lockWaits.set(slot, waitId)).then(() => replyOk(slot), (err) => {
+    // a conflict is an answer, not a fault
+    if (err instanceof FsError && (err.errno === E.EAGAIN || err.errno === E.EINTR)) ll.replyErr(slot, err.errno);
+    else fail('lock', slot)(err);
+  }).finally(() => lockWaits.delete(slot));
 }
 
 /** The handler of every kernel request; numbers are read from ll.args before anything else runs. */
@@ -158,7 +201,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         return;
       case OP.create:
         vfs.create(ino, s1!, A[5], A[6], caller).then(
-          ({ attr, opened }) => ll.replyCreate(slot, encodeAttr(attr), ENTRY_TIMEOUT_S, ATTR_TIMEOUT_S, opened.fh, openFlags(opened)),
+          ({ attr, timeoutS, opened }) => ll.replyCreate(slot, encodeAttr(attr), timeoutS, timeoutS, opened.fh, openFlags(opened)),
           fail('create', slot),
         );
         return;
@@ -169,13 +212,42 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         );
         return;
       case OP.write:
-        vfs.write(A[5], data!, A[7]).then((n) => ll.replyWrite(slot, n), fail('write', slot));
+        vfs.write(A[5], data!, A[7], A[8] !== 0).then((n) => ll.replyWrite(slot, n), fail('write', slot));
+        return;
+      case OP.copy_file_range:
+        vfs.copyFileRange(A[5], A[6], A[8], A[9], A[10]).then((n) => ll.replyWrite(slot, n), fail('copy_file_range', slot));
         return;
       case OP.flush:
         vfs.flush(A[5]).then(() => replyOk(slot), fail('flush', slot));
         return;
-      case OP.release:
-        vfs.release(A[5]).then(() => replyOk(slot), fail('release', slot));
+      case OP.release: {
+        const fh = A[5];
+        const released = A[6] && s1 !== null ? vfs.locks.releaseFlock(ino, s1) : Promise.resolve();
+        released.finally(() => vfs.release(fh)).then(() => replyOk(slot), fail('release', slot));
+        return;
+      }
+      case OP.getlk:
+        vfs.getlk({ ino, owner: s1 ?? '', kind: LOCK_POSIX, type: A[6], start: A[7], end: A[8], pid: A[9] }).then(
+          (held) => ll.replyLock(slot, held.type ?? F_UNLCK, held.start ?? 0, held.end ?? 0, held.pid ?? 0),
+          fail('getlk', slot),
+        );
+        return;
+      case OP.setlk:
+        lockRequest(vfs, slot, { ino, owner: s1 ?? '', kind: LOCK_POSIX, type: A[6], start: A[7], end: A[8], pid: A[9], wait: A[10] === 1 });
+        return;
+      case OP.flock: {
+        const operation = A[6];
+        const type = operation & LOCK_UN ? F_UNLCK : operation & LOCK_EX ? F_WRLCK : F_RDLCK;
+        lockRequest(vfs, slot, { ino, owner: s1 ?? '', kind: LOCK_FLOCK, type, start: 0, end: -1, pid: A[2], wait: (operation & LOCK_NB) === 0 });
+        return;
+      }
+      case OP.interrupt: {
+        // only lock waits are given up: any other request ends by itself
+        const waitId = lockWaits.get(slot);
+        if (waitId !== undefined) vfs.cancelLockWait(waitId);
+        return;
+      }
+      case OP.forget:
         return;
       case OP.fsync:
         vfs.fsync(A[5]).then(() => replyOk(slot), fail('fsync', slot));
@@ -247,6 +319,7 @@ function fuseOptions(options: MountOptions): string {
     'default_permissions',
     'allow_other',
   ];
+  list.push(options.noDev ? 'nodev' : 'dev', options.noSuid ? 'nosuid' : 'suid');
   if (options.readOnly) list.push('ro');
   if (options.debug) list.push('debug');
   return '-o' + list.join(',');
@@ -276,7 +349,7 @@ export class FuseMount {
           onExit();
         },
       });
-      this.vfs.attachKernel({ invalidateAttributes: (ino) => void ll.notifyInvalInode(ino, -1, 0) });
+      this.vfs.attachKernel(kernelCache);
       try {
         ll.mount(this.mountPoint, fuseOptions(this.options), handler);
       } catch (err) {

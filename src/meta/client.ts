@@ -4,23 +4,50 @@ import { check } from '../common/errno.js';
 import { META_DEADLINE_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { RpcChannel } from '../rpc/local.js';
+/** A lock wait has no deadline of its own (it ends when granted or interrupted). */
+const LOCK_WAIT_DEADLINE_MS = 2 ** 31 - 1;
+
 import type {
-  Attr, CreateRequest, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
+  LockReply, LockRequest,
+  Attr, AttrReply, CreateRequest, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
 } from '../rpc/messages.js';
 
-export interface Entry { attr: Attr; layout: Layout | null; inlined: boolean; inlineData: Buffer; created: boolean }
+/** cacheMs: how long the caller's kernel may cache the attributes (and the
+ *  entry, when one was looked up or made); see AttrReply in proto/kdfs.proto. */
+export interface Entry { attr: Attr; layout: Layout | null; inlined: boolean; inlineData: Buffer; created: boolean; cacheMs: number }
+export interface Fresh { attr: Attr; cacheMs: number }
 
 function entry(reply: EntryReply): Entry {
   check(reply.errno);
   return {
     attr: reply.attr!, layout: reply.layout, inlined: reply.inlined ?? false, inlineData: reply.inlineData ?? Buffer.alloc(0),
-    created: reply.created ?? false,
+    created: reply.created ?? false, cacheMs: reply.cacheMs ?? 0,
   };
 }
 
+function fresh(reply: AttrReply): Fresh {
+  check(reply.errno);
+  return { attr: reply.attr!, cacheMs: reply.cacheMs ?? 0 };
+}
+
 export class MetaClient {
-  constructor(readonly rpc: RpcChannel<MetaMethods>) {}
+  readonly rpc: RpcChannel<MetaMethods>;
+  /** Told of the inodes each call changed (ErrnoReply.changed). */
+  onChanged: ((inos: number[]) => void) | null = null;
+
+  constructor(channel: RpcChannel<MetaMethods>) {
+    this.rpc = {
+      call: async (method, request, deadlineMs) => {
+        const reply = await channel.call(method, request, deadlineMs);
+        const changed = (reply as { changed?: number[] }).changed;
+        if (changed && changed.length > 0) this.onChanged?.(changed);
+        return reply;
+      },
+      setFsid: (fsid) => channel.setFsid(fsid),
+      close: () => channel.close(),
+    };
+  }
 
   /** The metadata service of the root node at address, over gRPC. */
   static remote(address: string, fsid: string): MetaClient {
@@ -46,16 +73,12 @@ export class MetaClient {
     return reply;
   }
 
-  async getattr(target: Target): Promise<Attr> {
-    const reply = await this.rpc.call('Getattr', target);
-    check(reply.errno);
-    return reply.attr!;
+  async getattr(target: Target): Promise<Fresh> {
+    return fresh(await this.rpc.call('Getattr', target));
   }
 
-  async setattr(request: SetattrRequest): Promise<Attr> {
-    const reply = await this.rpc.call('Setattr', request);
-    check(reply.errno);
-    return reply.attr!;
+  async setattr(request: SetattrRequest): Promise<Fresh> {
+    return fresh(await this.rpc.call('Setattr', request));
   }
 
   async create(request: CreateRequest): Promise<Entry> {
@@ -70,10 +93,8 @@ export class MetaClient {
     check((await this.rpc.call('Rename', { from, to, flags })).errno);
   }
 
-  async link(inode: Target, entry: Target): Promise<Attr> {
-    const reply = await this.rpc.call('Link', { inode, entry });
-    check(reply.errno);
-    return reply.attr!;
+  async link(inode: Target, entry: Target): Promise<Fresh> {
+    return fresh(await this.rpc.call('Link', { inode, entry }));
   }
 
   /** One page of a directory after `after`. */
@@ -98,10 +119,12 @@ export class MetaClient {
   }
 
   /** inline: the whole content of a file still inlined (EAGAIN if it no longer is). */
-  async commitWrite(ino: number, size: number, mtime: Timespec, sync: boolean, inline: Buffer | null = null): Promise<Attr> {
-    const reply = await this.rpc.call('CommitWrite', { ino, size, mtime, sync, inlined: inline !== null, inlineData: inline ?? undefined });
-    check(reply.errno);
-    return reply.attr!;
+  /** allocatedBytes: what the file's objects take on disk, if measured. */
+  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: Buffer | null = null, allocatedBytes: number | null = null): Promise<Fresh> {
+    return fresh(await this.rpc.call('CommitWrite', {
+      ino, size, mtime, sync, inlined: inline !== null, inlineData: inline ?? undefined,
+      allocatedKnown: allocatedBytes !== null, allocatedBytes: allocatedBytes ?? 0,
+    }));
   }
 
   async sync(): Promise<void> {
@@ -136,6 +159,24 @@ export class MetaClient {
     const reply = await this.rpc.call('GetStripe', target);
     check(reply.errno);
     return reply;
+  }
+
+  /** An O_APPEND write, made at the end of the file by the service. */
+  async append(ino: number, data: Uint8Array): Promise<Fresh> {
+    return fresh(await this.rpc.call('Append', { ino, data }));
+  }
+
+  lock(request: LockRequest): Promise<LockReply> {
+    // a wait lasts as long as the holder keeps the lock
+    return this.rpc.call('Lock', request, request.wait ? LOCK_WAIT_DEADLINE_MS : undefined);
+  }
+
+  async cancelLock(waitId: number): Promise<void> {
+    check((await this.rpc.call('CancelLock', { waitId })).errno);
+  }
+
+  reclaimLocks(locks: LockRequest[]): Promise<{ errno: number }> {
+    return this.rpc.call('ReclaimLocks', { locks });
   }
 
   disconnect(): void {

@@ -19,7 +19,8 @@ import {
   type Target,
 } from '../rpc/messages.js';
 import { ROOT_INO } from './records.js';
-import type { MetaStore, Tx } from './store.js';
+import type { Effects, MetaStore, Tx } from './store.js';
+import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
 
 const DIRECTORY_SIZE_BYTES = 4096;
 const XATTR_CREATE = 1;
@@ -38,16 +39,16 @@ export class Namespace {
 
   // ------------------------------------------------------------ lookups
 
-  async getattr(target: Target): Promise<Attr> {
-    return this.store.run((tx) => this.resolve(tx, target).attr);
+  async getattr(target: Target, effects?: Effects): Promise<Attr> {
+    return this.store.run((tx) => this.resolve(tx, target).attr, false, effects);
   }
 
-  async readLink(target: Target): Promise<string> {
+  async readLink(target: Target, effects?: Effects): Promise<string> {
     return this.store.run((tx) => {
       const inode = this.resolve(tx, target);
       if (!isLink(inode.attr.mode)) throw new FsError(E.EINVAL);
       return inode.target;
-    });
+    }, false, effects);
   }
 
   /** One page of a directory: entries after `after`, and whether more follow. */
@@ -62,7 +63,7 @@ export class Namespace {
 
   // ------------------------------------------------------------ changes
 
-  async create(request: CreateRequest, nodeIds: number[], defaultPolicy: StripePolicy | null): Promise<{ inode: Inode; existed: boolean }> {
+  async create(request: CreateRequest, nodeIds: number[], defaultPolicy: StripePolicy | null, effects?: Effects): Promise<{ inode: Inode; existed: boolean }> {
     const type = request.mode & S_IFMT;
     if (!isKnownType(request.mode)) throw new FsError(E.EINVAL, 'unknown file type');
     const target = request.target ?? '';
@@ -95,7 +96,7 @@ export class Namespace {
       const inode: Inode = {
         attr: {
           ino, mode, uid: request.uid, gid, nlink: type === S_IFDIR ? 2 : 1, size, rdev: request.rdev ?? 0,
-          atime: time, mtime: time, ctime: time,
+          atime: time, mtime: time, ctime: time, blocks: type === S_IFDIR ? blocksOf(DIRECTORY_SIZE_BYTES) : 0,
         },
         layout: type === S_IFREG ? makeLayout(ino, parent.policy, defaultPolicy, nodeIds) : null,
         target: type === S_IFLNK ? target : '',
@@ -115,10 +116,10 @@ export class Namespace {
       p.attr.mtime = p.attr.ctime = time;
       if (request.openNode && type === S_IFREG) this.addOpen(ino, request.openNode);
       return { inode, existed: false };
-    });
+    }, false, effects);
   }
 
-  async remove(entry: Target, directory: boolean): Promise<void> {
+  async remove(entry: Target, directory: boolean, effects?: Effects): Promise<void> {
     await this.store.run((tx) => {
       const { parent, name } = this.resolveEntry(tx, entry);
       const dirent = tx.dirent(parent.attr.ino, name);
@@ -141,10 +142,10 @@ export class Namespace {
       } else {
         this.dropLink(tx, inode.attr.ino, time);
       }
-    });
+    }, false, effects);
   }
 
-  async rename(from: Target, to: Target, flags = 0): Promise<void> {
+  async rename(from: Target, to: Target, flags = 0, effects?: Effects): Promise<void> {
     if (flags & ~RENAME_NOREPLACE) throw new FsError(E.EINVAL, 'unsupported rename flags');
     await this.store.run((tx) => {
       const src = this.resolveEntry(tx, from);
@@ -192,10 +193,10 @@ export class Namespace {
       moved.attr.ctime = time;
       srcParent.attr.mtime = srcParent.attr.ctime = time;
       dstParent.attr.mtime = dstParent.attr.ctime = time;
-    });
+    }, false, effects);
   }
 
-  async link(inode: Target, entry: Target): Promise<Attr> {
+  async link(inode: Target, entry: Target, effects?: Effects): Promise<Attr> {
     return this.store.run((tx) => {
       const source = this.resolve(tx, inode);
       if (isDir(source.attr.mode)) throw new FsError(E.EPERM);
@@ -212,10 +213,10 @@ export class Namespace {
       linked.attr.nlink++;
       linked.attr.ctime = time;
       return linked.attr;
-    });
+    }, false, effects);
   }
 
-  async setattr(request: SetattrRequest): Promise<Attr> {
+  async setattr(request: SetattrRequest, effects?: Effects): Promise<Attr> {
     const valid = request.valid;
     if (valid & SETATTR_SIZE) {
       const size = request.size ?? 0;
@@ -236,19 +237,23 @@ export class Namespace {
         attr.size = request.size ?? 0;
         attr.mtime = time;
         if (inode.inlined && inode.inlineData.length > attr.size) inode.inlineData = Buffer.from(inode.inlineData.subarray(0, attr.size));
+        // cut blocks go; a longer file gains a hole, which takes none
+        attr.blocks = inode.inlined ? blocksOf(inode.inlineData.length) : Math.min(attr.blocks ?? 0, blocksOf(attr.size));
       }
       if (valid & SETATTR_ATIME_NOW) attr.atime = time;
       else if (valid & SETATTR_ATIME) attr.atime = checkTime(request.atime);
       if (valid & SETATTR_MTIME_NOW) attr.mtime = time;
       else if (valid & SETATTR_MTIME) attr.mtime = checkTime(request.mtime);
       attr.ctime = time;
+      tx.changed(attr.ino, (valid & SETATTR_SIZE) !== 0,
+        ((valid & SETATTR_SIZE) ? CHANGED_SIZE : 0) | ((valid & (SETATTR_MTIME | SETATTR_MTIME_NOW | SETATTR_SIZE)) ? CHANGED_MTIME : 0));
       return attr;
-    });
+    }, false, effects);
   }
 
   /** Writes reached the agents (the file is at least `size` long), or come inline
    *  (the whole content of an inlined file, `size` long); modified at mtime. */
-  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null): Promise<Attr> {
+  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null): Promise<Attr> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
     return this.store.run((tx) => {
@@ -260,27 +265,30 @@ export class Namespace {
       if (inline) {
         inode.inlineData = Buffer.from(inline);
         inode.attr.size = size;
+        inode.attr.blocks = blocksOf(inline.length);
       } else {
         if (inode.inlined) {
           inode.inlined = false;
           inode.inlineData = EMPTY;
         }
         if (size > inode.attr.size) inode.attr.size = size;
+        inode.attr.blocks = allocatedBytes !== null ? Math.ceil(allocatedBytes / 512) : Math.max(inode.attr.blocks ?? 0, blocksOf(inode.attr.size));
       }
       if (mtime) inode.attr.mtime = checkTime(mtime);
       inode.attr.ctime = now();
+      tx.changed(ino, true, 0);
       return inode.attr;
-    }, sync);
+    }, sync, effects);
   }
 
   // ------------------------------------------------------------ open files
 
-  async open(target: Target, nodeId: number): Promise<Inode> {
+  async open(target: Target, nodeId: number, effects?: Effects): Promise<Inode> {
     return this.store.run((tx) => {
       const inode = this.resolve(tx, target);
       this.addOpen(inode.attr.ino, nodeId);
       return inode;
-    });
+    }, false, effects);
   }
 
   /** The node closed its last handle of the inode. */
@@ -309,6 +317,11 @@ export class Namespace {
     if (this.opensKnown) return;
     this.opensKnown = true;
     for (const ino of [...this.store.zeroLinks]) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
+  }
+
+  /** The nodes that hold the inode open. */
+  openOn(ino: number): Iterable<number> {
+    return this.opens.get(ino) ?? [];
   }
 
   private addOpen(ino: number, nodeId: number): void {
@@ -341,7 +354,7 @@ export class Namespace {
     return this.store.run((tx) => Object.keys(this.resolve(tx, target).xattrs));
   }
 
-  async setXattr(target: Target, name: string, value: Buffer, flags: number): Promise<void> {
+  async setXattr(target: Target, name: string, value: Buffer, flags: number, effects?: Effects): Promise<void> {
     checkXattrName(name);
     if (value.length > XATTR_VALUE_MAX_BYTES) throw new FsError(E.E2BIG);
     await this.store.run((tx) => {
@@ -355,10 +368,10 @@ export class Namespace {
       const inode = tx.editInode(found.attr.ino);
       inode.xattrs[name] = Buffer.from(value);
       inode.attr.ctime = now();
-    });
+    }, false, effects);
   }
 
-  async removeXattr(target: Target, name: string): Promise<void> {
+  async removeXattr(target: Target, name: string, effects?: Effects): Promise<void> {
     checkXattrName(name);
     await this.store.run((tx) => {
       const found = this.resolve(tx, target);
@@ -366,12 +379,12 @@ export class Namespace {
       const inode = tx.editInode(found.attr.ino);
       delete inode.xattrs[name];
       inode.attr.ctime = now();
-    });
+    }, false, effects);
   }
 
   // ------------------------------------------------------------ striping
 
-  async setStripe(target: Target, policy: StripePolicy, nodeIds: number[], defaultPolicy: StripePolicy | null): Promise<void> {
+  async setStripe(target: Target, policy: StripePolicy, nodeIds: number[], defaultPolicy: StripePolicy | null, effects?: Effects): Promise<void> {
     checkPolicy(policy);
     await this.store.run((tx) => {
       const found = this.resolve(tx, target);
@@ -385,7 +398,7 @@ export class Namespace {
         throw new FsError(E.EINVAL);
       }
       inode.attr.ctime = now();
-    });
+    }, false, effects);
   }
 
   async getStripe(target: Target, nodeIds: number[], defaultPolicy: StripePolicy | null): Promise<{ directory: boolean; policy: StripePolicy | null; layout: Layout | null }> {
@@ -469,6 +482,11 @@ export class Namespace {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** 512-byte blocks that `bytes` of data take, in 4 KiB blocks as on ext4. */
+export function blocksOf(bytes: number): number {
+  return Math.ceil(bytes / 4096) * 8;
+}
 
 /** Path components, checked. */
 export function components(path: string): string[] {

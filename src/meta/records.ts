@@ -97,7 +97,7 @@ export function cloneInode(inode: Inode): Inode {
   return {
     attr: {
       ino: a.ino, mode: a.mode, uid: a.uid, gid: a.gid, nlink: a.nlink, size: a.size, rdev: a.rdev,
-      atime: cloneTime(a.atime), mtime: cloneTime(a.mtime), ctime: cloneTime(a.ctime),
+      atime: cloneTime(a.atime), mtime: cloneTime(a.mtime), ctime: cloneTime(a.ctime), blocks: a.blocks ?? 0,
     },
     layout: cloneLayout(inode.layout),
     target: inode.target ?? '',

@@ -4,10 +4,29 @@ import { READDIR_PAGE_ENTRIES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import type { ObjectStore } from '../agent/objectStore.js';
 import type { Handlers, MetaMethods, Target } from '../rpc/messages.js';
+import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster } from './cluster.js';
+import { Coherence, type CallbackTarget } from './coherence.js';
+import { LockService, lockCaller } from '../locks/service.js';
+import { Appender } from './append.js';
 import { Namespace } from './namespace.js';
 import { FIRST_INO } from './records.js';
-import { MetaStore } from './store.js';
+import { isDir } from '../common/mode.js';
+import { Effects, MetaStore } from './store.js';
+
+type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects) => Promise<MetaMethods[K][1]> };
+
+/** The reply of each method that the caller's kernel may cache: the inode whose
+ *  attributes it carries, and the directory whose entry it is. */
+const CACHEABLE: Partial<Record<keyof MetaMethods, (request: never) => number | null>> = {
+  Getattr: (request: Target) => (request.name ? request.ino ?? null : null),
+  Create: (request: MetaMethods['Create'][0]) => request.entry?.ino ?? null,
+  Link: (request: MetaMethods['Link'][0]) => request.entry?.ino ?? null,
+  Setattr: () => null,
+  Open: () => null,
+  CommitWrite: () => null,
+  Append: () => null,
+};
 
 /** How long after a start the nodes have to re-announce their open files (they
  *  re-register every few seconds); unlinked inodes are kept until then. */
@@ -16,6 +35,8 @@ export const OPENS_GRACE_MS = 15_000;
 const FILES_FREE = 2 ** 32;
 
 const OK = { errno: 0 };
+/** Served by call() itself, for nodes only. */
+const notForGrpc = (): Promise<never> => Promise.reject(new FsError(E.EINVAL, 'locks are taken by nodes'));
 
 /** A target names an inode by number, or by a path from the root ("/..."). */
 function target(t: Target | null | undefined): Target {
@@ -26,11 +47,21 @@ function target(t: Target | null | undefined): Target {
 export class MetaService {
   readonly namespace: Namespace;
   readonly cluster: Cluster;
+  readonly coherence: Coherence;
+  readonly locks: LockService;
+  private readonly appender: Appender;
   private graceTimer: NodeJS.Timeout | null = null;
+  private readonly ops: Ops;
+  /** Where nodes open their sessions (set once the node serves them). */
+  sessionAddress = '';
 
   private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }) {
     this.namespace = new Namespace(store);
     this.cluster = new Cluster(store, this.namespace, local);
+    this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
+    this.locks = new LockService(() => this.cluster.nodeIds());
+    this.appender = new Appender(store, (nodeId) => this.cluster.agent(nodeId));
+    this.ops = this.makeOps();
   }
 
   static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }): Promise<MetaService> {
@@ -50,15 +81,77 @@ export class MetaService {
   async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.cluster.close();
+    this.coherence.close();
+    this.locks.close();
     await this.store.close();
   }
 
+  /** The service's methods, for a caller (a node's session or its own node), or
+   *  for no node (gRPC: commands). */
   handlers(): Handlers<MetaMethods> {
+    const handlers = {} as Record<string, (request: unknown, caller?: Caller) => Promise<unknown>>;
+    for (const method of Object.keys(this.ops)) handlers[method] = (request, caller) => this.call(method as keyof MetaMethods, request, caller);
+    return handlers as unknown as Handlers<MetaMethods>;
+  }
+
+  /** A node opened a session (or the root node started): it is called back on
+   *  this target, and holds locks in this incarnation. */
+  attach(target: CallbackTarget & { incarnation: string }): void {
+    this.coherence.attach(target);
+    this.locks.sessionOpened(target.nodeId, target.incarnation);
+  }
+
+  detach(target: CallbackTarget): void {
+    this.coherence.detach(target);
+    this.locks.sessionClosed(target.nodeId);
+  }
+
+  /** Serves a call: the operation, then the callbacks its changes need, then
+   *  what the caller's kernel may cache of the reply. */
+  async call(method: keyof MetaMethods, request: unknown, caller?: Caller): Promise<unknown> {
+    switch (method) {
+      case 'Lock':
+        return this.locks.lock(lockCaller(caller), request as MetaMethods['Lock'][0]);
+      case 'CancelLock':
+        this.locks.cancel(lockCaller(caller), (request as MetaMethods['CancelLock'][0]).waitId);
+        return { errno: 0 };
+      case 'ReclaimLocks':
+        this.locks.reclaim(lockCaller(caller), (request as MetaMethods['ReclaimLocks'][0]).locks);
+        return { errno: 0 };
+    }
+    const op = this.ops[method] as (request: unknown, effects: Effects) => Promise<unknown>;
+    if (!op) throw new FsError(E.EINVAL, `no method ${method}`);
+    const effects = new Effects();
+    const reply = (await op(request, effects)) as { attr?: { ino: number; mode: number } | null; cacheMs?: number; changed?: number[]; created?: boolean };
+    const origin = caller?.nodeId ?? 0;
+    if (!effects.changes.empty) {
+      if (caller) reply.changed = [...effects.changes.inodes.keys()];
+      const target = this.coherence.target(origin);
+      if (target) target.waitingForCallbacks++;
+      try {
+        await this.coherence.invalidate(effects.changes, origin);
+      } finally {
+        if (target) target.waitingForCallbacks--;
+      }
+    }
+    const cacheable = CACHEABLE[method] as ((request: unknown) => number | null) | undefined;
+    if (caller && cacheable && reply.attr) {
+      const ino = reply.attr.ino;
+      const dir = cacheable(request);
+      const current = this.store.unchangedSince(ino, effects.seq) && (dir === null || this.store.unchangedSince(dir, effects.seq));
+      reply.cacheMs = current ? this.coherence.grant(caller.nodeId, ino, dir) : 0;
+      // a directory this node just made: its (no) entries too
+      if (reply.cacheMs > 0 && reply.created && isDir(reply.attr.mode)) this.coherence.grant(caller.nodeId, ino, ino);
+    }
+    return reply;
+  }
+
+  private makeOps(): Ops {
     const ns = this.namespace;
     const cluster = this.cluster;
     const policy = () => this.store.fs.defaultPolicy;
     return {
-      Register: (request) => cluster.register(request),
+      Register: async (request) => ({ ...(await cluster.register(request)), sessionAddress: this.sessionAddress }),
       ListNodes: async () => ({ nodes: await cluster.nodes() }),
       Statfs: async () => {
         let totalBytes = 0;
@@ -70,58 +163,63 @@ export class MetaService {
         }
         return { errno: 0, totalBytes, freeBytes, files: this.filesUsed() + FILES_FREE, filesFree: FILES_FREE };
       },
-      Getattr: async (request) => ({ errno: 0, attr: await ns.getattr(target(request)) }),
-      Setattr: async (request) => ({ errno: 0, attr: await ns.setattr({ ...request, target: target(request.target) }) }),
-      async Create(request) {
+      Getattr: async (request, fx) => ({ errno: 0, attr: await ns.getattr(target(request), fx) }),
+      Setattr: async (request, fx) => ({ errno: 0, attr: await ns.setattr({ ...request, target: target(request.target) }, fx) }),
+      async Create(request, fx) {
         target(request.entry);
-        const { inode, existed } = await ns.create(request, cluster.nodeIds(), policy());
+        const { inode, existed } = await ns.create(request, cluster.nodeIds(), policy(), fx);
         return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData, created: !existed };
       },
-      async Remove(request) {
-        await ns.remove(target(request.entry), request.directory);
+      async Remove(request, fx) {
+        await ns.remove(target(request.entry), request.directory, fx);
         return OK;
       },
-      async Rename(request) {
-        await ns.rename(target(request.from), target(request.to), request.flags ?? 0);
+      async Rename(request, fx) {
+        await ns.rename(target(request.from), target(request.to), request.flags ?? 0, fx);
         return OK;
       },
-      Link: async (request) => ({ errno: 0, attr: await ns.link(target(request.inode), target(request.entry)) }),
+      Link: async (request, fx) => ({ errno: 0, attr: await ns.link(target(request.inode), target(request.entry), fx) }),
       async ReadDir(request) {
         const limit = Math.min(request.limit || READDIR_PAGE_ENTRIES, READDIR_PAGE_ENTRIES);
         return { errno: 0, ...(await ns.readDir(target(request.target), request.after, limit)) };
       },
-      ReadLink: async (request) => ({ errno: 0, target: await ns.readLink(target(request)) }),
-      async Open(request) {
-        const inode = await ns.open(target(request.target), request.nodeId);
+      ReadLink: async (request, fx) => ({ errno: 0, target: await ns.readLink(target(request), fx) }),
+      async Open(request, fx) {
+        const inode = await ns.open(target(request.target), request.nodeId, fx);
         return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData };
       },
       async Close(request) {
         await ns.close(request.ino, request.nodeId);
         return OK;
       },
-      CommitWrite: async (request) => ({
+      CommitWrite: async (request, fx) => ({
         errno: 0,
-        attr: await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null),
+        attr: await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null, fx,
+          request.allocatedKnown ? request.allocatedBytes ?? 0 : null),
       }),
       Sync: async () => {
         await this.store.barrier(true);
         return OK;
       },
       GetXattr: async (request) => ({ errno: 0, value: await ns.getXattr(target(request.target), request.name ?? ''), names: [] }),
-      async SetXattr(request) {
-        await ns.setXattr(target(request.target), request.name ?? '', Buffer.from(request.value ?? []), request.flags ?? 0);
+      async SetXattr(request, fx) {
+        await ns.setXattr(target(request.target), request.name ?? '', Buffer.from(request.value ?? []), request.flags ?? 0, fx);
         return OK;
       },
       ListXattr: async (request) => ({ errno: 0, value: Buffer.alloc(0), names: await ns.listXattr(target(request.target)) }),
-      async RemoveXattr(request) {
-        await ns.removeXattr(target(request.target), request.name ?? '');
+      async RemoveXattr(request, fx) {
+        await ns.removeXattr(target(request.target), request.name ?? '', fx);
         return OK;
       },
-      async SetStripe(request) {
+      async SetStripe(request, fx) {
         if (!request.policy) throw new FsError(E.EINVAL);
-        await ns.setStripe(target(request.target), request.policy, cluster.nodeIds(), policy());
+        await ns.setStripe(target(request.target), request.policy, cluster.nodeIds(), policy(), fx);
         return OK;
       },
+      Append: async (request, fx) => ({ errno: 0, attr: await this.appender.append(request.ino, Buffer.from(request.data ?? []), fx) }),
+      Lock: notForGrpc,
+      CancelLock: notForGrpc,
+      ReclaimLocks: notForGrpc,
       GetStripe: async (request) => ({ errno: 0, ...(await ns.getStripe(target(request), cluster.nodeIds(), policy())) }),
     };
   }

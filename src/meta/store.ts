@@ -16,6 +16,7 @@ import { Level } from 'level';
 import { E, FsError } from '../common/errno.js';
 import { META_CACHE_BYTES_MAX, META_CACHE_RECORDS_MAX } from '../common/limits.js';
 import { log } from '../common/log.js';
+import { Changes } from './coherence.js';
 import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
@@ -23,6 +24,9 @@ import {
   orphanKey, readU64, syncKey, zeroLinksKey,
   type Dirent,
 } from './records.js';
+
+/** Tx.dataChanges: the data changed, beside the CHANGED_* reasons. */
+const DATA_BIT = 1 << 30;
 
 type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
@@ -72,8 +76,17 @@ const TX_LOADS_MAX = 4096;
 /** After a failed write, how often to try to reopen level. */
 const REOPEN_RETRY_MS = 1000;
 
+/** What the transactions of one request did: the changes to call nodes back
+ *  for, and the sequence number of the state the request last saw. */
+export class Effects {
+  readonly changes = new Changes();
+  seq = 0;
+}
+
 export class Tx {
   readonly staged = new Map<string, Staged>();
+  /** Inodes whose data (not only attributes) changed, and why (CHANGED_* bits). */
+  readonly dataChanges = new Map<number, number>();
   readonly newDirectories: number[] = [];
   /** Inode numbers this transaction took. */
   allocated = 0;
@@ -113,6 +126,12 @@ export class Tx {
   /** The directory is new: all its entries will pass through the cache. */
   newDirectory(ino: number): void {
     this.newDirectories.push(ino);
+  }
+
+  /** The inode's data changed (a write committed, a truncation), or (data false)
+   *  only attributes, for the reasons given (CHANGED_* bits). */
+  changed(ino: number, data: boolean, reasons: number): void {
+    this.dataChanges.set(ino, (this.dataChanges.get(ino) ?? 0) | reasons | (data ? DATA_BIT : 0));
   }
 
   putInode(inode: Inode): void {
@@ -252,8 +271,9 @@ export class MetaStore {
     return this.complete.has(dir);
   }
 
-  /** Runs fn as a transaction (see the top of this file); sync: on disk before returning. */
-  async run<T>(fn: (tx: Tx) => T, sync = false): Promise<T> {
+  /** Runs fn as a transaction (see the top of this file); sync: on disk before
+   *  returning. effects collects what it changed. */
+  async run<T>(fn: (tx: Tx) => T, sync = false, effects?: Effects): Promise<T> {
     for (let loads = 0; ; loads++) {
       if (this.recovering) await this.recovering;
       if (this.failed) await this.reopen();
@@ -269,10 +289,36 @@ export class MetaStore {
         if (err instanceof Miss) throw new FsError(E.EIO, 'transaction needs too many records');
         throw err;
       }
-      if (tx.staged.size > 0) await this.commit(tx, sync);
-      else if (sync) await this.barrier(true);
+      if (tx.staged.size === 0) {
+        if (effects) effects.seq = this.seq;
+        if (sync) await this.barrier(true);
+        return result;
+      }
+      const committed = this.commit(tx, sync);
+      if (effects) this.collect(tx, effects);
+      await committed;
       return result;
     }
+  }
+
+  /** What a committed transaction changed, for callbacks. */
+  private collect(tx: Tx, effects: Effects): void {
+    effects.seq = this.seq;
+    for (const { key, value } of tx.staged.values()) {
+      if (key[0] === KIND_INODE) {
+        const ino = readU64(key, 1);
+        const noted = tx.dataChanges.get(ino) ?? 0;
+        effects.changes.inode(ino, (noted & DATA_BIT) !== 0, noted & ~DATA_BIT, (value as Inode | null)?.attr.size ?? 0);
+      } else if (key[0] === KIND_DIRENT) {
+        effects.changes.entry(readU64(key, 1), key.toString('utf8', 9));
+      }
+    }
+  }
+
+  /** True if the inode is in the cache and no transaction after seq changed it. */
+  unchangedSince(ino: number, seq: number): boolean {
+    const entry = this.cache.get(inodeKey(ino).toString('latin1'));
+    return entry !== undefined && entry.seq <= seq;
   }
 
   /** Resolves once everything committed before the call is written (and synced if sync). */

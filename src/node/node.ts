@@ -16,6 +16,10 @@ import { MetaClient } from '../meta/client.js';
 import { MetaService } from '../meta/service.js';
 import { LocalChannel } from '../rpc/local.js';
 import { RpcServer } from '../rpc/server.js';
+import { SessionClient } from '../rpc/sessionClient.js';
+import { SessionServer } from '../rpc/sessionServer.js';
+import { META_DEADLINE_MS } from '../common/limits.js';
+import type { Invalidation } from '../rpc/messages.js';
 import type { Superblock } from '../rpc/messages.js';
 import { AgentPool } from '../vfs/agents.js';
 import { Vfs } from '../vfs/vfs.js';
@@ -27,6 +31,8 @@ export interface NodeOptions {
   mountPoint: string;
   readOnly?: boolean;
   debug?: boolean;
+  noDev?: boolean;
+  noSuid?: boolean;
 }
 
 const HEARTBEAT_MS = 5000;
@@ -47,7 +53,14 @@ export class KdfsNode {
   private dataServer: DataServer | null = null;
   private dataAddress = '';
   private meta: MetaService | null = null;
+  /** Registration and heartbeats (gRPC); on the root, the service itself. */
   private metaClient: MetaClient | null = null;
+  /** Every other metadata call: on a session with the root, or in-process on the root. */
+  private sessionClient: SessionClient | null = null;
+  private sessionServer: SessionServer | null = null;
+  private sessionMeta: MetaClient | null = null;
+  /** What callbacks do before the mount exists: nothing is cached yet. */
+  private invalidate = (items: Invalidation[]): Promise<void> => this.vfs ? this.vfs.invalidate(items) : Promise.resolve();
   private agents: AgentPool | null = null;
   private fuse: FuseMount | null = null;
   private objects: ObjectStore | null = null;
@@ -108,28 +121,57 @@ export class KdfsNode {
     this.dataServer = new DataServer(objects, () => this.sb.fsid);
     this.dataAddress = `${host}:${await this.dataServer.listen(host)}`;
 
-    const metaClient = (this.metaClient = this.meta
-      ? new MetaClient(new LocalChannel(this.meta.handlers()))
-      : MetaClient.remote(this.sb.rootAddress, this.sb.fsid));
-    await this.join();
+    if (this.meta) {
+      const meta = this.meta;
+      const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller) => meta.call(method as never, request, caller), {
+        opened: (session) => meta.attach(session),
+        closed: (session) => meta.detach(session),
+      }));
+      meta.sessionAddress = `${host}:${await sessions.listen(host)}`;
+      // the root's own kernel is called back in-process
+      meta.attach({ nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items), waitingForCallbacks: 0 });
+      // the root's own locks went with its mount
+      meta.locks.reclaim(this.nodeId, []);
+    }
+    this.metaClient = this.meta
+      ? new MetaClient(new LocalChannel(this.meta.handlers(), { nodeId: this.nodeId }))
+      : MetaClient.remote(this.sb.rootAddress, this.sb.fsid);
+    const sessionAddress = await this.join();
+    const metaClient = this.sessionMeta = this.meta ? this.metaClient : new MetaClient((this.sessionClient = new SessionClient(
+      sessionAddress,
+      { fsid: this.sb.fsid, nodeId: this.nodeId, incarnation: this.incarnation },
+      META_DEADLINE_MS,
+      (items) => this.invalidate(items),
+      (first) => this.sessionOpened(first),
+    )));
     this.heartbeat = setInterval(() => void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`)), HEARTBEAT_MS);
     this.heartbeat.unref();
 
     this.agents = new AgentPool(metaClient, this.sb.fsid, { nodeId: this.nodeId, objects });
     this.vfs = new Vfs(metaClient, this.agents, this.nodeId);
-    this.fuse = new FuseMount(mountPoint, this.vfs, { fsname: `kdfs:${dir}`, readOnly: this.options.readOnly, debug: this.options.debug });
+    this.fuse = new FuseMount(mountPoint, this.vfs, {
+      fsname: `kdfs:${dir}`, readOnly: this.options.readOnly, debug: this.options.debug, noDev: this.options.noDev, noSuid: this.options.noSuid,
+    });
     await this.fuse.mount(() => void this.stop('unmounted'));
     writeRunFile(dir, { pid: process.pid, startTicks: startTicks(process.pid) ?? 0, mountPoint, address: this.address });
     log.info(`node ${this.nodeId}${this.isRoot ? ' (root)' : ''} serving at ${this.address}, mounted at ${mountPoint}`);
   }
 
-  /** Registers with the root node, waiting for it to come up; learns the fsid on the first join. */
-  private async join(): Promise<void> {
+  /** A session with the root was opened: after a lost one, callbacks may have been
+   *  missed; and if the root restarted, it waits for this node's locks. */
+  private sessionOpened(first: boolean): void {
+    if (!first) void this.vfs?.sessionLost().catch((err) => log.warn(`dropping caches: ${(err as Error).message}`));
+    const reclaimed = this.vfs ? this.vfs.locks.reclaim() : this.sessionMeta!.reclaimLocks([]);
+    void Promise.resolve(reclaimed).catch((err) => log.warn(`reclaiming file locks: ${(err as Error).message}`));
+  }
+
+  /** Registers with the root node, waiting for it to come up; learns the fsid on
+   *  the first join. Returns where the root takes sessions. */
+  private async join(): Promise<string> {
     const deadline = Date.now() + JOIN_TIMEOUT_MS;
     for (;;) {
       try {
-        await this.register(JOIN_CALL_DEADLINE_MS);
-        return;
+        return await this.register(JOIN_CALL_DEADLINE_MS);
       } catch (err) {
         if (err instanceof StartError) throw err;
         if (Date.now() > deadline) {
@@ -140,7 +182,7 @@ export class KdfsNode {
     }
   }
 
-  private async register(deadlineMs: number): Promise<void> {
+  private async register(deadlineMs: number): Promise<string> {
     const reply = await this.metaClient!.register({
       nodeId: this.nodeId, nodeUuid: this.sb.nodeUuid, address: this.address, fsid: this.sb.fsid,
       openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation, dataAddress: this.dataAddress,
@@ -150,8 +192,12 @@ export class KdfsNode {
       this.sb = { ...this.sb, fsid: reply.fsid };
       await writeSuperblock(this.options.dir, this.sb);
       this.metaClient!.setFsid(reply.fsid);
+      this.sessionClient?.setFsid(reply.fsid);
       log.info(`joined file system ${reply.fsid}`);
     }
+    // the root restarted elsewhere: the session follows it
+    this.sessionClient?.moveTo(reply.sessionAddress ?? '');
+    return reply.sessionAddress ?? '';
   }
 
   /** Unmounts and stops everything; safe to call more than once. */
@@ -165,8 +211,10 @@ export class KdfsNode {
         await Promise.race([this.fuse.exited, new Promise((resolve) => setTimeout(resolve, UNMOUNT_WAIT_MS))]);
       }
       await this.server?.stop();
+      this.sessionServer?.close();
       await this.dataServer?.close();
       this.agents?.close();
+      this.sessionClient?.close();
       this.metaClient?.disconnect();
       await this.meta?.close().catch((err) => log.error(`closing the metadata store: ${(err as Error).message}`));
       this.objects?.close();

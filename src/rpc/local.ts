@@ -14,11 +14,12 @@ export interface RpcChannel<M extends Methods> {
 }
 
 export class LocalChannel<M extends Methods> implements RpcChannel<M> {
-  constructor(private readonly handlers: Handlers<M>) {}
+  /** caller: the node calling, if it is one (the root node's own client). */
+  constructor(private readonly handlers: Handlers<M>, private readonly caller?: { nodeId: number }) {}
 
   async call<K extends keyof M & string>(method: K, request: M[K][0]): Promise<M[K][1]> {
     try {
-      return await this.handlers[method](request);
+      return await this.handlers[method](request, this.caller);
     } catch (err) {
       if (err instanceof FsError) return { errno: err.errno } as M[K][1];
       log.error(`${method}: ${(err as Error)?.stack ?? String(err)}`);

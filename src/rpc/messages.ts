@@ -39,6 +39,8 @@ export interface Attr {
   atime: Timespec | null;
   mtime: Timespec | null;
   ctime: Timespec | null;
+  /** 512-byte blocks of disk the file takes. */
+  blocks?: number;
 }
 
 export interface Inode {
@@ -54,9 +56,9 @@ export interface Inode {
 }
 
 export interface Empty {}
-export interface ErrnoReply { errno: number }
+export interface ErrnoReply { errno: number; changed?: number[] }
 export interface Target { ino?: number; path?: string; name?: string }
-export interface AttrReply { errno: number; attr: Attr | null }
+export interface AttrReply { errno: number; attr: Attr | null; cacheMs?: number; changed?: number[] }
 export interface EntryReply {
   errno: number;
   attr: Attr | null;
@@ -64,6 +66,8 @@ export interface EntryReply {
   inlined?: boolean;
   inlineData?: Buffer;
   created?: boolean;
+  cacheMs?: number;
+  changed?: number[];
 }
 
 export interface RegisterRequest {
@@ -75,7 +79,7 @@ export interface RegisterRequest {
   incarnation: string;
   dataAddress: string;
 }
-export interface RegisterReply { errno: number; message: string; fsid: string }
+export interface RegisterReply { errno: number; message: string; fsid: string; sessionAddress?: string }
 export interface NodeInfo {
   id: number;
   address: string;
@@ -137,10 +141,34 @@ export interface CommitWriteRequest {
   sync: boolean;
   inlined?: boolean;
   inlineData?: Uint8Array;
+  allocatedKnown?: boolean;
+  allocatedBytes?: number;
 }
+export interface AppendRequest { ino: number; data: Uint8Array }
 export interface XattrRequest { target: Target; name?: string; value?: Uint8Array; flags?: number }
 export interface XattrReply { errno: number; value: Buffer; names: string[] }
 export interface SetStripeRequest { target: Target; policy: StripePolicy }
+export const LOCK_POSIX = 0;
+export const LOCK_FLOCK = 1;
+export const F_RDLCK = 0;
+export const F_WRLCK = 1;
+export const F_UNLCK = 2;
+export interface LockRequest {
+  ino: number;
+  owner: string;
+  kind: number;
+  type: number;
+  start: number;
+  end: number;
+  pid: number;
+  wait?: boolean;
+  test?: boolean;
+  waitId?: number;
+  reclaim?: boolean;
+}
+export interface LockReply { errno: number; type?: number; start?: number; end?: number; pid?: number; nodeId?: number }
+export interface CancelLockRequest { waitId: number }
+export interface ReclaimRequest { locks: LockRequest[] }
 export interface StripeReply { errno: number; directory: boolean; policy: StripePolicy | null; layout: Layout | null }
 
 export interface ObjectKey { ino: number; index: number; replica: number }
@@ -149,6 +177,7 @@ export const DATA_REPLY = 0;
 export const DATA_HELLO = 1;
 export const DATA_WRITE = 2;
 export const DATA_READ = 3;
+export const DATA_ALLOCATED = 4;
 export interface DataHeader {
   id: number;
   op: number;
@@ -164,6 +193,23 @@ export interface ObjectReadReply { errno: number; data: Buffer }
 export interface ObjectTruncateRequest { key: ObjectKey; length: number }
 export interface ObjectsRequest { keys: ObjectKey[] }
 export interface AgentStatReply { nodeId: number; capacityBytes: number; freeBytes: number; usedBytes: number }
+
+export const SESSION_HELLO = 0;
+export const SESSION_REQUEST = 1;
+export const SESSION_REPLY = 2;
+export const SESSION_CALLBACK = 3;
+export const SESSION_CALLBACK_DONE = 4;
+export interface SessionHeader { id: number; kind: number; method?: string; errno?: number }
+export interface SessionHello { fsid: string; nodeId: number; incarnation: string }
+
+export const INVALIDATE_ATTR = 0;
+export const INVALIDATE_DATA = 1;
+export const INVALIDATE_ENTRY = 2;
+/** Invalidation.reasons */
+export const CHANGED_SIZE = 1;
+export const CHANGED_MTIME = 2;
+export interface Invalidation { kind: number; ino: number; parent: number; name: string; reasons: number; size?: number }
+export interface Invalidations { items: Invalidation[] }
 
 /** Request and reply types of each RPC, by service and method name. */
 export type MetaMethods = {
@@ -188,6 +234,10 @@ export type MetaMethods = {
   RemoveXattr: [XattrRequest, ErrnoReply];
   SetStripe: [SetStripeRequest, ErrnoReply];
   GetStripe: [Target, StripeReply];
+  Append: [AppendRequest, AttrReply];
+  Lock: [LockRequest, LockReply];
+  CancelLock: [CancelLockRequest, ErrnoReply];
+  ReclaimLocks: [ReclaimRequest, ErrnoReply];
 };
 
 export type AgentMethods = {
@@ -200,4 +250,5 @@ export type AgentMethods = {
 };
 
 export type Methods = Record<string, [unknown, unknown]>;
-export type Handlers<M extends Methods> = { [K in keyof M]: (request: M[K][0]) => Promise<M[K][1]> };
+/** caller: the node a call comes from, on its session or in its own process; none for gRPC callers. */
+export type Handlers<M extends Methods> = { [K in keyof M]: (request: M[K][0], caller?: { nodeId: number }) => Promise<M[K][1]> };

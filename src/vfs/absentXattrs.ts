@@ -36,8 +36,12 @@ export class AbsentXattrs {
     entry.names?.add(name);
   }
 
-  /** This node changed the inode's attributes. */
+  /** The inode's attributes changed. */
   forget(ino: number): void {
     this.absent.delete(ino);
+  }
+
+  clear(): void {
+    this.absent.clear();
   }
 }

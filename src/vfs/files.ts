@@ -7,10 +7,12 @@ import { constants } from 'node:fs';
 import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
+import { log } from '../common/log.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
 import type { Entry, MetaClient } from '../meta/client.js';
 import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
+import type { AttrCache } from './attrCache.js';
 import { zeroPieces } from './holes.js';
 import { FileReadAhead, ReadAheadBudget } from './readAhead.js';
 import { WriteBehind, type FileWriter, type WrittenFile } from './writeBehind.js';
@@ -24,8 +26,15 @@ export interface OpenFile extends WrittenFile {
   layout: Layout;
   /** The size as this node knows it: the size at open, then this node's writes and truncations. */
   size: number;
-  /** Time of the last write not yet committed to the metadata service. */
+  /** Time of the last write not yet committed to the metadata service; null
+   *  once a time set since (here or on another node) supersedes it. */
   mtime: Timespec | null;
+  /** End of the writes not yet committed, since the last commit or a size set
+   *  since (here or elsewhere): what the commit claims, never more, so that it
+   *  does not undo another node's truncation. */
+  dirtyEnd: number;
+  /** Another node changed the content of this inlined file: read it again before use. */
+  stale: boolean;
   /** Writes made, and made as of the last commit: equal when nothing is to commit. */
   written: number;
   committed: number;
@@ -72,7 +81,12 @@ export class OpenFiles {
   private readonly writeBehind: WriteBehind;
   private readonly readAheadBudget = new ReadAheadBudget();
 
-  constructor(private readonly meta: MetaClient, private readonly agents: AgentPool, private readonly nodeId: number) {
+  constructor(
+    private readonly meta: MetaClient,
+    private readonly agents: AgentPool,
+    private readonly nodeId: number,
+    private readonly attrs: AttrCache,
+  ) {
     this.writeBehind = new WriteBehind(agents);
   }
 
@@ -107,7 +121,7 @@ export class OpenFiles {
     if (!file) {
       const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set() };
       file = {
-        ...written, size: attr.size, mtime: null, written: 0, committed: 0, handles: 0, directHandles: 0,
+        ...written, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, written: 0, committed: 0, handles: 0, directHandles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, layout, this.agents, this.readAheadBudget),
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
@@ -118,6 +132,7 @@ export class OpenFiles {
       if (file.written === file.committed && (file.inline !== null || !entry.inlined)) {
         file.inline = entry.inlined ? Buffer.from(entry.inlineData) : null;
         file.size = attr.size;
+        file.stale = false;
       }
     }
     file.handles++;
@@ -141,6 +156,7 @@ export class OpenFiles {
   /** Up to `size` bytes at `offset`, as pieces to send as they are (no joining copy). */
   async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
     const { file, run } = this.handle(fh);
+    if (file.stale) await this.reload(file);
     if (offset >= file.size) return [];
     if (file.inline) {
       const end = Math.min(offset + size, file.size);
@@ -179,9 +195,8 @@ export class OpenFiles {
 
   async write(fh: number, data: Buffer, offset: number): Promise<{ file: OpenFile; end: number }> {
     const { file, append } = this.handle(fh);
-    // O_APPEND writes go at the end as this node knows it, which the kernel's
-    // offset may not be when its copy of the size is stale.
-    const at = append ? file.size : offset;
+    if (append) return { file, end: await this.append(file, data) };
+    const at = offset;
     const length = data.length;
     if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (file.inline && at + length <= INLINE_MAX_BYTES) {
@@ -192,9 +207,25 @@ export class OpenFiles {
       await file.writer.write(at, data);
     }
     if (at + length > file.size) file.size = at + length;
+    if (at + length > file.dirtyEnd) file.dirtyEnd = at + length;
     file.mtime = now();
     file.written++;
     return { file, end: at + length };
+  }
+
+  /** An O_APPEND write: the metadata service puts it at the end of the file as
+   *  the whole cluster knows it (the kernel's offset may be stale). Returns the
+   *  end of the data written. */
+  private async append(file: OpenFile, data: Buffer): Promise<number> {
+    // what this node wrote before goes first
+    if (file.written !== file.committed) await this.commit(file, false);
+    const fresh = await this.meta.append(file.ino, data);
+    this.attrs.put(fresh.attr, fresh.cacheMs);
+    file.size = Math.max(file.size, fresh.attr.size);
+    file.readAhead.clear();
+    // this node's copy of an inlined file no longer has all of it
+    if (file.inline) file.stale = true;
+    return fresh.attr.size;
   }
 
   /** Gives each stripe object its length for a file of `size` bytes (an absent
@@ -214,22 +245,39 @@ export class OpenFiles {
     const written = file.written;
     if (!file.inline) await file.writer.drain();
     if (written === file.committed) return false;
+    const mtime = file.mtime;
+    let fresh;
     if (file.inline) {
       try {
-        await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync, file.inline);
+        fresh = await this.meta.commitWrite(file.ino, file.size, mtime, sync, file.inline);
       } catch (err) {
         if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
         // another node spilled the file meanwhile: this content goes to the objects too
         await this.spill(file);
         await file.writer.drain();
-        await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
+        fresh = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, null, await this.allocated(file));
       }
     } else {
-      await this.meta.commitWrite(file.ino, file.size, file.mtime ?? now(), sync);
+      fresh = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, null, await this.allocated(file));
     }
+    // the next stat (the kernel forgot the attributes at the write) needs no call
+    this.attrs.put(fresh.attr, fresh.cacheMs);
     if (file.committed < written) file.committed = written;
-    if (file.written === written) file.mtime = null;
+    if (file.written === written) {
+      file.mtime = null;
+      file.dirtyEnd = 0;
+    }
     return true;
+  }
+
+  /** Bytes of disk the file's stripe objects take (for st_blocks), or null if an agent cannot tell. */
+  private async allocated(file: OpenFile): Promise<number | null> {
+    try {
+      const sizes = await Promise.all(file.layout.nodes.map(async (nodeId, index) => (await this.agents.get(nodeId)).allocated(objectKey(file.ino, index))));
+      return sizes.reduce((a, b) => a + b, 0);
+    } catch {
+      return null;
+    }
   }
 
   /** The file outgrows its inode: its content goes to its stripe objects (the
@@ -237,12 +285,49 @@ export class OpenFiles {
   private async spill(file: OpenFile): Promise<void> {
     const content = file.inline!;
     file.inline = null;
+    // its whole content is this node's to commit now
+    file.dirtyEnd = Math.max(file.dirtyEnd, file.size);
     if (content.length > 0) await file.writer.write(0, content);
+  }
+
+  /** Another node changed the file's content: an inlined copy is read again. */
+  private async reload(file: OpenFile): Promise<void> {
+    file.stale = false;
+    const entry = await this.meta.open({ ino: file.ino }, this.nodeId);
+    if (file.written !== file.committed || !file.inline) return;
+    file.inline = entry.inlined ? Buffer.from(entry.inlineData) : null;
+    file.size = entry.attr.size;
+  }
+
+  /** The metadata service says another node changed the inode: its data (a
+   *  commit, a truncation), its size (set to `size`), its mtime. What this node
+   *  wrote before is older than that change. */
+  changedElsewhere(ino: number, data: boolean, sizeSet: boolean, mtimeSet: boolean, size: number): void {
+    const file = this.files.get(ino);
+    if (!file) return;
+    if (mtimeSet) file.mtime = null;
+    if (sizeSet) {
+      file.dirtyEnd = 0;
+      file.size = size;
+    } else if (data) {
+      file.size = Math.max(file.size, size);
+    }
+    if (data) {
+      file.readAhead.clear();
+      if (file.inline) file.stale = true;
+    }
+  }
+
+  /** This node set the file's times: its uncommitted writes must not override them. */
+  timesSet(ino: number): void {
+    const file = this.files.get(ino);
+    if (file) file.mtime = null;
   }
 
   /** Truncation of an open file: an inlined one is cut in place. */
   truncated(file: OpenFile, size: number): void {
     file.size = size;
+    file.dirtyEnd = 0;
     if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
   }
 
@@ -283,11 +368,13 @@ export class OpenFiles {
       if (--file.handles === 0) {
         this.files.delete(file.ino);
         file.readAhead.clear();
-        const closing = this.meta.close(file.ino, this.nodeId).finally(() => {
+        // not waited for: an open of the inode on this node waits for it instead (closed())
+        const closing = this.meta.close(file.ino, this.nodeId).catch((err) => {
+          log.warn(`close of inode ${file.ino}: ${(err as Error).message}`);
+        }).finally(() => {
           if (this.closing.get(file.ino) === closing) this.closing.delete(file.ino);
         });
         this.closing.set(file.ino, closing);
-        await closing;
       }
     }
   }

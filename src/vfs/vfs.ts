@@ -3,8 +3,9 @@
 // data goes straight to the agents (OpenFiles). Errors are FsError(errno).
 //
 // Consistency, as documented in the README:
-// - The kernel caches attributes and directory entries for ATTR_TIMEOUT_S and
-//   ENTRY_TIMEOUT_S: what another node changes shows within that time.
+// - The kernel caches attributes and directory entries for as long as the
+//   metadata service grants (its lease, a few seconds); the service calls this
+//   node back (invalidate) before a change elsewhere makes them wrong.
 // - Close-to-open: writes reach the agents before write() returns; their size
 //   and mtime reach the metadata service at close (flush) or fsync. Opening a
 //   file asks the metadata service for fresh attributes: if another node changed
@@ -13,17 +14,21 @@
 import { constants } from 'node:fs';
 import { E, FsError } from '../common/errno.js';
 import { ATTR_TIMEOUT_S, FILE_MAX_BYTES } from '../common/limits.js';
-import { S_IFDIR, S_IFLNK, S_IFREG, isReg } from '../common/mode.js';
-import type { MetaClient } from '../meta/client.js';
+import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
+import type { Fresh, MetaClient } from '../meta/client.js';
 import {
-  SETATTR_SIZE,
-  type Attr, type DirEntry, type SetattrRequest, type StatfsReply,
+  INVALIDATE_DATA, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_MTIME, CHANGED_SIZE,
+  type Attr, type DirEntry, type Invalidation, type SetattrRequest, type StatfsReply,
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
 import { DirHandles } from './dirs.js';
 import { OpenFiles } from './files.js';
 import { KernelView } from './kernelView.js';
 import { AbsentXattrs } from './absentXattrs.js';
+import { AttrCache } from './attrCache.js';
+import { DirKnowledge } from './dirKnowledge.js';
+import { NodeLocks } from '../locks/client.js';
+import type { LockReply, LockRequest } from '../rpc/messages.js';
 
 export interface Caller { uid: number; gid: number }
 
@@ -37,13 +42,23 @@ export interface Opened {
   directIo: boolean;
 }
 
+/** copy_file_range moves this much at a time. */
+const COPY_CHUNK_BYTES = 1024 * 1024;
+const S_IXGRP = 0o010;
+
 /** A descriptor opened for writing only gains nothing from the page cache. */
 const O_ACCMODE = 3;
 const writeOnly = (flags: number) => (flags & O_ACCMODE) === constants.O_WRONLY;
 
-/** What the kernel's caches need from the VFS: dropping an inode's attributes. */
+/** Attributes for the kernel, and how long it may cache them (and the entry, for
+ *  lookups and creations). */
+export interface Told { attr: Attr; timeoutS: number }
+
+/** What the VFS needs of the kernel's caches: dropping an inode's attributes
+ *  (and its cached pages, with data), or an entry. Resolve once done. */
 export interface KernelCache {
-  invalidateAttributes(ino: number): void;
+  invalidateInode(ino: number, data: boolean): Promise<void>;
+  invalidateEntry(parent: number, name: string): Promise<void>;
 }
 
 /** Attribute changes of setattr (SETATTR_* bits in valid). */
@@ -68,10 +83,24 @@ export class Vfs {
    *  answer is kept as long as attributes are. */
   private readonly absentXattrs = new AbsentXattrs(ATTR_TIMEOUT_S * 1000);
   private kernelCache: KernelCache | null = null;
+  private readonly attrs = new AttrCache();
+  private readonly known = new DirKnowledge();
+  readonly locks: NodeLocks;
 
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
-    this.files = new OpenFiles(meta, agents, nodeId);
+    this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
     this.dirs = new DirHandles(meta);
+    this.locks = new NodeLocks(meta, {
+      granted: (ino) => this.revalidate(ino),
+      releasing: async (ino) => {
+        const file = this.files.file(ino);
+        if (file) await this.files.commit(file, false);
+      },
+    });
+    // what this node's own calls changed is no longer as cached
+    meta.onChanged = (inos) => {
+      for (const ino of inos) this.attrs.drop(ino);
+    };
   }
 
   /** The FUSE adapter's hook for dropping kernel caches (set once mounted). */
@@ -82,21 +111,95 @@ export class Vfs {
   // ------------------------------------------------------------ attributes
 
   /** Attributes about to be handed to the kernel, with this node's uncommitted writes. */
-  private told(attr: Attr): Attr {
+  private told({ attr, cacheMs }: Fresh): Told {
+    this.attrs.put(attr, cacheMs);
     const merged = this.files.withLocalWrites(attr);
     if (isReg(merged.mode)) this.kernel.record(merged);
-    return merged;
+    return { attr: merged, timeoutS: cacheMs / 1000 };
   }
 
-  async lookup(parent: number, name: string): Promise<Attr> {
-    return this.told(await this.meta.getattr({ ino: parent, name }));
+  async lookup(parent: number, name: string): Promise<Told> {
+    if (this.known.absent(parent, name)) throw new FsError(E.ENOENT);
+    try {
+      return this.entryIn(parent, name, await this.meta.getattr({ ino: parent, name }), false);
+    } catch (err) {
+      // what this node believed of the directory is wrong
+      if (err instanceof FsError && err.errno !== E.ENOENT) this.known.forget(parent);
+      throw err;
+    }
   }
 
-  async getattr(ino: number): Promise<Attr> {
+  /** An entry the metadata service looked up or made: the kernel is told of it,
+   *  and what this node knows of the directory follows. */
+  private entryIn(parent: number, name: string, fresh: Fresh & { created?: boolean }, made: boolean): Told {
+    this.known.granted(parent, fresh.cacheMs);
+    if (made) this.known.added(parent, name);
+    if (made && fresh.created && isDir(fresh.attr.mode)) this.known.created(fresh.attr.ino, fresh.cacheMs);
+    return this.told(fresh);
+  }
+
+  async getattr(ino: number): Promise<Told> {
+    const cached = this.attrs.get(ino);
+    if (cached) return this.told({ attr: cached.attr, cacheMs: cached.remainingMs });
     return this.told(await byInode(this.meta.getattr({ ino })));
   }
 
-  async setattr(ino: number, changes: Changes, fh: number | null): Promise<Attr> {
+  /** The metadata service calls back: another node changed what the kernel caches. */
+  async invalidate(items: Invalidation[]): Promise<void> {
+    await Promise.all(items.map((item) => {
+      if (item.kind === INVALIDATE_ENTRY) {
+        this.known.forget(item.parent);
+        return this.kernelCache?.invalidateEntry(item.parent, item.name);
+      }
+      const data = item.kind === INVALIDATE_DATA;
+      this.attrs.drop(item.ino);
+      this.absentXattrs.forget(item.ino);
+      if (data) this.kernel.forget(item.ino);
+      this.files.changedElsewhere(item.ino, data, (item.reasons & CHANGED_SIZE) !== 0, (item.reasons & CHANGED_MTIME) !== 0, item.size ?? 0);
+      return this.kernelCache?.invalidateInode(item.ino, data);
+    }));
+  }
+
+  /** Drops what this node and its kernel cache of a file (a lock was taken on it). */
+  private async revalidate(ino: number): Promise<void> {
+    this.attrs.drop(ino);
+    this.kernel.forget(ino);
+    this.files.changedElsewhere(ino, true, false, false, 0);
+    await this.kernelCache?.invalidateInode(ino, true);
+  }
+
+  // ------------------------------------------------------------ file locks
+
+  /** F_GETLK. */
+  getlk(request: Omit<LockRequest, 'test' | 'wait'>): Promise<LockReply> {
+    return this.locks.test(request);
+  }
+
+  /** F_SETLK(W) and flock; onWait gets the id that cancelLockWait takes. */
+  setlk(request: Omit<LockRequest, 'test' | 'waitId'>, onWait?: (waitId: number) => void): Promise<void> {
+    return this.locks.set(request, onWait);
+  }
+
+  cancelLockWait(waitId: number): void {
+    this.locks.cancel(waitId);
+  }
+
+  /** The session with the metadata service was lost and made again: callbacks may
+   *  have been missed. Attributes and entries expired with the lease; the pages
+   *  of open files are dropped. */
+  async sessionLost(): Promise<void> {
+    this.attrs.clear();
+    this.known.clear();
+    this.absentXattrs.clear();
+    await Promise.all(this.files.openInos().map((ino) => {
+      this.kernel.forget(ino);
+      return this.kernelCache?.invalidateInode(ino, true);
+    }));
+  }
+
+  async setattr(ino: number, changes: Changes, fh: number | null): Promise<Told> {
+    // writes of this node made before a time is set are older than it: their mtime must not win
+    if (changes.valid & (SETATTR_MTIME | SETATTR_MTIME_NOW)) this.files.timesSet(ino);
     if (changes.valid & SETATTR_SIZE) {
       const size = changes.size ?? 0;
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
@@ -110,9 +213,9 @@ export class Vfs {
         const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
         if (layout) await this.files.truncateObjects(ino, layout, size);
       }
-      const attr = await this.meta.setattr({ target: { ino }, ...changes });
+      const fresh = await this.meta.setattr({ target: { ino }, ...changes });
       if (open) this.files.truncated(open, size);
-      return this.told(attr);
+      return this.told(fresh);
     }
     return this.told(await byInode(this.meta.setattr({ target: { ino }, ...changes })));
   }
@@ -127,36 +230,54 @@ export class Vfs {
 
   // ------------------------------------------------------------ namespace
 
-  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
-    const entry = await this.meta.create({ entry: { ino: parent, name }, mode, rdev, uid: caller.uid, gid: caller.gid, exclusive: true });
-    return this.told(entry.attr);
+  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Told> {
+    return this.make(parent, name, { mode, rdev }, caller);
   }
 
-  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
-    const entry = await this.meta.create({ entry: { ino: parent, name }, mode: S_IFDIR | (mode & 0o7777), uid: caller.uid, gid: caller.gid, exclusive: true });
-    return entry.attr;
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Told> {
+    return this.make(parent, name, { mode: S_IFDIR | (mode & 0o7777) }, caller);
   }
 
-  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Attr> {
-    const entry = await this.meta.create({ entry: { ino: parent, name }, mode: S_IFLNK | 0o777, target, uid: caller.uid, gid: caller.gid, exclusive: true });
-    return entry.attr;
+  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Told> {
+    return this.make(parent, name, { mode: S_IFLNK | 0o777, target }, caller);
   }
 
-  unlink(parent: number, name: string): Promise<void> {
-    return this.meta.remove({ ino: parent, name }, false);
+  /** A new entry of any type but a regular file (create opens those). */
+  private async make(parent: number, name: string, what: { mode: number; rdev?: number; target?: string }, caller: Caller): Promise<Told> {
+    const entry = await this.changing(parent, this.meta.create({ entry: { ino: parent, name }, ...what, uid: caller.uid, gid: caller.gid, exclusive: true }));
+    return this.entryIn(parent, name, entry, true);
   }
 
-  rmdir(parent: number, name: string): Promise<void> {
-    return this.meta.remove({ ino: parent, name }, true);
+  /** A change of the entries of dir by this node: if it fails, what the node
+   *  believed of the directory may be wrong (EEXIST of a name it thought absent). */
+  private async changing<T>(dir: number, work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (err) {
+      this.known.forget(dir);
+      throw err;
+    }
+  }
+
+  async unlink(parent: number, name: string): Promise<void> {
+    await this.changing(parent, this.meta.remove({ ino: parent, name }, false));
+    this.known.removed(parent, name);
+  }
+
+  async rmdir(parent: number, name: string): Promise<void> {
+    await this.changing(parent, this.meta.remove({ ino: parent, name }, true));
+    this.known.removed(parent, name);
   }
 
   /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
-  rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
-    return this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags);
+  async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
+    await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
+    this.known.removed(parent, name);
+    this.known.added(newParent, newName);
   }
 
-  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
-    return this.told(await this.meta.link({ ino }, { ino: newParent, name: newName }));
+  async link(ino: number, newParent: number, newName: string): Promise<Told> {
+    return this.entryIn(newParent, newName, await this.changing(newParent, this.meta.link({ ino }, { ino: newParent, name: newName })), true);
   }
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
@@ -185,22 +306,24 @@ export class Vfs {
 
   // ------------------------------------------------------------ open files
 
-  async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; opened: Opened }> {
+  async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<Told & { opened: Opened }> {
     this.files.checkLimit();
-    const entry = await this.meta.create({
+    const entry = await this.changing(parent, this.meta.create({
       entry: { ino: parent, name }, mode: S_IFREG | (mode & 0o7777), uid: caller.uid, gid: caller.gid,
       exclusive: (flags & constants.O_EXCL) !== 0, openNode: this.nodeId,
-    });
+    }));
+    this.known.granted(parent, entry.cacheMs);
+    this.known.added(parent, name);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry, flags);
     // a new inode has no extended attributes: the kernel's security.capability question needs no call
     if (entry.created) this.absentXattrs.addAll(entry.attr.ino);
-    const attr = this.told(entry.attr);
-    const directIo = this.files.bypassCache(fh, writeOnly(flags));
+    const told = this.told(entry);
+    const directIo = this.files.bypassCache(fh, writeOnly(flags) || (flags & constants.O_APPEND) !== 0);
     // writes that bypass the page cache leave what the kernel has cached of the file behind
     if (directIo) this.kernel.forget(entry.attr.ino);
-    return { attr, opened: { fh, keepCache: false, directIo } };
+    return { ...told, opened: { fh, keepCache: false, directIo } };
   }
 
   async open(ino: number, flags: number): Promise<Opened> {
@@ -211,12 +334,12 @@ export class Vfs {
     const { fh, file } = this.files.add(entry, flags);
     const current = this.files.withLocalWrites({ ...entry.attr, size: Math.max(entry.attr.size, file.size) });
     const fresh = this.kernel.matches(current);
-    // O_APPEND must not trust the kernel's copy of the size when it may be stale
-    const directIo = this.files.bypassCache(fh, writeOnly(flags) || (!fresh && (flags & constants.O_APPEND) !== 0));
+    // O_APPEND writes land where the metadata service says, not where the kernel's page cache would put them
+    const directIo = this.files.bypassCache(fh, writeOnly(flags) || (flags & constants.O_APPEND) !== 0);
     if (fresh && !directIo) return { fh, keepCache: true, directIo };
     this.kernel.forget(ino);
     // changed since the kernel last heard of it, maybe by another node: its size and pages may be stale
-    if (!fresh) this.kernelCache?.invalidateAttributes(ino);
+    if (!fresh) await this.kernelCache?.invalidateInode(ino, false);
     return { fh, keepCache: fresh, directIo };
   }
 
@@ -224,10 +347,42 @@ export class Vfs {
     return this.files.read(fh, size, offset);
   }
 
-  async write(fh: number, data: Buffer, offset: number): Promise<number> {
+  /** killSetId: the writer may not keep set-ID bits (the kernel's
+   *  FUSE_WRITE_KILL_SUIDGID): they are cleared, as ext4 does. */
+  async write(fh: number, data: Buffer, offset: number, killSetId = false): Promise<number> {
+    const handle = this.files.handle(fh);
+    if (killSetId) await this.killSetId(handle.file.ino);
     const { file, end } = await this.files.write(fh, data, offset);
-    this.kernel.wrote(file.ino, end, file.mtime!);
+    if (handle.append) {
+      this.kernel.forget(file.ino);
+      // an append through the page cache (other handles use it) put the data where the kernel thought the end was
+      if (!handle.direct) setImmediate(() => void this.kernelCache?.invalidateInode(file.ino, true));
+    } else {
+      this.kernel.wrote(file.ino, end, file.mtime!);
+    }
     return data.length;
+  }
+
+  private async killSetId(ino: number): Promise<void> {
+    const { attr } = this.attrs.get(ino) ?? (await this.meta.getattr({ ino }));
+    // S_ISGID without group execute marks mandatory locking, not a set-group-ID program
+    const kill = (attr.mode & S_ISUID) | ((attr.mode & S_ISGID) && (attr.mode & S_IXGRP) ? S_ISGID : 0);
+    if (kill === 0) return;
+    await this.meta.setattr({ target: { ino }, valid: SETATTR_MODE, mode: attr.mode & ~kill & 0o7777 });
+  }
+
+  /** copy_file_range(2): the bytes are read and written by this node (the kernel
+   *  drops its cached pages of the range written). */
+  async copyFileRange(fhIn: number, offsetIn: number, fhOut: number, offsetOut: number, length: number): Promise<number> {
+    let copied = 0;
+    while (copied < length) {
+      const pieces = await this.files.read(fhIn, Math.min(COPY_CHUNK_BYTES, length - copied), offsetIn + copied);
+      const data = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+      if (data.length === 0) break;
+      await this.write(fhOut, data, offsetOut + copied);
+      copied += data.length;
+    }
+    return copied;
   }
 
   /** close(2) of a descriptor: what this node wrote becomes visible to every node. */

@@ -1,16 +1,14 @@
-// Frames of the data channel (proto/kdfs.proto, DataHeader): an 8-byte prefix
-// (header length, data length), the protobuf header, then the raw data.
-import { messageType } from '../rpc/proto.js';
-import type { DataHeader } from '../rpc/messages.js';
+// Frames of kDFS's own TCP channels, the data channel (DataHeader) and the
+// metadata sessions (SessionHeader): an 8-byte prefix (header length, data
+// length), the protobuf header, then the raw data.
+import type protobuf from 'protobufjs';
 
 export const PREFIX_BYTES = 8;
-/** Largest header: a DataHeader is a few dozen bytes. */
+/** Largest header: headers are a few dozen bytes. */
 export const HEADER_MAX_BYTES = 4096;
 
-const headerType = messageType('DataHeader');
-
 /** The prefix and header of a frame, to write before its data. */
-export function frameHead(header: DataHeader, dataLength: number): Buffer {
+export function frameHead<H extends object>(headerType: protobuf.Type, header: H, dataLength: number): Buffer {
   const encoded = headerType.encode(header).finish();
   const head = Buffer.allocUnsafe(PREFIX_BYTES + encoded.length);
   head.writeUInt32BE(encoded.length, 0);
@@ -22,25 +20,26 @@ export function frameHead(header: DataHeader, dataLength: number): Buffer {
 export class FrameError extends Error {}
 
 /** Where the data of a frame goes: a buffer at least dataLength long, or null for a new one. */
-export type Destination = (header: DataHeader, dataLength: number) => Buffer | null;
+export type Destination<H> = (header: H, dataLength: number) => Buffer | null;
 
 /** Cuts a byte stream into frames. It copies what it keeps and keeps no received
  *  chunk, so that chunks may be read into one reused buffer; frame data is
  *  copied once, straight to where `destination` says. */
-export class FrameReader {
+export class FrameReader<H> {
   private readonly prefix = Buffer.alloc(PREFIX_BYTES);
   private readonly headerBytes = Buffer.alloc(HEADER_MAX_BYTES);
   private filled = 0;
   private state: 'prefix' | 'header' | 'data' = 'prefix';
   private headerLength = 0;
   private dataLength = 0;
-  private header: DataHeader | null = null;
+  private header: H | null = null;
   private data: Buffer | null = null;
 
   constructor(
+    private readonly headerType: protobuf.Type,
     private readonly dataMaxBytes: number,
-    private readonly destination: Destination,
-    private readonly onFrame: (header: DataHeader, data: Buffer) => void,
+    private readonly destination: Destination<H>,
+    private readonly onFrame: (header: H, data: Buffer) => void,
   ) {}
 
   /** Takes received bytes; throws FrameError on a frame the channel must not carry. */
@@ -68,7 +67,7 @@ export class FrameReader {
         at += n;
         if (this.filled < this.headerLength) return;
         try {
-          this.header = headerType.decode(this.headerBytes.subarray(0, this.headerLength)) as unknown as DataHeader;
+          this.header = this.headerType.decode(this.headerBytes.subarray(0, this.headerLength)) as unknown as H;
         } catch {
           throw new FrameError('undecodable frame header');
         }
@@ -90,5 +89,30 @@ export class FrameReader {
       this.data = null;
       this.onFrame(header, data);
     }
+  }
+}
+
+/** Writes frames to a socket, gathering those of one turn of the event loop
+ *  into one system call: the replies of a batch of requests, the requests of a
+ *  batch of kernel requests. Each send wakes the peer, which costs more than
+ *  the bytes. */
+export class FrameWriter {
+  private corked = false;
+
+  constructor(private readonly socket: import('node:net').Socket) {}
+
+  write(head: Buffer, payload: Uint8Array | null): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      queueMicrotask(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(head);
+    if (payload && payload.length > 0) socket.write(payload);
   }
 }

@@ -1,0 +1,83 @@
+// A node's side of the cluster's file locks: its FUSE lock requests go to the
+// lock service, and the locks granted are remembered, to be given back after
+// the service restarts (ReclaimLocks). Taking a lock revalidates what the node
+// caches of the file, and releasing one first commits what the node wrote to
+// it: what one holder wrote is what the next one reads, as on NFS.
+import { check } from '../common/errno.js';
+import { log } from '../common/log.js';
+import type { MetaClient } from '../meta/client.js';
+import { F_UNLCK, LOCK_FLOCK, type LockReply, type LockRequest } from '../rpc/messages.js';
+
+/** Requests remembered per lock owner and file for reclaiming; past it the oldest
+ *  are merged away by replaying them (see remember). */
+const REMEMBERED_PER_OWNER_MAX = 64;
+
+export interface LockHooks {
+  /** A lock was granted: drop what the node caches of the file. */
+  granted(ino: number): Promise<void>;
+  /** A lock is about to be released: what the node wrote must be committed. */
+  releasing(ino: number): Promise<void>;
+}
+
+export class NodeLocks {
+  private readonly held = new Map<string, LockRequest[]>();
+  private nextWaitId = 1;
+
+  constructor(private readonly meta: MetaClient, private readonly hooks: LockHooks) {}
+
+  /** F_GETLK: the conflicting lock, or type F_UNLCK. */
+  async test(request: Omit<LockRequest, 'test' | 'wait'>): Promise<LockReply> {
+    const reply = await this.meta.lock({ ...request, test: true });
+    check(reply.errno);
+    return reply;
+  }
+
+  /** F_SETLK(W), flock: waits if `wait`, until granted or cancelled (EINTR) with
+   *  the wait id handed to onWait. */
+  async set(request: Omit<LockRequest, 'test' | 'waitId'>, onWait?: (waitId: number) => void): Promise<void> {
+    if (request.type === F_UNLCK) await this.hooks.releasing(request.ino);
+    const waitId = this.nextWaitId++;
+    onWait?.(waitId);
+    const reply = await this.meta.lock({ ...request, waitId });
+    check(reply.errno);
+    this.remember(request);
+    if (request.type !== F_UNLCK) await this.hooks.granted(request.ino);
+  }
+
+  /** The process waiting was interrupted: its wait answers EINTR. */
+  cancel(waitId: number): void {
+    this.meta.cancelLock(waitId).catch((err) => log.warn(`cancelling a lock wait: ${(err as Error).message}`));
+  }
+
+  /** The last close of an open file description: its flock goes. */
+  async releaseFlock(ino: number, owner: string): Promise<void> {
+    if (!this.held.has(key(ino, LOCK_FLOCK, owner))) return;
+    await this.set({ ino, owner, kind: LOCK_FLOCK, type: F_UNLCK, start: 0, end: -1, pid: 0 });
+  }
+
+  /** Gives back to the lock service every lock this node holds (after it restarted). */
+  async reclaim(): Promise<void> {
+    const locks = [...this.held.values()].flat().map((request) => ({ ...request, reclaim: true, wait: false }));
+    check((await this.meta.reclaimLocks(locks)).errno);
+  }
+
+  private remember(request: Omit<LockRequest, 'test' | 'waitId'>): void {
+    const k = key(request.ino, request.kind, request.owner);
+    const whole = request.kind === LOCK_FLOCK || (request.start === 0 && request.end === -1);
+    if (request.type === F_UNLCK && whole) {
+      this.held.delete(k);
+      return;
+    }
+    // a lock over everything the owner had replaces it all
+    const list = whole ? [] : this.held.get(k) ?? [];
+    list.push({ ...request, wait: false });
+    if (list.length > REMEMBERED_PER_OWNER_MAX) {
+      list.shift();
+      log.warn(`inode ${request.ino}: more than ${REMEMBERED_PER_OWNER_MAX} lock ranges of one owner; the oldest will not be reclaimed after a restart of the root`);
+    }
+    this.held.set(k, list);
+  }
+}
+
+const key = (ino: number, kind: number, owner: string) => `${ino}:${kind}:${owner}`;
+

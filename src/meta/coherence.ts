@@ -1,0 +1,181 @@
+// Cache coherence of the nodes' kernels. The metadata service remembers what it
+// told each node's kernel it may cache (grants: the attributes of an inode, the
+// entries of a directory), each for at most CACHE_LEASE_MS. Before a change that
+// makes a grant wrong is acknowledged, the service calls the node back to drop
+// it, and waits for its answer at most until the grant expires: a dead or
+// stopped node delays a change by CACHE_LEASE_MS at most, and its kernel's copy
+// is expired by then (the node gave its kernel the grant's time, no more).
+//
+// A grant is only given for what is still current once the reply is made: a
+// change committed after the transaction that read it (store sequence numbers)
+// makes the reply uncacheable, so that no grant outlives a change it missed.
+import { log } from '../common/log.js';
+import {
+  CHANGED_MTIME, CHANGED_SIZE, INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_ENTRY, type Invalidation,
+} from '../rpc/messages.js';
+
+/** How long a node's kernel may cache attributes and entries without asking again. */
+export const CACHE_LEASE_MS = 4000;
+/** Slack for the time a reply takes to reach the node's kernel. */
+const DELIVERY_MARGIN_MS = 250;
+/** Grants remembered in all; past it, replies are not cacheable (memory bound). */
+const GRANTS_MAX = 2_000_000;
+const SWEEP_INTERVAL_MS = CACHE_LEASE_MS;
+
+/** What a node answers callbacks with: resolves once its kernel dropped them. */
+export interface CallbackTarget {
+  readonly nodeId: number;
+  callback(items: Invalidation[]): Promise<void>;
+  /** Requests of this node being served that wait for callbacks of their own:
+   *  its kernel may hold a directory lock a callback to it would wait for. */
+  waitingForCallbacks: number;
+}
+
+/** What a transaction changed: inodes (with why) and directory entries. */
+export class Changes {
+  readonly inodes = new Map<number, { data: boolean; reasons: number; size: number }>();
+  readonly entries: { parent: number; name: string }[] = [];
+
+  inode(ino: number, data: boolean, reasons: number, size: number): void {
+    const known = this.inodes.get(ino);
+    if (known) {
+      known.data ||= data;
+      known.reasons |= reasons;
+      known.size = size;
+    } else {
+      this.inodes.set(ino, { data, reasons, size });
+    }
+  }
+
+  entry(parent: number, name: string): void {
+    this.entries.push({ parent, name });
+  }
+
+  get empty(): boolean {
+    return this.inodes.size === 0 && this.entries.length === 0;
+  }
+}
+
+export { CHANGED_MTIME, CHANGED_SIZE };
+
+type Holders = Map<number, number>; // node id -> grant expiry (ms)
+
+export class Coherence {
+  private readonly attrs = new Map<number, Holders>();
+  private readonly dirs = new Map<number, Holders>();
+  private count = 0;
+  private readonly targets = new Map<number, CallbackTarget>();
+  /** Nodes that let a callback expire: no grants until they answer one again. */
+  private readonly unresponsive = new Set<number>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly openOn: (ino: number) => Iterable<number>) {
+    this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+  }
+
+  attach(target: CallbackTarget): void {
+    this.targets.set(target.nodeId, target);
+    this.unresponsive.delete(target.nodeId);
+  }
+
+  target(nodeId: number): CallbackTarget | undefined {
+    return this.targets.get(nodeId);
+  }
+
+  detach(target: CallbackTarget): void {
+    if (this.targets.get(target.nodeId) === target) this.targets.delete(target.nodeId);
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+
+  /** Grants a node the attributes of ino and, if dir is given, the entries of
+   *  dir; returns how long its kernel may cache them (0: not at all). */
+  grant(nodeId: number, ino: number, dir: number | null): number {
+    if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId) || this.count >= GRANTS_MAX) return 0;
+    const until = Date.now() + CACHE_LEASE_MS + DELIVERY_MARGIN_MS;
+    this.hold(this.attrs, ino, nodeId, until);
+    if (dir !== null) this.hold(this.dirs, dir, nodeId, until);
+    return CACHE_LEASE_MS;
+  }
+
+  /** Calls back every node but the one that made them whose kernel may hold what
+   *  the changes make wrong; resolves once they all dropped it, or their grants
+   *  expired. */
+  async invalidate(changes: Changes, originNodeId: number): Promise<void> {
+    const now = Date.now();
+    const byNode = new Map<number, { items: Invalidation[]; untilMs: number }>();
+    const add = (nodeId: number, untilMs: number, item: Invalidation) => {
+      if (nodeId === originNodeId) return;
+      let batch = byNode.get(nodeId);
+      if (!batch) byNode.set(nodeId, (batch = { items: [], untilMs }));
+      batch.items.push(item);
+      batch.untilMs = Math.max(batch.untilMs, untilMs);
+    };
+    for (const [ino, { data, reasons, size }] of changes.inodes) {
+      const item = { kind: data ? INVALIDATE_DATA : INVALIDATE_ATTR, ino, parent: 0, name: '', reasons, size };
+      const holders = this.attrs.get(ino);
+      if (holders) {
+        for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, item);
+        this.count -= holders.size;
+        this.attrs.delete(ino);
+      }
+      // a node with the file open may hold its pages, granted or not
+      if (data) for (const nodeId of this.openOn(ino)) if (this.targets.has(nodeId)) add(nodeId, now + CACHE_LEASE_MS, item);
+    }
+    for (const { parent, name } of changes.entries) {
+      const holders = this.dirs.get(parent);
+      if (!holders) continue;
+      for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, { kind: INVALIDATE_ENTRY, ino: 0, parent, name, reasons: 0 });
+    }
+    if (byNode.size === 0) return;
+    await Promise.all([...byNode].map(([nodeId, { items, untilMs }]) => this.callBack(nodeId, items, untilMs)));
+  }
+
+  private async callBack(nodeId: number, items: Invalidation[], untilMs: number): Promise<void> {
+    const target = this.targets.get(nodeId);
+    const waitMs = untilMs - Date.now();
+    if (!target || waitMs <= 0) {
+      if (waitMs > 0) await sleep(waitMs);
+      return;
+    }
+    const answered = target.callback(items).then(() => true, () => false);
+    // Its kernel may be waiting for one of its own requests that waits for
+    // callbacks too (a cycle through directory locks): taking the callback is enough.
+    if (target.waitingForCallbacks > 0) {
+      await Promise.race([answered, sleep(0)]);
+      return;
+    }
+    const done = await Promise.race([answered, sleep(waitMs).then(() => false)]);
+    if (!done) {
+      if (!this.unresponsive.has(nodeId)) log.warn(`node ${nodeId} did not answer a callback: its caches expired instead`);
+      this.unresponsive.add(nodeId);
+      // ...but it may answer later, and be trusted with grants again
+      void answered.then((ok) => ok && this.unresponsive.delete(nodeId));
+    }
+  }
+
+  private hold(map: Map<number, Holders>, key: number, nodeId: number, until: number): void {
+    let holders = map.get(key);
+    if (!holders) map.set(key, (holders = new Map()));
+    if (!holders.has(nodeId)) this.count++;
+    holders.set(nodeId, until);
+  }
+
+  /** Forgets expired grants. */
+  private sweep(now: number): void {
+    let count = 0;
+    for (const map of [this.attrs, this.dirs]) {
+      for (const [key, holders] of map) {
+        for (const [nodeId, until] of holders) if (until <= now) holders.delete(nodeId);
+        if (holders.size === 0) map.delete(key);
+        else count += holders.size;
+      }
+    }
+    this.count = count;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));

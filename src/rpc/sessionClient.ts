@@ -1,0 +1,214 @@
+// The node end of a metadata session (see sessionServer.ts): Meta calls on one
+// pipelined TCP connection to the root, and the root's callbacks. A connection
+// that drops is made again and the calls waiting on it sent again, until each
+// call's deadline: every Meta call is safe to repeat, as over gRPC.
+import net from 'node:net';
+import { E, FsError } from '../common/errno.js';
+import { log } from '../common/log.js';
+import { FrameReader, FrameWriter, frameHead } from './frames.js';
+import type { RpcChannel } from './local.js';
+import { serviceDefinition } from './proto.js';
+import {
+  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_REPLY, SESSION_REQUEST,
+  type Invalidation, type MetaMethods, type SessionHeader, type SessionHello,
+} from './messages.js';
+import { SESSION_PAYLOAD_MAX_BYTES, invalidationsType, sessionHeader, sessionHello } from './sessionServer.js';
+
+const RETRY_FIRST_MS = 20;
+const RETRY_MAX_MS = 1000;
+/** How often waiting calls are checked against their deadline. */
+const DEADLINE_CHECK_MS = 500;
+/** Calls one session sends at once; more wait for a free place. */
+const IN_FLIGHT_MAX = 1024;
+
+interface Pending {
+  method: string;
+  payload: Buffer;
+  deadline: number;
+  resolve: (reply: unknown) => void;
+  reject: (err: Error) => void;
+  /** The connection it was sent on, if any. */
+  sentOn: net.Socket | null;
+}
+
+class ConnectionLost extends Error {}
+
+/** What the node does with a callback: resolves once its kernel dropped what it names. */
+export type CallbackHandler = (items: Invalidation[]) => Promise<void>;
+
+export class SessionClient implements RpcChannel<MetaMethods> {
+  private readonly definition = serviceDefinition('Meta');
+  private socket: net.Socket | null = null;
+  private out: FrameWriter | null = null;
+  private connecting: Promise<net.Socket> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+  private sessions = 0;
+  private readonly timer: NodeJS.Timeout;
+  private waitingForRoom: (() => void)[] = [];
+
+  /** onSession: a session was opened, the first or again after one was lost
+   *  (then the kernel may have missed callbacks meanwhile). */
+  constructor(
+    private address: string,
+    private hello: SessionHello,
+    private readonly deadlineMs: number,
+    private readonly onCallback: CallbackHandler,
+    private readonly onSession: (first: boolean) => void,
+  ) {
+    this.timer = setInterval(() => this.expire(), DEADLINE_CHECK_MS);
+    this.timer.unref();
+  }
+
+  get peer(): string {
+    return this.address;
+  }
+
+  setFsid(fsid: string): void {
+    this.hello = { ...this.hello, fsid };
+  }
+
+  /** The root now takes sessions at another address. */
+  moveTo(address: string): void {
+    if (!address || address === this.address) return;
+    this.address = address;
+    this.socket?.destroy();
+  }
+
+  async call<K extends keyof MetaMethods & string>(method: K, request: MetaMethods[K][0], deadlineMs = this.deadlineMs): Promise<MetaMethods[K][1]> {
+    if (this.closed) throw new FsError(E.EIO, 'session closed');
+    while (this.pending.size >= IN_FLIGHT_MAX) await new Promise<void>((resolve) => this.waitingForRoom.push(resolve));
+    const definition = this.definition[method];
+    const payload = definition.requestSerialize(request) as Buffer;
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+    return new Promise((resolve, reject) => {
+      const entry: Pending = { method, payload, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
+      this.pending.set(id, entry);
+      if (this.socket) this.send(this.socket, id, entry);
+      else void this.connectAndFlush();
+    }).finally(() => this.waitingForRoom.shift()?.()) as Promise<MetaMethods[K][1]>;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.socket?.destroy();
+    const err = new FsError(E.EIO, 'session closed');
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  private send(socket: net.Socket, id: number, entry: Pending): void {
+    entry.sentOn = socket;
+    if (this.out === null || this.socket !== socket) return;
+    this.out.write(frameHead(sessionHeader, { id, kind: SESSION_REQUEST, method: entry.method }, entry.payload.length), entry.payload);
+  }
+
+  /** Makes a connection (retrying until the calls waiting expire), then sends what waits. */
+  private async connectAndFlush(): Promise<void> {
+    for (let backoffMs = RETRY_FIRST_MS; !this.closed && this.pending.size > 0; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
+      try {
+        const socket = await this.connect();
+        for (const [id, entry] of this.pending) if (entry.sentOn !== socket) this.send(socket, id, entry);
+        return;
+      } catch (err) {
+        if (!(err instanceof ConnectionLost)) {
+          log.warn(`metadata session: ${(err as Error).message}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      }
+    }
+  }
+
+  private connect(): Promise<net.Socket> {
+    if (this.socket) return Promise.resolve(this.socket);
+    this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
+      const colon = this.address.lastIndexOf(':');
+      const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '');
+      const socket = net.connect({ port: Number(this.address.slice(colon + 1)), host });
+      socket.setNoDelay(true);
+      let greeted = false;
+      const reader = new FrameReader<SessionHeader>(sessionHeader, SESSION_PAYLOAD_MAX_BYTES, () => null, (header, payload) => {
+        if (!greeted) {
+          if (header.kind !== SESSION_REPLY || header.errno) {
+            reject(new FsError(E.EACCES, `the metadata service at ${this.address} refused the session`));
+            socket.destroy();
+            return;
+          }
+          greeted = true;
+          this.socket = socket;
+          this.out = new FrameWriter(socket);
+          resolve(socket);
+          this.onSession(this.sessions++ === 0);
+          return;
+        }
+        if (header.kind === SESSION_CALLBACK) {
+          const items = (invalidationsType.decode(payload) as unknown as { items: Invalidation[] }).items;
+          // after the replies that came with it have reached the kernel: a reply
+          // handed over after the callback would put back what it drops
+          setImmediate(() => {
+            this.onCallback(items).catch((err) => log.warn(`callback: ${(err as Error).message}`)).finally(() => {
+              if (this.socket === socket) this.out?.write(frameHead(sessionHeader, { id: header.id, kind: SESSION_CALLBACK_DONE }, 0), null);
+            });
+          });
+          return;
+        }
+        if (header.kind !== SESSION_REPLY) return;
+        const waiting = this.pending.get(header.id);
+        if (!waiting || waiting.sentOn !== socket) return;
+        this.pending.delete(header.id);
+        if (header.errno) {
+          waiting.reject(new FsError(E.EIO, `Meta.${waiting.method} at ${this.address}: ${header.errno === E.EINVAL ? 'unknown method' : 'failed'}`));
+          return;
+        }
+        try {
+          waiting.resolve(this.definition[waiting.method].responseDeserialize(payload));
+        } catch (err) {
+          waiting.reject(new FsError(E.EIO, `Meta.${waiting.method}: undecodable reply (${(err as Error).message})`));
+        }
+      });
+      socket.on('connect', () => {
+        const hello = Buffer.from(sessionHello.encode(this.hello).finish());
+        socket.write(frameHead(sessionHeader, { id: 0, kind: SESSION_HELLO }, hello.length));
+        socket.write(hello);
+      });
+      socket.on('data', (chunk: Buffer) => {
+        try {
+          reader.push(chunk);
+        } catch (err) {
+          log.warn(`metadata session: ${(err as Error).message}; closing it`);
+          socket.destroy();
+        }
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        if (this.socket === socket) {
+          this.socket = null;
+          this.out = null;
+        }
+        if (!greeted) reject(new ConnectionLost('cannot connect'));
+        // what was sent on it goes again on the next connection
+        let waiting = false;
+        for (const entry of this.pending.values()) {
+          if (entry.sentOn === socket) entry.sentOn = null;
+          waiting = true;
+        }
+        if (waiting && !this.closed && greeted) void this.connectAndFlush();
+      });
+    }).finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) continue;
+      this.pending.delete(id);
+      p.reject(new FsError(E.EIO, `Meta.${p.method} at ${this.address}: no answer in time`));
+    }
+  }
+}

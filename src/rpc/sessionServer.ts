@@ -1,0 +1,190 @@
+// The server end of metadata sessions (proto/kdfs.proto, SessionHeader): each
+// node that is not the root keeps one TCP connection to the root, on which it
+// calls the Meta methods and is called back to invalidate what its kernel
+// caches. Cheaper than gRPC for small calls (a gRPC unary call on loopback costs
+// several times the CPU of the operation it carries), and the connection is what
+// the service calls a node back on.
+import net from 'node:net';
+import { E, FsError } from '../common/errno.js';
+import { log } from '../common/log.js';
+import { FrameReader, FrameWriter, frameHead } from './frames.js';
+import { messageType, serviceDefinition } from './proto.js';
+import {
+  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_REPLY, SESSION_REQUEST,
+  type Invalidation, type SessionHeader, type SessionHello,
+} from './messages.js';
+
+/** Largest frame payload a session carries (a page of a directory listing, an xattr value). */
+export const SESSION_PAYLOAD_MAX_BYTES = 16 * 1024 * 1024;
+/** Requests one session may have in progress; past it the service stops reading it. */
+const IN_FLIGHT_PER_SESSION_MAX = 256;
+/** Callbacks one session may have unanswered. */
+const CALLBACKS_PER_SESSION_MAX = 4096;
+
+export const sessionHeader = messageType('SessionHeader');
+export const sessionHello = messageType('SessionHello');
+export const invalidationsType = messageType('Invalidations');
+const EMPTY = Buffer.alloc(0);
+
+/** Who is calling: the node of a session, or none (a gRPC caller, a command). */
+export interface Caller { nodeId: number }
+
+/** Serves one request of a session; FsError becomes an errno reply. */
+export type SessionHandler = (method: string, request: unknown, caller: Caller) => Promise<unknown>;
+
+export interface SessionEvents {
+  opened(session: ServerSession): void;
+  closed(session: ServerSession): void;
+}
+
+/** A node's session, as the service sees it. */
+export class ServerSession {
+  private nextCallbackId = 1;
+  private readonly callbacks = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private ended = false;
+  /** Requests of this node being served. */
+  inFlight = 0;
+  /** ...of which wait for callbacks of their own (see Coherence). */
+  waitingForCallbacks = 0;
+
+  constructor(readonly nodeId: number, readonly incarnation: string, private readonly socket: net.Socket, private readonly out: FrameWriter) {}
+
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  /** Sends a callback; resolves once the node's kernel has dropped what it names,
+   *  rejects if the session ends first. */
+  callback(items: Invalidation[]): Promise<void> {
+    if (this.ended) return Promise.reject(new FsError(E.ENOTCONN, 'session closed'));
+    if (this.callbacks.size >= CALLBACKS_PER_SESSION_MAX) return Promise.reject(new FsError(E.EAGAIN, 'too many callbacks outstanding'));
+    const id = this.nextCallbackId;
+    this.nextCallbackId = this.nextCallbackId >= 0x7fffffff ? 1 : this.nextCallbackId + 1;
+    return new Promise((resolve, reject) => {
+      this.callbacks.set(id, { resolve, reject });
+      this.send({ id, kind: SESSION_CALLBACK }, Buffer.from(invalidationsType.encode({ items }).finish()));
+    });
+  }
+
+  /** @internal the node answered a callback */
+  done(id: number): void {
+    const waiting = this.callbacks.get(id);
+    this.callbacks.delete(id);
+    waiting?.resolve();
+  }
+
+  send(header: SessionHeader, payload: Buffer): void {
+    this.out.write(frameHead(sessionHeader, header, payload.length), payload);
+  }
+
+  /** @internal the connection is gone */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const err = new FsError(E.ENOTCONN, 'session closed');
+    for (const waiting of this.callbacks.values()) waiting.reject(err);
+    this.callbacks.clear();
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export class SessionServer {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly definition = serviceDefinition('Meta');
+
+  constructor(private readonly fsid: () => string, private readonly handler: SessionHandler, private readonly events: SessionEvents) {
+    this.server = net.createServer((socket) => this.serve(socket));
+  }
+
+  /** Listens on host, on a port the system picks; returns the port. */
+  listen(host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, host.replace(/^\[|\]$/g, ''), () => resolve((this.server.address() as net.AddressInfo).port));
+    });
+  }
+
+  close(): void {
+    for (const socket of this.sockets) socket.destroy();
+    this.server.close();
+  }
+
+  private serve(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    let session: ServerSession | null = null;
+    const out = new FrameWriter(socket);
+    const reply = (id: number, errno: number, payload: Buffer) => {
+      out.write(frameHead(sessionHeader, { id, kind: SESSION_REPLY, errno }, payload.length), payload);
+    };
+    const reader = new FrameReader<SessionHeader>(sessionHeader, SESSION_PAYLOAD_MAX_BYTES, () => null, (header, payload) => {
+      if (!session) {
+        session = this.greet(socket, out, header, payload);
+        reply(header.id, session ? 0 : E.EACCES, EMPTY);
+        if (!session) socket.end();
+        else this.events.opened(session);
+        return;
+      }
+      if (header.kind === SESSION_CALLBACK_DONE) {
+        session.done(header.id);
+        return;
+      }
+      if (header.kind !== SESSION_REQUEST) throw new Error(`unexpected frame kind ${header.kind}`);
+      const method = this.definition[header.method ?? ''];
+      if (!method || header.method === 'Register') {
+        reply(header.id, E.EINVAL, EMPTY);
+        return;
+      }
+      const current = session;
+      if (++current.inFlight === IN_FLIGHT_PER_SESSION_MAX) socket.pause();
+      const request = method.requestDeserialize(payload);
+      this.handler(header.method!, request, { nodeId: current.nodeId }).then(
+        (result) => reply(header.id, 0, method.responseSerialize(result) as Buffer),
+        (err: unknown) => {
+          if (err instanceof FsError) {
+            reply(header.id, 0, method.responseSerialize({ errno: err.errno }) as Buffer);
+          } else {
+            log.error(`session ${header.method}: ${(err as Error)?.stack ?? String(err)}`);
+            reply(header.id, E.EIO, EMPTY);
+          }
+        },
+      ).finally(() => {
+        if (current.inFlight-- === IN_FLIGHT_PER_SESSION_MAX) socket.resume();
+      });
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        log.warn(`session from ${socket.remoteAddress}:${socket.remotePort}: ${(err as Error).message}; closing it`);
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      if (session) {
+        session.end();
+        this.events.closed(session);
+      }
+    });
+  }
+
+  /** The session a HELLO opens, or null if it is refused. */
+  private greet(socket: net.Socket, out: FrameWriter, header: SessionHeader, payload: Buffer): ServerSession | null {
+    if (header.kind !== SESSION_HELLO) return null;
+    let hello: SessionHello;
+    try {
+      hello = sessionHello.decode(payload) as unknown as SessionHello;
+    } catch {
+      return null;
+    }
+    const expected = this.fsid();
+    if (!expected || hello.fsid !== expected || !hello.nodeId) return null;
+    return new ServerSession(hello.nodeId, hello.incarnation, socket, out);
+  }
+}

@@ -1,0 +1,40 @@
+// Attributes this node may answer the kernel with by itself: those the metadata
+// service granted it (see src/meta/coherence.ts), until the grant expires or the
+// service calls back. The kernel forgets attributes after every write to a file
+// (its size and times are no longer its own), and asks again at the next stat:
+// without this, that stat costs a round trip to the root from any other node.
+import type { Attr } from '../rpc/messages.js';
+
+/** Inodes remembered; the oldest are forgotten first. */
+const INODES_MAX = 100_000;
+
+export class AttrCache {
+  private readonly entries = new Map<number, { attr: Attr; untilMs: number }>();
+
+  /** The attributes and how long they stay valid (ms), if they are. */
+  get(ino: number): { attr: Attr; remainingMs: number } | null {
+    const entry = this.entries.get(ino);
+    if (!entry) return null;
+    const remainingMs = entry.untilMs - Date.now();
+    if (remainingMs <= 0) {
+      this.entries.delete(ino);
+      return null;
+    }
+    return { attr: entry.attr, remainingMs };
+  }
+
+  put(attr: Attr, cacheMs: number): void {
+    this.entries.delete(attr.ino); // most recent last
+    if (cacheMs <= 0) return;
+    this.entries.set(attr.ino, { attr, untilMs: Date.now() + cacheMs });
+    if (this.entries.size > INODES_MAX) this.entries.delete(this.entries.keys().next().value as number);
+  }
+
+  drop(ino: number): void {
+    this.entries.delete(ino);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}

@@ -1,0 +1,67 @@
+// Directories whose every name this node knows, while the metadata service
+// grants it their entries (it calls the node back before another node changes
+// one): a name they lack is answered "no such entry" without a call. That is
+// the lookup the kernel makes before every creation, which otherwise costs a
+// round trip to the root from any other node. A directory is known from its
+// creation by this node; the knowledge holds while grants follow each other
+// without a gap, and goes at the first change made elsewhere.
+
+/** Directories known, and names in one, at most: past these, knowledge is dropped. */
+const DIRS_MAX = 1024;
+const NAMES_MAX = 65_536;
+
+interface Known { names: Set<string>; untilMs: number }
+
+export class DirKnowledge {
+  private readonly dirs = new Map<number, Known>();
+
+  /** This node made the directory, empty; its entries are granted for cacheMs. */
+  created(dir: number, cacheMs: number): void {
+    if (cacheMs <= 0) return;
+    this.dirs.delete(dir);
+    this.dirs.set(dir, { names: new Set(), untilMs: Date.now() + cacheMs });
+    if (this.dirs.size > DIRS_MAX) this.dirs.delete(this.dirs.keys().next().value as number);
+  }
+
+  /** The entries of dir are granted again for cacheMs: the knowledge goes on if
+   *  the last grant had not expired (no change could be missed in between). */
+  granted(dir: number, cacheMs: number): void {
+    const known = this.dirs.get(dir);
+    if (!known) return;
+    const now = Date.now();
+    if (known.untilMs <= now || cacheMs <= 0) this.dirs.delete(dir);
+    else known.untilMs = Math.max(known.untilMs, now + cacheMs);
+  }
+
+  /** True if dir is known and has no entry `name`. */
+  absent(dir: number, name: string): boolean {
+    const known = this.dirs.get(dir);
+    if (!known) return false;
+    if (known.untilMs <= Date.now()) {
+      this.dirs.delete(dir);
+      return false;
+    }
+    return !known.names.has(name);
+  }
+
+  /** This node added or removed a name. */
+  added(dir: number, name: string): void {
+    const known = this.dirs.get(dir);
+    if (!known) return;
+    known.names.add(name);
+    if (known.names.size > NAMES_MAX) this.dirs.delete(dir);
+  }
+
+  removed(dir: number, name: string): void {
+    this.dirs.get(dir)?.names.delete(name);
+  }
+
+  /** Another node changed the directory (or this node is unsure of it). */
+  forget(dir: number): void {
+    this.dirs.delete(dir);
+  }
+
+  clear(): void {
+    this.dirs.clear();
+  }
+}
