@@ -8,7 +8,7 @@ import type { RpcChannel } from '../rpc/local.js';
 const LOCK_WAIT_DEADLINE_MS = 2 ** 31 - 1;
 
 import type {
-  LockReply, LockRequest,
+  ChangedInReply, LockReply, LockRequest,
   Attr, AttrReply, CreateRequest, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
 } from '../rpc/messages.js';
@@ -33,15 +33,15 @@ function fresh(reply: AttrReply): Fresh {
 
 export class MetaClient {
   readonly rpc: RpcChannel<MetaMethods>;
-  /** Told of the inodes each call changed (ErrnoReply.changed). */
-  onChanged: ((inos: number[]) => void) | null = null;
+  /** Told of what each call changed (ErrnoReply.changed). */
+  onChanged: ((changed: ChangedInReply) => void) | null = null;
 
   constructor(channel: RpcChannel<MetaMethods>) {
     this.rpc = {
       call: async (method, request, deadlineMs) => {
         const reply = await channel.call(method, request, deadlineMs);
-        const changed = (reply as { changed?: number[] }).changed;
-        if (changed && changed.length > 0) this.onChanged?.(changed);
+        const changed = reply as ChangedInReply;
+        if (changed.changed && changed.changed.length > 0) this.onChanged?.(changed);
         return reply;
       },
       setFsid: (fsid) => channel.setFsid(fsid),
@@ -114,8 +114,9 @@ export class MetaClient {
     return entry(await this.rpc.call('Open', { target, nodeId }));
   }
 
-  async close(ino: number, nodeId: number): Promise<void> {
-    check((await this.rpc.call('Close', { ino, nodeId })).errno);
+  /** The node closed its last handle of each of these inodes. */
+  async close(inos: number[], nodeId: number): Promise<void> {
+    check((await this.rpc.call('Close', { ino: 0, nodeId, inos })).errno);
   }
 
   /** inline: the whole content of a file still inlined (EAGAIN if it no longer is). */

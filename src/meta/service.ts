@@ -3,7 +3,7 @@ import { E, FsError } from '../common/errno.js';
 import { READDIR_PAGE_ENTRIES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import type { ObjectStore } from '../agent/objectStore.js';
-import type { Handlers, MetaMethods, Target } from '../rpc/messages.js';
+import type { ChangedInReply, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster } from './cluster.js';
 import { Coherence, type CallbackTarget } from './coherence.js';
@@ -125,7 +125,7 @@ export class MetaService {
     const reply = (await op(request, effects)) as { attr?: { ino: number; mode: number } | null; cacheMs?: number; changed?: number[]; created?: boolean };
     const origin = caller?.nodeId ?? 0;
     if (!effects.changes.empty) {
-      if (caller) reply.changed = [...effects.changes.inodes.keys()];
+      if (caller) this.tellChanges(reply, effects, caller.nodeId);
       const target = this.coherence.target(origin);
       if (target) target.waitingForCallbacks++;
       try {
@@ -144,6 +144,21 @@ export class MetaService {
       if (reply.cacheMs > 0 && reply.created && isDir(reply.attr.mode)) this.coherence.grant(caller.nodeId, ino, ino);
     }
     return reply;
+  }
+
+  /** What the call changed, in its reply: the inodes, and the new attributes of
+   *  those the caller may cache (granted as any reply's). */
+  private tellChanges(reply: ChangedInReply, effects: Effects, nodeId: number): void {
+    reply.changed = [...effects.changes.inodes.keys()];
+    reply.changedAttrs = [];
+    for (const ino of reply.changed) {
+      const inode = this.store.cachedInode(ino);
+      if (!inode || !this.store.unchangedSince(ino, effects.seq)) continue;
+      const cacheMs = this.coherence.grant(nodeId, ino, null);
+      if (cacheMs === 0) break;
+      reply.changedAttrs.push(inode.attr);
+      reply.changedCacheMs = cacheMs;
+    }
   }
 
   private makeOps(): Ops {
@@ -189,7 +204,8 @@ export class MetaService {
         return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData };
       },
       async Close(request) {
-        await ns.close(request.ino, request.nodeId);
+        if (request.ino) await ns.close(request.ino, request.nodeId);
+        for (const ino of request.inos ?? []) await ns.close(ino, request.nodeId);
         return OK;
       },
       CommitWrite: async (request, fx) => ({

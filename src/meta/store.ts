@@ -315,6 +315,12 @@ export class MetaStore {
     }
   }
 
+  /** The inode as the cache has it (null if absent or not cached). */
+  cachedInode(ino: number): Inode | null {
+    const value = this.cache.get(inodeKey(ino).toString('latin1'))?.value;
+    return value && 'attr' in value ? value : null;
+  }
+
   /** True if the inode is in the cache and no transaction after seq changed it. */
   unchangedSince(ino: number, seq: number): boolean {
     const entry = this.cache.get(inodeKey(ino).toString('latin1'));

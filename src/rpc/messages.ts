@@ -56,10 +56,12 @@ export interface Inode {
 }
 
 export interface Empty {}
-export interface ErrnoReply { errno: number; changed?: number[] }
+/** What a call changed, in its reply (see ErrnoReply in proto/kdfs.proto). */
+export interface ChangedInReply { changed?: number[]; changedAttrs?: Attr[]; changedCacheMs?: number }
+export interface ErrnoReply extends ChangedInReply { errno: number }
 export interface Target { ino?: number; path?: string; name?: string }
-export interface AttrReply { errno: number; attr: Attr | null; cacheMs?: number; changed?: number[] }
-export interface EntryReply {
+export interface AttrReply extends ChangedInReply { errno: number; attr: Attr | null; cacheMs?: number }
+export interface EntryReply extends ChangedInReply {
   errno: number;
   attr: Attr | null;
   layout: Layout | null;
@@ -67,7 +69,6 @@ export interface EntryReply {
   inlineData?: Buffer;
   created?: boolean;
   cacheMs?: number;
-  changed?: number[];
 }
 
 export interface RegisterRequest {
@@ -133,7 +134,7 @@ export interface DirEntry { name: string; ino: number; mode: number }
 export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean }
 export interface ReadLinkReply { errno: number; target: string }
 export interface OpenRequest { target: Target; nodeId: number }
-export interface CloseRequest { ino: number; nodeId: number }
+export interface CloseRequest { ino: number; nodeId: number; inos?: number[] }
 export interface CommitWriteRequest {
   ino: number;
   size: number;

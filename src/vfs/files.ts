@@ -13,6 +13,7 @@ import type { Entry, MetaClient } from '../meta/client.js';
 import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
 import type { AttrCache } from './attrCache.js';
+import { Closer } from './closer.js';
 import { zeroPieces } from './holes.js';
 import { FileReadAhead, ReadAheadBudget } from './readAhead.js';
 import { WriteBehind, type FileWriter, type WrittenFile } from './writeBehind.js';
@@ -74,9 +75,9 @@ function writeInto(content: Buffer, offset: number, data: Buffer): Buffer {
 export class OpenFiles {
   private readonly handles = new Map<number, Handle>();
   private readonly files = new Map<number, OpenFile>();
-  /** Inodes whose last handle is closing: the metadata service must hear of the
-   *  close before it hears of a new open, or the close would undo the open. */
-  private readonly closing = new Map<number, Promise<void>>();
+  /** Last closes on their way: the metadata service must hear of a close before
+   *  it hears of a new open, or the close would undo the open. */
+  private readonly closer: Closer;
   private nextFh = 0;
   private readonly writeBehind: WriteBehind;
   private readonly readAheadBudget = new ReadAheadBudget();
@@ -88,6 +89,7 @@ export class OpenFiles {
     private readonly attrs: AttrCache,
   ) {
     this.writeBehind = new WriteBehind(agents);
+    this.closer = new Closer(meta, nodeId);
   }
 
   /** The file if this node has it open. */
@@ -106,11 +108,8 @@ export class OpenFiles {
   }
 
   /** Resolves once a close of the inode in progress has reached the metadata service. */
-  async closed(ino: number): Promise<boolean> {
-    const closing = this.closing.get(ino);
-    if (!closing) return false;
-    await closing.catch(() => {});
-    return true;
+  closed(ino: number): Promise<boolean> {
+    return this.closer.closed(ino);
   }
 
   /** A new handle for a file the metadata service has just opened for this node. */
@@ -369,12 +368,7 @@ export class OpenFiles {
         this.files.delete(file.ino);
         file.readAhead.clear();
         // not waited for: an open of the inode on this node waits for it instead (closed())
-        const closing = this.meta.close(file.ino, this.nodeId).catch((err) => {
-          log.warn(`close of inode ${file.ino}: ${(err as Error).message}`);
-        }).finally(() => {
-          if (this.closing.get(file.ino) === closing) this.closing.delete(file.ino);
-        });
-        this.closing.set(file.ino, closing);
+        void this.closer.close(file.ino);
       }
     }
   }

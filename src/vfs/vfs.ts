@@ -98,8 +98,10 @@ export class Vfs {
       },
     });
     // what this node's own calls changed is no longer as cached
-    meta.onChanged = (inos) => {
-      for (const ino of inos) this.attrs.drop(ino);
+    meta.onChanged = ({ changed, changedAttrs, changedCacheMs }) => {
+      for (const ino of changed ?? []) this.attrs.drop(ino);
+      // such as the directory a creation changed, which the kernel asks for next
+      for (const attr of changedAttrs ?? []) this.attrs.put(attr, changedCacheMs ?? 0);
     };
   }
 
@@ -369,6 +371,8 @@ export class Vfs {
     const kill = (attr.mode & S_ISUID) | ((attr.mode & S_ISGID) && (attr.mode & S_IXGRP) ? S_ISGID : 0);
     if (kill === 0) return;
     await this.meta.setattr({ target: { ino }, valid: SETATTR_MODE, mode: attr.mode & ~kill & 0o7777 });
+    // the kernel did not ask for this change: its copy of the mode is now wrong
+    setImmediate(() => void this.kernelCache?.invalidateInode(ino, false));
   }
 
   /** copy_file_range(2): the bytes are read and written by this node (the kernel
