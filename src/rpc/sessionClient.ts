@@ -9,10 +9,12 @@ import { FrameReader, FrameWriter, frameHead } from './frames.js';
 import type { RpcChannel } from './local.js';
 import { serviceDefinition } from './proto.js';
 import {
-  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_REPLY, SESSION_REQUEST,
+  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
   type Invalidation, type MetaMethods, type SessionHeader, type SessionHello,
 } from './messages.js';
-import { SESSION_PAYLOAD_MAX_BYTES, invalidationsType, sessionHeader, sessionHello } from './sessionServer.js';
+import {
+  SESSION_PAYLOAD_MAX_BYTES, SESSION_PING_MS, SESSION_SILENCE_MS, invalidationsType, sessionHeader, sessionHello,
+} from './sessionServer.js';
 
 const RETRY_FIRST_MS = 20;
 const RETRY_MAX_MS = 1000;
@@ -47,6 +49,9 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private sessions = 0;
   private readonly timer: NodeJS.Timeout;
   private waitingForRoom: (() => void)[] = [];
+  /** When the root was last heard from, and this node last sent anything. */
+  private heardMs = 0;
+  private sentMs = 0;
 
   /** onSession: a session was opened, the first or again after one was lost
    *  (then the kernel may have missed callbacks meanwhile). */
@@ -57,8 +62,26 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     private readonly onCallback: CallbackHandler,
     private readonly onSession: (first: boolean) => void,
   ) {
-    this.timer = setInterval(() => this.expire(), DEADLINE_CHECK_MS);
+    this.timer = setInterval(() => this.tick(), Math.min(DEADLINE_CHECK_MS, SESSION_PING_MS / 2));
     this.timer.unref();
+  }
+
+  /** Deadlines of calls; pings when idle; a silent root's connection is dropped
+   *  (and made again: callbacks may have been missed meanwhile). */
+  private tick(): void {
+    this.expire();
+    const socket = this.socket;
+    if (!socket || !this.out) return;
+    const now = Date.now();
+    if (now - this.heardMs > SESSION_SILENCE_MS) {
+      log.warn(`the metadata service at ${this.address} is silent: reconnecting`);
+      socket.destroy();
+      return;
+    }
+    if (now - this.sentMs >= SESSION_PING_MS) {
+      this.sentMs = now;
+      this.out.write(frameHead(sessionHeader, { id: 0, kind: SESSION_PING }, 0), null);
+    }
   }
 
   get peer(): string {
@@ -103,6 +126,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private send(socket: net.Socket, id: number, entry: Pending): void {
     entry.sentOn = socket;
     if (this.out === null || this.socket !== socket) return;
+    this.sentMs = Date.now();
     this.out.write(frameHead(sessionHeader, { id, kind: SESSION_REQUEST, method: entry.method }, entry.payload.length), entry.payload);
   }
 
@@ -140,6 +164,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           greeted = true;
           this.socket = socket;
           this.out = new FrameWriter(socket);
+          this.heardMs = this.sentMs = Date.now();
           resolve(socket);
           this.onSession(this.sessions++ === 0);
           return;
@@ -169,12 +194,18 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           waiting.reject(new FsError(E.EIO, `Meta.${waiting.method}: undecodable reply (${(err as Error).message})`));
         }
       });
+      // a root that takes the connection but never answers (stopped) is tried again
+      const greeting = setTimeout(() => {
+        if (!greeted) socket.destroy();
+      }, SESSION_SILENCE_MS);
+      greeting.unref();
       socket.on('connect', () => {
         const hello = Buffer.from(sessionHello.encode(this.hello).finish());
         socket.write(frameHead(sessionHeader, { id: 0, kind: SESSION_HELLO }, hello.length));
         socket.write(hello);
       });
       socket.on('data', (chunk: Buffer) => {
+        this.heardMs = Date.now();
         try {
           reader.push(chunk);
         } catch (err) {
@@ -184,6 +215,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
       });
       socket.on('error', () => {});
       socket.on('close', () => {
+        clearTimeout(greeting);
         if (this.socket === socket) {
           this.socket = null;
           this.out = null;

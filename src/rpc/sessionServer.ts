@@ -10,7 +10,7 @@ import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
 import { messageType, serviceDefinition } from './proto.js';
 import {
-  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_REPLY, SESSION_REQUEST,
+  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
   type Invalidation, type SessionHeader, type SessionHello,
 } from './messages.js';
 
@@ -20,6 +20,11 @@ export const SESSION_PAYLOAD_MAX_BYTES = 16 * 1024 * 1024;
 const IN_FLIGHT_PER_SESSION_MAX = 256;
 /** Callbacks one session may have unanswered. */
 const CALLBACKS_PER_SESSION_MAX = 4096;
+/** A session that says nothing for this long (a node pings every second) is
+ *  closed: its node is dead, stopped or cut off. */
+export const SESSION_SILENCE_MS = 4000;
+/** How often a node with nothing to say pings. */
+export const SESSION_PING_MS = 1000;
 
 export const sessionHeader = messageType('SessionHeader');
 export const sessionHello = messageType('SessionHello');
@@ -93,11 +98,22 @@ export class ServerSession {
 
 export class SessionServer {
   private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
+  /** Each connection, and when it was last heard from. */
+  private readonly sockets = new Map<net.Socket, number>();
   private readonly definition = serviceDefinition('Meta');
+  private readonly watchdog: NodeJS.Timeout;
 
   constructor(private readonly fsid: () => string, private readonly handler: SessionHandler, private readonly events: SessionEvents) {
     this.server = net.createServer((socket) => this.serve(socket));
+    this.watchdog = setInterval(() => {
+      const silentSince = Date.now() - SESSION_SILENCE_MS;
+      for (const [socket, heardMs] of this.sockets) {
+        if (heardMs >= silentSince) continue;
+        log.warn(`session from ${socket.remoteAddress}:${socket.remotePort} silent for ${SESSION_SILENCE_MS} ms: closing it`);
+        socket.destroy();
+      }
+    }, SESSION_PING_MS);
+    this.watchdog.unref();
   }
 
   /** Listens on host, on a port the system picks; returns the port. */
@@ -109,12 +125,13 @@ export class SessionServer {
   }
 
   close(): void {
-    for (const socket of this.sockets) socket.destroy();
+    clearInterval(this.watchdog);
+    for (const socket of this.sockets.keys()) socket.destroy();
     this.server.close();
   }
 
   private serve(socket: net.Socket): void {
-    this.sockets.add(socket);
+    this.sockets.set(socket, Date.now());
     socket.setNoDelay(true);
     let session: ServerSession | null = null;
     const out = new FrameWriter(socket);
@@ -131,6 +148,10 @@ export class SessionServer {
       }
       if (header.kind === SESSION_CALLBACK_DONE) {
         session.done(header.id);
+        return;
+      }
+      if (header.kind === SESSION_PING) {
+        reply(header.id, 0, EMPTY);
         return;
       }
       if (header.kind !== SESSION_REQUEST) throw new Error(`unexpected frame kind ${header.kind}`);
@@ -157,6 +178,7 @@ export class SessionServer {
       });
     });
     socket.on('data', (chunk: Buffer) => {
+      this.sockets.set(socket, Date.now());
       try {
         reader.push(chunk);
       } catch (err) {
