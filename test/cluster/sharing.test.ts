@@ -1,0 +1,371 @@
+// What several nodes sharing files see of each other at once: coherent kernel
+// caches (no waiting for a timeout), O_APPEND from several nodes, times kept by
+// tar x and cp -p, allocated blocks and device nodes (set-ID bits: setid.test.ts).
+// Work goes through nodes 2 and 3 mostly; node 1 is the root node.
+import { execFile, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../harness/cluster.js';
+import { NOBODY, asUser, expectErrno } from '../harness/posix.js';
+
+const MiB = 1024 * 1024;
+
+let cluster: Cluster;
+let local: string;
+let n = 0;
+const name = (prefix = 's') => `${prefix}${++n}`;
+const q = (value: string) => JSON.stringify(value);
+
+/** Runs a program to completion within timeoutMs (killed past it); never throws. */
+function runAsync(file: string, args: string[], timeoutMs: number): Promise<{ code: number | string | null; stdout: string; stderr: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const e = err as (NodeJS.ErrnoException & { code?: number | string; killed?: boolean }) | null;
+      resolve({ code: e ? (e.killed ? 'timeout' : e.code ?? 1) : 0, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}
+
+function run(file: string, args: string[], timeoutMs = 30_000): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(file, args, { encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+beforeAll(async () => {
+  cluster = await Cluster.start({ nodes: 3 });
+  // a local directory of the same machine (ext4): the reference for tar
+  local = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-sharing-local-'));
+  fs.chmodSync(local, 0o755);
+});
+afterAll(async () => {
+  await cluster?.stop();
+  if (local) fs.rmSync(local, { recursive: true, force: true });
+});
+
+describe('coherent caches: a change on one node is seen at once on the others', () => {
+  it('a rename on node 1: the old name is gone at once on node 2', () => {
+    const from = name('d');
+    const to = name('d');
+    fs.mkdirSync(cluster.path(1, from));
+    fs.mkdirSync(cluster.path(1, to));
+    for (let round = 0; round < 10; round++) {
+      const a = `a${round}`;
+      fs.writeFileSync(cluster.path(1, from, a), `r${round}`);
+      // node 2 caches the entry, the attributes and the listing
+      const ino = fs.statSync(cluster.path(2, from, a)).ino;
+      expect(fs.readdirSync(cluster.path(2, from))).toContain(a);
+      if (round % 2 === 0) {
+        fs.renameSync(cluster.path(1, from, a), cluster.path(1, from, `b${round}`));
+        expectErrno(() => fs.statSync(cluster.path(2, from, a)), 'ENOENT');
+        expect(fs.statSync(cluster.path(2, from, `b${round}`)).ino).toBe(ino);
+      } else {
+        // across directories
+        fs.renameSync(cluster.path(1, from, a), cluster.path(1, to, a));
+        expectErrno(() => fs.statSync(cluster.path(2, from, a)), 'ENOENT');
+        expect(fs.statSync(cluster.path(2, to, a)).ino).toBe(ino);
+      }
+      expect(fs.readdirSync(cluster.path(2, from))).not.toContain(a);
+    }
+  });
+
+  it('chmod 0600 on node 1: user nobody is refused at once on node 2, and let in at once after chmod 0644', () => {
+    for (let round = 0; round < 5; round++) {
+      const file = name();
+      fs.writeFileSync(cluster.path(1, file), 'secret');
+      fs.chmodSync(cluster.path(1, file), 0o644);
+      const onNode2 = cluster.path(2, file);
+      // node 2's kernel caches the attributes that let nobody in
+      expect(asUser(NOBODY, `return fs.readFileSync(${q(onNode2)}, 'utf8')`)).toBe('secret');
+      expect(fs.statSync(onNode2).mode & 0o777).toBe(0o644);
+      fs.chmodSync(cluster.path(1, file), 0o600);
+      expect(asUser(NOBODY, `fs.closeSync(fs.openSync(${q(onNode2)}, 'r'))`)).toBe('EACCES');
+      fs.chmodSync(cluster.path(1, file), 0o644);
+      expect(asUser(NOBODY, `return fs.readFileSync(${q(onNode2)}, 'utf8')`)).toBe('secret');
+    }
+  });
+
+  it('chown on node 3: the new owner may write at once on node 2', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(3, file), 'x');
+    fs.chmodSync(cluster.path(3, file), 0o644);
+    const onNode2 = cluster.path(2, file);
+    expect(asUser(NOBODY, `fs.writeFileSync(${q(onNode2)}, 'y')`)).toBe('EACCES');
+    fs.chownSync(cluster.path(3, file), NOBODY.uid, NOBODY.gid);
+    expect(asUser(NOBODY, `fs.writeFileSync(${q(onNode2)}, 'y')`)).toBe('ok');
+    expect(fs.readFileSync(cluster.path(3, file), 'utf8')).toBe('y');
+  });
+
+  it('an unlink on node 3 is seen at once on node 2', () => {
+    const dir = name('d');
+    fs.mkdirSync(cluster.path(3, dir));
+    for (let round = 0; round < 10; round++) {
+      const file = `u${round}`;
+      fs.writeFileSync(cluster.path(3, dir, file), 'x');
+      expect(fs.readFileSync(cluster.path(2, dir, file), 'utf8')).toBe('x');
+      expect(fs.readdirSync(cluster.path(2, dir))).toEqual([file]);
+      fs.unlinkSync(cluster.path(3, dir, file));
+      expectErrno(() => fs.statSync(cluster.path(2, dir, file)), 'ENOENT');
+      expectErrno(() => fs.readFileSync(cluster.path(2, dir, file)), 'ENOENT');
+      expect(fs.readdirSync(cluster.path(2, dir))).toEqual([]);
+    }
+    // and the empty directory itself, removed on node 3
+    fs.rmdirSync(cluster.path(3, dir));
+    expectErrno(() => fs.statSync(cluster.path(2, dir)), 'ENOENT');
+  });
+
+  it('a file rewritten and closed on node 1 has its new size and mtime at once on node 2, which had cached the old ones', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(1, file), 'short');
+    for (let round = 0; round < 6; round++) {
+      // node 2 caches the attributes and the pages of the current version
+      const before = fs.statSync(cluster.path(2, file), { bigint: true });
+      fs.readFileSync(cluster.path(2, file));
+      let expected: number;
+      if (round % 3 === 0) {
+        // rewritten whole (O_TRUNC)
+        expected = 100_000 + round * 4097;
+        fs.writeFileSync(cluster.path(1, file), randomBytes(expected));
+      } else if (round % 3 === 1) {
+        // grown in place, without truncation
+        expected = Number(before.size) + 3 * MiB + 1;
+        const fd = fs.openSync(cluster.path(1, file), 'r+');
+        fs.writeSync(fd, Buffer.from('z'), 0, 1, expected - 1);
+        fs.closeSync(fd);
+      } else {
+        // shrunk
+        expected = 777 + round;
+        fs.truncateSync(cluster.path(1, file), expected);
+      }
+      const after = fs.statSync(cluster.path(2, file), { bigint: true });
+      const truth = fs.statSync(cluster.path(1, file), { bigint: true });
+      expect(Number(after.size)).toBe(expected);
+      expect(after.mtimeNs).toBe(truth.mtimeNs);
+      expect(fs.statSync(cluster.path(3, file)).size).toBe(expected);
+      expect(fs.readFileSync(cluster.path(2, file)).length).toBe(expected);
+    }
+  });
+});
+
+describe('O_APPEND from two nodes at once', () => {
+  // one process per node, each writing its lines with os.write on an O_APPEND descriptor
+  const appender = `
+import os, sys
+path, tag, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+for i in range(count):
+    line = ('%s %05d ' % (tag, i) + 'abcdefghij' * (i * 37 % 23) + '\\n').encode()
+    written = os.write(fd, line)
+    if written != len(line):
+        sys.exit('short write: %d of %d' % (written, len(line)))
+os.close(fd)
+`;
+  const expectedLine = (tag: string, i: number) => `${tag} ${String(i).padStart(5, '0')} ${'abcdefghij'.repeat((i * 37) % 23)}`;
+
+  function checkLines(text: string, tags: string[], count: number, line: (tag: string, i: number) => string): void {
+    expect(text.endsWith('\n')).toBe(true);
+    const lines = text.slice(0, -1).split('\n');
+    const next = new Map(tags.map((tag) => [tag, 0]));
+    const bad: string[] = [];
+    for (const [index, got] of lines.entries()) {
+      const tag = got.split(' ')[0];
+      const i = next.get(tag);
+      if (i === undefined || got !== line(tag, i)) {
+        if (bad.length < 5) bad.push(`line ${index + 1}: ${JSON.stringify(got.slice(0, 120))}`);
+        continue;
+      }
+      next.set(tag, i + 1);
+    }
+    expect(bad).toEqual([]);
+    expect(lines.length).toBe(tags.length * count);
+    for (const tag of tags) expect(next.get(tag)).toBe(count);
+  }
+
+  it('2 x 2,000 lines written with os.write by one process on node 2 and one on node 3: every line intact', async () => {
+    const file = name('append');
+    fs.writeFileSync(cluster.path(2, file), '');
+    const [a, b] = await Promise.all([
+      runAsync('python3', ['-c', appender, cluster.path(2, file), 'node2', '2000'], 90_000),
+      runAsync('python3', ['-c', appender, cluster.path(3, file), 'node3', '2000'], 90_000),
+    ]);
+    console.log(`O_APPEND, 2 x 2000 os.write: ${a.ms} ms and ${b.ms} ms`);
+    expect([a.code, a.stderr, b.code, b.stderr]).toEqual([0, '', 0, '']);
+    for (const id of [1, 2, 3]) checkLines(fs.readFileSync(cluster.path(id, file), 'utf8'), ['node2', 'node3'], 2000, expectedLine);
+  }, 100_000);
+
+  it('2 x 1,000 lines appended with echo >> by a shell on node 2 and one on node 3: every line intact', async () => {
+    const file = name('echo');
+    fs.writeFileSync(cluster.path(3, file), '');
+    const loop = (id: number) => `for i in $(seq 0 999); do echo "node${id} $i $(printf '%0*d' $((i % 50)) 0)" >> ${q(cluster.path(id, file))} || exit 1; done`;
+    const [a, b] = await Promise.all([
+      runAsync('bash', ['-c', loop(2)], 90_000),
+      runAsync('bash', ['-c', loop(3)], 90_000),
+    ]);
+    console.log(`echo >>, 2 x 1000 lines: ${a.ms} ms and ${b.ms} ms`);
+    expect([a.code, a.stderr, b.code, b.stderr]).toEqual([0, '', 0, '']);
+    const line = (tag: string, i: number) => `${tag} ${i} ${'0'.repeat(Math.max(1, i % 50))}`;
+    for (const id of [1, 2]) checkLines(fs.readFileSync(cluster.path(id, file), 'utf8'), ['node2', 'node3'], 1000, line);
+  }, 100_000);
+});
+
+describe('times kept by tar x and cp -p', () => {
+  /** Every path under root (itself excluded), parents before children. */
+  function walk(root: string, rel = ''): string[] {
+    const out: string[] = [];
+    for (const entry of fs.readdirSync(path.join(root, rel), { withFileTypes: true }).sort((x, y) => x.name.localeCompare(y.name))) {
+      const sub = path.join(rel, entry.name);
+      out.push(sub);
+      if (entry.isDirectory()) out.push(...walk(root, sub));
+    }
+    return out;
+  }
+
+  it('tar x on node 2 of a tree with old mtimes: every file, directory and link has its archived mtime, seen from node 3', () => {
+    // the tree, built locally with touch -d, then archived (pax: nanosecond times)
+    const src = path.join(local, 'tree-src');
+    const tree = path.join(src, 'tree');
+    fs.mkdirSync(path.join(tree, 'a', 'b', 'c'), { recursive: true });
+    fs.mkdirSync(path.join(tree, 'empty'));
+    const files: [string, number][] = [['top', 10], ['a/one', 5000], ['a/b/two', 3 * MiB + 5], ['a/b/c/three', 0], ['a/b/c/four', 70_000]];
+    for (const [file, size] of files) fs.writeFileSync(path.join(tree, file), randomBytes(size));
+    fs.symlinkSync('b/two', path.join(tree, 'a', 'link'));
+    const entries = walk(src);
+    // deepest first, so that setting a child's times does not change its parent's
+    const byDepth = [...entries].sort((x, y) => y.split('/').length - x.split('/').length);
+    byDepth.forEach((entry, i) => {
+      const when = `${1995 + i}-0${1 + (i % 9)}-1${i % 10} 0${i % 10}:1${i % 10}:2${i % 10}.${String(123456789 + i * 1111).slice(0, 9)}`;
+      const touched = run('touch', ['-h', '-d', when, path.join(src, entry)]);
+      expect(touched.stderr).toBe('');
+    });
+    const archive = path.join(local, 'tree.tar');
+    expect(run('tar', ['--format=posix', '-cf', archive, '-C', src, 'tree']).status).toBe(0);
+
+    // reference: the same archive extracted on the local disk
+    const ref = path.join(local, 'tree-ref');
+    fs.mkdirSync(ref);
+    expect(run('tar', ['-xf', archive, '-C', ref]).status).toBe(0);
+    const dest = name('tar');
+    fs.mkdirSync(cluster.path(2, dest));
+    const extracted = run('tar', ['-xf', archive, '-C', cluster.path(2, dest)], 60_000);
+    expect([extracted.status, extracted.stderr]).toEqual([0, '']);
+
+    expect(walk(cluster.path(3, dest))).toEqual(walk(ref));
+    const mismatches: string[] = [];
+    for (const entry of walk(ref)) {
+      const original = fs.lstatSync(path.join(src, entry), { bigint: true });
+      const want = fs.lstatSync(path.join(ref, entry), { bigint: true });
+      const got = fs.lstatSync(cluster.path(3, dest, entry), { bigint: true });
+      // the local extraction keeps the nanoseconds: kDFS must too
+      expect(want.mtimeNs).toBe(original.mtimeNs);
+      if (got.mtimeNs !== want.mtimeNs) mismatches.push(`${entry}: mtime ${got.mtimeNs} instead of ${want.mtimeNs}`);
+      if (got.mode !== want.mode) mismatches.push(`${entry}: mode ${got.mode.toString(8)} instead of ${want.mode.toString(8)}`);
+      if (got.isFile() && got.size !== want.size) mismatches.push(`${entry}: size ${got.size} instead of ${want.size}`);
+    }
+    expect(mismatches).toEqual([]);
+    for (const [file] of files) {
+      expect(fs.readFileSync(cluster.path(3, dest, 'tree', file)).equals(fs.readFileSync(path.join(ref, 'tree', file)))).toBe(true);
+    }
+  }, 90_000);
+
+  it('cp -p to node 2 keeps the mtime, seen from node 3', () => {
+    const source = path.join(local, 'cp-source');
+    fs.writeFileSync(source, randomBytes(2 * MiB + 3));
+    expect(run('touch', ['-d', '2003-04-05 06:07:08.987654321', source]).status).toBe(0);
+    // before cp reads it (which may update its atime)
+    const want = fs.statSync(source, { bigint: true });
+    const file = name('cp');
+    expect(run('cp', ['-p', source, cluster.path(2, file)]).status).toBe(0);
+    const got = fs.statSync(cluster.path(3, file), { bigint: true });
+    expect(got.mtimeNs).toBe(want.mtimeNs);
+    expect(got.atimeNs).toBe(want.atimeNs);
+    expect(got.size).toBe(want.size);
+  });
+
+  it('times set on an open file after writing to it survive its close', () => {
+    const file = name('utime');
+    const fd = fs.openSync(cluster.path(2, file), 'w');
+    fs.writeSync(fd, randomBytes(MiB + 17));
+    fs.futimesSync(fd, new Date('2002-02-02T02:02:02.5Z'), new Date('2001-01-01T01:01:01.25Z'));
+    fs.closeSync(fd);
+    for (const id of [2, 3, 1]) {
+      const st = fs.statSync(cluster.path(id, file), { bigint: true });
+      expect(st.mtimeNs).toBe(BigInt(Date.parse('2001-01-01T01:01:01.25Z')) * 1_000_000n);
+      expect(st.size).toBe(BigInt(MiB + 17));
+    }
+  });
+});
+
+describe('st_blocks counts the blocks really allocated', () => {
+  const writeSparse = (file: string, size: number, writes: [number, number][]) => {
+    const fd = fs.openSync(file, 'w');
+    fs.ftruncateSync(fd, size);
+    for (const [offset, length] of writes) fs.writeSync(fd, randomBytes(length), 0, length, offset);
+    fs.closeSync(fd);
+  };
+  const duBytes = (file: string) => Number(run('du', ['-B1', file]).stdout.split('\t')[0]);
+
+  it('a 100 MiB sparse file with 1 MiB written in the middle is sparse, seen from another node', () => {
+    for (const offset of [50 * MiB, 50 * MiB + 12345]) {
+      const file = name('sparse');
+      writeSparse(cluster.path(2, file), 100 * MiB, [[offset, MiB]]);
+      const st = fs.statSync(cluster.path(3, file));
+      expect(st.size).toBe(100 * MiB);
+      // about 1 MiB (a misaligned MiB touches one more page on each side), far below 100 MiB
+      expect(st.blocks * 512).toBeGreaterThanOrEqual(MiB);
+      expect(st.blocks * 512).toBeLessThanOrEqual(MiB + 64 * 1024);
+      expect(duBytes(cluster.path(3, file))).toBe(st.blocks * 512);
+    }
+    const empty = name('sparse');
+    writeSparse(cluster.path(2, empty), 100 * MiB, []);
+    expect(fs.statSync(cluster.path(3, empty)).blocks).toBe(0);
+  });
+
+  it('a dense file has about size/512 blocks, seen from another node', () => {
+    for (const size of [8 * MiB, 5 * MiB + 1000]) {
+      const file = name('dense');
+      fs.writeFileSync(cluster.path(2, file), randomBytes(size));
+      const st = fs.statSync(cluster.path(3, file));
+      expect(st.size).toBe(size);
+      expect(st.blocks * 512).toBeGreaterThanOrEqual(size);
+      expect(st.blocks * 512).toBeLessThanOrEqual(size + 64 * 1024);
+      expect(duBytes(cluster.path(1, file))).toBe(st.blocks * 512);
+    }
+  });
+});
+
+describe('device nodes', () => {
+  it('a character device made by root on node 2 (c 1 3) behaves like /dev/null on node 3', () => {
+    const dev = name('null');
+    const made = run('mknod', ['-m', '0666', cluster.path(2, dev), 'c', '1', '3']);
+    expect([made.status, made.stderr]).toEqual([0, '']);
+    const st = fs.statSync(cluster.path(3, dev));
+    expect(st.isCharacterDevice()).toBe(true);
+    expect(st.rdev).toBe(fs.statSync('/dev/null').rdev);
+    // written to: swallowed; read from: end of file at once
+    fs.writeFileSync(cluster.path(3, dev), randomBytes(MiB));
+    const dd = run('dd', ['if=/dev/zero', `of=${cluster.path(3, dev)}`, 'bs=1M', 'count=8', 'status=none']);
+    expect([dd.status, dd.stderr]).toEqual([0, '']);
+    expect(fs.readFileSync(cluster.path(3, dev)).length).toBe(0);
+    const fd = fs.openSync(cluster.path(3, dev), 'r+');
+    expect(fs.writeSync(fd, Buffer.from('hello'))).toBe(5);
+    expect(fs.readSync(fd, Buffer.alloc(100), 0, 100, null)).toBe(0);
+    fs.closeSync(fd);
+    // the node itself is unchanged, and another user may use it too (mode 0666)
+    expect(fs.statSync(cluster.path(3, dev)).size).toBe(0);
+    expect(asUser(NOBODY, `fs.writeFileSync(${q(cluster.path(3, dev))}, 'x'); return fs.readFileSync(${q(cluster.path(3, dev))}).length`)).toBe(0);
+    expect(fs.readFileSync(cluster.path(2, dev)).length).toBe(0);
+  });
+
+  it('a character device c 1 5 made on node 2 reads zeros on node 3, like /dev/zero', () => {
+    const dev = name('zero');
+    expect(run('mknod', [cluster.path(2, dev), 'c', '1', '5']).status).toBe(0);
+    const fd = fs.openSync(cluster.path(3, dev), 'r');
+    const buf = Buffer.alloc(65536, 0xaa);
+    expect(fs.readSync(fd, buf, 0, buf.length, null)).toBe(buf.length);
+    fs.closeSync(fd);
+    expect(buf.every((b) => b === 0)).toBe(true);
+  });
+});
