@@ -84,6 +84,7 @@ export class LockService {
       if (reply?.errno) log.warn(`node ${nodeId} could not reclaim a lock of inode ${request.ino}: ${reply.errno === E.EAGAIN ? 'held by another' : reply.errno}`);
     }
     this.reclaimed.add(nodeId);
+    if (locks.length > 0) log.info(`node ${nodeId} reclaimed ${locks.length} file lock(s)`);
     if (this.members().every((id) => this.reclaimed.has(id))) this.endGrace('every node reclaimed its locks');
   }
 
@@ -91,7 +92,7 @@ export class LockService {
     if (this.graceOver) return;
     this.graceOver = true;
     clearTimeout(this.graceTimer);
-    log.debug(`file locks: ${why}`);
+    log.info(`file locks: ${why}`);
     for (const resume of this.afterGrace.splice(0)) resume();
   }
 }

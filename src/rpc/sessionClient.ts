@@ -47,6 +47,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private nextId = 1;
   private closed = false;
   private sessions = 0;
+  private reconnecting = false;
   private readonly timer: NodeJS.Timeout;
   private waitingForRoom: (() => void)[] = [];
   /** When the root was last heard from, and this node last sent anything. */
@@ -64,6 +65,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   ) {
     this.timer = setInterval(() => this.tick(), Math.min(DEADLINE_CHECK_MS, SESSION_PING_MS / 2));
     this.timer.unref();
+    void this.connectAndFlush();
   }
 
   /** Deadlines of calls; pings when idle; a silent root's connection is dropped
@@ -96,7 +98,8 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   moveTo(address: string): void {
     if (!address || address === this.address) return;
     this.address = address;
-    this.socket?.destroy();
+    if (this.socket) this.socket.destroy();
+    else void this.connectAndFlush();
   }
 
   async call<K extends keyof MetaMethods & string>(method: K, request: MetaMethods[K][0], deadlineMs = this.deadlineMs): Promise<MetaMethods[K][1]> {
@@ -130,19 +133,25 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     this.out.write(frameHead(sessionHeader, { id, kind: SESSION_REQUEST, method: entry.method }, entry.payload.length), entry.payload);
   }
 
-  /** Makes a connection (retrying until the calls waiting expire), then sends what waits. */
+  /** Keeps a session open, calls waiting or not (the root must hear of this
+   *  node's locks, and this node of the root's callbacks): connects, retrying,
+   *  and sends what waits. */
   private async connectAndFlush(): Promise<void> {
-    for (let backoffMs = RETRY_FIRST_MS; !this.closed && this.pending.size > 0; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
-      try {
-        const socket = await this.connect();
-        for (const [id, entry] of this.pending) if (entry.sentOn !== socket) this.send(socket, id, entry);
-        return;
-      } catch (err) {
-        if (!(err instanceof ConnectionLost)) {
-          log.warn(`metadata session: ${(err as Error).message}`);
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    try {
+      for (let backoffMs = RETRY_FIRST_MS; !this.closed; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
+        try {
+          const socket = await this.connect();
+          for (const [id, entry] of this.pending) if (entry.sentOn !== socket) this.send(socket, id, entry);
+          return;
+        } catch (err) {
+          if (!(err instanceof ConnectionLost)) log.warn(`metadata session: ${(err as Error).message}`);
+          await new Promise((resolve) => setTimeout(resolve, backoffMs));
         }
-        await new Promise((resolve) => setTimeout(resolve, backoffMs));
       }
+    } finally {
+      this.reconnecting = false;
     }
   }
 
@@ -222,12 +231,8 @@ export class SessionClient implements RpcChannel<MetaMethods> {
         }
         if (!greeted) reject(new ConnectionLost('cannot connect'));
         // what was sent on it goes again on the next connection
-        let waiting = false;
-        for (const entry of this.pending.values()) {
-          if (entry.sentOn === socket) entry.sentOn = null;
-          waiting = true;
-        }
-        if (waiting && !this.closed && greeted) void this.connectAndFlush();
+        for (const entry of this.pending.values()) if (entry.sentOn === socket) entry.sentOn = null;
+        if (!this.closed && greeted) void this.connectAndFlush();
       });
     }).finally(() => {
       this.connecting = null;
