@@ -3,7 +3,7 @@
 # A second run finds everything in place and changes nothing.
 #  1. Debian packages: libfuse3 (its -dev and a C toolchain to build the FUSE
 #     binding), fuse for fusermount, attr for setfattr/getfattr, fio for the
-#     benchmark.
+#     benchmark, sqlite3 for the test of SQLite used from two nodes.
 #  2. npm dependencies, exactly as package-lock.json pins them.
 #  3. The FUSE binding (native/fuse, which npm links as node_modules/kdfs-fuse)
 #     built against the system libfuse3, when its sources changed.
@@ -16,7 +16,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. Debian packages
 need=()
-for pkg in libfuse3-3 libfuse3-dev fuse pkg-config make g++ python3 attr fio; do
+for pkg in libfuse3-3 libfuse3-dev fuse pkg-config make g++ python3 attr fio sqlite3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -138,8 +138,8 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 
 /** setlk and flock: answered once granted, refused, or (a wait) interrupted. */
-function lockRequest(vfs: Vfs, slot: number, request: Omit<LockRequest, 'test' | 'waitId'>): void {
-  vfs.setlk(request, (waitId) => lockWaits.set(slot, waitId)).then(() => replyOk(slot), (err) => {
+function lockRequest(vfs: Vfs, slot: number, request: Omit<LockRequest, 'test' | 'waitId'>, fh?: number): void {
+  vfs.setlk(request, (waitId) => lockWaits.set(slot, waitId), fh).then(() => replyOk(slot), (err) => {
     // a conflict is an answer, not a fault
     if (err instanceof FsError && (err.errno === E.EAGAIN || err.errno === E.EINTR)) ll.replyErr(slot, err.errno);
     else fail('lock', slot)(err);
@@ -212,17 +212,21 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         );
         return;
       case OP.write:
-        vfs.write(A[5], data!, A[7], A[8] !== 0).then((n) => ll.replyWrite(slot, n), fail('write', slot));
+        vfs.write(A[5], data!, A[7], A[8] !== 0 ? { uid: A[0], gid: A[1], pid: A[2] } : null).then((n) => ll.replyWrite(slot, n), fail('write', slot));
         return;
       case OP.copy_file_range:
         vfs.copyFileRange(A[5], A[6], A[8], A[9], A[10]).then((n) => ll.replyWrite(slot, n), fail('copy_file_range', slot));
         return;
-      case OP.flush:
-        vfs.flush(A[5]).then(() => replyOk(slot), fail('flush', slot));
+      case OP.flush: {
+        // close(2): the closer's POSIX locks on the file go (the kernel leaves that to us)
+        const fh = A[5];
+        vfs.flush(fh).then(() => (s1 !== null ? vfs.locks.releasePosix(ino, s1) : undefined)).then(() => replyOk(slot), fail('flush', slot));
         return;
+      }
       case OP.release: {
         const fh = A[5];
-        const released = A[6] && s1 !== null ? vfs.locks.releaseFlock(ino, s1) : Promise.resolve();
+        const flock = A[6] && s1 !== null ? vfs.locks.releaseFlock(ino, s1) : Promise.resolve();
+        const released = flock.then(() => vfs.locks.releaseHandle(ino, fh));
         released.finally(() => vfs.release(fh)).then(() => replyOk(slot), fail('release', slot));
         return;
       }
@@ -233,7 +237,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         );
         return;
       case OP.setlk:
-        lockRequest(vfs, slot, { ino, owner: s1 ?? '', kind: LOCK_POSIX, type: A[6], start: A[7], end: A[8], pid: A[9], wait: A[10] === 1 });
+        lockRequest(vfs, slot, { ino, owner: s1 ?? '', kind: LOCK_POSIX, type: A[6], start: A[7], end: A[8], pid: A[9], wait: A[10] === 1 }, A[5]);
         return;
       case OP.flock: {
         const operation = A[6];

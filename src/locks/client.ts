@@ -6,7 +6,7 @@
 import { check } from '../common/errno.js';
 import { log } from '../common/log.js';
 import type { MetaClient } from '../meta/client.js';
-import { F_UNLCK, LOCK_FLOCK, type LockReply, type LockRequest } from '../rpc/messages.js';
+import { F_UNLCK, LOCK_FLOCK, LOCK_POSIX, type LockReply, type LockRequest } from '../rpc/messages.js';
 
 /** Requests remembered per lock owner and file for reclaiming; past it the oldest
  *  are merged away by replaying them (see remember). */
@@ -21,6 +21,10 @@ export interface LockHooks {
 
 export class NodeLocks {
   private readonly held = new Map<string, LockRequest[]>();
+  /** The open file descriptions (FUSE file handles) each POSIX lock owner took
+   *  locks through: an owner seen through one only may be an OFD lock's, which
+   *  goes with the description's last close. */
+  private readonly handlesOf = new Map<string, Set<number>>();
   private nextWaitId = 1;
 
   constructor(private readonly meta: MetaClient, private readonly hooks: LockHooks) {}
@@ -34,7 +38,13 @@ export class NodeLocks {
 
   /** F_SETLK(W), flock: waits if `wait`, until granted or cancelled (EINTR) with
    *  the wait id handed to onWait. */
-  async set(request: Omit<LockRequest, 'test' | 'waitId'>, onWait?: (waitId: number) => void): Promise<void> {
+  async set(request: Omit<LockRequest, 'test' | 'waitId'>, onWait?: (waitId: number) => void, fh?: number): Promise<void> {
+    if (fh !== undefined && request.kind === LOCK_POSIX && request.type !== F_UNLCK) {
+      const k = key(request.ino, LOCK_POSIX, request.owner);
+      let handles = this.handlesOf.get(k);
+      if (!handles) this.handlesOf.set(k, (handles = new Set()));
+      handles.add(fh);
+    }
     if (request.type === F_UNLCK) await this.hooks.releasing(request.ino);
     const waitId = this.nextWaitId++;
     onWait?.(waitId);
@@ -47,6 +57,26 @@ export class NodeLocks {
   /** The process waiting was interrupted: its wait answers EINTR. */
   cancel(waitId: number): void {
     this.meta.cancelLock(waitId).catch((err) => log.warn(`cancelling a lock wait: ${(err as Error).message}`));
+  }
+
+  /** A close(2) by a lock owner (a process's file table): its POSIX locks on the
+   *  file go, as on Linux, whichever of its descriptors of the file it closed. */
+  async releasePosix(ino: number, owner: string): Promise<void> {
+    if (!this.held.has(key(ino, LOCK_POSIX, owner))) return;
+    await this.set({ ino, owner, kind: LOCK_POSIX, type: F_UNLCK, start: 0, end: -1, pid: 0 });
+  }
+
+  /** The last close of an open file description: the locks of an owner that
+   *  used only it go (an OFD lock's owner is the description; a process's locks
+   *  went already with the close(2) that preceded, see releasePosix). */
+  async releaseHandle(ino: number, fh: number): Promise<void> {
+    for (const [k, handles] of this.handlesOf) {
+      if (!handles.delete(fh) || !k.startsWith(`${ino}:`)) continue;
+      if (handles.size > 0) continue;
+      this.handlesOf.delete(k);
+      const owner = k.slice(k.lastIndexOf(':') + 1);
+      await this.releasePosix(ino, owner);
+    }
   }
 
   /** The last close of an open file description: its flock goes. */
@@ -66,6 +96,7 @@ export class NodeLocks {
     const whole = request.kind === LOCK_FLOCK || (request.start === 0 && request.end === -1);
     if (request.type === F_UNLCK && whole) {
       this.held.delete(k);
+      if (request.kind === LOCK_POSIX) this.handlesOf.delete(k);
       return;
     }
     // a lock over everything the owner had replaces it all

@@ -80,7 +80,12 @@ export class LockService {
       } catch {
         continue;
       }
-      const reply = this.table.request(nodeId, { ...request, wait: false, test: false }, () => {});
+      // field by field: a decoded message keeps its defaults (0) on its prototype, which a spread loses
+      const held = {
+        ino: request.ino, owner: request.owner, kind: request.kind, type: request.type, start: request.start, end: request.end,
+        pid: request.pid, wait: false, test: false,
+      };
+      const reply = this.table.request(nodeId, held, () => {});
       if (reply?.errno) log.warn(`node ${nodeId} could not reclaim a lock of inode ${request.ino}: ${reply.errno === E.EAGAIN ? 'held by another' : reply.errno}`);
     }
     this.reclaimed.add(nodeId);

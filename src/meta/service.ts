@@ -101,7 +101,10 @@ export class MetaService {
     this.locks.sessionOpened(target.nodeId, target.incarnation);
   }
 
+  /** A session ended. Only the node's current one counts: its next session may
+   *  have opened before the old connection's end was noticed. */
   detach(target: CallbackTarget): void {
+    if (this.coherence.target(target.nodeId) !== target) return;
     this.coherence.detach(target);
     this.locks.sessionClosed(target.nodeId);
   }

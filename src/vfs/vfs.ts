@@ -11,7 +11,7 @@
 //   file asks the metadata service for fresh attributes: if another node changed
 //   the file, the kernel drops its cached attributes and pages (KernelView).
 // - An inode that is gone is ESTALE, so that the kernel looks its name up again.
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { E, FsError } from '../common/errno.js';
 import { ATTR_TIMEOUT_S, FILE_MAX_BYTES } from '../common/limits.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
@@ -40,6 +40,21 @@ export interface Opened {
    *  only cost a copy of everything written), and for O_APPEND writes when the
    *  kernel's size may be stale. */
   directIo: boolean;
+}
+
+/** A process writing, as the kernel names it. */
+export interface Writer { uid: number; gid: number; pid: number }
+
+/** Whether a process is in group gid: its group, or one of its supplementary
+ *  groups (from /proc; a process gone meanwhile is in no other). */
+function inGroup(writer: Writer, gid: number): boolean {
+  if (writer.gid === gid) return true;
+  try {
+    const line = /^Groups:(.*)$/m.exec(readFileSync(`/proc/${writer.pid}/status`, 'utf8'))?.[1] ?? '';
+    return line.trim().split(/\s+/).filter(Boolean).map(Number).includes(gid);
+  } catch {
+    return false;
+  }
 }
 
 /** copy_file_range moves this much at a time. */
@@ -178,8 +193,8 @@ export class Vfs {
   }
 
   /** F_SETLK(W) and flock; onWait gets the id that cancelLockWait takes. */
-  setlk(request: Omit<LockRequest, 'test' | 'waitId'>, onWait?: (waitId: number) => void): Promise<void> {
-    return this.locks.set(request, onWait);
+  setlk(request: Omit<LockRequest, 'test' | 'waitId'>, onWait?: (waitId: number) => void, fh?: number): Promise<void> {
+    return this.locks.set(request, onWait, fh);
   }
 
   cancelLockWait(waitId: number): void {
@@ -349,11 +364,11 @@ export class Vfs {
     return this.files.read(fh, size, offset);
   }
 
-  /** killSetId: the writer may not keep set-ID bits (the kernel's
+  /** killSetIdOf: a writer that may not keep set-ID bits (the kernel's
    *  FUSE_WRITE_KILL_SUIDGID): they are cleared, as ext4 does. */
-  async write(fh: number, data: Buffer, offset: number, killSetId = false): Promise<number> {
+  async write(fh: number, data: Buffer, offset: number, killSetIdOf: Writer | null = null): Promise<number> {
     const handle = this.files.handle(fh);
-    if (killSetId) await this.killSetId(handle.file.ino);
+    if (killSetIdOf) await this.killSetId(handle.file.ino, killSetIdOf);
     const { file, end } = await this.files.write(fh, data, offset);
     if (handle.append) {
       this.kernel.forget(file.ino);
@@ -365,10 +380,12 @@ export class Vfs {
     return data.length;
   }
 
-  private async killSetId(ino: number): Promise<void> {
+  private async killSetId(ino: number, writer: Writer): Promise<void> {
     const { attr } = this.attrs.get(ino) ?? (await this.meta.getattr({ ino }));
-    // S_ISGID without group execute marks mandatory locking, not a set-group-ID program
-    const kill = (attr.mode & S_ISUID) | ((attr.mode & S_ISGID) && (attr.mode & S_IXGRP) ? S_ISGID : 0);
+    // as the kernel's setattr_should_drop_sgid: set-group-ID without group
+    // execute goes only for a writer outside the file's group
+    const dropGid = (attr.mode & S_ISGID) !== 0 && ((attr.mode & S_IXGRP) !== 0 || !inGroup(writer, attr.gid));
+    const kill = (attr.mode & S_ISUID) | (dropGid ? S_ISGID : 0);
     if (kill === 0) return;
     await this.meta.setattr({ target: { ino }, valid: SETATTR_MODE, mode: attr.mode & ~kill & 0o7777 });
     // the kernel did not ask for this change: its copy of the mode is now wrong
