@@ -36,7 +36,7 @@ export class MetaClient {
   /** Told of what each call changed (ErrnoReply.changed). */
   onChanged: ((changed: ChangedInReply) => void) | null = null;
 
-  constructor(channel: RpcChannel<MetaMethods>) {
+  constructor(private readonly channel: RpcChannel<MetaMethods>) {
     this.rpc = {
       call: async (method, request, deadlineMs) => {
         const reply = await channel.call(method, request, deadlineMs);
@@ -56,6 +56,11 @@ export class MetaClient {
 
   setFsid(fsid: string): void {
     this.rpc.setFsid(fsid);
+  }
+
+  /** How long this node may still use what the service granted it. */
+  leaseRemainingMs(): number {
+    return this.channel.leaseRemainingMs?.() ?? Infinity;
   }
 
   /** Registration answers with errno and a reason rather than throwing: the caller reports it. */

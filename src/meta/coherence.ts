@@ -1,10 +1,12 @@
-// Cache coherence of the nodes' kernels. The metadata service remembers what it
-// told each node's kernel it may cache (grants: the attributes of an inode, the
-// entries of a directory), each for at most CACHE_LEASE_MS. Before a change that
-// makes a grant wrong is acknowledged, the service calls the node back to drop
-// it, and waits for its answer at most until the grant expires: a dead or
-// stopped node delays a change by CACHE_LEASE_MS at most, and its kernel's copy
-// is expired by then (the node gave its kernel the grant's time, no more).
+// Cache coherence of the nodes. The metadata service remembers what it told each
+// node it may cache (grants: the attributes of an inode, the entries of a
+// directory), for GRANT_MS. Before a change that makes a grant wrong is
+// acknowledged, the service calls the node back to drop it, and waits for its
+// answer at most until the grant expires or the node's lease does. A node's
+// lease runs CACHE_LEASE_MS from when the service last heard from it (it pings
+// every second): a node uses what it was granted only while its lease holds, and
+// gives its kernel no timeout past its lease. So a dead or stopped node delays a
+// change by CACHE_LEASE_MS at most, and its kernel's copy has expired by then.
 //
 // A grant is only given for what is still current once the reply is made: a
 // change committed after the transaction that read it (store sequence numbers)
@@ -14,18 +16,23 @@ import {
   CHANGED_MTIME, CHANGED_SIZE, INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_ENTRY, type Invalidation,
 } from '../rpc/messages.js';
 
-/** How long a node's kernel may cache attributes and entries without asking again. */
+/** A node's lease: how long after the service last heard from it a node may use
+ *  what it was granted, and the longest a node's kernel caches without asking. */
 export const CACHE_LEASE_MS = 4000;
+/** How long a grant lasts (the node renews its lease meanwhile). */
+export const GRANT_MS = 60_000;
 /** Slack for the time a reply takes to reach the node's kernel. */
 const DELIVERY_MARGIN_MS = 250;
 /** Grants remembered in all; past it, replies are not cacheable (memory bound). */
 const GRANTS_MAX = 2_000_000;
-const SWEEP_INTERVAL_MS = CACHE_LEASE_MS;
+const SWEEP_INTERVAL_MS = 10_000;
 
 /** What a node answers callbacks with: resolves once its kernel dropped them. */
 export interface CallbackTarget {
   readonly nodeId: number;
   callback(items: Invalidation[]): Promise<void>;
+  /** Until when the node may use its grants: CACHE_LEASE_MS after it was last heard from. */
+  leaseUntilMs(): number;
   /** Requests of this node being served that wait for callbacks of their own:
    *  its kernel may hold a directory lock a callback to it would wait for. */
   waitingForCallbacks: number;
@@ -95,10 +102,10 @@ export class Coherence {
    *  dir; returns how long its kernel may cache them (0: not at all). */
   grant(nodeId: number, ino: number, dir: number | null): number {
     if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId) || this.count >= GRANTS_MAX) return 0;
-    const until = Date.now() + CACHE_LEASE_MS + DELIVERY_MARGIN_MS;
+    const until = Date.now() + GRANT_MS + DELIVERY_MARGIN_MS;
     this.hold(this.attrs, ino, nodeId, until);
     if (dir !== null) this.hold(this.dirs, dir, nodeId, until);
-    return CACHE_LEASE_MS;
+    return GRANT_MS;
   }
 
   /** Calls back every node but the one that made them whose kernel may hold what
@@ -107,8 +114,11 @@ export class Coherence {
   async invalidate(changes: Changes, originNodeId: number): Promise<void> {
     const now = Date.now();
     const byNode = new Map<number, { items: Invalidation[]; untilMs: number }>();
-    const add = (nodeId: number, untilMs: number, item: Invalidation) => {
+    const add = (nodeId: number, grantUntilMs: number, item: Invalidation) => {
       if (nodeId === originNodeId) return;
+      // past its lease, the node uses nothing it was granted
+      const untilMs = Math.min(grantUntilMs, (this.targets.get(nodeId)?.leaseUntilMs() ?? 0) + DELIVERY_MARGIN_MS);
+      if (untilMs <= now) return;
       let batch = byNode.get(nodeId);
       if (!batch) byNode.set(nodeId, (batch = { items: [], untilMs }));
       batch.items.push(item);
@@ -123,7 +133,7 @@ export class Coherence {
         this.attrs.delete(ino);
       }
       // a node with the file open may hold its pages, granted or not
-      if (data) for (const nodeId of this.openOn(ino)) if (this.targets.has(nodeId)) add(nodeId, now + CACHE_LEASE_MS, item);
+      if (data) for (const nodeId of this.openOn(ino)) if (this.targets.has(nodeId)) add(nodeId, Infinity, item);
     }
     for (const { parent, name } of changes.entries) {
       const holders = this.dirs.get(parent);

@@ -129,7 +129,10 @@ export class KdfsNode {
       }));
       meta.sessionAddress = `${host}:${await sessions.listen(host)}`;
       // the root's own kernel is called back in-process
-      meta.attach({ nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items), waitingForCallbacks: 0 });
+      meta.attach({
+        nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items), waitingForCallbacks: 0,
+        leaseUntilMs: () => Infinity, // the root's own: never cut off from itself
+      });
       // the root's own locks went with its mount
       meta.locks.reclaim(this.nodeId, []);
     }

@@ -11,6 +11,9 @@ export interface RpcChannel<M extends Methods> {
   call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs?: number): Promise<M[K][1]>;
   setFsid(fsid: string): void;
   close(): void;
+  /** How long the caller may still use what the service granted it (see
+   *  src/meta/coherence.ts); none: forever (in-process, or no grants). */
+  leaseRemainingMs?(): number;
 }
 
 export class LocalChannel<M extends Methods> implements RpcChannel<M> {

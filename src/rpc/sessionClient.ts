@@ -6,6 +6,7 @@ import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
+import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import type { RpcChannel } from './local.js';
 import { serviceDefinition } from './proto.js';
 import {
@@ -22,9 +23,13 @@ const RETRY_MAX_MS = 1000;
 const DEADLINE_CHECK_MS = 500;
 /** Calls one session sends at once; more wait for a free place. */
 const IN_FLIGHT_MAX = 1024;
+/** Pings whose reply is awaited, at most (a silent root is dropped long before). */
+const PINGS_REMEMBERED_MAX = 16;
 
 interface Pending {
   method: string;
+  /** When it was last sent: its reply renews the lease from then. */
+  sentMs: number;
   payload: Buffer;
   deadline: number;
   resolve: (reply: unknown) => void;
@@ -53,6 +58,11 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   /** When the root was last heard from, and this node last sent anything. */
   private heardMs = 0;
   private sentMs = 0;
+  /** Until when this node may use what it was granted: CACHE_LEASE_MS after it
+   *  sent a request the root has answered (the root counts from when it heard
+   *  it, later). Pings in flight, by id, with when they were sent. */
+  private leaseUntilMs = 0;
+  private readonly pings = new Map<number, number>();
 
   /** onSession: a session was opened, the first or again after one was lost
    *  (then the kernel may have missed callbacks meanwhile). */
@@ -82,8 +92,21 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     }
     if (now - this.sentMs >= SESSION_PING_MS) {
       this.sentMs = now;
-      this.out.write(frameHead(sessionHeader, { id: 0, kind: SESSION_PING }, 0), null);
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+      this.pings.set(id, now);
+      if (this.pings.size > PINGS_REMEMBERED_MAX) this.pings.delete(this.pings.keys().next().value as number);
+      this.out.write(frameHead(sessionHeader, { id, kind: SESSION_PING }, 0), null);
     }
+  }
+
+  /** How long this node may still use what it was granted (0: its lease is lost). */
+  leaseRemainingMs(): number {
+    return Math.max(0, this.leaseUntilMs - Date.now());
+  }
+
+  private renewLease(sentMs: number): void {
+    if (sentMs + CACHE_LEASE_MS > this.leaseUntilMs) this.leaseUntilMs = sentMs + CACHE_LEASE_MS;
   }
 
   get peer(): string {
@@ -110,7 +133,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
-      const entry: Pending = { method, payload, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
+      const entry: Pending = { method, payload, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
       this.pending.set(id, entry);
       if (this.socket) this.send(this.socket, id, entry);
       else void this.connectAndFlush();
@@ -129,7 +152,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private send(socket: net.Socket, id: number, entry: Pending): void {
     entry.sentOn = socket;
     if (this.out === null || this.socket !== socket) return;
-    this.sentMs = Date.now();
+    this.sentMs = entry.sentMs = Date.now();
     this.out.write(frameHead(sessionHeader, { id, kind: SESSION_REQUEST, method: entry.method }, entry.payload.length), entry.payload);
   }
 
@@ -190,9 +213,16 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           return;
         }
         if (header.kind !== SESSION_REPLY) return;
+        const pinged = this.pings.get(header.id);
+        if (pinged !== undefined) {
+          this.pings.delete(header.id);
+          this.renewLease(pinged);
+          return;
+        }
         const waiting = this.pending.get(header.id);
         if (!waiting || waiting.sentOn !== socket) return;
         this.pending.delete(header.id);
+        this.renewLease(waiting.sentMs);
         if (header.errno) {
           waiting.reject(new FsError(E.EIO, `Meta.${waiting.method} at ${this.address}: ${header.errno === E.EINVAL ? 'unknown method' : 'failed'}`));
           return;
@@ -228,6 +258,9 @@ export class SessionClient implements RpcChannel<MetaMethods> {
         if (this.socket === socket) {
           this.socket = null;
           this.out = null;
+          // the root forgets this node's grants with its session
+          this.leaseUntilMs = 0;
+          this.pings.clear();
         }
         if (!greeted) reject(new ConnectionLost('cannot connect'));
         // what was sent on it goes again on the next connection

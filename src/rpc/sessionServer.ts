@@ -8,6 +8,7 @@ import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
+import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { messageType, serviceDefinition } from './proto.js';
 import {
   SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
@@ -51,6 +52,13 @@ export class ServerSession {
   inFlight = 0;
   /** ...of which wait for callbacks of their own (see Coherence). */
   waitingForCallbacks = 0;
+  /** When the node was last heard from. */
+  heardMs = Date.now();
+
+  /** The node's lease: it uses what it was granted until then. */
+  leaseUntilMs(): number {
+    return this.heardMs + CACHE_LEASE_MS;
+  }
 
   constructor(readonly nodeId: number, readonly incarnation: string, private readonly socket: net.Socket, private readonly out: FrameWriter) {}
 
@@ -178,7 +186,9 @@ export class SessionServer {
       });
     });
     socket.on('data', (chunk: Buffer) => {
-      this.sockets.set(socket, Date.now());
+      const now = Date.now();
+      this.sockets.set(socket, now);
+      if (session) session.heardMs = now;
       try {
         reader.push(chunk);
       } catch (err) {

@@ -1,16 +1,17 @@
-// Directories whose every name this node knows, while the metadata service
+// Directories whose every entry this node knows, while the metadata service
 // grants it their entries (it calls the node back before another node changes
-// one): a name they lack is answered "no such entry" without a call. That is
-// the lookup the kernel makes before every creation, which otherwise costs a
-// round trip to the root from any other node. A directory is known from its
-// creation by this node; the knowledge holds while grants follow each other
-// without a gap, and goes at the first change made elsewhere.
+// one): a name they lack is answered "no such entry" without a call (the lookup
+// the kernel makes before every creation, which otherwise costs a round trip to
+// the root from any other node), and a name they have gives its inode. A
+// directory is known from its creation by this node; the knowledge holds while
+// grants follow each other without a gap, and goes at the first change made
+// elsewhere.
 
 /** Directories known, and names in one, at most: past these, knowledge is dropped. */
 const DIRS_MAX = 1024;
 const NAMES_MAX = 65_536;
 
-interface Known { names: Set<string>; untilMs: number }
+interface Known { names: Map<string, number>; untilMs: number }
 
 export class DirKnowledge {
   private readonly dirs = new Map<number, Known>();
@@ -19,7 +20,7 @@ export class DirKnowledge {
   created(dir: number, cacheMs: number): void {
     if (cacheMs <= 0) return;
     this.dirs.delete(dir);
-    this.dirs.set(dir, { names: new Set(), untilMs: Date.now() + cacheMs });
+    this.dirs.set(dir, { names: new Map(), untilMs: Date.now() + cacheMs });
     if (this.dirs.size > DIRS_MAX) this.dirs.delete(this.dirs.keys().next().value as number);
   }
 
@@ -33,22 +34,23 @@ export class DirKnowledge {
     else known.untilMs = Math.max(known.untilMs, now + cacheMs);
   }
 
-  /** True if dir is known and has no entry `name`. */
-  absent(dir: number, name: string): boolean {
+  /** What the directory has under `name`: its inode, 0 if nothing, or null if
+   *  the directory is not known. */
+  lookup(dir: number, name: string): number | null {
     const known = this.dirs.get(dir);
-    if (!known) return false;
+    if (!known) return null;
     if (known.untilMs <= Date.now()) {
       this.dirs.delete(dir);
-      return false;
+      return null;
     }
-    return !known.names.has(name);
+    return known.names.get(name) ?? 0;
   }
 
-  /** This node added or removed a name. */
-  added(dir: number, name: string): void {
+  /** This node added a name (of inode ino) or removed one. */
+  added(dir: number, name: string, ino: number): void {
     const known = this.dirs.get(dir);
     if (!known) return;
-    known.names.add(name);
+    known.names.set(name, ino);
     if (known.names.size > NAMES_MAX) this.dirs.delete(dir);
   }
 

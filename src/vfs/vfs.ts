@@ -14,6 +14,7 @@
 import { constants, readFileSync } from 'node:fs';
 import { E, FsError } from '../common/errno.js';
 import { ATTR_TIMEOUT_S, FILE_MAX_BYTES } from '../common/limits.js';
+import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Fresh, MetaClient } from '../meta/client.js';
 import {
@@ -127,16 +128,37 @@ export class Vfs {
 
   // ------------------------------------------------------------ attributes
 
-  /** Attributes about to be handed to the kernel, with this node's uncommitted writes. */
-  private told({ attr, cacheMs }: Fresh): Told {
-    this.attrs.put(attr, cacheMs);
+  /** Attributes about to be handed to the kernel, with this node's uncommitted
+   *  writes; the kernel may keep them for as long as they are granted, no longer
+   *  than the lease, and not past this node's lease. */
+  private told({ attr, cacheMs }: Fresh, stored = true): Told {
+    if (stored) this.attrs.put(attr, cacheMs);
     const merged = this.files.withLocalWrites(attr);
     if (isReg(merged.mode)) this.kernel.record(merged);
-    return { attr: merged, timeoutS: cacheMs / 1000 };
+    const timeoutMs = Math.min(cacheMs, CACHE_LEASE_MS, this.meta.leaseRemainingMs());
+    return { attr: merged, timeoutS: Math.max(0, timeoutMs) / 1000 };
+  }
+
+  /** Whether this node may use what it was granted: while its lease holds. A
+   *  node that lost it drops it all (what its kernel was told expired with it). */
+  private leaseHolds(): boolean {
+    if (this.meta.leaseRemainingMs() > 0) return true;
+    this.attrs.clear();
+    this.known.clear();
+    return false;
+  }
+
+  /** Attributes granted and still valid, as the kernel is told them. */
+  private cachedAttr(ino: number): Told | null {
+    const cached = this.leaseHolds() ? this.attrs.get(ino) : null;
+    return cached ? this.told({ attr: cached.attr, cacheMs: cached.remainingMs }, false) : null;
   }
 
   async lookup(parent: number, name: string): Promise<Told> {
-    if (this.known.absent(parent, name)) throw new FsError(E.ENOENT);
+    const known = this.leaseHolds() ? this.known.lookup(parent, name) : null;
+    if (known === 0) throw new FsError(E.ENOENT);
+    const cached = known === null ? null : this.cachedAttr(known);
+    if (cached) return cached;
     try {
       return this.entryIn(parent, name, await this.meta.getattr({ ino: parent, name }), false);
     } catch (err) {
@@ -150,15 +172,13 @@ export class Vfs {
    *  and what this node knows of the directory follows. */
   private entryIn(parent: number, name: string, fresh: Fresh & { created?: boolean }, made: boolean): Told {
     this.known.granted(parent, fresh.cacheMs);
-    if (made) this.known.added(parent, name);
+    if (made) this.known.added(parent, name, fresh.attr.ino);
     if (made && fresh.created && isDir(fresh.attr.mode)) this.known.created(fresh.attr.ino, fresh.cacheMs);
     return this.told(fresh);
   }
 
   async getattr(ino: number): Promise<Told> {
-    const cached = this.attrs.get(ino);
-    if (cached) return this.told({ attr: cached.attr, cacheMs: cached.remainingMs });
-    return this.told(await byInode(this.meta.getattr({ ino })));
+    return this.cachedAttr(ino) ?? this.told(await byInode(this.meta.getattr({ ino })));
   }
 
   /** The metadata service calls back: another node changed what the kernel caches. */
@@ -289,8 +309,11 @@ export class Vfs {
   /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
+    const moved = this.known.lookup(parent, name);
     this.known.removed(parent, name);
-    this.known.added(newParent, newName);
+    // a name this node did not know the inode of leaves the destination unknown
+    if (moved) this.known.added(newParent, newName, moved);
+    else this.known.forget(newParent);
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Told> {
@@ -330,7 +353,7 @@ export class Vfs {
       exclusive: (flags & constants.O_EXCL) !== 0, openNode: this.nodeId,
     }));
     this.known.granted(parent, entry.cacheMs);
-    this.known.added(parent, name);
+    this.known.added(parent, name, entry.attr.ino);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry, flags);
@@ -381,7 +404,7 @@ export class Vfs {
   }
 
   private async killSetId(ino: number, writer: Writer): Promise<void> {
-    const { attr } = this.attrs.get(ino) ?? (await this.meta.getattr({ ino }));
+    const { attr } = this.cachedAttr(ino) ?? (await this.meta.getattr({ ino }));
     // as the kernel's setattr_should_drop_sgid: set-group-ID without group
     // execute goes only for a writer outside the file's group
     const dropGid = (attr.mode & S_ISGID) !== 0 && ((attr.mode & S_IXGRP) !== 0 || !inGroup(writer, attr.gid));
