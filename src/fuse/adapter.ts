@@ -1,5 +1,5 @@
 // The FUSE adapter: the only module that knows the FUSE binding (libfuse3's
-// low-level API, which patches/fuse-native+2.2.6.patch adds to fuse-native). It
+// low-level API, kDFS's own: native/fuse, the package kdfs-fuse). It
 // turns kernel requests into VFS calls, VFS results into replies, and VFS errors
 // into errnos. Kernel node ids are kDFS inode numbers (the root is 1 in both).
 // Requests carry up to 1 MiB (negotiated by the binding).

@@ -16,6 +16,10 @@ import { Effects, MetaStore } from './store.js';
 
 type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects) => Promise<MetaMethods[K][1]> };
 
+/** Calls a node makes while its kernel holds a directory's lock (the one a
+ *  callback invalidating an entry of that directory would wait for). */
+const HOLDS_DIRECTORY_LOCK = new Set<keyof MetaMethods>(['Create', 'Remove', 'Rename', 'Link']);
+
 /** The reply of each method that the caller's kernel may cache: the inode whose
  *  attributes it carries, and the directory whose entry it is. */
 const CACHEABLE: Partial<Record<keyof MetaMethods, (request: never) => number | null>> = {
@@ -125,17 +129,22 @@ export class MetaService {
     const op = this.ops[method] as (request: unknown, effects: Effects) => Promise<unknown>;
     if (!op) throw new FsError(E.EINVAL, `no method ${method}`);
     const effects = new Effects();
-    const reply = (await op(request, effects)) as { attr?: { ino: number; mode: number } | null; cacheMs?: number; changed?: number[]; created?: boolean };
+    // a copy: some replies are shared constants (OK), and what follows adds to them
+    const reply = { ...(await op(request, effects)) as object } as ChangedInReply & {
+      attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean;
+    };
     const origin = caller?.nodeId ?? 0;
     if (!effects.changes.empty) {
-      if (caller) this.tellChanges(reply, effects, caller.nodeId);
-      const target = this.coherence.target(origin);
+      // only a change of entries holds a directory lock in the caller's kernel
+      const target = HOLDS_DIRECTORY_LOCK.has(method) ? this.coherence.target(origin) : undefined;
       if (target) target.waitingForCallbacks++;
       try {
         await this.coherence.invalidate(effects.changes, origin);
       } finally {
         if (target) target.waitingForCallbacks--;
       }
+      // after the callbacks, which forget every grant of what changed
+      if (caller) this.tellChanges(reply, effects, caller.nodeId);
     }
     const cacheable = CACHEABLE[method] as ((request: unknown) => number | null) | undefined;
     if (caller && cacheable && reply.attr) {
