@@ -24,7 +24,7 @@ export const GRANT_MS = 60_000;
 /** Slack for the time a reply takes to reach the node's kernel. */
 const DELIVERY_MARGIN_MS = 250;
 /** Grants remembered in all; past it, replies are not cacheable (memory bound). */
-const GRANTS_MAX = 2_000_000;
+const GRANTS_MAX = 500_000;
 const SWEEP_INTERVAL_MS = 10_000;
 
 /** What a node answers callbacks with: resolves once its kernel dropped them. */
