@@ -56,8 +56,8 @@ export const META_CACHE_BYTES_MAX = 64 * 1024 * 1024;
 export const NODE_HEAP_MAX_MIB = 1024;
 export const NODE_SEMI_SPACE_MIB = 4;
 
-/** Kernel caching of attributes and directory entries (seconds): what one node
- *  changes, the others see within this time. Opening a file always sees what
- *  was closed before (close-to-open). */
-export const ATTR_TIMEOUT_S = 1;
-export const ENTRY_TIMEOUT_S = 1;
+/** How long a node remembers that a file has no such extended attribute (the
+ *  kernel asks for security.capability before every write). Attributes and
+ *  entries are cached for as long as the metadata service grants them (see
+ *  src/meta/coherence.ts). */
+export const ABSENT_XATTR_CACHE_MS = 1000;

@@ -7,7 +7,6 @@ import { constants } from 'node:fs';
 import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
-import { log } from '../common/log.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
 import type { Entry, MetaClient } from '../meta/client.js';
 import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';

@@ -13,7 +13,7 @@
 // - An inode that is gone is ESTALE, so that the kernel looks its name up again.
 import { constants, readFileSync } from 'node:fs';
 import { E, FsError } from '../common/errno.js';
-import { ATTR_TIMEOUT_S, FILE_MAX_BYTES } from '../common/limits.js';
+import { ABSENT_XATTR_CACHE_MS, FILE_MAX_BYTES } from '../common/limits.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Fresh, MetaClient } from '../meta/client.js';
@@ -96,8 +96,8 @@ export class Vfs {
   private readonly dirs: DirHandles;
   private readonly kernel = new KernelView();
   /** The kernel asks every write whether the file has security.capability: the
-   *  answer is kept as long as attributes are. */
-  private readonly absentXattrs = new AbsentXattrs(ATTR_TIMEOUT_S * 1000);
+   *  answer is kept for a while. */
+  private readonly absentXattrs = new AbsentXattrs(ABSENT_XATTR_CACHE_MS);
   private kernelCache: KernelCache | null = null;
   private readonly attrs = new AttrCache();
   private readonly known = new DirKnowledge();
