@@ -25,6 +25,8 @@ export class NodeLocks {
    *  locks through: an owner seen through one only may be an OFD lock's, which
    *  goes with the description's last close. */
   private readonly handlesOf = new Map<string, Set<number>>();
+  /** ...and the other way round: the owners seen through each handle. */
+  private readonly ownersOf = new Map<number, Set<string>>();
   private nextWaitId = 1;
 
   constructor(private readonly meta: MetaClient, private readonly hooks: LockHooks) {}
@@ -44,6 +46,9 @@ export class NodeLocks {
       let handles = this.handlesOf.get(k);
       if (!handles) this.handlesOf.set(k, (handles = new Set()));
       handles.add(fh);
+      let owners = this.ownersOf.get(fh);
+      if (!owners) this.ownersOf.set(fh, (owners = new Set()));
+      owners.add(k);
     }
     if (request.type === F_UNLCK) await this.hooks.releasing(request.ino);
     const waitId = this.nextWaitId++;
@@ -70,12 +75,14 @@ export class NodeLocks {
    *  used only it go (an OFD lock's owner is the description; a process's locks
    *  went already with the close(2) that preceded, see releasePosix). */
   async releaseHandle(ino: number, fh: number): Promise<void> {
-    for (const [k, handles] of this.handlesOf) {
-      if (!handles.delete(fh) || !k.startsWith(`${ino}:`)) continue;
-      if (handles.size > 0) continue;
+    const owners = this.ownersOf.get(fh);
+    if (!owners) return;
+    this.ownersOf.delete(fh);
+    for (const k of owners) {
+      const handles = this.handlesOf.get(k);
+      if (!handles?.delete(fh) || handles.size > 0) continue;
       this.handlesOf.delete(k);
-      const owner = k.slice(k.lastIndexOf(':') + 1);
-      await this.releasePosix(ino, owner);
+      await this.releasePosix(ino, k.slice(k.lastIndexOf(':') + 1));
     }
   }
 
