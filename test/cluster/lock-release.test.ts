@@ -3,27 +3,12 @@
 // kill -9 (at once, not after the lease), and not with a restart of the root
 // node (the holders reclaim them: never two holders). Locks are taken by
 // test/tools/locker.py processes, one JSON command a line.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../harness/cluster.js';
-import { Locker, PENDING, killAll, poll, within } from '../harness/locker.js';
+import { describe, expect, it } from 'vitest';
+import type { Cluster } from '../harness/cluster.js';
+import { Locker, PENDING, lockTestCluster, poll, within } from '../harness/locker.js';
 
 let cluster: Cluster;
-let n = 0;
-/** A fresh file (made through node 1); its name. */
-const fresh = (prefix = 'l') => {
-  const name = `${prefix}${++n}`;
-  fs.writeFileSync(cluster.path(1, name), '');
-  return name;
-};
-
-beforeAll(async () => {
-  cluster = await Cluster.start({ nodes: 3 });
-});
-afterAll(async () => {
-  await killAll();
-  await cluster?.stop();
-});
+const fresh = lockTestCluster((started) => (cluster = started));
 
 describe('POSIX locks go with their process', () => {
   it('a process\'s POSIX locks go when it exits (killed), at once', async () => {

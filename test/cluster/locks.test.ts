@@ -6,26 +6,12 @@
 // processes, one JSON command a line.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../harness/cluster.js';
-import { Locker, PENDING, child, killAll, poll, result, within } from '../harness/locker.js';
+import { describe, expect, it } from 'vitest';
+import type { Cluster } from '../harness/cluster.js';
+import { Locker, PENDING, child, lockTestCluster, poll, result, within } from '../harness/locker.js';
 
 let cluster: Cluster;
-let n = 0;
-/** A fresh file (made through node 1); its name. */
-const fresh = (prefix = 'l') => {
-  const name = `${prefix}${++n}`;
-  fs.writeFileSync(cluster.path(1, name), '');
-  return name;
-};
-
-beforeAll(async () => {
-  cluster = await Cluster.start({ nodes: 3 });
-});
-afterAll(async () => {
-  await killAll();
-  await cluster?.stop();
-});
+const fresh = lockTestCluster((started) => (cluster = started));
 
 describe('flock', () => {
   it('held on node 1: refused to flock -n on node 3, granted to a waiting flock -w on node 2 once the holder exits', async () => {

@@ -2,8 +2,10 @@
 // a line, and small helpers to wait for events with a deadline.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import fs from 'node:fs';
 import readline from 'node:readline';
-import { ROOT } from './cluster.js';
+import { afterAll, beforeAll } from 'vitest';
+import { Cluster, ROOT } from './cluster.js';
 
 export const LOCKER = path.join(ROOT, 'test', 'tools', 'locker.py');
 
@@ -115,4 +117,25 @@ export async function killAll(): Promise<void> {
   for (const locker of lockers) locker.kill();
   for (const proc of children) if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
   await Promise.all(lockers.map((locker) => within(locker.gone, 5000)));
+}
+
+/** The 3-node cluster of a test file of locks: started before its tests (handed
+ *  to `started`), stopped with every locker after them. Returns the maker of
+ *  fresh files (made through node 1), which gives their names. */
+export function lockTestCluster(started: (cluster: Cluster) => void): (prefix?: string) => string {
+  let cluster: Cluster | undefined;
+  let n = 0;
+  beforeAll(async () => {
+    cluster = await Cluster.start({ nodes: 3 });
+    started(cluster);
+  });
+  afterAll(async () => {
+    await killAll();
+    await cluster?.stop();
+  });
+  return (prefix = 'l') => {
+    const name = `${prefix}${++n}`;
+    fs.writeFileSync(cluster!.path(1, name), '');
+    return name;
+  };
 }
