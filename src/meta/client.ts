@@ -8,21 +8,21 @@ import type { RpcChannel } from '../rpc/local.js';
 const LOCK_WAIT_DEADLINE_MS = 2 ** 31 - 1;
 
 import type {
-  ChangedInReply, LockReply, LockRequest,
-  Attr, AttrReply, CreateRequest, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
+  ChangedInReply, DelegatedCreate, FailedCreate, LockReply, LockRequest, PublishReply,
+  Attr, AttrReply, CreateRequest, Delegation, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
 } from '../rpc/messages.js';
 
 /** cacheMs: how long the caller's kernel may cache the attributes (and the
  *  entry, when one was looked up or made); see AttrReply in proto/kdfs.proto. */
-export interface Entry { attr: Attr; layout: Layout | null; inlined: boolean; inlineData: Buffer; created: boolean; cacheMs: number }
+export interface Entry { attr: Attr; layout: Layout | null; inlined: boolean; inlineData: Buffer; created: boolean; cacheMs: number; delegation?: Delegation | null }
 export interface Fresh { attr: Attr; cacheMs: number }
 
 function entry(reply: EntryReply): Entry {
   check(reply.errno);
   return {
     attr: reply.attr!, layout: reply.layout, inlined: reply.inlined ?? false, inlineData: reply.inlineData ?? Buffer.alloc(0),
-    created: reply.created ?? false, cacheMs: reply.cacheMs ?? 0,
+    created: reply.created ?? false, cacheMs: reply.cacheMs ?? 0, delegation: reply.delegation,
   };
 }
 
@@ -31,15 +31,29 @@ function fresh(reply: AttrReply): Fresh {
   return { attr: reply.attr!, cacheMs: reply.cacheMs ?? 0 };
 }
 
+/** Creates a node made under delegations and has not sent yet (src/vfs/delegations.ts). */
+export interface PendingCreates {
+  /** Before a call: waits until the service knows what the call may name;
+   *  returns the creates a CommitWrite takes along. */
+  before(method: keyof MetaMethods, request: unknown): Promise<DelegatedCreate[] | null> | null;
+  /** The call that carries creates: what becomes of them follows its reply. */
+  carry<T extends { errno: number; failed?: FailedCreate[] }>(creates: DelegatedCreate[], call: Promise<T>): Promise<T>;
+}
+
 export class MetaClient {
   readonly rpc: RpcChannel<MetaMethods>;
   /** Told of what each call changed (ErrnoReply.changed). */
   onChanged: ((changed: ChangedInReply) => void) | null = null;
+  pendingCreates: PendingCreates | null = null;
 
   constructor(private readonly channel: RpcChannel<MetaMethods>) {
     this.rpc = {
       call: async (method, request, deadlineMs) => {
-        const reply = await channel.call(method, request, deadlineMs);
+        const waiting = this.pendingCreates?.before(method, request);
+        const creates = waiting ? await waiting : null;
+        const reply = creates
+          ? await this.pendingCreates!.carry(creates, channel.call(method, { ...request, creates }, deadlineMs) as unknown as Promise<MetaMethods['CommitWrite'][1]>) as unknown as MetaMethods[typeof method][1]
+          : await channel.call(method, request, deadlineMs);
         const changed = reply as ChangedInReply;
         if (changed.changed && changed.changed.length > 0) this.onChanged?.(changed);
         return reply;
@@ -88,6 +102,18 @@ export class MetaClient {
 
   async create(request: CreateRequest): Promise<Entry> {
     return entry(await this.rpc.call('Create', request));
+  }
+
+  /** Inode numbers for this node's delegated creates: the first of count. */
+  async reserveInos(count: number): Promise<{ inoFirst: number; inoCount: number }> {
+    const reply = await this.rpc.call('ReserveInos', { count });
+    check(reply.errno);
+    return reply;
+  }
+
+  /** Creates made under delegations, sent on their own. */
+  publish(creates: DelegatedCreate[]): Promise<PublishReply> {
+    return this.rpc.call('Publish', { creates });
   }
 
   async remove(entry: Target, directory: boolean): Promise<void> {

@@ -13,7 +13,7 @@
 // makes the reply uncacheable, so that no grant outlives a change it missed.
 import { log } from '../common/log.js';
 import {
-  CHANGED_MTIME, CHANGED_SIZE, INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_ENTRY, type Invalidation,
+  CHANGED_MTIME, CHANGED_SIZE, INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, type Invalidation,
 } from '../rpc/messages.js';
 
 /** A node's lease: how long after the service last heard from it a node may use
@@ -26,6 +26,12 @@ const DELIVERY_MARGIN_MS = 250;
 /** Grants remembered in all; past it, replies are not cacheable (memory bound). */
 const GRANTS_MAX = 500_000;
 const SWEEP_INTERVAL_MS = 10_000;
+/** How long a delegation lasts (renewed by the node's next synchronous create). */
+export const DELEGATION_MS = 30_000;
+/** After a recall, the directory is shared: no delegation of it for this long. */
+const CONTENDED_MS = 10_000;
+/** Delegations held in all, at most (memory bound). */
+const DELEGATIONS_MAX = 65_536;
 
 /** What a node answers callbacks with: resolves once its kernel dropped them. */
 export interface CallbackTarget {
@@ -75,6 +81,16 @@ export class Coherence {
   /** Nodes that let a callback expire: no grants until they answer one again. */
   private readonly unresponsive = new Set<number>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Directories whose new regular files a node makes itself (see Delegation
+   *  in proto/kdfs.proto): dir -> the node, and until when. */
+  private readonly delegations = new Map<number, { nodeId: number; untilMs: number }>();
+  /** Directories recalled lately: shared, so not delegated again for a while. */
+  private readonly contended = new Map<number, number>();
+  /** Requests being served, per directory they name and node: none of those
+   *  directories is delegated to another node meanwhile. */
+  private readonly busy = new Map<number, Map<number, number>>();
+  /** Requests being served that may touch any directory. */
+  private busyAnywhere = 0;
 
   constructor(private readonly openOn: (ino: number) => Iterable<number>) {
     this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_INTERVAL_MS);
@@ -106,6 +122,63 @@ export class Coherence {
     this.hold(this.attrs, ino, nodeId, until);
     if (dir !== null) this.hold(this.dirs, dir, nodeId, until);
     return GRANT_MS;
+  }
+
+  /** Delegates the creates in dir to a node, if no other node may cache or be
+   *  told anything about its entries; returns for how long (0: not delegated). */
+  delegate(nodeId: number, dir: number): number {
+    const now = Date.now();
+    if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId) || this.busyAnywhere > 0) return 0;
+    if ((this.contended.get(dir) ?? 0) > now) return 0;
+    const held = this.delegations.get(dir);
+    if (held && held.nodeId !== nodeId && held.untilMs > now) return 0;
+    if (!held && this.delegations.size >= DELEGATIONS_MAX) return 0;
+    for (const [id, until] of this.dirs.get(dir) ?? []) if (id !== nodeId && until > now) return 0;
+    for (const [id, count] of this.busy.get(dir) ?? []) if (id !== nodeId && count > 0) return 0;
+    this.delegations.set(dir, { nodeId, untilMs: now + DELEGATION_MS + DELIVERY_MARGIN_MS });
+    return DELEGATION_MS;
+  }
+
+  /** Before a request of node origin (0: a command) that names dirs is served:
+   *  recalls what other nodes hold delegated of them (of every directory if
+   *  anywhere), waiting until each sent its creates, and keeps the directories
+   *  from being delegated until the returned function is called. */
+  async enter(dirs: number[], origin: number, anywhere: boolean): Promise<() => void> {
+    for (const dir of dirs) {
+      let counts = this.busy.get(dir);
+      if (!counts) this.busy.set(dir, (counts = new Map()));
+      counts.set(origin, (counts.get(origin) ?? 0) + 1);
+    }
+    if (anywhere) this.busyAnywhere++;
+    const leave = () => {
+      for (const dir of dirs) {
+        const counts = this.busy.get(dir)!;
+        const count = counts.get(origin)! - 1;
+        if (count > 0) counts.set(origin, count);
+        else if (counts.delete(origin) && counts.size === 0) this.busy.delete(dir);
+      }
+      if (anywhere) this.busyAnywhere--;
+    };
+    if (this.delegations.size === 0) return leave;
+    const now = Date.now();
+    const recalls: Promise<void>[] = [];
+    for (const dir of anywhere ? [...this.delegations.keys()] : dirs) {
+      const held = this.delegations.get(dir);
+      if (!held || held.nodeId === origin) continue;
+      this.delegations.delete(dir);
+      this.contended.set(dir, now + CONTENDED_MS);
+      const untilMs = Math.min(held.untilMs, (this.targets.get(held.nodeId)?.leaseUntilMs() ?? 0) + DELIVERY_MARGIN_MS);
+      if (untilMs <= now) continue;
+      const item = { kind: INVALIDATE_DELEGATION, ino: 0, parent: dir, name: '', reasons: 0 };
+      recalls.push(this.callBack(held.nodeId, [item], untilMs, true));
+    }
+    try {
+      await Promise.all(recalls);
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    return leave;
   }
 
   /** Calls back every node but the one that made them whose kernel may hold what
@@ -144,7 +217,9 @@ export class Coherence {
     await Promise.all([...byNode].map(([nodeId, { items, untilMs }]) => this.callBack(nodeId, items, untilMs)));
   }
 
-  private async callBack(nodeId: number, items: Invalidation[], untilMs: number): Promise<void> {
+  /** mustAnswer: the node's answer is needed, not only its taking the callback
+   *  (a recall: its creates must have been made before the caller goes on). */
+  private async callBack(nodeId: number, items: Invalidation[], untilMs: number, mustAnswer = false): Promise<void> {
     const target = this.targets.get(nodeId);
     const waitMs = untilMs - Date.now();
     if (!target || waitMs <= 0) {
@@ -154,7 +229,7 @@ export class Coherence {
     const answered = target.callback(items).then(() => true, () => false);
     // Its kernel may be waiting for one of its own requests that waits for
     // callbacks too (a cycle through directory locks): taking the callback is enough.
-    if (target.waitingForCallbacks > 0) {
+    if (target.waitingForCallbacks > 0 && !mustAnswer) {
       await Promise.race([answered, sleep(0)]);
       return;
     }
@@ -174,8 +249,10 @@ export class Coherence {
     holders.set(nodeId, until);
   }
 
-  /** Forgets expired grants. */
+  /** Forgets expired grants and delegations. */
   private sweep(now: number): void {
+    for (const [dir, held] of this.delegations) if (held.untilMs <= now) this.delegations.delete(dir);
+    for (const [dir, untilMs] of this.contended) if (untilMs <= now) this.contended.delete(dir);
     let count = 0;
     for (const map of [this.attrs, this.dirs]) {
       for (const [key, holders] of map) {

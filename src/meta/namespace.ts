@@ -15,15 +15,18 @@ import {
 import {
   SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
   SETATTR_UID, RENAME_NOREPLACE,
-  type Attr, type CreateRequest, type DirEntry, type Inode, type Layout, type SetattrRequest, type StripePolicy,
+  type Attr, type CreateRequest, type DelegatedCreate, type DirEntry, type FailedCreate, type Inode, type Layout, type SetattrRequest, type StripePolicy,
   type Target,
 } from '../rpc/messages.js';
-import { ROOT_INO } from './records.js';
+import { makeLayout } from '../layout/placement.js';
+import { FIRST_INO, ROOT_INO } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
 import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
 
 const DIRECTORY_SIZE_BYTES = 4096;
 const XATTR_CREATE = 1;
+/** Inode ranges remembered per node (its delegated creates use the last ones). */
+const RESERVED_RANGES_MAX = 4;
 const XATTR_REPLACE = 2;
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 
@@ -34,6 +37,8 @@ export class Namespace {
   /** Until the nodes have re-announced their open files after a restart of the
    *  service, any unlinked inode may be open somewhere: none is freed. */
   private opensKnown = false;
+  /** The inode ranges each node was given for its delegated creates. */
+  private readonly reserved = new Map<number, { first: number; end: number }[]>();
 
   constructor(private readonly store: MetaStore) {}
 
@@ -253,10 +258,78 @@ export class Namespace {
 
   /** Writes reached the agents (the file is at least `size` long), or come inline
    *  (the whole content of an inlined file, `size` long); modified at mtime. */
-  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null): Promise<Attr> {
+  /** Makes the creates a node answered under its delegations (see Delegation
+   *  in proto/kdfs.proto); returns those that could not be made. */
+  async publish(creates: DelegatedCreate[], nodeId: number, memberIds: number[], effects?: Effects): Promise<FailedCreate[]> {
+    return this.store.run((tx) => this.applyCreates(tx, creates, nodeId, memberIds), false, effects);
+  }
+
+  /** The inode numbers of a node's delegated creates: a range of its own. */
+  async reserveInos(nodeId: number, count: number): Promise<number> {
+    const first = await this.store.run((tx) => tx.allocInos(count));
+    let ranges = this.reserved.get(nodeId);
+    if (!ranges) this.reserved.set(nodeId, (ranges = []));
+    ranges.push({ first, end: first + count });
+    if (ranges.length > RESERVED_RANGES_MAX) ranges.shift();
+    return first;
+  }
+
+  private reservedFor(nodeId: number, ino: number): boolean {
+    return this.reserved.get(nodeId)?.some((range) => ino >= range.first && ino < range.end) ?? false;
+  }
+
+  private applyCreates(tx: Tx, creates: DelegatedCreate[], nodeId: number, memberIds: number[]): FailedCreate[] {
+    const failed: FailedCreate[] = [];
+    for (const create of creates) {
+      try {
+        this.applyCreate(tx, create, nodeId, memberIds);
+      } catch (err) {
+        if (!(err instanceof FsError)) throw err;
+        failed.push({ ino: create.ino, errno: err.errno });
+      }
+    }
+    return failed;
+  }
+
+  private applyCreate(tx: Tx, create: DelegatedCreate, nodeId: number, memberIds: number[]): void {
+    const { ino, layout } = create;
+    const { parent, name } = this.resolveEntry(tx, create.entry);
+    const existing = tx.dirent(parent.attr.ino, name);
+    // sent again after a lost reply: made already
+    if (existing?.ino === ino) return;
+    if (existing) throw new FsError(E.EEXIST);
+    if ((create.mode & S_IFMT) !== S_IFREG) throw new FsError(E.EINVAL, 'only regular files are created under a delegation');
+    if (!layout || layout.nodes.length === 0 || !layout.nodes.every((id) => memberIds.includes(id)) || !(layout.unitBytes >= STRIPE_UNIT_MIN_BYTES && layout.unitBytes <= STRIPE_UNIT_MAX_BYTES)) {
+      throw new FsError(E.EINVAL, 'bad layout in a delegated create');
+    }
+    // a number outside the node's ranges (the service restarted since): only if unused
+    if (!this.reservedFor(nodeId, ino) && (ino < FIRST_INO || ino >= this.store.nextFreeIno || tx.inode(ino))) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
+    const time = checkTime(create.time);
+    const gid = parent.attr.mode & S_ISGID ? parent.attr.gid : create.gid;
+    tx.putInode({
+      attr: { ino, mode: create.mode, uid: create.uid, gid, nlink: 1, size: 0, rdev: 0, atime: time, mtime: time, ctime: time, blocks: 0 },
+      layout: { unitBytes: layout.unitBytes, nodes: [...layout.nodes], replicas: 1 },
+      target: '', parent: 0, entries: 0, policy: null, xattrs: {}, inlined: true, inlineData: EMPTY,
+    });
+    tx.putDirent(parent.attr.ino, name, { ino, mode: S_IFREG });
+    const p = tx.editInode(parent.attr.ino);
+    p.entries++;
+    // creates sent in separate calls may arrive out of order: times never go back
+    const last = p.attr.mtime;
+    if (!last || time.sec > last.sec || (time.sec === last.sec && time.nsec > last.nsec)) p.attr.mtime = p.attr.ctime = time;
+    this.addOpen(ino, nodeId);
+  }
+
+  async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null,
+    delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }): Promise<Attr | null> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
     return this.store.run((tx) => {
+      if (delegated) {
+        delegated.failed = this.applyCreates(tx, delegated.creates, delegated.nodeId, delegated.memberIds);
+        // the file itself was never made: the other creates still are
+        if (delegated.failed.some((f) => f.ino === ino)) return null;
+      }
       const current = tx.mustInode(ino);
       if (!isReg(current.attr.mode)) throw new FsError(E.EINVAL);
       // another node spilled the file to its objects meanwhile: the writer must too
@@ -500,18 +573,6 @@ export function components(path: string): string[] {
 function checkName(name: string): void {
   if (Buffer.byteLength(name) > NAME_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
   if (name === '.' || name === '..' || name.includes('/') || name.includes('\0')) throw new FsError(E.EINVAL, `bad name ${JSON.stringify(name)}`);
-}
-
-/** A layout for a new file: the policy's unit and count, over the member nodes,
- *  starting at a node picked by inode number so that files spread evenly. */
-export function makeLayout(ino: number, policy: StripePolicy | null, defaultPolicy: StripePolicy | null, nodeIds: number[]): Layout {
-  if (nodeIds.length === 0) throw new FsError(E.ENOSPC, 'no storage nodes');
-  const sorted = [...nodeIds].sort((a, b) => a - b);
-  const unitBytes = policy?.unitBytes || defaultPolicy?.unitBytes || STRIPE_UNIT_DEFAULT_BYTES;
-  const count = Math.min(policy?.count || defaultPolicy?.count || sorted.length, sorted.length);
-  const start = ino % sorted.length;
-  const nodes = Array.from({ length: count }, (_, i) => sorted[(start + i) % sorted.length]);
-  return { unitBytes, nodes, replicas: 1 };
 }
 
 function checkPolicy(policy: StripePolicy): void {

@@ -3,7 +3,7 @@ import { E, FsError } from '../common/errno.js';
 import { READDIR_PAGE_ENTRIES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import type { ObjectStore } from '../agent/objectStore.js';
-import type { ChangedInReply, Handlers, MetaMethods, Target } from '../rpc/messages.js';
+import type { ChangedInReply, Delegation, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster } from './cluster.js';
 import { Coherence, type CallbackTarget } from './coherence.js';
@@ -14,7 +14,7 @@ import { FIRST_INO } from './records.js';
 import { isDir } from '../common/mode.js';
 import { Effects, MetaStore } from './store.js';
 
-type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects) => Promise<MetaMethods[K][1]> };
+type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects, caller?: Caller) => Promise<MetaMethods[K][1]> };
 
 /** Calls a node makes while its kernel holds a directory's lock (the one a
  *  callback invalidating an entry of that directory would wait for). */
@@ -31,6 +31,32 @@ const CACHEABLE: Partial<Record<keyof MetaMethods, (request: never) => number | 
   CommitWrite: () => null,
   Append: () => null,
 };
+
+/** Inode numbers given to a node at once for its delegated creates, at most. */
+const INO_RANGE_MAX = 4096;
+
+/** The node making delegated creates: only nodes have delegations. */
+function delegator(caller: Caller | undefined): number {
+  if (!caller) throw new FsError(E.EINVAL, 'delegated creates come from nodes');
+  return caller.nodeId;
+}
+
+/** The directories a request names (delegations of them are recalled before
+ *  it is served), or anywhere: it may touch any (paths; removals and renames of
+ *  directories, whose emptiness depends on creates not yet sent). */
+function namedDirectories(method: keyof MetaMethods, request: unknown): { inos: number[]; anywhere: boolean } {
+  const named = { inos: [] as number[], anywhere: false };
+  if (NAMES_NO_DIRECTORY.has(method)) return named;
+  if (method === 'Rename' || (method === 'Remove' && (request as MetaMethods['Remove'][0]).directory)) named.anywhere = true;
+  const r = request as Record<string, unknown>;
+  for (const t of [r, r.target, r.entry, r.from, r.to, r.inode] as (Target | null | undefined)[]) {
+    if (!t || typeof t !== 'object') continue;
+    if (typeof t.path === 'string' && t.path.length > 0) named.anywhere = true;
+    if (typeof t.ino === 'number' && t.ino > 0) named.inos.push(t.ino);
+  }
+  return named;
+}
+const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
 
 /** How long after a start the nodes have to re-announce their open files (they
  *  re-register every few seconds); unlinked inodes are kept until then. */
@@ -126,12 +152,24 @@ export class MetaService {
         this.locks.reclaim(lockCaller(caller), (request as MetaMethods['ReclaimLocks'][0]).locks);
         return { errno: 0 };
     }
-    const op = this.ops[method] as (request: unknown, effects: Effects) => Promise<unknown>;
+    const op = this.ops[method] as (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>;
     if (!op) throw new FsError(E.EINVAL, `no method ${method}`);
+    const origin = caller?.nodeId ?? 0;
+    const named = namedDirectories(method, request);
+    // what other nodes create under delegations in those directories comes first
+    const leave = await this.coherence.enter(named.inos, origin, named.anywhere);
+    try {
+      return await this.serve(method, op, request, caller);
+    } finally {
+      leave();
+    }
+  }
+
+  private async serve(method: keyof MetaMethods, op: (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>, request: unknown, caller?: Caller): Promise<unknown> {
     const effects = new Effects();
     // a copy: some replies are shared constants (OK), and what follows adds to them
-    const reply = { ...(await op(request, effects)) as object } as ChangedInReply & {
-      attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean;
+    const reply = { ...(await op(request, effects, caller)) as object } as ChangedInReply & {
+      attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean; delegation?: Delegation | null;
     };
     const origin = caller?.nodeId ?? 0;
     if (!effects.changes.empty) {
@@ -154,8 +192,27 @@ export class MetaService {
       reply.cacheMs = current ? this.coherence.grant(caller.nodeId, ino, dir) : 0;
       // a directory this node just made: its (no) entries too
       if (reply.cacheMs > 0 && reply.created && isDir(reply.attr.mode)) this.coherence.grant(caller.nodeId, ino, ino);
+      const create = request as MetaMethods['Create'][0];
+      if (method === 'Create' && reply.cacheMs > 0 && create.wantDelegation && dir !== null) reply.delegation = await this.delegation(caller.nodeId, dir, create.wantInos ?? 0);
     }
     return reply;
+  }
+
+  /** A delegation of dir to a node, with the inode numbers it asked for; null if refused. */
+  private async delegation(nodeId: number, dir: number, wantInos: number): Promise<Delegation | null> {
+    const parent = this.store.cachedInode(dir);
+    if (!parent || !isDir(parent.attr.mode)) return null;
+    const inoCount = Math.min(wantInos, INO_RANGE_MAX);
+    // numbers first: a delegation given is usable at once
+    const inoFirst = inoCount > 0 ? await this.namespace.reserveInos(nodeId, inoCount) : 0;
+    const cacheMs = this.coherence.delegate(nodeId, dir);
+    if (cacheMs === 0) return inoCount > 0 ? { dir: 0, cacheMs: 0, inoFirst, inoCount, policy: null, nodeIds: [], parentMode: 0, parentGid: 0 } : null;
+    const fallback = this.store.fs.defaultPolicy;
+    return {
+      dir, cacheMs, inoFirst, inoCount,
+      policy: { unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0 },
+      nodeIds: this.cluster.nodeIds(), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
+    };
   }
 
   /** What the call changed, in its reply: the inodes, and the new attributes of
@@ -220,11 +277,18 @@ export class MetaService {
         for (const ino of request.inos ?? []) await ns.close(ino, request.nodeId);
         return OK;
       },
-      CommitWrite: async (request, fx) => ({
-        errno: 0,
-        attr: await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null, fx,
-          request.allocatedKnown ? request.allocatedBytes ?? 0 : null),
-      }),
+      async CommitWrite(request, fx, caller) {
+        const delegated = request.creates?.length ? { creates: request.creates, nodeId: delegator(caller), memberIds: cluster.nodeIds(), failed: [] as FailedCreate[] } : undefined;
+        const attr = await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null, fx,
+          request.allocatedKnown ? request.allocatedBytes ?? 0 : null, delegated);
+        return { errno: attr ? 0 : E.EIO, attr, failed: delegated?.failed ?? [] };
+      },
+      async ReserveInos(request, fx, caller) {
+        const inoCount = Math.min(request.count, INO_RANGE_MAX);
+        if (inoCount <= 0) throw new FsError(E.EINVAL, 'no inode count');
+        return { errno: 0, inoFirst: await ns.reserveInos(delegator(caller), inoCount), inoCount };
+      },
+      Publish: async (request, fx, caller) => ({ errno: 0, failed: await ns.publish(request.creates ?? [], delegator(caller), cluster.nodeIds(), fx) }),
       Sync: async () => {
         await this.store.barrier(true);
         return OK;

@@ -180,6 +180,19 @@ export class Tx {
     return ino;
   }
 
+  /** count consecutive inode numbers (a node's range for delegated creates). */
+  allocInos(count: number): number {
+    if (!(Number.isInteger(count) && count > 0 && count <= INO_BLOCK)) throw new RangeError(`bad inode count ${count}`);
+    const first = this.store.nextFreeIno + this.allocated;
+    this.allocated += count;
+    const end = first + count;
+    if (end > (this.fsRecord ?? this.store.fs).nextIno) {
+      this.fsRecord = { ...this.store.fs, nextIno: end + INO_BLOCK };
+      this.stage(fsKey, this.fsRecord);
+    }
+    return first;
+  }
+
   private stage(key: Buffer, value: Staged['value']): void {
     this.staged.set(key.toString('latin1'), { key, value });
   }
@@ -290,6 +303,8 @@ export class MetaStore {
         throw err;
       }
       if (tx.staged.size === 0) {
+        // numbers taken within a block already on disk: nothing to write
+        this.nextFreeIno += tx.allocated;
         if (effects) effects.seq = this.seq;
         if (sync) await this.barrier(true);
         return result;

@@ -60,7 +60,8 @@ export interface Empty {}
 export interface ChangedInReply { changed?: number[]; changedAttrs?: Attr[]; changedCacheMs?: number }
 export interface ErrnoReply extends ChangedInReply { errno: number }
 export interface Target { ino?: number; path?: string; name?: string }
-export interface AttrReply extends ChangedInReply { errno: number; attr: Attr | null; cacheMs?: number }
+export interface FailedCreate { ino: number; errno: number }
+export interface AttrReply extends ChangedInReply { errno: number; attr: Attr | null; cacheMs?: number; failed?: FailedCreate[] }
 export interface EntryReply extends ChangedInReply {
   errno: number;
   attr: Attr | null;
@@ -69,6 +70,7 @@ export interface EntryReply extends ChangedInReply {
   inlineData?: Buffer;
   created?: boolean;
   cacheMs?: number;
+  delegation?: Delegation | null;
 }
 
 export interface RegisterRequest {
@@ -122,7 +124,25 @@ export interface CreateRequest {
   target?: string;
   exclusive?: boolean;
   openNode?: number;
+  wantDelegation?: boolean;
+  wantInos?: number;
 }
+
+export interface Delegation {
+  dir: number;
+  cacheMs: number;
+  inoFirst: number;
+  inoCount: number;
+  policy: StripePolicy | null;
+  nodeIds: number[];
+  parentMode: number;
+  parentGid: number;
+}
+export interface DelegatedCreate { entry: Target; mode: number; uid: number; gid: number; ino: number; layout: Layout | null; time: Timespec | null }
+export interface PublishRequest { creates: DelegatedCreate[] }
+export interface ReserveInosRequest { count: number }
+export interface ReserveInosReply { errno: number; inoFirst: number; inoCount: number }
+export interface PublishReply extends ChangedInReply { errno: number; failed: FailedCreate[] }
 
 export interface RemoveRequest { entry: Target; directory: boolean }
 export const RENAME_NOREPLACE = 1;
@@ -144,6 +164,7 @@ export interface CommitWriteRequest {
   inlineData?: Uint8Array;
   allocatedKnown?: boolean;
   allocatedBytes?: number;
+  creates?: DelegatedCreate[];
 }
 export interface AppendRequest { ino: number; data: Uint8Array }
 export interface XattrRequest { target: Target; name?: string; value?: Uint8Array; flags?: number }
@@ -207,6 +228,7 @@ export interface SessionHello { fsid: string; nodeId: number; incarnation: strin
 export const INVALIDATE_ATTR = 0;
 export const INVALIDATE_DATA = 1;
 export const INVALIDATE_ENTRY = 2;
+export const INVALIDATE_DELEGATION = 3;
 /** Invalidation.reasons */
 export const CHANGED_SIZE = 1;
 export const CHANGED_MTIME = 2;
@@ -229,6 +251,8 @@ export type MetaMethods = {
   Open: [OpenRequest, EntryReply];
   Close: [CloseRequest, ErrnoReply];
   CommitWrite: [CommitWriteRequest, AttrReply];
+  Publish: [PublishRequest, PublishReply];
+  ReserveInos: [ReserveInosRequest, ReserveInosReply];
   Sync: [Empty, ErrnoReply];
   GetXattr: [XattrRequest, XattrReply];
   SetXattr: [XattrRequest, ErrnoReply];

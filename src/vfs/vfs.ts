@@ -12,14 +12,16 @@
 //   the file, the kernel drops its cached attributes and pages (KernelView).
 // - An inode that is gone is ESTALE, so that the kernel looks its name up again.
 import { constants, readFileSync } from 'node:fs';
-import { E, FsError } from '../common/errno.js';
+import { E, FsError, errnoName } from '../common/errno.js';
+import { now } from '../common/clock.js';
+import { log } from '../common/log.js';
 import { ABSENT_XATTR_CACHE_MS, FILE_MAX_BYTES } from '../common/limits.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
-import type { Fresh, MetaClient } from '../meta/client.js';
+import type { Entry, Fresh, MetaClient } from '../meta/client.js';
 import {
-  INVALIDATE_DATA, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_MTIME, CHANGED_SIZE,
-  type Attr, type DirEntry, type Invalidation, type SetattrRequest, type StatfsReply,
+  INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_MTIME, CHANGED_SIZE,
+  type Attr, type DelegatedCreate, type DirEntry, type Invalidation, type SetattrRequest, type StatfsReply,
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
 import { DirHandles } from './dirs.js';
@@ -28,6 +30,7 @@ import { KernelView } from './kernelView.js';
 import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
+import { Delegations } from './delegations.js';
 import { NodeLocks } from '../locks/client.js';
 import type { LockReply, LockRequest } from '../rpc/messages.js';
 
@@ -101,11 +104,14 @@ export class Vfs {
   private kernelCache: KernelCache | null = null;
   private readonly attrs = new AttrCache();
   private readonly known = new DirKnowledge();
+  private readonly delegations: Delegations;
   readonly locks: NodeLocks;
 
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
     this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
     this.dirs = new DirHandles(meta);
+    this.delegations = new Delegations((creates) => meta.publish(creates), (count) => meta.reserveInos(count), (create, errno) => this.createRefused(create, errno));
+    meta.pendingCreates = this.delegations;
     this.locks = new NodeLocks(meta, {
       granted: (ino) => this.revalidate(ino),
       releasing: async (ino) => {
@@ -145,6 +151,7 @@ export class Vfs {
     if (this.meta.leaseRemainingMs() > 0) return true;
     this.attrs.clear();
     this.known.clear();
+    this.delegations.clear();
     return false;
   }
 
@@ -184,6 +191,10 @@ export class Vfs {
   /** The metadata service calls back: another node changed what the kernel caches. */
   async invalidate(items: Invalidation[]): Promise<void> {
     await Promise.all(items.map((item) => {
+      if (item.kind === INVALIDATE_DELEGATION) {
+        this.delegations.drop(item.parent);
+        return this.delegations.flush();
+      }
       if (item.kind === INVALIDATE_ENTRY) {
         this.known.forget(item.parent);
         return this.kernelCache?.invalidateEntry(item.parent, item.name);
@@ -227,6 +238,7 @@ export class Vfs {
   async sessionLost(): Promise<void> {
     this.attrs.clear();
     this.known.clear();
+    this.delegations.clear();
     this.absentXattrs.clear();
     await Promise.all(this.files.openInos().map((ino) => {
       this.kernel.forget(ino);
@@ -235,6 +247,8 @@ export class Vfs {
   }
 
   async setattr(ino: number, changes: Changes, fh: number | null): Promise<Told> {
+    // a directory's mode and group decide its new files' group: ask again after a change
+    this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
     if (changes.valid & (SETATTR_MTIME | SETATTR_MTIME_NOW)) this.files.timesSet(ino);
     if (changes.valid & SETATTR_SIZE) {
@@ -348,10 +362,15 @@ export class Vfs {
 
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<Told & { opened: Opened }> {
     this.files.checkLimit();
-    const entry = await this.changing(parent, this.meta.create({
-      entry: { ino: parent, name }, mode: S_IFREG | (mode & 0o7777), uid: caller.uid, gid: caller.gid,
+    const fileMode = S_IFREG | (mode & 0o7777);
+    // a directory whose every entry this node knows may be one it creates in by itself
+    const absent = this.leaseHolds() && this.known.lookup(parent, name) === 0;
+    const entry = (absent && this.createHere(parent, name, fileMode, caller)) || await this.changing(parent, this.meta.create({
+      entry: { ino: parent, name }, mode: fileMode, uid: caller.uid, gid: caller.gid,
       exclusive: (flags & constants.O_EXCL) !== 0, openNode: this.nodeId,
+      ...(absent && !this.delegations.held(parent) ? { wantDelegation: true, wantInos: this.delegations.inosWanted() } : {}),
     }));
+    this.delegations.granted(entry.delegation);
     this.known.granted(parent, entry.cacheMs);
     this.known.added(parent, name, entry.attr.ino);
     // an existing file whose last close was on its way: announce the open again after it
@@ -364,6 +383,29 @@ export class Vfs {
     // writes that bypass the page cache leave what the kernel has cached of the file behind
     if (directIo) this.kernel.forget(entry.attr.ino);
     return { ...told, opened: { fh, keepCache: false, directIo } };
+  }
+
+  /** A create under this node's delegation of the directory; null if it has none. */
+  private createHere(parent: number, name: string, mode: number, caller: Caller): Entry | null {
+    const time = now();
+    const made = this.delegations.create(parent, name, mode, caller.uid, caller.gid, time, this.meta.leaseRemainingMs());
+    if (!made) return null;
+    // the directory's times, as the service sets them when it makes the file
+    // (the kernel asks for them at the next lookup there)
+    const dir = this.attrs.get(parent);
+    if (dir) this.attrs.put({ ...dir.attr, mtime: time, ctime: time }, dir.remainingMs);
+    const attr: Attr = { ino: made.ino, mode, uid: caller.uid, gid: made.gid, nlink: 1, size: 0, rdev: 0, atime: time, mtime: time, ctime: time, blocks: 0 };
+    return { attr, layout: made.layout, inlined: true, inlineData: Buffer.alloc(0), created: true, cacheMs: made.cacheMs };
+  }
+
+  /** The service refused a create this node had made under a delegation: the
+   *  file never existed. */
+  private createRefused(create: DelegatedCreate, errno: number): void {
+    const parent = create.entry.ino ?? 0;
+    log.warn(`creating ${create.entry.name} (inode ${create.ino}) in directory ${parent}: ${errnoName(errno)}`);
+    this.known.forget(parent);
+    this.attrs.drop(create.ino);
+    void this.kernelCache?.invalidateEntry(parent, create.entry.name ?? '');
   }
 
   async open(ino: number, flags: number): Promise<Opened> {

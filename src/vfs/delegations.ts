@@ -1,0 +1,209 @@
+// Regular files this node creates by itself. The metadata service delegates to
+// a node the creates in a directory no other node is looking at (see Delegation
+// in proto/kdfs.proto): the node answers them without a round trip, with inode
+// numbers from a range of its own, and sends them with its next call to the
+// service, the commit at close of the file in the common case: one call and
+// one transaction per small file instead of two. Before any other call of this
+// node, its creates are sent first, so that the service never sees a call
+// about a file it does not know yet; before another node is served anything
+// about the directory, the service recalls the delegation, which this node
+// answers once it has sent its creates.
+import { NAME_MAX_BYTES } from '../common/limits.js';
+import { log } from '../common/log.js';
+import { makeLayout } from '../layout/placement.js';
+import type { PendingCreates } from '../meta/client.js';
+import type { Delegation, DelegatedCreate, FailedCreate, Layout, MetaMethods, StripePolicy } from '../rpc/messages.js';
+
+/** A delegation is not used closer than this to its end or to the lease's. */
+const DELEGATION_MARGIN_MS = 500;
+/** Inode numbers asked for when fewer than INOS_LOW are left. */
+export const INOS_WANTED = 1024;
+const INOS_LOW = 256;
+/** Creates waiting to be sent, at most: past it, creates are made by the service. */
+const PENDING_MAX = 4096;
+
+/** Calls that do not name the namespace: they need not wait for this node's creates. */
+const UNRELATED = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'CancelLock', 'ReclaimLocks', 'Publish', 'ReserveInos']);
+
+interface Held { untilMs: number; policy: StripePolicy | null; nodeIds: number[]; parentMode: number; parentGid: number }
+
+export interface DelegatedEntry { ino: number; layout: Layout; gid: number; cacheMs: number }
+
+export class Delegations implements PendingCreates {
+  private readonly dirs = new Map<number, Held>();
+  private readonly inos: { next: number; end: number }[] = [];
+  /** Creates not sent yet, by inode, in the order made. */
+  private readonly pending = new Map<number, DelegatedCreate>();
+  /** Creates sent and not yet answered: the call that carries each. */
+  private refilling: Promise<void> | null = null;
+  private readonly inFlight = new Map<number, { create: DelegatedCreate; settled: Promise<unknown> }>();
+
+  /** publish: sends creates on their own; failed: a create the service refused
+   *  (its file does not exist: the node drops what it told its kernel). */
+  constructor(
+    private readonly publish: (creates: DelegatedCreate[]) => Promise<MetaMethods['Publish'][1]>,
+    private readonly reserve: (count: number) => Promise<{ inoFirst: number; inoCount: number }>,
+    private readonly failed: (create: DelegatedCreate, errno: number) => void,
+  ) {}
+
+  /** Inode numbers to ask for with the next synchronous create. */
+  inosWanted(): number {
+    let left = 0;
+    for (const range of this.inos) left += range.end - range.next;
+    return left < INOS_LOW && !this.refilling ? INOS_WANTED : 0;
+  }
+
+  /** Asks for more inode numbers before they run out (one request at a time). */
+  private refill(): void {
+    if (this.refilling || this.inosWanted() === 0) return;
+    this.refilling = this.reserve(INOS_WANTED).then(({ inoFirst, inoCount }) => {
+      this.inos.push({ next: inoFirst, end: inoFirst + inoCount });
+    }, (err: unknown) => log.debug(`reserving inode numbers: ${(err as Error).message}`)).finally(() => (this.refilling = null));
+  }
+
+  /** What a Create's reply granted. */
+  granted(delegation: Delegation | null | undefined): void {
+    if (!delegation) return;
+    if (delegation.inoCount > 0) this.inos.push({ next: delegation.inoFirst, end: delegation.inoFirst + delegation.inoCount });
+    if (delegation.dir && delegation.cacheMs > 0) {
+      this.dirs.set(delegation.dir, {
+        untilMs: Date.now() + delegation.cacheMs, policy: delegation.policy, nodeIds: [...delegation.nodeIds],
+        parentMode: delegation.parentMode, parentGid: delegation.parentGid,
+      });
+    }
+  }
+
+  held(dir: number): boolean {
+    return this.dirs.has(dir);
+  }
+
+  /** Makes a create in dir here, if the delegation holds for longer than the
+   *  margin (and the lease too); null if the service must make it. */
+  create(dir: number, name: string, mode: number, uid: number, gid: number, time: DelegatedCreate['time'], leaseRemainingMs: number): DelegatedEntry | null {
+    const held = this.dirs.get(dir);
+    // a name the service would refuse: it says why
+    if (!held || Buffer.byteLength(name) > NAME_MAX_BYTES) return null;
+    const remainingMs = Math.min(held.untilMs - Date.now(), leaseRemainingMs) - DELEGATION_MARGIN_MS;
+    if (remainingMs <= 0) {
+      if (held.untilMs - Date.now() <= DELEGATION_MARGIN_MS) this.dirs.delete(dir);
+      return null;
+    }
+    if (this.pending.size >= PENDING_MAX) return null;
+    const range = this.inos[0];
+    this.refill();
+    if (!range) return null;
+    const ino = range.next++;
+    if (range.next >= range.end) this.inos.shift();
+    // BSD group semantics in set-group-ID directories, as the service applies them
+    const ownerGid = held.parentMode & 0o2000 ? held.parentGid : gid;
+    const layout = makeLayout(ino, held.policy, null, held.nodeIds);
+    this.pending.set(ino, { entry: { ino: dir, name }, mode, uid, gid: ownerGid, ino, layout, time });
+    return { ino, layout, gid: ownerGid, cacheMs: remainingMs };
+  }
+
+  /** Whether ino was created here and the service may not know it yet. */
+  unsent(ino: number): boolean {
+    return this.pending.has(ino) || this.inFlight.has(ino);
+  }
+
+  /** The service recalled the delegation of dir, or this node changes the
+   *  directory itself: no more creates there without asking. */
+  drop(dir: number): void {
+    this.dirs.delete(dir);
+  }
+
+  /** The session was lost: delegations went with it (the creates made stay to be sent). */
+  clear(): void {
+    this.dirs.clear();
+  }
+
+  /** Sends every create made so far, and waits for those on their way. */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0 || this.inFlight.size > 0) {
+      if (this.pending.size > 0) await this.send(this.take());
+      else await Promise.allSettled(new Set([...this.inFlight.values()].map((flight) => flight.settled)));
+    }
+  }
+
+  /** Sends creates on their own. */
+  private async send(creates: DelegatedCreate[]): Promise<void> {
+    for (const create of creates) this.pending.delete(create.ino);
+    await this.carry(creates, this.publish(creates).then((reply) => {
+      // the service refused the whole call: the creates were not made
+      if (reply.errno !== 0) return { ...reply, failed: creates.map((c) => ({ ino: c.ino, errno: reply.errno })) };
+      return reply;
+    }));
+  }
+
+  /** Before a call: waits until the service knows what it may name; returns the
+   *  creates a CommitWrite takes along (null: none). */
+  before(method: keyof MetaMethods, request: unknown): Promise<DelegatedCreate[] | null> | null {
+    if (UNRELATED.has(method) || (this.pending.size === 0 && this.inFlight.size === 0)) return null;
+    return this.ready(method, request);
+  }
+
+  private async ready(method: keyof MetaMethods, request: unknown): Promise<DelegatedCreate[] | null> {
+    const named = namedInodes(request);
+    if (!named) {
+      await this.flush();
+      return null;
+    }
+    const concerned = (create: DelegatedCreate) => named.has(create.ino) || named.has(create.entry.ino ?? 0);
+    // on their way: the service knows them once their call is answered
+    const flights = new Set<Promise<unknown>>();
+    for (const [ino, flight] of this.inFlight) if (concerned(flight.create)) flights.add(flight.settled);
+    if (flights.size > 0) await Promise.allSettled(flights);
+    // a commit takes every create made so far along: one transaction for them all
+    if (method === 'CommitWrite') return this.pending.size > 0 ? this.take() : null;
+    const creates = [...this.pending.values()].filter(concerned);
+    if (creates.length > 0) await this.send(creates);
+    return null;
+  }
+
+  /** A call carrying creates was answered (or not: reply null, they go again). */
+  async carry<T extends { errno: number; failed?: FailedCreate[] }>(creates: DelegatedCreate[], call: Promise<T>): Promise<T> {
+    const settled = call.then((reply) => {
+      const refused = new Map((reply.failed ?? []).map((f) => [f.ino, f.errno]));
+      for (const create of creates) {
+        this.inFlight.delete(create.ino);
+        const errno = refused.get(create.ino);
+        if (errno !== undefined) this.failed(create, errno);
+        // a CommitWrite refused as a whole made none of them: they go with the next call
+        else if (reply.errno !== 0 && !reply.failed?.length) this.pending.set(create.ino, create);
+      }
+      return reply;
+    }, (err: unknown) => {
+      // not answered: sent again with the next call (the service takes a create it made already)
+      for (const create of creates) {
+        this.inFlight.delete(create.ino);
+        this.pending.set(create.ino, create);
+      }
+      log.debug(`creates of this node not sent yet: ${(err as Error).message}`);
+      throw err;
+    });
+    const flight = { settled: settled.catch(() => undefined) };
+    for (const create of creates) this.inFlight.set(create.ino, { create, ...flight });
+    return settled;
+  }
+
+  /** Takes every create not sent yet. */
+  private take(): DelegatedCreate[] {
+    const creates = [...this.pending.values()];
+    this.pending.clear();
+    return creates;
+  }
+}
+
+/** The inodes a request names (files, and directories by their entries), or
+ *  null if it may concern any (a path, or a shape not known here). */
+function namedInodes(request: unknown): Set<number> | null {
+  const named = new Set<number>();
+  const r = request as Record<string, unknown>;
+  for (const t of [r, r.target, r.entry, r.from, r.to, r.inode] as ({ ino?: unknown; path?: unknown } | null | undefined)[]) {
+    if (!t || typeof t !== 'object') continue;
+    if (typeof t.path === 'string' && t.path.length > 0) return null;
+    if (typeof t.ino === 'number' && t.ino > 0) named.add(t.ino);
+  }
+  if (Array.isArray(r.inos)) for (const ino of r.inos) named.add(ino as number);
+  return named.size > 0 ? named : null;
+}

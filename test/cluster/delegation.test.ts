@@ -1,0 +1,119 @@
+// Creates a node makes by itself under a delegation of the directory (see
+// Delegation in proto/kdfs.proto): other nodes must see them at once, O_EXCL
+// must hold across nodes, a directory with such creates is not empty, and what
+// a close acknowledged survives the death of the node that made it.
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../harness/cluster.js';
+import { expectErrno } from '../harness/posix.js';
+
+let cluster: Cluster;
+let n = 0;
+const name = (prefix = 'g') => `${prefix}${++n}`;
+
+beforeAll(async () => {
+  cluster = await Cluster.start({ nodes: 3 });
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+/** A directory made on node 2, with a first file created there (the create that
+ *  asks for the delegation): node 2's next creates there are its own. */
+function delegatedDir(): string {
+  const dir = name('d');
+  fs.mkdirSync(cluster.path(2, dir));
+  fs.writeFileSync(cluster.path(2, dir, 'first'), 'first');
+  return dir;
+}
+
+describe('creates under a delegation', () => {
+  it('files node 2 created and holds open, unwritten, are seen at once by node 3 (stat, readdir, open)', () => {
+    for (let round = 0; round < 5; round++) {
+      const dir = delegatedDir();
+      const names = Array.from({ length: 20 }, (_, i) => `f${i}`);
+      const fds = names.map((file) => fs.openSync(cluster.path(2, dir, file), 'w', 0o640));
+      try {
+        const inos = names.map((file) => fs.fstatSync(fds[names.indexOf(file)]).ino);
+        expect(new Set(inos).size).toBe(names.length);
+        // node 3 touches the directory first through a listing, then by name
+        expect(fs.readdirSync(cluster.path(3, dir)).sort()).toEqual(['first', ...names].sort());
+        names.forEach((file, i) => {
+          const st = fs.statSync(cluster.path(3, dir, file));
+          expect(st.ino).toBe(inos[i]);
+          expect(st.size).toBe(0);
+          expect(st.mode & 0o777).toBe(0o640 & ~process.umask());
+        });
+        // data written after the recall reaches node 3 at close
+        fs.writeSync(fds[0], `round ${round}`);
+      } finally {
+        for (const fd of fds) fs.closeSync(fd);
+      }
+      expect(fs.readFileSync(cluster.path(3, dir, 'f0'), 'utf8')).toBe(`round ${round}`);
+    }
+  });
+
+  it('a name node 2 created by itself is EEXIST for O_EXCL on node 3, and the reverse', () => {
+    for (let round = 0; round < 5; round++) {
+      const dir = delegatedDir();
+      const mine = fs.openSync(cluster.path(2, dir, 'lock'), 'wx');
+      try {
+        expectErrno(() => fs.openSync(cluster.path(3, dir, 'lock'), 'wx'), 'EEXIST');
+      } finally {
+        fs.closeSync(mine);
+      }
+      // node 3 now looks at the directory: node 2 asks the service again
+      fs.closeSync(fs.openSync(cluster.path(3, dir, 'other'), 'wx'));
+      expectErrno(() => fs.openSync(cluster.path(2, dir, 'other'), 'wx'), 'EEXIST');
+      fs.closeSync(fs.openSync(cluster.path(2, dir, 'third'), 'wx'));
+      expect(fs.readdirSync(cluster.path(1, dir)).sort()).toEqual(['first', 'lock', 'other', 'third']);
+    }
+  });
+
+  it('a directory with a file node 2 created and holds open is not empty for rmdir on node 3', () => {
+    const dir = delegatedDir();
+    fs.unlinkSync(cluster.path(2, dir, 'first'));
+    const fd = fs.openSync(cluster.path(2, dir, 'open'), 'w');
+    try {
+      expectErrno(() => fs.rmdirSync(cluster.path(3, dir)), 'ENOTEMPTY');
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.unlinkSync(cluster.path(2, dir, 'open'));
+    fs.rmdirSync(cluster.path(3, dir));
+    expectErrno(() => fs.statSync(cluster.path(2, dir)), 'ENOENT');
+  });
+
+  it('unlink and rename of files node 2 created by itself, before and after close', () => {
+    const dir = delegatedDir();
+    const fd = fs.openSync(cluster.path(2, dir, 'a'), 'w');
+    fs.renameSync(cluster.path(2, dir, 'a'), cluster.path(2, dir, 'b'));
+    fs.writeSync(fd, 'renamed while open');
+    fs.closeSync(fd);
+    expect(fs.readFileSync(cluster.path(3, dir, 'b'), 'utf8')).toBe('renamed while open');
+    fs.writeFileSync(cluster.path(2, dir, 'c'), 'c');
+    fs.unlinkSync(cluster.path(2, dir, 'c'));
+    expectErrno(() => fs.statSync(cluster.path(3, dir, 'c')), 'ENOENT');
+    expect(fs.readdirSync(cluster.path(3, dir)).sort()).toEqual(['b', 'first']);
+  });
+
+  it('what node 2 closed survives kill -9 of node 2; its directory stays usable from the others', async () => {
+    const dir = delegatedDir();
+    const files = Array.from({ length: 50 }, (_, i) => `c${i}`);
+    for (const file of files) fs.writeFileSync(cluster.path(2, dir, file), `content of ${file}`);
+    // one more, open and unwritten when the node dies: it may or may not exist after
+    const fd = fs.openSync(cluster.path(2, dir, 'unclosed'), 'w');
+    await cluster.kill9(2);
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // the mount is gone with its node
+    }
+    for (const file of files) expect(fs.readFileSync(cluster.path(3, dir, file), 'utf8')).toBe(`content of ${file}`);
+    // the dead node's delegation does not hold the directory up
+    fs.writeFileSync(cluster.path(3, dir, 'after'), 'after');
+    expect(fs.readdirSync(cluster.path(1, dir))).toEqual(expect.arrayContaining([...files, 'after', 'first']));
+    await cluster.mount(2);
+    expect(fs.readFileSync(cluster.path(2, dir, 'c7'), 'utf8')).toBe('content of c7');
+  }, 60_000);
+});
