@@ -143,7 +143,8 @@ export class Delegations implements PendingCreates {
   }
 
   private async ready(method: keyof MetaMethods, request: unknown): Promise<DelegatedCreate[] | null> {
-    const named = namedInodes(request);
+    // a directory removed or moved: its emptiness, and the creates below it, count
+    const named = method === 'Remove' || method === 'Rename' ? null : namedInodes(request);
     if (!named) {
       await this.flush();
       return null;

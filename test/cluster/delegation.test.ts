@@ -70,7 +70,7 @@ describe('creates under a delegation', () => {
     }
   });
 
-  it('a directory with a file node 2 created and holds open is not empty for rmdir on node 3', () => {
+  it('a directory with a file node 2 created and holds open is not empty for rmdir, on node 3 or on node 2 itself', () => {
     const dir = delegatedDir();
     fs.unlinkSync(cluster.path(2, dir, 'first'));
     const fd = fs.openSync(cluster.path(2, dir, 'open'), 'w');
@@ -82,6 +82,16 @@ describe('creates under a delegation', () => {
     fs.unlinkSync(cluster.path(2, dir, 'open'));
     fs.rmdirSync(cluster.path(3, dir));
     expectErrno(() => fs.statSync(cluster.path(2, dir)), 'ENOENT');
+    // ...nor for rmdir on node 2 itself
+    const own = delegatedDir();
+    fs.unlinkSync(cluster.path(2, own, 'first'));
+    const fd2 = fs.openSync(cluster.path(2, own, 'open'), 'w');
+    try {
+      expectErrno(() => fs.rmdirSync(cluster.path(2, own)), 'ENOTEMPTY');
+    } finally {
+      fs.closeSync(fd2);
+    }
+    expect(fs.readdirSync(cluster.path(3, own))).toEqual(['open']);
   });
 
   it('unlink and rename of files node 2 created by itself, before and after close', () => {
