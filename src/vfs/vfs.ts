@@ -405,7 +405,10 @@ export class Vfs {
     log.warn(`creating ${create.entry.name} (inode ${create.ino}) in directory ${parent}: ${errnoName(errno)}`);
     this.known.forget(parent);
     this.attrs.drop(create.ino);
+    this.kernel.forget(create.ino);
+    // not waited for: the request that learnt of it may be one the kernel holds the directory's lock for
     void this.kernelCache?.invalidateEntry(parent, create.entry.name ?? '');
+    void this.kernelCache?.invalidateInode(create.ino, true);
   }
 
   async open(ino: number, flags: number): Promise<Opened> {

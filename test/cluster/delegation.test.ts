@@ -107,6 +107,34 @@ describe('creates under a delegation', () => {
     expect(fs.readdirSync(cluster.path(3, dir)).sort()).toEqual(['b', 'first']);
   });
 
+  it('a stopped holder holds nobody up past its lease; its creates refused after are not reported as stored', () => {
+    const dir = delegatedDir();
+    const fd = fs.openSync(cluster.path(2, dir, 'held'), 'w');
+    fs.writeSync(fd, 'from node 2');
+    const pid = cluster.pid(2)!;
+    process.kill(pid, 'SIGSTOP');
+    let closed: unknown = null;
+    try {
+      const started = Date.now();
+      // node 2 cannot send its create: the service waits for its lease to end, no longer
+      expect(fs.readdirSync(cluster.path(3, dir))).toEqual(['first']);
+      const waitedMs = Date.now() - started;
+      console.log(`a listing on node 3 waited ${waitedMs} ms for stopped node 2`);
+      expect(waitedMs).toBeLessThan(8000);
+      fs.writeFileSync(cluster.path(3, dir, 'held'), 'from node 3', { flag: 'wx' });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    try {
+      fs.closeSync(fd);
+    } catch (err) {
+      closed = (err as NodeJS.ErrnoException).code;
+    }
+    // the close of node 2's file cannot be acknowledged: its name was taken meanwhile
+    expect(closed).toBe('EIO');
+    for (const id of [1, 3]) expect(fs.readFileSync(cluster.path(id, dir, 'held'), 'utf8')).toBe('from node 3');
+  }, 60_000);
+
   it('what node 2 closed survives kill -9 of node 2; its directory stays usable from the others', async () => {
     const dir = delegatedDir();
     const files = Array.from({ length: 50 }, (_, i) => `c${i}`);
