@@ -1,0 +1,102 @@
+// A node's side of delegated creates (src/vfs/delegations.ts), against a
+// service played by the test: which creates go with which call, and what
+// becomes of them when a call fails or the service refuses one.
+import { describe, expect, it } from 'vitest';
+import { Delegations } from '../../src/vfs/delegations.js';
+import type { Delegation, DelegatedCreate, PublishReply } from '../../src/rpc/messages.js';
+
+const DIR = 4_294_967_300;
+const OTHER_DIR = 4_294_967_301;
+const INO_FIRST = 4_294_970_000;
+
+function grant(dir: number, inoCount = 16): Delegation {
+  return { dir, cacheMs: 30_000, inoFirst: INO_FIRST, inoCount, policy: { unitBytes: 0, count: 0 }, nodeIds: [1, 2, 3], parentMode: 0o40755, parentGid: 0 };
+}
+
+function setup() {
+  const published: DelegatedCreate[][] = [];
+  const refused: { ino: number; errno: number }[] = [];
+  let reply: (creates: DelegatedCreate[]) => Promise<PublishReply> = async () => ({ errno: 0, failed: [] });
+  const delegations = new Delegations(
+    (creates) => {
+      published.push(creates);
+      return reply(creates);
+    },
+    async (count) => ({ inoFirst: INO_FIRST + 10_000, inoCount: count }),
+    (create, errno) => refused.push({ ino: create.ino, errno }),
+  );
+  const make = (dir: number, name: string) => delegations.create(dir, name, 0o100644, 1000, 1000, { sec: 1, nsec: 0 }, 10_000);
+  return { delegations, published, refused, make, setReply: (r: typeof reply) => (reply = r) };
+}
+
+describe('delegated creates on the node', () => {
+  it('are made only in a delegated directory, with distinct numbers from the range and a layout over the members', () => {
+    const { delegations, make } = setup();
+    expect(make(DIR, 'a')).toBeNull();
+    delegations.granted(grant(DIR));
+    const a = make(DIR, 'a')!;
+    const b = make(DIR, 'b')!;
+    expect(a.ino).toBe(INO_FIRST);
+    expect(b.ino).toBe(INO_FIRST + 1);
+    expect(a.layout.nodes.length).toBe(3);
+    expect(make(OTHER_DIR, 'c')).toBeNull();
+    // a name the service would refuse is left to it
+    expect(make(DIR, 'x'.repeat(256))).toBeNull();
+    expect(delegations.unsent(a.ino)).toBe(true);
+  });
+
+  it('take the group of a set-group-ID directory, as the service does', () => {
+    const { delegations, make } = setup();
+    delegations.granted({ ...grant(DIR), parentMode: 0o42775, parentGid: 50 });
+    expect(make(DIR, 'a')!.gid).toBe(50);
+  });
+
+  it('all go with a commit; a call naming a directory sends only the creates in it', async () => {
+    const { delegations, published, make } = setup();
+    delegations.granted(grant(DIR));
+    delegations.granted({ ...grant(OTHER_DIR), inoCount: 0 });
+    const a = make(DIR, 'a')!;
+    const b = make(OTHER_DIR, 'b')!;
+    // a lookup in OTHER_DIR: b first, a stays
+    expect(await delegations.before('Getattr', { ino: OTHER_DIR, name: 'x' })).toBeNull();
+    expect(published.map((p) => p.map((c) => c.ino))).toEqual([[b.ino]]);
+    expect(delegations.unsent(a.ino)).toBe(true);
+    expect(delegations.unsent(b.ino)).toBe(false);
+    // a commit of any file takes what is left along
+    const c = make(DIR, 'c')!;
+    const along = await delegations.before('CommitWrite', { ino: c.ino });
+    expect(along!.map((x) => x.ino).sort()).toEqual([a.ino, c.ino].sort());
+    // calls that name nothing of the namespace wait for nothing
+    expect(delegations.before('Statfs', {})).toBeNull();
+  });
+
+  it('go again with the next call when a call carrying them fails, and are dropped when refused', async () => {
+    const { delegations, published, refused, make, setReply } = setup();
+    delegations.granted(grant(DIR));
+    const a = make(DIR, 'a')!;
+    const b = make(DIR, 'b')!;
+    setReply(async () => {
+      throw new Error('session lost');
+    });
+    await expect(delegations.flush()).rejects.toThrow('session lost');
+    expect(delegations.unsent(a.ino) && delegations.unsent(b.ino)).toBe(true);
+    setReply(async (creates) => ({ errno: 0, failed: [{ ino: creates[0].ino, errno: 17 }] }));
+    await delegations.flush();
+    expect(published.length).toBe(2);
+    expect(refused).toEqual([{ ino: a.ino, errno: 17 }]);
+    expect(delegations.unsent(a.ino) || delegations.unsent(b.ino)).toBe(false);
+  });
+
+  it('a removal or a rename sends every create first; a recalled directory is asked again', async () => {
+    const { delegations, published, make } = setup();
+    delegations.granted(grant(DIR));
+    delegations.granted({ ...grant(OTHER_DIR), inoCount: 0 });
+    make(DIR, 'a');
+    make(OTHER_DIR, 'b');
+    await delegations.before('Remove', { entry: { ino: 1, name: 'd' }, directory: true });
+    expect(published.flat().length).toBe(2);
+    delegations.drop(DIR);
+    expect(make(DIR, 'c')).toBeNull();
+    expect(make(OTHER_DIR, 'c')).not.toBeNull();
+  });
+});
