@@ -2,7 +2,10 @@
 // Delegation in proto/kdfs.proto): other nodes must see them at once, O_EXCL
 // must hold across nodes, a directory with such creates is not empty, and what
 // a close acknowledged survives the death of the node that made it.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../harness/cluster.js';
 import { expectErrno } from '../harness/posix.js';
@@ -17,6 +20,20 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.stop();
 });
+
+const RACER = path.resolve(__dirname, '..', 'tools', 'racer.js');
+
+interface RaceResult { made: string[]; removed: string[]; won: string[]; errors: string[] }
+
+/** Runs test/tools/racer.js in dir, within 60 s. */
+function race(dir: string, tag: string, rounds: number, logDir: string): Promise<RaceResult> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [RACER, dir, tag, String(rounds), logDir], { timeout: 60_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`racer ${tag}: ${err.message} ${stderr}`));
+      else resolve(JSON.parse(stdout) as RaceResult);
+    });
+  });
+}
 
 /** A directory made on node 2, with a first file created there (the create that
  *  asks for the delegation): node 2's next creates there are its own. */
@@ -134,6 +151,40 @@ describe('creates under a delegation', () => {
     expect(closed).toBe('EIO');
     for (const id of [1, 3]) expect(fs.readFileSync(cluster.path(id, dir, 'held'), 'utf8')).toBe('from node 3');
   }, 60_000);
+
+  it('node 2 and node 3 racing in directories node 2 made: no create lost or doubled, O_EXCL has one winner', async () => {
+    for (let round = 0; round < 6; round++) {
+      const dir = delegatedDir();
+      const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-racer-'));
+      let a: RaceResult;
+      let b: RaceResult;
+      try {
+        [a, b] = await Promise.all([race(cluster.path(2, dir), 'a', 40, logDir), race(cluster.path(3, dir), 'b', 40, logDir)]);
+      } finally {
+        fs.rmSync(logDir, { recursive: true, force: true });
+      }
+      expect(a.errors).toEqual([]);
+      expect(b.errors).toEqual([]);
+      const expected = new Set(['first']);
+      for (const side of [a, b]) {
+        for (const file of side.made) expected.add(file);
+        for (const file of side.removed) expected.delete(file);
+      }
+      for (let i = 0; i < 40; i++) {
+        const winners = [a.won.includes(`s${i}`) ? 'a' : null, b.won.includes(`s${i}`) ? 'b' : null].filter(Boolean);
+        expect(winners.length, `s${i}`).toBe(1);
+        expect(fs.readFileSync(cluster.path(1, dir, `s${i}`), 'utf8')).toBe(winners[0]);
+        expected.add(`s${i}`);
+      }
+      expect(fs.readdirSync(cluster.path(1, dir)).sort()).toEqual([...expected].sort());
+      for (const side of [a, b]) {
+        for (const file of side.made) {
+          if (side.removed.includes(file)) continue;
+          expect(fs.readFileSync(cluster.path(1, dir, file), 'utf8')).toBe(file.startsWith('h') ? '' : `${file[0]} ${file.slice(1)}`);
+        }
+      }
+    }
+  }, 120_000);
 
   it('what node 2 closed survives kill -9 of node 2; its directory stays usable from the others', async () => {
     const dir = delegatedDir();
