@@ -8,6 +8,7 @@
 // about a file it does not know yet; before another node is served anything
 // about the directory, the service recalls the delegation, which this node
 // answers once it has sent its creates.
+import assert from 'node:assert';
 import { NAME_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { makeLayout } from '../layout/placement.js';
@@ -36,7 +37,9 @@ export class Delegations implements PendingCreates {
   private readonly pending = new Map<number, DelegatedCreate>();
   /** Creates sent and not yet answered: the call that carries each. */
   private refilling: Promise<void> | null = null;
-  private readonly inFlight = new Map<number, { create: DelegatedCreate; settled: Promise<unknown> }>();
+  private readonly inFlight = new Map<number, { create: DelegatedCreate; settled: Promise<void> }>();
+  /** Creates taken for a call, until it is answered: what tells their waiters. */
+  private readonly launched = new WeakMap<DelegatedCreate[], () => void>();
 
   /** publish: sends creates on their own; failed: a create the service refused
    *  (its file does not exist: the node drops what it told its kernel). */
@@ -127,7 +130,7 @@ export class Delegations implements PendingCreates {
 
   /** Sends creates on their own. */
   private async send(creates: DelegatedCreate[]): Promise<void> {
-    for (const create of creates) this.pending.delete(create.ino);
+    this.launch(creates);
     await this.carry(creates, this.publish(creates).then((reply) => {
       // the service refused the whole call: the creates were not made
       if (reply.errno !== 0) return { ...reply, failed: creates.map((c) => ({ ino: c.ino, errno: reply.errno })) };
@@ -161,9 +164,13 @@ export class Delegations implements PendingCreates {
     return null;
   }
 
-  /** A call carrying creates was answered (or not: reply null, they go again). */
+  /** A call carrying creates taken (take, send) was answered, or not (they go again). */
   async carry<T extends { errno: number; failed?: FailedCreate[] }>(creates: DelegatedCreate[], call: Promise<T>): Promise<T> {
-    const settled = call.then((reply) => {
+    const landed = this.launched.get(creates);
+    assert(landed, 'creates carried that were not taken');
+    this.launched.delete(creates);
+    try {
+      const reply = await call;
       const refused = new Map((reply.failed ?? []).map((f) => [f.ino, f.errno]));
       for (const create of creates) {
         this.inFlight.delete(create.ino);
@@ -173,7 +180,7 @@ export class Delegations implements PendingCreates {
         else if (reply.errno !== 0 && !reply.failed?.length) this.pending.set(create.ino, create);
       }
       return reply;
-    }, (err: unknown) => {
+    } catch (err) {
       // not answered: sent again with the next call (the service takes a create it made already)
       for (const create of creates) {
         this.inFlight.delete(create.ino);
@@ -181,17 +188,28 @@ export class Delegations implements PendingCreates {
       }
       log.debug(`creates of this node not sent yet: ${(err as Error).message}`);
       throw err;
-    });
-    const flight = { settled: settled.catch(() => undefined) };
-    for (const create of creates) this.inFlight.set(create.ino, { create, ...flight });
-    return settled;
+    } finally {
+      landed();
+    }
+  }
+
+  /** Creates leave pending for a call: from now until that call is answered,
+   *  calls that name them wait for it (the service may serve calls of one node
+   *  in another order than sent, a transaction waiting for a read from disk). */
+  private launch(creates: DelegatedCreate[]): DelegatedCreate[] {
+    let landed!: () => void;
+    const settled = new Promise<void>((resolve) => (landed = resolve));
+    for (const create of creates) {
+      this.pending.delete(create.ino);
+      this.inFlight.set(create.ino, { create, settled });
+    }
+    this.launched.set(creates, landed);
+    return creates;
   }
 
   /** Takes every create not sent yet. */
   private take(): DelegatedCreate[] {
-    const creates = [...this.pending.values()];
-    this.pending.clear();
-    return creates;
+    return this.launch([...this.pending.values()]);
   }
 }
 

@@ -70,6 +70,28 @@ describe('delegated creates on the node', () => {
     expect(delegations.before('Statfs', {})).toBeNull();
   });
 
+  it('taken by a call, hold up calls that name them until that call is answered', async () => {
+    const { delegations, make } = setup();
+    delegations.granted(grant(DIR));
+    const a = make(DIR, 'a')!;
+    const c = make(DIR, 'c')!;
+    const along = (await delegations.before('CommitWrite', { ino: a.ino }))!;
+    expect(along.map((x) => x.ino)).toEqual([a.ino, c.ino]);
+    // the commit that carries c is not answered yet: c's own commit waits for it
+    let passed = false;
+    const waiting = delegations.before('CommitWrite', { ino: c.ino });
+    expect(waiting).not.toBeNull();
+    const done = waiting!.then((creates) => {
+      passed = true;
+      return creates;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(passed).toBe(false);
+    await delegations.carry(along, Promise.resolve({ errno: 0, failed: [] }));
+    expect(await done).toBeNull();
+    expect(delegations.unsent(c.ino)).toBe(false);
+  });
+
   it('go again with the next call when a call carrying them fails, and are dropped when refused', async () => {
     const { delegations, published, refused, make, setReply } = setup();
     delegations.granted(grant(DIR));
