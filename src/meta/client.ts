@@ -145,9 +145,10 @@ export class MetaClient {
     return entry(await this.rpc.call('Open', { target, nodeId }));
   }
 
-  /** The node closed its last handle of each of these inodes. */
-  async close(inos: number[], nodeId: number): Promise<void> {
-    check((await this.rpc.call('Close', { ino: 0, nodeId, inos })).errno);
+  /** The node closed its last handle of each of these inodes, and opened the
+   *  others without a call (opens first). */
+  async close(inos: number[], nodeId: number, opens: number[] = []): Promise<void> {
+    check((await this.rpc.call('Close', { ino: 0, nodeId, inos, opens })).errno);
   }
 
   /** inline: the whole content of a file still inlined (EAGAIN if it no longer is). */

@@ -124,6 +124,14 @@ export class Coherence {
     return GRANT_MS;
   }
 
+  /** Whether a node other than origin holds the attributes of ino granted (it
+   *  may have opened the file without a call, see src/vfs/contentCache.ts). */
+  grantedElsewhere(ino: number, origin: number): boolean {
+    const now = Date.now();
+    for (const [nodeId, until] of this.attrs.get(ino) ?? []) if (nodeId !== origin && until > now) return true;
+    return false;
+  }
+
   /** Delegates the creates in dir to a node, if no other node may cache or be
    *  told anything about its entries; returns for how long (0: not delegated). */
   delegate(nodeId: number, dir: number): number {

@@ -37,6 +37,8 @@ export class Namespace {
   /** Until the nodes have re-announced their open files after a restart of the
    *  service, any unlinked inode may be open somewhere: none is freed. */
   private opensKnown = false;
+  /** Whether a node other than `origin` may hold the inode open without having told (set by the service). */
+  mayBeOpen: ((ino: number, origin: number) => boolean) | null = null;
   /** The inode ranges each node was given for its delegated creates. */
   private readonly reserved = new Map<number, { first: number; end: number }[]>();
 
@@ -145,7 +147,7 @@ export class Namespace {
         p.attr.nlink--;
         tx.deleteInode(inode.attr.ino);
       } else {
-        this.dropLink(tx, inode.attr.ino, time);
+        this.dropLink(tx, inode.attr.ino, time, effects);
       }
     }, false, effects);
   }
@@ -179,7 +181,7 @@ export class Namespace {
           dstParent.attr.nlink--;
           tx.deleteInode(victim.attr.ino);
         } else {
-          this.dropLink(tx, victim.attr.ino, time);
+          this.dropLink(tx, victim.attr.ino, time, effects);
         }
         dstParent.entries--;
       } else if (movingDir && dst.parent.attr.ino !== src.parent.attr.ino && dstParent.attr.nlink >= LINK_MAX) {
@@ -536,14 +538,28 @@ export class Namespace {
     }
   }
 
-  /** One link fewer; the inode goes when none is left and no node holds it open. */
-  private dropLink(tx: Tx, ino: number, time: Attr['ctime']): void {
+  /** One link fewer; the inode goes when none is left and no node holds it open.
+   *  A node other than the caller's that holds the inode's attributes granted
+   *  may have opened it without telling yet: the inode is kept until that node
+   *  answered its callback (see releaseUnopened). */
+  private dropLink(tx: Tx, ino: number, time: Attr['ctime'], effects?: Effects): void {
     const inode = tx.editInode(ino);
     inode.attr.nlink--;
     inode.attr.ctime = time;
     if (inode.attr.nlink > 0) return;
-    if (this.opens.has(ino) || !this.opensKnown) tx.setZeroLinks(ino, true);
-    else this.free(tx, inode);
+    if (this.opens.has(ino) || !this.opensKnown) {
+      tx.setZeroLinks(ino, true);
+    } else if (effects && this.mayBeOpen?.(ino, effects.origin)) {
+      tx.setZeroLinks(ino, true);
+      effects.maybeOpen.add(ino);
+    } else {
+      this.free(tx, inode);
+    }
+  }
+
+  /** An inode kept for nodes that may have had it open: freed unless one said so. */
+  releaseUnopened(ino: number): Promise<void> {
+    return this.freeIfUnlinked(ino);
   }
 
   private free(tx: Tx, inode: Inode): void {

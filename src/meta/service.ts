@@ -89,6 +89,7 @@ export class MetaService {
     this.namespace = new Namespace(store);
     this.cluster = new Cluster(store, this.namespace, local);
     this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
+    this.namespace.mayBeOpen = (ino, origin) => this.coherence.grantedElsewhere(ino, origin);
     this.locks = new LockService(() => this.cluster.nodeIds());
     this.appender = new Appender(store, (nodeId) => this.cluster.agent(nodeId));
     this.ops = this.makeOps();
@@ -167,6 +168,7 @@ export class MetaService {
 
   private async serve(method: keyof MetaMethods, op: (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>, request: unknown, caller?: Caller): Promise<unknown> {
     const effects = new Effects();
+    effects.origin = caller?.nodeId ?? 0;
     // a copy: some replies are shared constants (OK), and what follows adds to them
     const reply = { ...(await op(request, effects, caller)) as object } as ChangedInReply & {
       attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean; delegation?: Delegation | null;
@@ -183,6 +185,8 @@ export class MetaService {
       }
       // after the callbacks, which forget every grant of what changed
       if (caller) this.tellChanges(reply, effects, caller.nodeId);
+      // the nodes called back told their unannounced opens before answering
+      for (const ino of effects.maybeOpen) await this.namespace.releaseUnopened(ino);
     }
     const cacheable = CACHEABLE[method] as ((request: unknown) => number | null) | undefined;
     if (caller && cacheable && reply.attr) {
@@ -273,6 +277,7 @@ export class MetaService {
         return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData };
       },
       async Close(request) {
+        for (const ino of request.opens ?? []) await ns.open({ ino }, request.nodeId).catch(() => undefined);
         if (request.ino) await ns.close(request.ino, request.nodeId);
         for (const ino of request.inos ?? []) await ns.close(ino, request.nodeId);
         return OK;

@@ -81,6 +81,10 @@ const REOPEN_RETRY_MS = 1000;
 export class Effects {
   readonly changes = new Changes();
   seq = 0;
+  /** The node whose request this is (0: a command). */
+  origin = 0;
+  /** Unlinked inodes kept because other nodes may have them open unannounced. */
+  readonly maybeOpen = new Set<number>();
 }
 
 export class Tx {

@@ -154,7 +154,7 @@ export interface DirEntry { name: string; ino: number; mode: number }
 export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean }
 export interface ReadLinkReply { errno: number; target: string }
 export interface OpenRequest { target: Target; nodeId: number }
-export interface CloseRequest { ino: number; nodeId: number; inos?: number[] }
+export interface CloseRequest { ino: number; nodeId: number; inos?: number[]; opens?: number[] }
 export interface CommitWriteRequest {
   ino: number;
   size: number;

@@ -10,6 +10,8 @@ const INODES_MAX = 100_000;
 
 export class AttrCache {
   private readonly entries = new Map<number, { attr: Attr; untilMs: number }>();
+  /** Told of every grant of attributes (what depends on their coverage follows it). */
+  onGranted: ((ino: number, cacheMs: number) => void) | null = null;
 
   /** The attributes and how long they stay valid (ms), if they are. */
   get(ino: number): { attr: Attr; remainingMs: number } | null {
@@ -24,6 +26,7 @@ export class AttrCache {
   }
 
   put(attr: Attr, cacheMs: number): void {
+    this.onGranted?.(attr.ino, cacheMs);
     this.entries.delete(attr.ino); // most recent last
     if (cacheMs <= 0) return;
     this.entries.set(attr.ino, { attr, untilMs: Date.now() + cacheMs });

@@ -13,10 +13,12 @@ import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
 import type { AttrCache } from './attrCache.js';
 import { Closer } from './closer.js';
+import { ContentCache } from './contentCache.js';
 import { zeroPieces } from './holes.js';
 import { FileReadAhead, ReadAheadBudget } from './readAhead.js';
 import { WriteBehind, type FileWriter, type WrittenFile } from './writeBehind.js';
 
+const EMPTY_CONTENT = Buffer.alloc(0);
 /** Most files one node holds open at once. */
 const OPEN_HANDLES_MAX = 65536;
 
@@ -77,6 +79,8 @@ export class OpenFiles {
   /** Last closes on their way: the metadata service must hear of a close before
    *  it hears of a new open, or the close would undo the open. */
   private readonly closer: Closer;
+  /** What this node knows of files it closed, for opens without a call. */
+  readonly closedContent = new ContentCache();
   private nextFh = 0;
   private readonly writeBehind: WriteBehind;
   private readonly readAheadBudget = new ReadAheadBudget();
@@ -106,13 +110,32 @@ export class OpenFiles {
     if (this.handles.size >= OPEN_HANDLES_MAX) throw new FsError(E.ENFILE);
   }
 
+  /** Closes of ino sent so far: taken before an open is asked of the service. */
+  closeEpoch(ino: number): number {
+    return this.closer.epoch(ino);
+  }
+
   /** Resolves once a close of the inode in progress has reached the metadata service. */
   closed(ino: number): Promise<boolean> {
     return this.closer.closed(ino);
   }
 
-  /** A new handle for a file the metadata service has just opened for this node. */
-  add(entry: Entry, flags: number): { fh: number; file: OpenFile } {
+  /** A handle for a file this node opens without a call: the attributes granted
+   *  and what it kept of the file at its last close here (null if it has not). */
+  openHere(ino: number, attr: Attr, flags: number): { fh: number; file: OpenFile } | null {
+    const content = this.closedContent.get(ino);
+    if (!content) return null;
+    return this.add({ attr, layout: content.layout, inlined: content.inlined, inlineData: content.inlineData, created: false, cacheMs: 0 }, flags, true);
+  }
+
+  /** Opens made without a call that the service has not heard of: told now. */
+  async tellOpens(ino?: number): Promise<void> {
+    if (ino === undefined ? this.closer.untoldCount() > 0 : this.closer.untold(ino)) await this.closer.tellNow();
+  }
+
+  /** A new handle for a file the metadata service has just opened for this node
+   *  (untold: that this node opened by itself, see openHere). */
+  add(entry: Entry, flags: number, untold = false, epoch?: number): { fh: number; file: OpenFile } {
     const { attr, layout } = entry;
     if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
     let file = this.files.get(attr.ino);
@@ -124,6 +147,8 @@ export class OpenFiles {
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
       this.files.set(attr.ino, file);
+      // a last close of the inode may have raced this open (releases come when the kernel likes)
+      this.closer.opened(attr.ino, untold, epoch);
     } else {
       if (attr.size > file.size) file.size = attr.size;
       // open elsewhere on this node: what the metadata service has now is newer, unless this node wrote since
@@ -366,10 +391,18 @@ export class OpenFiles {
       if (--file.handles === 0) {
         this.files.delete(file.ino);
         file.readAhead.clear();
+        this.keepContent(file);
         // not waited for: an open of the inode on this node waits for it instead (closed())
         void this.closer.close(file.ino);
       }
     }
+  }
+
+  /** What the next open of a file closed here needs, while its attributes stay granted. */
+  private keepContent(file: OpenFile): void {
+    const granted = this.attrs.get(file.ino);
+    if (!granted || file.stale || file.written !== file.committed || granted.attr.size !== file.size) return;
+    this.closedContent.put(file.ino, { layout: file.layout, inlined: file.inline !== null, inlineData: file.inline ?? EMPTY_CONTENT }, granted.remainingMs);
   }
 
   /** Inodes this node holds open: re-announced if the root restarts. */

@@ -20,7 +20,7 @@ import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Entry, Fresh, MetaClient } from '../meta/client.js';
 import {
-  INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_MTIME, CHANGED_SIZE,
+  INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_MTIME, CHANGED_SIZE,
   type Attr, type DelegatedCreate, type DirEntry, type Invalidation, type SetattrRequest, type StatfsReply,
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
@@ -35,6 +35,9 @@ import { NodeLocks } from '../locks/client.js';
 import type { LockReply, LockRequest } from '../rpc/messages.js';
 
 export interface Caller { uid: number; gid: number }
+
+/** An open without a call needs its attributes granted for longer than this. */
+const OPEN_HERE_MARGIN_MS = 1000;
 
 export interface Opened {
   fh: number;
@@ -120,8 +123,12 @@ export class Vfs {
       },
     });
     // what this node's own calls changed is no longer as cached
+    this.attrs.onGranted = (ino, cacheMs) => this.files.closedContent.granted(ino, cacheMs);
     meta.onChanged = ({ changed, changedAttrs, changedCacheMs }) => {
-      for (const ino of changed ?? []) this.attrs.drop(ino);
+      for (const ino of changed ?? []) {
+        this.attrs.drop(ino);
+        this.files.closedContent.drop(ino);
+      }
       // such as the directory a creation changed, which the kernel asks for next
       for (const attr of changedAttrs ?? []) this.attrs.put(attr, changedCacheMs ?? 0);
     };
@@ -150,6 +157,7 @@ export class Vfs {
   private leaseHolds(): boolean {
     if (this.meta.leaseRemainingMs() > 0) return true;
     this.attrs.clear();
+    this.files.closedContent.clear();
     this.known.clear();
     this.delegations.clear();
     return false;
@@ -190,6 +198,8 @@ export class Vfs {
 
   /** The metadata service calls back: another node changed what the kernel caches. */
   async invalidate(items: Invalidation[]): Promise<void> {
+    // opens of these files made without a call: the service counts them before it goes on
+    if (items.some((item) => item.kind === INVALIDATE_ATTR || item.kind === INVALIDATE_DATA)) await this.files.tellOpens();
     await Promise.all(items.map((item) => {
       if (item.kind === INVALIDATE_DELEGATION) {
         this.delegations.drop(item.parent);
@@ -200,6 +210,7 @@ export class Vfs {
         return this.kernelCache?.invalidateEntry(item.parent, item.name);
       }
       const data = item.kind === INVALIDATE_DATA;
+      this.files.closedContent.drop(item.ino);
       this.attrs.drop(item.ino);
       this.absentXattrs.forget(item.ino);
       if (data) this.kernel.forget(item.ino);
@@ -237,6 +248,7 @@ export class Vfs {
    *  of open files are dropped. */
   async sessionLost(): Promise<void> {
     this.attrs.clear();
+    this.files.closedContent.clear();
     this.known.clear();
     this.delegations.clear();
     this.absentXattrs.clear();
@@ -311,6 +323,8 @@ export class Vfs {
   }
 
   async unlink(parent: number, name: string): Promise<void> {
+    // the service frees a file with no link left that no node holds open: it must know this node's
+    await this.files.tellOpens();
     await this.changing(parent, this.meta.remove({ ino: parent, name }, false));
     this.known.removed(parent, name);
   }
@@ -322,6 +336,7 @@ export class Vfs {
 
   /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
+    await this.files.tellOpens();
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
     const moved = this.known.lookup(parent, name);
     this.known.removed(parent, name);
@@ -385,6 +400,25 @@ export class Vfs {
     return { ...told, opened: { fh, keepCache: false, directIo } };
   }
 
+  /** An open without a call: of a file this node closed last, whose attributes
+   *  it holds granted (the service calls it back before any change) for more
+   *  than OPEN_HERE_MARGIN_MS. The service hears of it with the next batch of
+   *  closes. Null if the service must be asked. */
+  private openHere(ino: number, flags: number): Opened | null {
+    if (this.files.file(ino) || !this.leaseHolds()) return null;
+    const granted = this.attrs.get(ino);
+    if (!granted || granted.remainingMs <= OPEN_HERE_MARGIN_MS || !isReg(granted.attr.mode)) return null;
+    const opened = this.files.openHere(ino, granted.attr, flags);
+    if (!opened) return null;
+    const { fh } = opened;
+    const directIo = this.files.bypassCache(fh, writeOnly(flags) || (flags & constants.O_APPEND) !== 0);
+    const fresh = this.kernel.matches(granted.attr);
+    if (!fresh || directIo) this.kernel.forget(ino);
+    // not fresh: the kernel's pages are of an older content, and nothing here may wait on the kernel
+    if (!fresh) setImmediate(() => void this.kernelCache?.invalidateInode(ino, false));
+    return { fh, keepCache: fresh && !directIo, directIo };
+  }
+
   /** A create under this node's delegation of the directory; null if it has none. */
   private createHere(parent: number, name: string, mode: number, caller: Caller): Entry | null {
     const time = now();
@@ -413,10 +447,13 @@ export class Vfs {
 
   async open(ino: number, flags: number): Promise<Opened> {
     this.files.checkLimit();
+    const here = this.openHere(ino, flags);
+    if (here) return here;
     await this.files.closed(ino);
+    const epoch = this.files.closeEpoch(ino);
     const entry = await byInode(this.meta.open({ ino }, this.nodeId));
     if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
-    const { fh, file } = this.files.add(entry, flags);
+    const { fh, file } = this.files.add(entry, flags, false, epoch);
     const current = this.files.withLocalWrites({ ...entry.attr, size: Math.max(entry.attr.size, file.size) });
     const fresh = this.kernel.matches(current);
     // O_APPEND writes land where the metadata service says, not where the kernel's page cache would put them

@@ -1,0 +1,90 @@
+// Opens without a call: a node opens a file it closed last, whose attributes the
+// metadata service still grants it, by itself, and tells the service with its
+// next batch of closes (see src/vfs/contentCache.ts and src/vfs/closer.ts).
+// What must hold: a change made elsewhere is seen at the next open, and a file
+// unlinked elsewhere while open so stays readable, as with any open.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../harness/cluster.js';
+
+const MiB = 1024 * 1024;
+let cluster: Cluster;
+let n = 0;
+const name = (prefix = 'o') => `${prefix}${++n}`;
+
+beforeAll(async () => {
+  cluster = await Cluster.start({ nodes: 3 });
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('opens without a call', () => {
+  it('a file node 2 read before and node 3 rewrote since: node 2 reads the new content, small or striped', () => {
+    const file = name();
+    let content = randomBytes(100);
+    fs.writeFileSync(cluster.path(3, file), content);
+    for (let round = 0; round < 8; round++) {
+      // node 2 reads it twice: the second open is node 2's own
+      expect(fs.readFileSync(cluster.path(2, file)).equals(content)).toBe(true);
+      expect(fs.readFileSync(cluster.path(2, file)).equals(content)).toBe(true);
+      const size = [50, 3000, 9000, 2 * MiB + 5, 10, 8192, 1, 70_000][round];
+      content = randomBytes(size);
+      if (round % 2 === 0) {
+        fs.writeFileSync(cluster.path(3, file), content);
+      } else {
+        // in place, without truncation to zero first
+        const fd = fs.openSync(cluster.path(3, file), 'r+');
+        fs.writeSync(fd, content, 0, content.length, 0);
+        fs.ftruncateSync(fd, content.length);
+        fs.closeSync(fd);
+      }
+    }
+    expect(fs.readFileSync(cluster.path(2, file)).equals(content)).toBe(true);
+  });
+
+  it('a file node 2 opened by itself and node 3 unlinked stays readable through node 2\'s descriptor', () => {
+    for (const size of [200, 3 * MiB]) {
+      const file = name();
+      const content = randomBytes(size);
+      fs.writeFileSync(cluster.path(3, file), content);
+      expect(fs.readFileSync(cluster.path(2, file)).equals(content)).toBe(true);
+      const fd = fs.openSync(cluster.path(2, file), 'r');
+      try {
+        fs.unlinkSync(cluster.path(3, file));
+        expect(fs.existsSync(cluster.path(2, file))).toBe(false);
+        const st = fs.fstatSync(fd);
+        expect(st.size).toBe(size);
+        expect(st.nlink).toBe(0);
+        const back = Buffer.alloc(size);
+        expect(fs.readSync(fd, back, 0, size, 0)).toBe(size);
+        expect(back.equals(content)).toBe(true);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  });
+
+  it('a file node 2 opened by itself and then unlinked itself stays readable and writable until closed', () => {
+    const file = name();
+    fs.writeFileSync(cluster.path(2, file), 'temporary');
+    expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('temporary');
+    const fd = fs.openSync(cluster.path(2, file), 'r+');
+    try {
+      fs.unlinkSync(cluster.path(2, file));
+      expectAbsent(file);
+      fs.writeSync(fd, ' file', 9);
+      const back = Buffer.alloc(14);
+      expect(fs.readSync(fd, back, 0, 14, 0)).toBe(14);
+      expect(back.toString()).toBe('temporary file');
+      expect(fs.fstatSync(fd).nlink).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+});
+
+function expectAbsent(file: string): void {
+  for (const id of [1, 2, 3]) expect(fs.existsSync(cluster.path(id, file))).toBe(false);
+}
