@@ -10,6 +10,7 @@ import { Coherence, type CallbackTarget } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
 import { Namespace } from './namespace.js';
+import { namedBy } from '../rpc/targets.js';
 import { FIRST_INO } from './records.js';
 import { isDir } from '../common/mode.js';
 import { Effects, MetaStore } from './store.js';
@@ -48,12 +49,9 @@ function namedDirectories(method: keyof MetaMethods, request: unknown): { inos: 
   const named = { inos: [] as number[], anywhere: false };
   if (NAMES_NO_DIRECTORY.has(method)) return named;
   if (method === 'Rename' || (method === 'Remove' && (request as MetaMethods['Remove'][0]).directory)) named.anywhere = true;
-  const r = request as Record<string, unknown>;
-  for (const t of [r, r.target, r.entry, r.from, r.to, r.inode] as (Target | null | undefined)[]) {
-    if (!t || typeof t !== 'object') continue;
-    if (typeof t.path === 'string' && t.path.length > 0) named.anywhere = true;
-    if (typeof t.ino === 'number' && t.ino > 0) named.inos.push(t.ino);
-  }
+  const { inos, path } = namedBy(request);
+  named.inos = inos;
+  if (path) named.anywhere = true;
   return named;
 }
 const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);

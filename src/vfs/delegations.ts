@@ -12,6 +12,7 @@ import assert from 'node:assert';
 import { NAME_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { makeLayout } from '../layout/placement.js';
+import { namedBy } from '../rpc/targets.js';
 import type { PendingCreates } from '../meta/client.js';
 import type { Delegation, DelegatedCreate, FailedCreate, Layout, MetaMethods, StripePolicy } from '../rpc/messages.js';
 
@@ -213,16 +214,8 @@ export class Delegations implements PendingCreates {
   }
 }
 
-/** The inodes a request names (files, and directories by their entries), or
- *  null if it may concern any (a path, or a shape not known here). */
+/** The inodes a request names, or null if it may concern any (a path, or none named). */
 function namedInodes(request: unknown): Set<number> | null {
-  const named = new Set<number>();
-  const r = request as Record<string, unknown>;
-  for (const t of [r, r.target, r.entry, r.from, r.to, r.inode] as ({ ino?: unknown; path?: unknown } | null | undefined)[]) {
-    if (!t || typeof t !== 'object') continue;
-    if (typeof t.path === 'string' && t.path.length > 0) return null;
-    if (typeof t.ino === 'number' && t.ino > 0) named.add(t.ino);
-  }
-  if (Array.isArray(r.inos)) for (const ino of r.inos) named.add(ino as number);
-  return named.size > 0 ? named : null;
+  const { inos, path } = namedBy(request);
+  return path || inos.length === 0 ? null : new Set(inos);
 }
