@@ -186,6 +186,26 @@ describe('creates under a delegation', () => {
     }
   }, 120_000);
 
+  it('a file node 2 made by itself, open across kill -9 and restart of the root, is made and kept at its close', async () => {
+    const dir = delegatedDir();
+    const fd = fs.openSync(cluster.path(2, dir, 'across'), 'w');
+    let closed = false;
+    try {
+      fs.writeSync(fd, 'written before the restart');
+      await cluster.kill9(1);
+      await cluster.mount(1);
+      fs.writeSync(fd, ' and after');
+      fs.closeSync(fd);
+      closed = true;
+    } finally {
+      if (!closed) fs.closeSync(fd);
+    }
+    expect(fs.readFileSync(cluster.path(3, dir, 'across'), 'utf8')).toBe('written before the restart and after');
+    // node 2 goes on creating there, now asking the new service first
+    fs.writeFileSync(cluster.path(2, dir, 'after'), 'after');
+    expect(fs.readdirSync(cluster.path(1, dir)).sort()).toEqual(['across', 'after', 'first']);
+  }, 90_000);
+
   it('what node 2 closed survives kill -9 of node 2; its directory stays usable from the others', async () => {
     const dir = delegatedDir();
     const files = Array.from({ length: 50 }, (_, i) => `c${i}`);
