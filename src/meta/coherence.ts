@@ -238,10 +238,10 @@ export class Coherence {
     // Its kernel may be waiting for one of its own requests that waits for
     // callbacks too (a cycle through directory locks): taking the callback is enough.
     if (target.waitingForCallbacks > 0 && !mustAnswer) {
-      await Promise.race([answered, sleep(0)]);
+      await within(answered, 0);
       return;
     }
-    const done = await Promise.race([answered, sleep(waitMs).then(() => false)]);
+    const done = await within(answered, waitMs);
     if (!done) {
       if (!this.unresponsive.has(nodeId)) log.warn(`node ${nodeId} did not answer a callback: its caches expired instead`);
       this.unresponsive.add(nodeId);
@@ -274,3 +274,13 @@ export class Coherence {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/** What answered resolves to, or false once ms passed; the timer goes with the race. */
+async function within(answered: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([answered, new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms), false)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -158,20 +158,19 @@ export class MetaService {
     // what other nodes create under delegations in those directories comes first
     const leave = await this.coherence.enter(named.inos, origin, named.anywhere);
     try {
-      return await this.serve(method, op, request, caller);
+      return await this.serve(method, op, request, caller, origin);
     } finally {
       leave();
     }
   }
 
-  private async serve(method: keyof MetaMethods, op: (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>, request: unknown, caller?: Caller): Promise<unknown> {
+  private async serve(method: keyof MetaMethods, op: (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>, request: unknown, caller: Caller | undefined, origin: number): Promise<unknown> {
     const effects = new Effects();
-    effects.origin = caller?.nodeId ?? 0;
+    effects.origin = origin;
     // a copy: some replies are shared constants (OK), and what follows adds to them
     const reply = { ...(await op(request, effects, caller)) as object } as ChangedInReply & {
       attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean; delegation?: Delegation | null;
     };
-    const origin = caller?.nodeId ?? 0;
     if (!effects.changes.empty) {
       // only a change of entries holds a directory lock in the caller's kernel
       const target = HOLDS_DIRECTORY_LOCK.has(method) ? this.coherence.target(origin) : undefined;

@@ -171,7 +171,7 @@ export class SessionServer {
       const current = session;
       if (++current.inFlight === IN_FLIGHT_PER_SESSION_MAX) socket.pause();
       const request = method.requestDeserialize(payload);
-      this.handler(header.method!, request, { nodeId: current.nodeId }).then(
+      this.handler(header.method!, request, current).then(
         (result) => reply(header.id, 0, method.responseSerialize(result) as Buffer),
         (err: unknown) => {
           if (err instanceof FsError) {

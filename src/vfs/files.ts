@@ -129,8 +129,8 @@ export class OpenFiles {
   }
 
   /** Opens made without a call that the service has not heard of: told now. */
-  async tellOpens(ino?: number): Promise<void> {
-    if (ino === undefined ? this.closer.untoldCount() > 0 : this.closer.untold(ino)) await this.closer.tellNow();
+  async tellOpens(): Promise<void> {
+    if (this.closer.untoldCount() > 0) await this.closer.tellNow();
   }
 
   /** A new handle for a file the metadata service has just opened for this node

@@ -125,10 +125,7 @@ export class Vfs {
     // what this node's own calls changed is no longer as cached
     this.attrs.onGranted = (ino, cacheMs) => this.files.closedContent.granted(ino, cacheMs);
     meta.onChanged = ({ changed, changedAttrs, changedCacheMs }) => {
-      for (const ino of changed ?? []) {
-        this.attrs.drop(ino);
-        this.files.closedContent.drop(ino);
-      }
+      for (const ino of changed ?? []) this.forgetInode(ino);
       // such as the directory a creation changed, which the kernel asks for next
       for (const attr of changedAttrs ?? []) this.attrs.put(attr, changedCacheMs ?? 0);
     };
@@ -156,11 +153,22 @@ export class Vfs {
    *  node that lost it drops it all (what its kernel was told expired with it). */
   private leaseHolds(): boolean {
     if (this.meta.leaseRemainingMs() > 0) return true;
+    this.forgetGrants();
+    return false;
+  }
+
+  /** Drops all that holds only while the service's grants do. */
+  private forgetGrants(): void {
     this.attrs.clear();
     this.files.closedContent.clear();
     this.known.clear();
     this.delegations.clear();
-    return false;
+  }
+
+  /** What this node keeps of an inode another call changed. */
+  private forgetInode(ino: number): void {
+    this.attrs.drop(ino);
+    this.files.closedContent.drop(ino);
   }
 
   /** Attributes granted and still valid, as the kernel is told them. */
@@ -210,8 +218,7 @@ export class Vfs {
         return this.kernelCache?.invalidateEntry(item.parent, item.name);
       }
       const data = item.kind === INVALIDATE_DATA;
-      this.files.closedContent.drop(item.ino);
-      this.attrs.drop(item.ino);
+      this.forgetInode(item.ino);
       this.absentXattrs.forget(item.ino);
       if (data) this.kernel.forget(item.ino);
       this.files.changedElsewhere(item.ino, data, (item.reasons & CHANGED_SIZE) !== 0, (item.reasons & CHANGED_MTIME) !== 0, item.size ?? 0);
@@ -247,10 +254,7 @@ export class Vfs {
    *  have been missed. Attributes and entries expired with the lease; the pages
    *  of open files are dropped. */
   async sessionLost(): Promise<void> {
-    this.attrs.clear();
-    this.files.closedContent.clear();
-    this.known.clear();
-    this.delegations.clear();
+    this.forgetGrants();
     this.absentXattrs.clear();
     await Promise.all(this.files.openInos().map((ino) => {
       this.kernel.forget(ino);
