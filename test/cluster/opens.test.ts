@@ -66,6 +66,26 @@ describe('opens without a call', () => {
     }
   });
 
+  it('a file node 2 opened by itself, across kill -9 and restart of the root, then unlinked on node 3, stays readable', async () => {
+    const file = name();
+    const content = randomBytes(3000);
+    fs.writeFileSync(cluster.path(3, file), content);
+    expect(fs.readFileSync(cluster.path(2, file)).equals(content)).toBe(true);
+    // node 2's own open: the service may not have heard of it when it dies
+    const fd = fs.openSync(cluster.path(2, file), 'r');
+    try {
+      await cluster.kill9(1);
+      await cluster.mount(1);
+      fs.unlinkSync(cluster.path(3, file));
+      const back = Buffer.alloc(content.length);
+      expect(fs.readSync(fd, back, 0, back.length, 0)).toBe(content.length);
+      expect(back.equals(content)).toBe(true);
+      expect(fs.fstatSync(fd).nlink).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }, 90_000);
+
   it('a file node 2 opened by itself and then unlinked itself stays readable and writable until closed', () => {
     const file = name();
     fs.writeFileSync(cluster.path(2, file), 'temporary');
