@@ -229,7 +229,10 @@ export class Coherence {
    *  (a recall: its creates must have been made before the caller goes on). */
   private async callBack(nodeId: number, items: Invalidation[], untilMs: number, mustAnswer = false): Promise<void> {
     const target = this.targets.get(nodeId);
-    const waitMs = untilMs - Date.now();
+    // Never longer than a lease: past it the node has dropped everything anyway.
+    // (untilMs is Infinity for the root's own kernel, and a timer of Infinity
+    // fires after 1 ms.)
+    const waitMs = Math.min(untilMs - Date.now(), CACHE_LEASE_MS + DELIVERY_MARGIN_MS);
     if (!target || waitMs <= 0) {
       if (waitMs > 0) await sleep(waitMs);
       return;
