@@ -1,11 +1,16 @@
 // A client of an agent's data channel (see DataHeader in proto/kdfs.proto): one
 // connection, requests pipelined on it. A connection that drops is made again
 // and its requests sent again (reads and writes of objects are safe to repeat),
-// until the deadline of each request.
+// for at most PEER_BOUND_MS from the call. An agent that stays silent while
+// requests wait (pinged meanwhile) is given up: its requests fail with EIO, and
+// so do later calls for a while, at once (see docs/failures.md).
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
-import { AGENT_DEADLINE_MS, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
-import { DATA_ALLOCATED, DATA_HELLO, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { log } from '../common/log.js';
+import {
+  AGENT_DEADLINE_MS, CONNECT_TIMEOUT_MS, PEER_BOUND_MS, PEER_DOWN_HOLD_MS, PEER_SILENCE_MS, RPC_MESSAGE_MAX_BYTES,
+} from '../common/limits.js';
+import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
 import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
 import { connectReusing } from './reusedReads.js';
@@ -15,8 +20,10 @@ const dataHeader = messageType('DataHeader');
 /** Pauses between attempts to reach an agent that cannot be reached. */
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 1000;
-/** How often requests are checked against their deadline (one timer per client, not one per request). */
-const DEADLINE_CHECK_MS = 1000;
+/** How often waiting requests are checked (one timer per client, not one per request). */
+const CHECK_MS = 500;
+/** A peer silent this long while requests wait is pinged (at most this often). */
+const PING_AFTER_MS = 1000;
 
 interface Pending {
   resolve: (data: Buffer, reply: DataHeader) => void;
@@ -42,10 +49,16 @@ export class DataClient {
   private nextId = 1;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
+  /** When the agent was last heard from, requests began to wait, a ping went. */
+  private heardMs = 0;
+  private waitingSinceMs = 0;
+  private pingedMs = 0;
+  /** When the agent last failed a call (null: it answers). */
+  private failedAtMs: number | null = null;
 
   /** onUnreachable: called when a connection cannot be made (the agent may have moved: see moveTo). */
   constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
-    this.timer = setInterval(() => this.expire(), DEADLINE_CHECK_MS);
+    this.timer = setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
   }
 
@@ -72,6 +85,11 @@ export class DataClient {
     return bytes;
   }
 
+  /** Resolves once the agent answers a ping (EIO if it stays silent: see check). */
+  async ping(): Promise<void> {
+    await this.call({ id: 0, op: DATA_PING }, null, null);
+  }
+
   /** Reads into the start of `into` if given (at least length long). */
   read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     return this.call({ id: 0, op: DATA_READ, key, offset, length }, null, into ?? null);
@@ -85,15 +103,24 @@ export class DataClient {
   }
 
   private async call(header: DataHeader, data: Uint8Array | null, into: Buffer | null, onReply?: (reply: DataHeader) => void): Promise<Buffer> {
-    const deadline = Date.now() + AGENT_DEADLINE_MS;
+    const startMs = Date.now();
+    const deadline = startMs + AGENT_DEADLINE_MS;
+    // an agent that failed lately: no call waits for it again, one attempt at most
+    const failedAtMs = this.failedAtMs;
+    if (failedAtMs !== null && startMs - failedAtMs < PEER_DOWN_HOLD_MS) throw new FsError(E.EIO, `agent at ${this.address} does not answer`);
+    const retrying = failedAtMs === null;
+    const reachBy = startMs + (retrying ? PEER_BOUND_MS : CONNECT_TIMEOUT_MS);
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
       try {
-        const socket = await this.connect();
+        const socket = await this.connectBy(reachBy);
         return await this.send(socket, header, data, deadline, into, onReply);
       } catch (err) {
         if (!(err instanceof ConnectionLost) || this.closed) throw err;
         if (err.unreachable) this.onUnreachable?.();
-        if (Date.now() + backoffMs >= deadline) throw new FsError(E.EIO, `agent at ${this.address}: ${err.message}`);
+        if (!retrying || Date.now() + backoffMs >= reachBy) {
+          this.failedAtMs = Date.now();
+          throw new FsError(E.EIO, `agent at ${this.address}: ${err.message}`);
+        }
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
       }
     }
@@ -103,12 +130,24 @@ export class DataClient {
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) this.waitingSinceMs = Date.now();
       this.pending.set(id, { resolve: (payload, reply) => { onReply?.(reply); resolve(payload); }, reject, deadline, into });
       socket.cork();
       socket.write(frameHead(dataHeader, { ...header, id }, data?.length ?? 0));
       if (data && data.length > 0) socket.write(data);
       socket.uncork();
     });
+  }
+
+  /** The connection, or ConnectionLost if it is not there by reachBy (a greeting
+   *  unanswered by a stopped agent must not take a call past its bound). */
+  private connectBy(reachBy: number): Promise<net.Socket> {
+    if (this.socket) return Promise.resolve(this.socket);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ConnectionLost('not connected in time', true)), Math.max(0, reachBy - Date.now()));
+    });
+    return Promise.race([this.connect(), late]).finally(() => clearTimeout(timer));
   }
 
   /** The connection, made and greeted if there is none. */
@@ -131,7 +170,9 @@ export class DataClient {
             return;
           }
           greeted = true;
+          clearTimeout(timeout);
           this.socket = socket;
+          this.failedAtMs = null;
           resolve(socket);
           return;
         }
@@ -142,6 +183,7 @@ export class DataClient {
         else waiting.resolve(payload, reply);
       });
       const socket = connectReusing(Number(this.address.slice(colon + 1)), host, (chunk) => {
+        this.heardMs = Date.now();
         try {
           reader.push(chunk);
         } catch {
@@ -149,10 +191,13 @@ export class DataClient {
         }
       });
       this.attempt = socket;
+      // a stopped process's kernel still accepts connections: the greeting says it runs
+      const timeout = setTimeout(() => socket.destroy(), CONNECT_TIMEOUT_MS);
       socket.setNoDelay(true);
       socket.on('connect', () => socket.write(frameHead(dataHeader, { id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
       socket.on('error', () => {});
       socket.on('close', () => {
+        clearTimeout(timeout);
         if (this.socket === socket) this.socket = null;
         this.connecting = null;
         if (!greeted) reject(new ConnectionLost('cannot connect', true));
@@ -170,10 +215,27 @@ export class DataClient {
     for (const p of pending) p.reject(err);
   }
 
-  /** Fails requests past their deadline. Their agent is hung: its connection goes
+  /** Fails the waiting requests of an agent that stays silent (pinging it while it
+   *  may only be slow), and requests past their deadline. Their connection goes
    *  too, so that no late reply is written into a buffer its caller has given up. */
-  private expire(): void {
+  private check(): void {
+    const socket = this.socket;
+    if (!socket || this.pending.size === 0) return;
     const now = Date.now();
+    const silentMs = now - Math.max(this.heardMs, this.waitingSinceMs);
+    if (silentMs >= PEER_SILENCE_MS) {
+      log.warn(`agent at ${this.address} did not answer for ${silentMs} ms: failing its ${this.pending.size} requests`);
+      this.failedAtMs = now;
+      this.socket = null;
+      this.fail(new FsError(E.EIO, `agent at ${this.address} does not answer`));
+      socket.destroy();
+      return;
+    }
+    if (silentMs >= PING_AFTER_MS && now - this.pingedMs >= PING_AFTER_MS) {
+      this.pingedMs = now;
+      // id 0 is no request's: the reply only tells that the agent is alive
+      socket.write(frameHead(dataHeader, { id: 0, op: DATA_PING }, 0));
+    }
     let expired = false;
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;
@@ -181,6 +243,6 @@ export class DataClient {
       p.reject(new FsError(E.EIO, `agent at ${this.address} did not answer in time`));
       expired = true;
     }
-    if (expired) this.socket?.destroy();
+    if (expired) socket.destroy();
   }
 }

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
-import { DATA_ALLOCATED, DATA_HELLO, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
 import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
@@ -84,6 +84,10 @@ export class DataServer {
           return;
         }
         greeted = true;
+        reply(header.id, 0, EMPTY);
+        return;
+      }
+      if (header.op === DATA_PING) {
         reply(header.id, 0, EMPTY);
         return;
       }

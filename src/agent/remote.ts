@@ -1,11 +1,14 @@
 // An agent of another node: object reads and writes on its data channel,
 // everything else over gRPC.
 import { check } from '../common/errno.js';
-import { AGENT_DEADLINE_MS } from '../common/limits.js';
+import { AGENT_DEADLINE_MS, PEER_BOUND_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { AgentMethods, ObjectKey } from '../rpc/messages.js';
 import { DataClient } from './dataClient.js';
 import type { Agent, SpaceStat } from './objectStore.js';
+
+/** While a sync waits, the agent is pinged this often. */
+const PING_WHILE_SYNCING_MS = 1000;
 
 export class RemoteAgent implements Agent {
   readonly rpc: RpcClient<AgentMethods>;
@@ -14,7 +17,8 @@ export class RemoteAgent implements Agent {
   /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
    *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo). */
   constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
-    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, AGENT_DEADLINE_MS, onUnreachable);
+    // calls over gRPC are quick ones, but for Sync (see sync)
+    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, PEER_BOUND_MS, onUnreachable);
     this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable) : null;
   }
 
@@ -58,8 +62,27 @@ export class RemoteAgent implements Agent {
     check((await this.rpc.call('Truncate', { key, length })).errno);
   }
 
+  /** A sync may take long on a busy disk: it waits as long as the agent answers
+   *  pings on its data channel, and fails with it. */
   async sync(keys: ObjectKey[]): Promise<void> {
-    check((await this.rpc.call('Sync', { keys })).errno);
+    const synced = this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS);
+    if (!this.data) return check((await synced).errno);
+    const data = this.data;
+    let done = false;
+    const alive = (async () => {
+      while (!done) {
+        await data.ping();
+        await new Promise((resolve) => setTimeout(resolve, PING_WHILE_SYNCING_MS));
+      }
+    })();
+    try {
+      check((await Promise.race([synced, alive.then(() => synced)])).errno);
+    } finally {
+      done = true;
+      // whichever lost the race may still fail: nobody waits for it
+      alive.catch(() => {});
+      synced.catch(() => {});
+    }
   }
 
   async remove(keys: ObjectKey[]): Promise<void> {

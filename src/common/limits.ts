@@ -34,9 +34,21 @@ export const READDIR_PAGE_ENTRIES = 4096;
 /** Longest read a client asks one agent for in one call. */
 export const OBJECT_READ_MAX_BYTES = 16 * MiB;
 
-/** Deadlines: metadata calls wait this long for the root node to come back. */
+/** No file system call waits longer than this on a node that does not answer
+ *  (dead, stopped, cut off): past it, the call fails with EIO. A node that
+ *  restarts within it is waited for. See docs/failures.md. */
+export const PEER_BOUND_MS = 5_000;
+/** Within the bound: how long a connection may take to be made and greeted... */
+export const CONNECT_TIMEOUT_MS = 2_000;
+/** ...how long a peer with requests waiting may stay silent (it is pinged once a
+ *  second meanwhile, and answers pings however busy it is)... */
+export const PEER_SILENCE_MS = 4_000;
+/** ...and, once a peer failed a call, for how long later calls fail at once
+ *  instead of waiting again. */
+export const PEER_DOWN_HOLD_MS = 1_000;
+/** Deadlines of a call to a node that does answer (pings) but is slow: a last
+ *  resort against a hung disk, far above any request's time. */
 export const META_DEADLINE_MS = 60_000;
-/** ...and data calls for an agent. */
 export const AGENT_DEADLINE_MS = 60_000;
 /** How long a node waits for the root when it mounts. */
 export const JOIN_TIMEOUT_MS = 30_000;

@@ -46,6 +46,8 @@ export class StartError extends Error {}
 export class KdfsNode {
   private heartbeat: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
+  /** A registration asked because the root's session could not be reached. */
+  private relocating: Promise<unknown> | null = null;
   private resolveStopped!: () => void;
   /** Resolves when the node has stopped, whatever stopped it. */
   readonly stopped = new Promise<void>((resolve) => (this.resolveStopped = resolve));
@@ -146,6 +148,7 @@ export class KdfsNode {
       META_DEADLINE_MS,
       (items) => this.invalidate(items),
       (first) => this.sessionOpened(first),
+      () => this.relocateRoot(),
     )));
     this.heartbeat = setInterval(() => void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`)), HEARTBEAT_MS);
     this.heartbeat.unref();
@@ -201,6 +204,17 @@ export class KdfsNode {
     // the root restarted elsewhere: the session follows it
     this.sessionClient?.moveTo(reply.sessionAddress ?? '');
     return reply.sessionAddress ?? '';
+  }
+
+  /** The root's session cannot be reached: it may have restarted, taking sessions
+   *  at another port. Registering again tells where (at most one at a time), so
+   *  that calls waiting for it go on well within their bound, not at the next
+   *  heartbeat. */
+  private relocateRoot(): void {
+    if (this.relocating || this.stopping) return;
+    this.relocating = this.register(JOIN_CALL_DEADLINE_MS)
+      .catch((err) => log.debug(`looking for the root: ${(err as Error).message}`))
+      .finally(() => (this.relocating = null));
   }
 
   /** Unmounts and stops everything; safe to call more than once. */

@@ -1,9 +1,14 @@
 // The node end of a metadata session (see sessionServer.ts): Meta calls on one
 // pipelined TCP connection to the root, and the root's callbacks. A connection
 // that drops is made again and the calls waiting on it sent again, until each
-// call's deadline: every Meta call is safe to repeat, as over gRPC.
+// call's deadline: every Meta call is safe to repeat, as over gRPC. A call fails
+// with EIO once the root has not been heard from for PEER_BOUND_MS since it was
+// made (dead, stopped, cut off: it answers pings otherwise, however busy), and
+// later calls after CONNECT_TIMEOUT_MS until a session is open again (see
+// docs/failures.md).
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
+import { CONNECT_TIMEOUT_MS, PEER_BOUND_MS } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
@@ -28,6 +33,9 @@ const PINGS_REMEMBERED_MAX = 16;
 
 interface Pending {
   method: string;
+  /** When it was made, and how long it waits for a root that is not heard from. */
+  startMs: number;
+  boundMs: number;
   /** When it was last sent: its reply renews the lease from then. */
   sentMs: number;
   payload: Buffer;
@@ -63,6 +71,8 @@ export class SessionClient implements RpcChannel<MetaMethods> {
    *  it, later). Pings in flight, by id, with when they were sent. */
   private leaseUntilMs = 0;
   private readonly pings = new Map<number, number>();
+  /** When a call last failed for want of an answer from the root (null: it answers). */
+  private failedAtMs: number | null = null;
 
   /** onSession: a session was opened, the first or again after one was lost
    *  (then the kernel may have missed callbacks meanwhile). */
@@ -72,6 +82,8 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     private readonly deadlineMs: number,
     private readonly onCallback: CallbackHandler,
     private readonly onSession: (first: boolean) => void,
+    /** A connection could not be made: the root may have restarted elsewhere (see moveTo). */
+    private readonly onUnreachable: () => void = () => {},
   ) {
     this.timer = setInterval(() => this.tick(), Math.min(DEADLINE_CHECK_MS, SESSION_PING_MS / 2));
     this.timer.unref();
@@ -133,7 +145,9 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
-      const entry: Pending = { method, payload, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
+      // the root failed a call lately: a short wait, in case it is back
+      const boundMs = this.socket || this.failedAtMs === null ? PEER_BOUND_MS : CONNECT_TIMEOUT_MS;
+      const entry: Pending = { method, payload, startMs: Date.now(), boundMs, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
       this.pending.set(id, entry);
       if (this.socket) this.send(this.socket, id, entry);
       else void this.connectAndFlush();
@@ -170,6 +184,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           return;
         } catch (err) {
           if (!(err instanceof ConnectionLost)) log.warn(`metadata session: ${(err as Error).message}`);
+          this.onUnreachable();
           await new Promise((resolve) => setTimeout(resolve, backoffMs));
         }
       }
@@ -197,6 +212,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           this.socket = socket;
           this.out = new FrameWriter(socket);
           this.heardMs = this.sentMs = Date.now();
+          this.failedAtMs = null;
           resolve(socket);
           this.onSession(this.sessions++ === 0);
           return;
@@ -276,8 +292,10 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private expire(): void {
     const now = Date.now();
     for (const [id, p] of this.pending) {
-      if (p.deadline > now) continue;
+      const silentMs = now - Math.max(this.heardMs, p.startMs);
+      if (p.deadline > now && silentMs < p.boundMs) continue;
       this.pending.delete(id);
+      if (silentMs >= p.boundMs) this.failedAtMs = now;
       p.reject(new FsError(E.EIO, `Meta.${p.method} at ${this.address}: no answer in time`));
     }
   }
