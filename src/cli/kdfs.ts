@@ -1,7 +1,7 @@
 // kdfs: the administration tool.
 //   kdfs up [--nodes N] [--dir DIR]      format and mount N nodes on this machine
 //   kdfs down [--dir DIR]                stop them
-//   kdfs status [--dir DIR | PATH]       the nodes, their addresses, space and state
+//   kdfs status [--json] [--dir DIR | PATH]  the nodes, their addresses, space and state
 //   kdfs setstripe [--unit SIZE] [--count N] PATH
 //   kdfs getstripe PATH
 import { spawn } from 'node:child_process';
@@ -17,7 +17,7 @@ import { format } from './mkfs.js';
 
 const USAGE = `usage: kdfs up [--nodes N] [--dir DIR]
        kdfs down [--dir DIR]
-       kdfs status [--dir DIR | PATH]
+       kdfs status [--json] [--dir DIR | PATH]
        kdfs setstripe [--unit SIZE] [--count N] PATH
        kdfs getstripe PATH`;
 
@@ -141,7 +141,7 @@ function signal(pid: number, name: NodeJS.Signals): void {
 }
 
 async function status(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['dir'], []);
+  const { flags, positional } = parseArgs(argv, ['dir'], ['json']);
   if (positional.length > 1) throw new CliError(USAGE, 2);
   const nodeDir = positional.length === 1
     ? locate(positional[0]).dir
@@ -152,9 +152,16 @@ async function status(argv: string[]): Promise<number> {
       meta.listNodes(),
       new Promise<never>((_, reject) => setTimeout(() => reject(new CliError('the root node does not answer')), 5000).unref()),
     ]);
+    if (flags.has('json')) {
+      const json = nodes.map((n) => ({
+        id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
+      }));
+      process.stdout.write(JSON.stringify({ nodes: json }) + '\n');
+      return 0;
+    }
     const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE']];
     for (const n of nodes) {
-      rows.push([String(n.id), n.address, n.up ? 'up' : 'down', n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
+      rows.push([String(n.id), n.address, n.state, n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
     }
     const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
     process.stdout.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n');

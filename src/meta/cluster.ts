@@ -5,11 +5,14 @@ import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { RemoteAgent } from '../agent/remote.js';
 import type { Agent, ObjectStore } from '../agent/objectStore.js';
-import type { NodeInfo, RegisterReply, RegisterRequest } from '../rpc/messages.js';
+import { PEER_BOUND_MS } from '../common/limits.js';
+import type { NodeInfo, NodeState, RegisterReply, RegisterRequest } from '../rpc/messages.js';
 import type { Namespace } from './namespace.js';
 import type { MetaStore } from './store.js';
 
 const PROBE_DEADLINE_MS = 1000;
+/** A node's session silent this long (it pings every second) makes it suspect. */
+const SUSPECT_AFTER_MS = 2000;
 const PROBE_CACHE_MS = 1000;
 const REAP_INTERVAL_MS = 2000;
 const REAP_BATCH_INODES = 256;
@@ -26,6 +29,8 @@ export class Cluster {
     private readonly store: MetaStore,
     private readonly namespace: Namespace,
     private readonly local: { nodeId: number; objects: ObjectStore },
+    /** How long ago a node's session was last heard from (null: it has none). */
+    private readonly silentMs: (nodeId: number) => number | null,
   ) {}
 
   get fsid(): string {
@@ -68,11 +73,13 @@ export class Cluster {
   async nodes(): Promise<NodeInfo[]> {
     if (this.probed && Date.now() - this.probed.atMs < PROBE_CACHE_MS) return this.probed.nodes;
     const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
+      const known = { id: node.id, address: node.address, dataAddress: node.dataAddress };
+      const silentMs = node.id === this.local.nodeId ? 0 : this.silentMs(node.id);
       try {
         const space = await this.agent(node.id).space(PROBE_DEADLINE_MS);
-        return { id: node.id, address: node.address, dataAddress: node.dataAddress, up: true, ...space };
+        return { ...known, up: true, state: nodeState(silentMs, true), ...space };
       } catch {
-        return { id: node.id, address: node.address, dataAddress: node.dataAddress, up: false, capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
+        return { ...known, up: false, state: nodeState(silentMs, false), capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
       }
     }));
     this.probed = { nodes, atMs: Date.now() };
@@ -126,4 +133,13 @@ export class Cluster {
     for (const agent of this.agents.values()) agent.close();
     this.agents.clear();
   }
+}
+
+/** A node's state from its session's silence (null: no session) and whether its
+ *  agent answered a probe. */
+export function nodeState(silentMs: number | null, agentAnswered: boolean): NodeState {
+  const sessionAnswers = silentMs !== null && silentMs < SUSPECT_AFTER_MS;
+  if (sessionAnswers && agentAnswered) return 'up';
+  if (agentAnswered || (silentMs !== null && silentMs < PEER_BOUND_MS)) return 'suspect';
+  return 'down';
 }

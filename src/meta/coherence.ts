@@ -102,6 +102,12 @@ export class Coherence {
     this.unresponsive.delete(target.nodeId);
   }
 
+  /** How long ago the node was last heard from (null: it has no session). */
+  silentMs(nodeId: number): number | null {
+    const target = this.targets.get(nodeId);
+    return target ? Math.max(0, Date.now() - (target.leaseUntilMs() - CACHE_LEASE_MS)) : null;
+  }
+
   target(nodeId: number): CallbackTarget | undefined {
     return this.targets.get(nodeId);
   }

@@ -85,7 +85,7 @@ export class MetaService {
 
   private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }) {
     this.namespace = new Namespace(store);
-    this.cluster = new Cluster(store, this.namespace, local);
+    this.cluster = new Cluster(store, this.namespace, local, (nodeId) => this.coherence.silentMs(nodeId));
     this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
     this.namespace.mayBeOpen = (ino, origin) => this.coherence.grantedElsewhere(ino, origin);
     this.locks = new LockService(() => this.cluster.nodeIds());

@@ -91,7 +91,9 @@ export interface NodeInfo {
   usedBytes: number;
   freeBytes: number;
   dataAddress: string;
+  state: NodeState;
 }
+export type NodeState = 'up' | 'suspect' | 'down';
 export interface NodesReply { nodes: NodeInfo[] }
 export interface StatfsReply { errno: number; totalBytes: number; freeBytes: number; files: number; filesFree: number }
 
@@ -200,6 +202,7 @@ export const DATA_HELLO = 1;
 export const DATA_WRITE = 2;
 export const DATA_READ = 3;
 export const DATA_ALLOCATED = 4;
+export const DATA_PING = 5;
 export interface DataHeader {
   id: number;
   op: number;
