@@ -278,10 +278,10 @@ export class OpenFiles {
         // another node spilled the file meanwhile: this content goes to the objects too
         await this.spill(file);
         await file.writer.drain();
-        fresh = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, null, await this.allocated(file));
+        fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file));
       }
     } else {
-      fresh = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, null, await this.allocated(file));
+      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file));
     }
     // the next stat (the kernel forgot the attributes at the write) needs no call
     this.attrs.put(fresh.attr, fresh.cacheMs);
@@ -416,4 +416,10 @@ export class OpenFiles {
     if (!file || file.written === file.committed) return attr;
     return { ...attr, size: Math.max(attr.size, file.size), mtime: file.mtime ?? attr.mtime };
   }
+}
+
+/** The end of this node's writes that a commit may claim: never over bytes whose
+ *  send failed (they would read as zeros, or as a crashed writer's old data). */
+function storedEnd(file: OpenFile): number {
+  return Math.min(file.dirtyEnd, file.writer.lostFromOffset);
 }

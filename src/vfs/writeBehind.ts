@@ -83,11 +83,19 @@ export class FileWriter {
   /** The last send of each unit, which the next send of the unit waits for. */
   private readonly sending = new Map<number, Promise<void>>();
   private error: FsError | null = null;
+  /** Ranges of the file whose send failed and that were not written since: their
+   *  bytes are nowhere, so no commit may claim a size over them. */
+  private readonly lost = new LostRanges();
   /** The write being buffered: the next one starts after it, so that writes
    *  take effect in the order they came even when they wait for memory. */
   private writing: Promise<void> | null = null;
 
   constructor(private readonly file: WrittenFile, private readonly shared: WriteBehind) {}
+
+  /** Where the first byte written but not stored is (Infinity: none). */
+  get lostFromOffset(): number {
+    return this.lost.first();
+  }
 
   get idle(): boolean {
     return this.filling.size === 0 && this.sending.size === 0 && this.writing === null;
@@ -178,6 +186,7 @@ export class FileWriter {
     const key: ObjectKey = { ino, index: object, replica: 0 };
     const objectOffset = Math.floor(extent.unit / count) * layout.unitBytes + extent.start;
     const length = extent.end - extent.start;
+    const fileOffset = extent.unit * layout.unitBytes + extent.start;
     const previous = this.sending.get(extent.unit);
     const sent = (async () => {
       if (previous) await previous;
@@ -187,7 +196,9 @@ export class FileWriter {
         const agent = await this.shared.agents.get(nodeId);
         await agent.write(key, objectOffset, extent.buffer.subarray(extent.start, extent.end));
         unsynced.add(object);
+        this.lost.remove(fileOffset, fileOffset + length);
       } catch (err) {
+        this.lost.add(fileOffset, fileOffset + length);
         const errno = errnoOf(err);
         if (errno === E.EIO) log.warn(`write-behind of inode ${ino} to node ${nodeId}: ${(err as Error).message}`);
         this.error ??= err instanceof FsError ? err : new FsError(errno);
@@ -200,5 +211,42 @@ export class FileWriter {
     void sent.then(() => {
       if (this.sending.get(extent.unit) === sent) this.sending.delete(extent.unit);
     });
+  }
+}
+
+/** Lost ranges remembered one by one; past that, one range covers them all. */
+const LOST_RANGES_MAX = 64;
+
+/** Disjoint [start, end) ranges of a file. */
+export class LostRanges {
+  private ranges: { start: number; end: number }[] = [];
+
+  first(): number {
+    let first = Infinity;
+    for (const range of this.ranges) first = Math.min(first, range.start);
+    return first;
+  }
+
+  add(start: number, end: number): void {
+    this.remove(start, end);
+    this.ranges.push({ start, end });
+    if (this.ranges.length > LOST_RANGES_MAX) {
+      // coarser but never smaller: what was lost stays lost
+      this.ranges = [{ start: this.first(), end: Math.max(...this.ranges.map((r) => r.end)) }];
+    }
+  }
+
+  /** [start, end) was stored since: it is lost no more. */
+  remove(start: number, end: number): void {
+    if (this.ranges.length === 0) return;
+    const kept: { start: number; end: number }[] = [];
+    for (const r of this.ranges) {
+      if (r.end <= start || r.start >= end) kept.push(r);
+      else {
+        if (r.start < start) kept.push({ start: r.start, end: start });
+        if (r.end > end) kept.push({ start: end, end: r.end });
+      }
+    }
+    this.ranges = kept;
   }
 }
