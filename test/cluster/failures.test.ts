@@ -1,0 +1,160 @@
+// A node that dies, stops (SIGSTOP) or whose root stops: no call waits on it
+// past the bound (PEER_BOUND_MS, 5 s; the tests allow twice that), what it holds
+// fails with EIO and never reads as zeros, a write that could not be stored is
+// never committed, the others go on, and kdfs status tells its state. One copy
+// of every object (no replicas yet): its data is unreadable while it is away.
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, command, testDir, type CommandResult } from '../harness/cluster.js';
+import { poll } from '../harness/locker.js';
+
+const MiB = 1024 * 1024;
+/** What the tests allow a call on an absent node: twice the documented bound. */
+const BOUND_ASSERTED_MS = 10_000;
+
+let cluster: Cluster | null = null;
+let stopped: number | null = null;
+
+afterEach(async () => {
+  if (stopped) process.kill(stopped, 'SIGCONT');
+  stopped = null;
+  await cluster?.stop();
+  cluster = null;
+});
+
+/** Runs a shell command in a child (a call stuck on the file system must not
+ *  stop the test), killed if it outlives 30 s; with how long it took. */
+async function timed(script: string): Promise<CommandResult & { ms: number }> {
+  const started = Date.now();
+  const result = await command('timeout', ['-k', '2', '30', 'bash', '-o', 'pipefail', '-c', script]);
+  return { ...result, ms: Date.now() - started };
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** sha256 of stripe unit `unit` (1 MiB units) of a file, read with O_DIRECT (no page cache). */
+const unitDigest = (file: string, unit: number) => timed(`dd if=${file} bs=1M skip=${unit} count=1 iflag=direct status=none | sha256sum`);
+
+/** Stripe object index -> node, from kdfs getstripe. */
+async function objectNodes(c: Cluster, file: string): Promise<number[]> {
+  const out = (await c.kdfs(['getstripe', file])).stdout;
+  return [...out.matchAll(/^\s+(\d+)\s+node (\d+)$/gm)].map((m) => Number(m[2]));
+}
+
+async function nodeStates(c: Cluster): Promise<Record<number, string>> {
+  const result = await c.kdfs(['status', '--json', c.mnt(2)]);
+  expect(result.code, result.stderr).toBe(0);
+  const { nodes } = JSON.parse(result.stdout) as { nodes: { id: number; state: string }[] };
+  return Object.fromEntries(nodes.map((n) => [n.id, n.state]));
+}
+
+/** A 12 MiB file written through node 1, striped over the three nodes (1 MiB units). */
+async function stripedFile(c: Cluster): Promise<{ file: string; data: Buffer; nodes: number[] }> {
+  const data = randomBytes(12 * MiB);
+  fs.writeFileSync(c.path(1, 'striped'), data);
+  const nodes = await objectNodes(c, c.path(1, 'striped'));
+  expect(new Set(nodes)).toEqual(new Set([1, 2, 3]));
+  return { file: c.path(2, 'striped'), data, nodes };
+}
+
+/** Expects the read of a unit that lives on an absent node to fail, within the bound. */
+async function expectUnreadable(file: string, unit: number): Promise<void> {
+  const read = await unitDigest(file, unit);
+  expect(read.code, read.stdout).not.toBe(0);
+  expect(read.stderr).toMatch(/Input\/output error/);
+  expect(read.ms).toBeLessThan(BOUND_ASSERTED_MS);
+}
+
+describe('a node killed with kill -9', () => {
+  it('makes reads of its objects fail with EIO within the bound, never zeros; the rest answers; back, it reads again', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const { file, data, nodes } = await stripedFile(c);
+    await c.kill9(3);
+
+    const whole = await timed(`dd if=${file} of=/dev/null bs=1M iflag=direct status=none`);
+    expect(whole.code).not.toBe(0);
+    expect(whole.stderr).toMatch(/Input\/output error/);
+    expect(whole.ms).toBeLessThan(BOUND_ASSERTED_MS);
+    await expectUnreadable(file, nodes.indexOf(3));
+    // what lives elsewhere reads right, and the namespace answers
+    const kept = nodes.indexOf(2);
+    expect((await unitDigest(file, kept)).stdout.split(' ')[0]).toBe(sha256(data.subarray(kept * MiB, (kept + 1) * MiB)));
+    const listed = await timed(`ls -l ${path.dirname(file)} && stat ${file}`);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.ms).toBeLessThan(BOUND_ASSERTED_MS);
+    expect((await nodeStates(c))[3]).toBe('down');
+
+    await c.mount(3);
+    const lostUnit = nodes.indexOf(3);
+    const back = await poll(async () => (await unitDigest(file, lostUnit)).stdout.startsWith(sha256(data.subarray(lostUnit * MiB, (lostUnit + 1) * MiB))), BOUND_ASSERTED_MS);
+    expect(back).not.toBeNull();
+    expect(await poll(async () => (await nodeStates(c))[3] === 'up', BOUND_ASSERTED_MS)).not.toBeNull();
+  });
+
+  it('makes a write to its objects fail with EIO within the bound, and commits no size over what was not stored', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    await c.kill9(3);
+    const data = randomBytes(12 * MiB);
+    const source = path.join(testDir(), 'source');
+    fs.writeFileSync(source, data);
+    const target = c.path(2, 'written');
+    const written = await timed(`dd if=${source} of=${target} bs=1M conv=fsync status=none`);
+    expect(written.code).not.toBe(0);
+    expect(written.stderr).toMatch(/Input\/output error/);
+    expect(written.ms).toBeLessThan(BOUND_ASSERTED_MS);
+
+    await c.mount(3);
+    const nodes = await objectNodes(c, c.path(1, 'written'));
+    const firstOnNode3 = nodes.indexOf(3);
+    expect(firstOnNode3).toBeGreaterThanOrEqual(0);
+    // the size stops before the first byte that went nowhere: what it covers is what was written
+    const stored = fs.readFileSync(c.path(1, 'written'));
+    expect(stored.length).toBeLessThanOrEqual(firstOnNode3 * MiB);
+    expect(stored.equals(data.subarray(0, stored.length))).toBe(true);
+    fs.rmSync(source, { force: true });
+  });
+});
+
+describe('a node stopped with SIGSTOP', () => {
+  it('never holds up stat and ls; reads of its objects fail within the bound, and read right once it runs again', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const { file, data, nodes } = await stripedFile(c);
+    stopped = c.pid(3)!;
+    process.kill(stopped, 'SIGSTOP');
+
+    const looked = await timed(`stat ${file} && ls -l ${path.dirname(file)} && stat ${c.path(3, '..')}`);
+    expect(looked.code, looked.stderr).toBe(0);
+    expect(looked.ms).toBeLessThan(BOUND_ASSERTED_MS);
+    await expectUnreadable(file, nodes.indexOf(3));
+    // its session and agent fall silent: suspect, then down
+    expect(await poll(async () => (await nodeStates(c))[3] !== 'up', BOUND_ASSERTED_MS)).not.toBeNull();
+
+    process.kill(stopped, 'SIGCONT');
+    stopped = null;
+    const unit = nodes.indexOf(3);
+    const expected = sha256(data.subarray(unit * MiB, (unit + 1) * MiB));
+    expect(await poll(async () => (await unitDigest(file, unit)).stdout.startsWith(expected), BOUND_ASSERTED_MS)).not.toBeNull();
+    expect(await poll(async () => (await nodeStates(c))[3] === 'up', BOUND_ASSERTED_MS)).not.toBeNull();
+  });
+});
+
+describe('a root node stopped with SIGSTOP', () => {
+  it('makes calls that need it fail with EIO within the bound on other nodes, which answer again once it runs', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    fs.mkdirSync(c.path(1, 'dir'));
+    stopped = c.pid(1)!;
+    process.kill(stopped, 'SIGSTOP');
+    // names node 2 never looked up: only the root can answer
+    const looked = await timed(`stat ${c.path(2, 'dir', 'never-seen')}`);
+    expect(looked.code).not.toBe(0);
+    expect(looked.stderr).toMatch(/Input\/output error/);
+    expect(looked.ms).toBeLessThan(BOUND_ASSERTED_MS);
+
+    process.kill(stopped, 'SIGCONT');
+    stopped = null;
+    expect(await poll(async () => (await timed(`touch ${c.path(2, 'dir', 'after')}`)).code === 0, BOUND_ASSERTED_MS)).not.toBeNull();
+    expect(fs.existsSync(c.path(3, 'dir', 'after'))).toBe(true);
+  });
+});
