@@ -41,6 +41,19 @@ export class Cluster {
     return [...this.store.nodes.keys()];
   }
 
+  /** The members new files may be placed on: those whose session answered within
+   *  the bound (this node's own always). A node down, stopped, or not mounted
+   *  since this service started gets no new data; with none left, all do. */
+  placeableIds(): number[] {
+    const all = this.nodeIds();
+    const live = all.filter((id) => {
+      if (id === this.local.nodeId) return true;
+      const silentMs = this.silentMs(id);
+      return silentMs !== null && silentMs < PEER_BOUND_MS;
+    });
+    return live.length > 0 ? live : all;
+  }
+
   async register(request: RegisterRequest): Promise<RegisterReply> {
     const refuse = (message: string): RegisterReply => ({ errno: E.EINVAL, message, fsid: '' });
     if (!Number.isInteger(request.nodeId) || request.nodeId < 0) return refuse('bad node id');

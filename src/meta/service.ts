@@ -212,7 +212,7 @@ export class MetaService {
     return {
       dir, cacheMs, inoFirst, inoCount,
       policy: { unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0 },
-      nodeIds: this.cluster.nodeIds(), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
+      nodeIds: this.cluster.placeableIds(), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
     };
   }
 
@@ -252,7 +252,7 @@ export class MetaService {
       Setattr: async (request, fx) => ({ errno: 0, attr: await ns.setattr({ ...request, target: target(request.target) }, fx) }),
       async Create(request, fx) {
         target(request.entry);
-        const { inode, existed } = await ns.create(request, cluster.nodeIds(), policy(), fx);
+        const { inode, existed } = await ns.create(request, cluster.placeableIds(), policy(), fx);
         return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData, created: !existed };
       },
       async Remove(request, fx) {
@@ -307,7 +307,7 @@ export class MetaService {
       },
       async SetStripe(request, fx) {
         if (!request.policy) throw new FsError(E.EINVAL);
-        await ns.setStripe(target(request.target), request.policy, cluster.nodeIds(), policy(), fx);
+        await ns.setStripe(target(request.target), request.policy, cluster.placeableIds(), policy(), fx);
         return OK;
       },
       Append: async (request, fx) => ({ errno: 0, attr: await this.appender.append(request.ino, Buffer.from(request.data ?? []), fx) }),

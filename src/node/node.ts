@@ -46,6 +46,8 @@ export class StartError extends Error {}
 export class KdfsNode {
   private heartbeat: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
+  /** Resolves the wait for the first session (see start). */
+  private sessionUp: (() => void) | null = null;
   /** A registration asked because the root's session could not be reached. */
   private relocating: Promise<unknown> | null = null;
   private resolveStopped!: () => void;
@@ -150,6 +152,8 @@ export class KdfsNode {
       (first) => this.sessionOpened(first),
       () => this.relocateRoot(),
     )));
+    // not ready before the root hears this node: until then it places no new files here
+    if (this.sessionClient) await this.firstSession();
     this.heartbeat = setInterval(() => void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`)), HEARTBEAT_MS);
     this.heartbeat.unref();
 
@@ -166,6 +170,7 @@ export class KdfsNode {
   /** A session with the root was opened: after a lost one, callbacks may have been
    *  missed; and if the root restarted, it waits for this node's locks. */
   private sessionOpened(first: boolean): void {
+    this.sessionUp?.();
     if (!first) void this.vfs?.sessionLost().catch((err) => log.warn(`dropping caches: ${(err as Error).message}`));
     const reclaimed = this.vfs ? this.vfs.locks.reclaim() : this.sessionMeta!.reclaimLocks([]);
     void Promise.resolve(reclaimed).catch((err) => log.warn(`reclaiming file locks: ${(err as Error).message}`));
@@ -204,6 +209,21 @@ export class KdfsNode {
     // the root restarted elsewhere: the session follows it
     this.sessionClient?.moveTo(reply.sessionAddress ?? '');
     return reply.sessionAddress ?? '';
+  }
+
+  private async firstSession(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => (this.sessionUp = resolve)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new StartError(`the root node at ${this.sb.rootAddress} took no session within ${JOIN_TIMEOUT_MS / 1000} s`)), JOIN_TIMEOUT_MS);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.sessionUp = null;
+    }
   }
 
   /** The root's session cannot be reached: it may have restarted, taking sessions

@@ -1,8 +1,9 @@
 // A node that dies, stops (SIGSTOP) or whose root stops: no call waits on it
 // past the bound (PEER_BOUND_MS, 5 s; the tests allow twice that), what it holds
 // fails with EIO and never reads as zeros, a write that could not be stored is
-// never committed, the others go on, and kdfs status tells its state. One copy
-// of every object (no replicas yet): its data is unreadable while it is away.
+// never committed, new files are placed on the others, which go on, and kdfs
+// status tells its state. One copy of every object (no replicas yet): its data
+// is unreadable while it is away.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -95,12 +96,14 @@ describe('a node killed with kill -9', () => {
 
   it('makes a write to its objects fail with EIO within the bound, and commits no size over what was not stored', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
+    // made while node 3 is up: it has an object there (new files leave out a node that is down)
+    const target = c.path(2, 'written');
+    fs.writeFileSync(target, '');
     await c.kill9(3);
     const data = randomBytes(12 * MiB);
     const source = path.join(testDir(), 'source');
     fs.writeFileSync(source, data);
-    const target = c.path(2, 'written');
-    const written = await timed(`dd if=${source} of=${target} bs=1M conv=fsync status=none`);
+    const written = await timed(`dd if=${source} of=${target} bs=1M conv=notrunc,fsync status=none`);
     expect(written.code).not.toBe(0);
     expect(written.stderr).toMatch(/Input\/output error/);
     expect(written.ms).toBeLessThan(BOUND_ASSERTED_MS);
@@ -113,6 +116,25 @@ describe('a node killed with kill -9', () => {
     const stored = fs.readFileSync(c.path(1, 'written'));
     expect(stored.length).toBeLessThanOrEqual(firstOnNode3 * MiB);
     expect(stored.equals(data.subarray(0, stored.length))).toBe(true);
+    fs.rmSync(source, { force: true });
+  });
+});
+
+describe('a node that is down', () => {
+  it('is left out of new files, which are written and read whole meanwhile', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    await c.kill9(3);
+    const data = randomBytes(12 * MiB);
+    const source = path.join(testDir(), 'source');
+    fs.writeFileSync(source, data);
+    const written = await timed(`dd if=${source} of=${c.path(2, 'new')} bs=1M conv=fsync status=none`);
+    expect(written.code, written.stderr).toBe(0);
+    expect(new Set(await objectNodes(c, c.path(1, 'new')))).toEqual(new Set([1, 2]));
+    expect(fs.readFileSync(c.path(1, 'new')).equals(data)).toBe(true);
+    // back, it takes new files again
+    await c.mount(3);
+    fs.writeFileSync(c.path(2, 'later'), data);
+    expect(new Set(await objectNodes(c, c.path(1, 'later')))).toEqual(new Set([1, 2, 3]));
     fs.rmSync(source, { force: true });
   });
 });
