@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { MiB, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
 import { nodePaths } from '../format/paths.js';
 import { readSuperblock } from '../format/superblock.js';
 import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
@@ -175,8 +176,14 @@ async function setstripe(argv: string[]): Promise<number> {
   const { flags, positional } = parseArgs(argv, ['unit', 'count'], []);
   if (positional.length !== 1) throw new CliError(USAGE, 2);
   const unitBytes = flags.has('unit') ? parseSize(flags.get('unit') as string, '--unit') : 0;
+  // checked here: the protocol's 32-bit fields would wrap larger numbers into small ones
+  if (flags.has('unit') && (unitBytes < STRIPE_UNIT_MIN_BYTES || unitBytes > STRIPE_UNIT_MAX_BYTES || unitBytes % STRIPE_UNIT_MIN_BYTES !== 0)) {
+    throw new CliError(`--unit must be a multiple of 64K from 64K to ${STRIPE_UNIT_MAX_BYTES / MiB}M: ${JSON.stringify(flags.get('unit'))}`, 2);
+  }
   const countText = flags.get('count') as string | undefined;
-  if (countText !== undefined && !/^\d+$/.test(countText)) throw new CliError('--count must be a non-negative integer', 2);
+  if (countText !== undefined && (!/^\d+$/.test(countText) || Number(countText) > STRIPE_COUNT_MAX)) {
+    throw new CliError(`--count must be an integer from 0 (all nodes) to ${STRIPE_COUNT_MAX}: ${JSON.stringify(countText)}`, 2);
+  }
   const where = locate(positional[0]);
   const meta = await metaClientFor(where.dir);
   try {

@@ -476,4 +476,16 @@ describe('striping policy', () => {
     const bad = await cluster.kdfs(['setstripe', '--unit', '1000', fresh()]);
     expect(bad.code).not.toBe(0);
   });
+
+  it('refuses a unit or a count out of range with one line, changing nothing (no number wraps around)', async () => {
+    const dir = fresh('range');
+    fs.mkdirSync(dir);
+    expect((await cluster.kdfs(['setstripe', '--unit', '128K', '--count', '2', dir])).code).toBe(0);
+    for (const args of [['--unit', '100G'], ['--unit', '4G'], ['--count', '4294967297'], ['--count', '257']]) {
+      const refused = await cluster.kdfs(['setstripe', ...args, dir]);
+      expect(refused.code, args.join(' ')).toBe(2);
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect((await cluster.kdfs(['getstripe', dir])).stdout).toMatch(/unit: 131072\ncount: 2/);
+  });
 });
