@@ -8,7 +8,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { MiB, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
+import { RemoteAgent } from '../agent/remote.js';
+import { MiB, PEER_BOUND_MS, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
+import { readMembers } from '../node/members.js';
+import type { NodeInfo } from '../rpc/messages.js';
 import { nodePaths } from '../format/paths.js';
 import { readSuperblock } from '../format/superblock.js';
 import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
@@ -25,6 +28,8 @@ const USAGE = `usage: kdfs up [--nodes N] [--dir DIR]
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
 const NODES_MAX = 64;
 const STOP_WAIT_MS = 15_000;
+/** How long kdfs status waits for a node's agent when the root does not answer. */
+const PROBE_DEADLINE_MS = 1000;
 const MOUNT_HELPER = path.join(__dirname, '..', '..', '..', 'cli', 'mount.kdfs');
 
 export const nodeDirOf = (dir: string, id: number) => path.join(dir, `node${id}`);
@@ -148,28 +153,51 @@ async function status(argv: string[]): Promise<number> {
     ? locate(positional[0]).dir
     : nodeDirOf(path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR), 1);
   const meta = await metaClientFor(nodeDir);
+  let nodes: NodeInfo[];
   try {
-    const nodes = await Promise.race([
+    nodes = await Promise.race([
       meta.listNodes(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new CliError('the root node does not answer')), 5000).unref()),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new CliError('the root node does not answer')), PEER_BOUND_MS).unref()),
     ]);
-    if (flags.has('json')) {
-      const json = nodes.map((n) => ({
-        id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
-      }));
-      process.stdout.write(JSON.stringify({ nodes: json }) + '\n');
-      return 0;
-    }
-    const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE']];
-    for (const n of nodes) {
-      rows.push([String(n.id), n.address, n.state, n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
-    }
-    const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-    process.stdout.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n');
-    return 0;
+  } catch (err) {
+    // without the root: the members this node last heard of, each probed here
+    nodes = await probeMembers(nodeDir);
+    if (nodes.length === 0) throw err;
+    process.stderr.write(`kdfs: ${(err as Error).message}: states from probes of the nodes' agents\n`);
   } finally {
     meta.disconnect();
   }
+  if (flags.has('json')) {
+    const json = nodes.map((n) => ({
+      id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
+    }));
+    process.stdout.write(JSON.stringify({ nodes: json }) + '\n');
+    return 0;
+  }
+  const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE']];
+  for (const n of nodes) {
+    rows.push([String(n.id), n.address, n.state, n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  process.stdout.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n');
+  return 0;
+}
+
+/** The members recorded in nodeDir, each agent probed directly: up if it answers
+ *  (its session with the root is unknown: suspect for the root itself), else down. */
+async function probeMembers(nodeDir: string): Promise<NodeInfo[]> {
+  const sb = await readSuperblock(nodeDir);
+  return Promise.all(readMembers(nodeDir).map(async ({ id, address }): Promise<NodeInfo> => {
+    const agent = new RemoteAgent(address, '', sb.fsid);
+    try {
+      const space = await agent.space(PROBE_DEADLINE_MS);
+      return { id, address, dataAddress: '', up: true, state: id === sb.rootNodeId ? 'suspect' : 'up', ...space };
+    } catch {
+      return { id, address, dataAddress: '', up: false, state: 'down', capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
+    } finally {
+      agent.close();
+    }
+  }));
 }
 
 async function setstripe(argv: string[]): Promise<number> {

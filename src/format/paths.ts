@@ -13,6 +13,8 @@ export function nodePaths(dir: string) {
     log: path.join(dir, 'kdfs.log'),
     /** pid and mount point of the running node process. */
     run: path.join(dir, 'kdfs.run'),
+    /** The members as the node last heard of them (see src/node/members.ts). */
+    members: path.join(dir, 'members.json'),
   };
 }
 

@@ -7,6 +7,7 @@ import { FsError } from '../common/errno.js';
 import { JOIN_TIMEOUT_MS } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { ObjectStore } from '../agent/objectStore.js';
+import { writeMembers } from './members.js';
 import { DataServer } from '../agent/dataServer.js';
 import { agentHandlers } from '../agent/service.js';
 import { FuseMount } from '../fuse/adapter.js';
@@ -154,7 +155,11 @@ export class KdfsNode {
     )));
     // not ready before the root hears this node: until then it places no new files here
     if (this.sessionClient) await this.firstSession();
-    this.heartbeat = setInterval(() => void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`)), HEARTBEAT_MS);
+    void this.recordMembers();
+    this.heartbeat = setInterval(() => {
+      void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`));
+      void this.recordMembers();
+    }, HEARTBEAT_MS);
     this.heartbeat.unref();
 
     this.agents = new AgentPool(metaClient, this.sb.fsid, { nodeId: this.nodeId, objects });
@@ -209,6 +214,15 @@ export class KdfsNode {
     // the root restarted elsewhere: the session follows it
     this.sessionClient?.moveTo(reply.sessionAddress ?? '');
     return reply.sessionAddress ?? '';
+  }
+
+  /** Keeps the members in the node's directory, for kdfs status without the root. */
+  private async recordMembers(): Promise<void> {
+    try {
+      writeMembers(this.options.dir, await this.sessionMeta!.listNodes());
+    } catch (err) {
+      log.debug(`recording the members: ${(err as Error).message}`);
+    }
   }
 
   private async firstSession(): Promise<void> {

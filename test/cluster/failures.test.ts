@@ -166,6 +166,8 @@ describe('a root node stopped with SIGSTOP', () => {
   it('makes calls that need it fail with EIO within the bound on other nodes, which answer again once it runs', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
     fs.mkdirSync(c.path(1, 'dir'));
+    // each node keeps the members it heard of, for kdfs status without the root
+    expect(await poll(async () => fs.existsSync(path.join(c.nodeDir(2), 'members.json')), BOUND_ASSERTED_MS)).not.toBeNull();
     stopped = c.pid(1)!;
     process.kill(stopped, 'SIGSTOP');
     // names node 2 never looked up: only the root can answer
@@ -173,6 +175,11 @@ describe('a root node stopped with SIGSTOP', () => {
     expect(looked.code).not.toBe(0);
     expect(looked.stderr).toMatch(/Input\/output error/);
     expect(looked.ms).toBeLessThan(BOUND_ASSERTED_MS);
+    const status = await c.kdfs(['status', '--json', c.mnt(2)]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stderr).toMatch(/root node does not answer/);
+    const states = Object.fromEntries((JSON.parse(status.stdout) as { nodes: { id: number; state: string }[] }).nodes.map((n) => [n.id, n.state]));
+    expect(states).toEqual({ 1: 'down', 2: 'up', 3: 'up' });
 
     process.kill(stopped, 'SIGCONT');
     stopped = null;
