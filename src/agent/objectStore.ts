@@ -62,6 +62,10 @@ export class ObjectStore implements Agent {
   /** Whether the file system of the objects takes O_DIRECT writes; null until the first tells. */
   private direct: boolean | null = null;
 
+  /** True while object writes must wait for space: on the root node, while the
+   *  metadata store uses the reserve it gave back (see src/meta/reserve.ts). */
+  writesRefused: () => boolean = () => false;
+
   constructor(readonly objectsDir: string) {}
 
   static create(objectsDir: string): void {
@@ -74,6 +78,7 @@ export class ObjectStore implements Agent {
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+    if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
     const file = (await this.acquire(this.pathOf(key), true))!;
     try {
       let done = 0;

@@ -56,7 +56,7 @@ export async function format(options: FormatOptions): Promise<string> {
 
   // Past this point the directory changes.
   if (formatted) {
-    for (const entry of [paths.superblock, paths.objects, paths.meta, paths.log, paths.run]) rmSync(entry, { recursive: true, force: true });
+    for (const entry of [paths.superblock, paths.objects, paths.meta, paths.metaReserve, paths.members, paths.log, paths.run]) rmSync(entry, { recursive: true, force: true });
   }
   ObjectStore.create(paths.objects);
   const fsid = isRoot ? randomUUID() : '';

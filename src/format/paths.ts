@@ -10,6 +10,8 @@ export function nodePaths(dir: string) {
     objects: path.join(dir, 'objects'),
     /** The root meta-file: the metadata store (level), on the root node only. */
     meta: path.join(dir, 'meta'),
+    /** Space kept aside for the metadata store (see src/meta/reserve.ts). */
+    metaReserve: path.join(dir, 'meta.reserve'),
     log: path.join(dir, 'kdfs.log'),
     /** pid and mount point of the running node process. */
     run: path.join(dir, 'kdfs.run'),

@@ -72,6 +72,10 @@ function target(t: Target | null | undefined): Target {
   return t;
 }
 
+/** What takes metadata space: refused while the root's disk is full, so that the
+ *  reserve given back serves removals (see reserve.ts). */
+const SPACE_TAKING_METHODS = new Set<keyof MetaMethods>(['Create', 'Link', 'CommitWrite', 'Publish', 'ReserveInos', 'SetXattr', 'SetStripe', 'Append']);
+
 export class MetaService {
   readonly namespace: Namespace;
   readonly cluster: Cluster;
@@ -105,6 +109,11 @@ export class MetaService {
 
   get fsid(): string {
     return this.store.fs.fsid;
+  }
+
+  /** The root's disk is full: see reserve.ts. */
+  get spaceLow(): boolean {
+    return this.store.spaceLow;
   }
 
   async close(): Promise<void> {
@@ -153,6 +162,7 @@ export class MetaService {
     }
     const op = this.ops[method] as (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>;
     if (!op) throw new FsError(E.EINVAL, `no method ${method}`);
+    if (this.store.spaceLow && SPACE_TAKING_METHODS.has(method)) throw new FsError(E.ENOSPC, 'the root node\'s disk is full: only removals are served');
     const origin = caller?.nodeId ?? 0;
     const named = namedDirectories(method, request);
     // what other nodes create under delegations in those directories comes first

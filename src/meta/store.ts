@@ -17,6 +17,7 @@ import { E, FsError } from '../common/errno.js';
 import { META_CACHE_BYTES_MAX, META_CACHE_RECORDS_MAX } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { Changes } from './coherence.js';
+import { SpaceReserve } from './reserve.js';
 import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
@@ -235,7 +236,12 @@ export class MetaStore {
   /** Inodes with no links, open on some node (from "Z" records). */
   readonly zeroLinks = new Set<number>();
 
-  private constructor(private readonly db: Level<Buffer, Buffer>) {}
+  private constructor(private readonly db: Level<Buffer, Buffer>, private readonly reserve: SpaceReserve) {}
+
+  /** The disk is full: only what frees space may be served (see reserve.ts). */
+  get spaceLow(): boolean {
+    return this.reserve.low;
+  }
 
   static async open(location: string): Promise<MetaStore> {
     const db = new Level<Buffer, Buffer>(location, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: false });
@@ -244,7 +250,9 @@ export class MetaStore {
     } catch (err) {
       throw new Error(`cannot open the root meta-file ${location}: ${(err as Error).cause ?? (err as Error).message}`);
     }
-    const store = new MetaStore(db);
+    const reserve = new SpaceReserve(location);
+    reserve.take();
+    const store = new MetaStore(db, reserve);
     await store.loadGlobals();
     return store;
   }
@@ -378,6 +386,7 @@ export class MetaStore {
   }
 
   async close(): Promise<void> {
+    this.reserve.close();
     await this.barrier(false).catch(() => {});
     await this.db.close();
   }
@@ -487,6 +496,8 @@ export class MetaStore {
     await this.db.close().catch(() => {});
     this.cacheBytes = 0;
     this.failed = { errno, retryAtMs: 0, reopening: null };
+    // room for level to reopen, and for removals to free space
+    if (errno === E.ENOSPC) this.reserve.giveBack();
     this.recovering = null;
     done();
     for (const p of failed) p.reject(new FsError(errno, 'metadata write failed'));

@@ -116,6 +116,9 @@ export class KdfsNode {
     if (this.isRoot) {
       this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects });
       if (this.meta.fsid !== this.sb.fsid) throw new StartError(`${dir}: the root meta-file belongs to another file system`);
+      // the disk of the metadata is the objects': what the store gave back is for removals
+      const meta = this.meta;
+      objects.writesRefused = () => meta.spaceLow;
     }
     const server = (this.server = new RpcServer(() => this.sb.fsid));
     if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);

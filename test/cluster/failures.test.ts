@@ -187,3 +187,27 @@ describe('a root node stopped with SIGSTOP', () => {
     expect(fs.existsSync(c.path(3, 'dir', 'after'))).toBe(true);
   });
 });
+
+describe('the root node\'s disk full', () => {
+  it('still serves ls, stat and rm through kDFS; the space rm frees makes everything work again', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3, diskBytes: 96 * MiB }));
+    const big = randomBytes(24 * MiB);
+    fs.writeFileSync(c.path(1, 'big'), big);
+    for (let i = 0; i < 20; i++) fs.writeFileSync(c.path(1, `small${i}`), `small ${i}`);
+    // something else fills the disk (the cluster's nodes share this one)
+    await command('dd', ['if=/dev/zero', `of=${path.join(c.dir, 'filler')}`, 'bs=1M']);
+    const made = await timed(`for i in $(seq 1 3000); do echo x > ${c.mnt(2)}/m$i || exit 1; done`);
+    expect(made.stderr).toMatch(/No space left on device/);
+
+    const looked = await timed(`ls ${c.mnt(2)} >/dev/null && stat ${c.path(3, 'big')} && cat ${c.path(2, 'small7')}`);
+    expect(looked.code, looked.stderr).toBe(0);
+    expect(looked.stdout).toMatch(/small 7/);
+    const removed = await timed(`rm ${c.path(2, 'big')} ${c.path(3, 'small1')}`);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(fs.existsSync(c.path(1, 'big'))).toBe(false);
+    // the stripe objects of what was removed go: the metadata takes its reserve back
+    expect(await poll(async () => (await timed(`echo after > ${c.path(2, 'after')}`)).code === 0, 20_000)).not.toBeNull();
+    expect(fs.readFileSync(c.path(3, 'after'), 'utf8')).toBe('after\n');
+    expect(fs.readFileSync(c.path(1, 'small7'), 'utf8')).toBe('small 7');
+  });
+});
