@@ -11,6 +11,11 @@ import type { Namespace } from './namespace.js';
 import type { MetaStore } from './store.js';
 
 const PROBE_DEADLINE_MS = 1000;
+/** How often the nodes' free space is probed for placement. */
+const SPACE_PROBE_INTERVAL_MS = 2000;
+/** A node with less free space than this takes no new files (it is full, or
+ *  nearly: what is left goes to the files already on it). */
+export const FULL_BELOW_BYTES = 64 * 1024 * 1024;
 /** A node's session silent this long (it pings every second) makes it suspect. */
 const SUSPECT_AFTER_MS = 2000;
 const PROBE_CACHE_MS = 1000;
@@ -24,6 +29,9 @@ export class Cluster {
   private probed: { nodes: NodeInfo[]; atMs: number } | null = null;
   private reapTimer: NodeJS.Timeout | null = null;
   private reaping = false;
+  private spaceTimer: NodeJS.Timeout | null = null;
+  /** Nodes found full at the last probe. */
+  private full = new Set<number>();
 
   constructor(
     private readonly store: MetaStore,
@@ -42,8 +50,9 @@ export class Cluster {
   }
 
   /** The members new files may be placed on: those whose session answered within
-   *  the bound (this node's own always). A node down, stopped, or not mounted
-   *  since this service started gets no new data; with none left, all do. */
+   *  the bound (this node's own always), and not full. A node down, stopped, or
+   *  not mounted since this service started gets no new data, nor does a full
+   *  one; with none left, the live ones do, else all. */
   placeableIds(): number[] {
     const all = this.nodeIds();
     const live = all.filter((id) => {
@@ -51,7 +60,18 @@ export class Cluster {
       const silentMs = this.silentMs(id);
       return silentMs !== null && silentMs < PEER_BOUND_MS;
     });
-    return live.length > 0 ? live : all;
+    const roomy = live.filter((id) => !this.full.has(id));
+    return roomy.length > 0 ? roomy : live.length > 0 ? live : all;
+  }
+
+  /** Probes the nodes' free space now and then: a full node gets no new files. */
+  startSpaceProbes(): void {
+    this.spaceTimer = setInterval(() => {
+      this.nodes().then((nodes) => {
+        this.full = new Set(nodes.filter((n) => n.up && n.freeBytes < FULL_BELOW_BYTES).map((n) => n.id));
+      }, (err) => log.debug(`probing the nodes' space: ${(err as Error).message}`));
+    }, SPACE_PROBE_INTERVAL_MS);
+    this.spaceTimer.unref();
   }
 
   async register(request: RegisterRequest): Promise<RegisterReply> {
@@ -143,6 +163,7 @@ export class Cluster {
 
   close(): void {
     if (this.reapTimer) clearInterval(this.reapTimer);
+    if (this.spaceTimer) clearInterval(this.spaceTimer);
     for (const agent of this.agents.values()) agent.close();
     this.agents.clear();
   }

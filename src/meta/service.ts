@@ -100,6 +100,7 @@ export class MetaService {
   static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }): Promise<MetaService> {
     const service = new MetaService(await MetaStore.open(metaDir), local);
     service.cluster.startReaper();
+    service.cluster.startSpaceProbes();
     service.graceTimer = setTimeout(() => {
       service.namespace.opensAnnounced().catch((err) => log.error(`freeing unclaimed inodes: ${(err as Error).message}`));
     }, OPENS_GRACE_MS);
