@@ -132,6 +132,26 @@ export function requestCountsByOperation(): Record<string, number> {
 /** The lock waits of requests being served, by slot: an interrupt cancels them. */
 const lockWaits = new Map<number, number>();
 
+/** Requests that change nothing (reads, lookups, attributes, listings) being
+ *  served, by slot: an interrupt answers them at once with EINTR, so that a
+ *  signal ends a process waiting on an absent node before the bound does. The
+ *  token tells a late answer of the request given up from one of a later
+ *  request in the same slot. */
+const interruptible = new Map<number, number>();
+let nextToken = 1;
+
+/** Registers an interruptible request; the function says, once, whether its
+ *  answer is still wanted. */
+function answerable(slot: number): () => boolean {
+  const token = nextToken++;
+  interruptible.set(slot, token);
+  return () => {
+    if (interruptible.get(slot) !== token) return false;
+    interruptible.delete(slot);
+    return true;
+  };
+}
+
 /** flock(2) operations. */
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -155,12 +175,16 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
     const ino = A[4];
     const caller: Caller = { uid: A[0], gid: A[1] };
     switch (op) {
-      case OP.lookup:
-        vfs.lookup(ino, s1!).then((attr) => replyEntry(slot, attr), fail('lookup', slot));
+      case OP.lookup: {
+        const wanted = answerable(slot);
+        vfs.lookup(ino, s1!).then((attr) => wanted() && replyEntry(slot, attr), (err) => wanted() && fail('lookup', slot)(err));
         return;
-      case OP.getattr:
-        vfs.getattr(ino).then((attr) => replyAttr(slot, attr), fail('getattr', slot));
+      }
+      case OP.getattr: {
+        const wanted = answerable(slot);
+        vfs.getattr(ino).then((attr) => wanted() && replyAttr(slot, attr), (err) => wanted() && fail('getattr', slot)(err));
         return;
+      }
       case OP.setattr: {
         let valid = 0;
         for (const [fuse, ours] of FUSE_SET_ATTR) if (A[5] & fuse) valid |= ours;
@@ -205,12 +229,14 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
           fail('create', slot),
         );
         return;
-      case OP.read:
+      case OP.read: {
+        const wanted = answerable(slot);
         vfs.read(A[5], A[6], A[7]).then(
-          (pieces) => ll.replyIov(slot, pieces.length <= IOV_MAX ? pieces : [Buffer.concat(pieces)]),
-          fail('read', slot),
+          (pieces) => wanted() && ll.replyIov(slot, pieces.length <= IOV_MAX ? pieces : [Buffer.concat(pieces)]),
+          (err) => wanted() && fail('read', slot)(err),
         );
         return;
+      }
       case OP.write:
         vfs.write(A[5], data!, A[7], A[8] !== 0 ? { uid: A[0], gid: A[1], pid: A[2] } : null).then((n) => ll.replyWrite(slot, n), fail('write', slot));
         return;
@@ -246,9 +272,11 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         return;
       }
       case OP.interrupt: {
-        // only lock waits are given up: any other request ends by itself
+        // lock waits and requests that change nothing are given up; any other
+        // request ends by itself, within the bound on calls
         const waitId = lockWaits.get(slot);
         if (waitId !== undefined) vfs.cancelLockWait(waitId);
+        if (interruptible.delete(slot)) ll.replyErr(slot, E.EINTR);
         return;
       }
       case OP.forget:
