@@ -55,6 +55,9 @@ export class DataClient {
   private pingedMs = 0;
   /** When the agent last failed a call (null: it answers). */
   private failedAtMs: number | null = null;
+  /** When the last check ran: a check late by much means this process did not
+   *  run meanwhile, and the agent's answers may be waiting, unread. */
+  private checkedMs = Date.now();
 
   /** onUnreachable: called when a connection cannot be made (the agent may have moved: see moveTo). */
   constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
@@ -219,9 +222,13 @@ export class DataClient {
    *  may only be slow), and requests past their deadline. Their connection goes
    *  too, so that no late reply is written into a buffer its caller has given up. */
   private check(): void {
+    const now = Date.now();
+    const lateMs = now - this.checkedMs - CHECK_MS;
+    this.checkedMs = now;
     const socket = this.socket;
     if (!socket || this.pending.size === 0) return;
-    const now = Date.now();
+    // this process stood still (load, a long pause): judge the agent once what came meanwhile is read
+    if (lateMs > CHECK_MS) return;
     const silentMs = now - Math.max(this.heardMs, this.waitingSinceMs);
     if (silentMs >= PEER_SILENCE_MS) {
       log.warn(`agent at ${this.address} did not answer for ${silentMs} ms: failing its ${this.pending.size} requests`);
