@@ -5,6 +5,7 @@
 // status tells its state. One copy of every object (no replicas yet): its data
 // is unreadable while it is away.
 import { createHash, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -139,6 +140,32 @@ describe('a node that is down', () => {
   });
 });
 
+describe('a node whose disk is full', () => {
+  it('is left out of new files, which are written whole on the others', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    // node 3's objects on a small disk of their own
+    const objects = path.join(c.nodeDir(3), 'objects');
+    expect((await command('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'kdfs-test-full', objects])).code).toBe(0);
+    try {
+      for (let b = 0; b < 256; b++) fs.mkdirSync(path.join(objects, b.toString(16).padStart(2, '0')));
+      // the root probes the nodes' space every 2 s
+      const probe = c.path(2, 'probe');
+      expect(await poll(async () => {
+        fs.rmSync(probe, { force: true });
+        fs.writeFileSync(probe, '');
+        return !(await objectNodes(c, c.path(1, 'probe'))).includes(3);
+      }, BOUND_ASSERTED_MS)).not.toBeNull();
+      // 48 MiB over three nodes would put 16 MiB on node 3: more than it has
+      const data = randomBytes(48 * MiB);
+      fs.writeFileSync(c.path(2, 'large'), data);
+      expect(new Set(await objectNodes(c, c.path(1, 'large')))).toEqual(new Set([1, 2]));
+      expect(fs.readFileSync(c.path(3, 'large')).equals(data)).toBe(true);
+    } finally {
+      await command('umount', ['-l', objects]);
+    }
+  });
+});
+
 describe('a node stopped with SIGSTOP', () => {
   it('never holds up stat and ls; reads of its objects fail within the bound, and read right once it runs again', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
@@ -159,6 +186,29 @@ describe('a node stopped with SIGSTOP', () => {
     const expected = sha256(data.subarray(unit * MiB, (unit + 1) * MiB));
     expect(await poll(async () => (await unitDigest(file, unit)).stdout.startsWith(expected), BOUND_ASSERTED_MS)).not.toBeNull();
     expect(await poll(async () => (await nodeStates(c))[3] === 'up', BOUND_ASSERTED_MS)).not.toBeNull();
+  });
+});
+
+describe('a process waiting on a stopped root', () => {
+  it('ends at once on a signal (FUSE INTERRUPT), before the bound', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    stopped = c.pid(1)!;
+    process.kill(stopped, 'SIGSTOP');
+    // a name node 2 never looked up: its lookup waits for the root
+    const waiting = spawn('stat', [c.path(2, 'never-seen')], { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => waiting.on('exit', () => resolve()));
+    try {
+      // blocked in the kernel, waiting for the node process's answer
+      const blocked = await poll(async () => fs.readFileSync(`/proc/${waiting.pid}/wchan`, 'utf8').includes('request_wait_answer'), BOUND_ASSERTED_MS, 20);
+      expect(blocked).not.toBeNull();
+      const signalledMs = Date.now();
+      waiting.kill('SIGTERM');
+      await exited;
+      // the bound would have ended the call 5 s after it began
+      expect(Date.now() - signalledMs).toBeLessThan(2000);
+    } finally {
+      waiting.kill('SIGKILL');
+    }
   });
 });
 
