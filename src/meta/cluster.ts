@@ -27,6 +27,9 @@ export class Cluster {
   /** Incarnation of each node process registered since this service started. */
   private readonly incarnations = new Map<number, string>();
   private probed: { nodes: NodeInfo[]; atMs: number } | null = null;
+  /** Counts changes of the members (a join, a move): a probe begun before one
+   *  must not be kept, nor answered, as the current list. */
+  private membersVersion = 0;
   private reapTimer: NodeJS.Timeout | null = null;
   private reaping = false;
   private spaceTimer: NodeJS.Timeout | null = null;
@@ -91,6 +94,7 @@ export class Cluster {
         joinedSec: known?.joinedSec ?? Math.floor(Date.now() / 1000),
       }), true);
       this.probed = null;
+      this.membersVersion++;
       log.info(`node ${request.nodeId} ${known ? 'moved to' : 'joined at'} ${request.address}`);
     }
     if (this.incarnations.get(request.nodeId) !== request.incarnation) {
@@ -105,6 +109,7 @@ export class Cluster {
   /** The members with their state and space; probes are cached for a second. */
   async nodes(): Promise<NodeInfo[]> {
     if (this.probed && Date.now() - this.probed.atMs < PROBE_CACHE_MS) return this.probed.nodes;
+    const version = this.membersVersion;
     const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
       const known = { id: node.id, address: node.address, dataAddress: node.dataAddress };
       const silentMs = node.id === this.local.nodeId ? 0 : this.silentMs(node.id);
@@ -115,6 +120,9 @@ export class Cluster {
         return { ...known, up: false, state: nodeState(silentMs, false), capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
       }
     }));
+    // a node joined while its peers were probed: the list lacks it (a node would
+    // refuse to write to it: "not a member"); probe again
+    if (version !== this.membersVersion) return this.nodes();
     this.probed = { nodes, atMs: Date.now() };
     return nodes;
   }
