@@ -189,6 +189,8 @@ export class OpenFiles {
     // what this node wrote must be read back
     if (!file.writer.idle) await file.writer.settle();
     const wanted = Math.min(size, file.size - offset);
+    // bytes this node wrote that reached no agent: the objects hold a hole or old data there
+    if (file.writer.lostIn(offset, offset + wanted)) throw new FsError(E.EIO, 'this range was written but could not be stored');
     if (FileReadAhead.follow(run, offset, wanted)) {
       const pieces = await file.readAhead.read(offset, wanted, file.size);
       if (pieces) return pieces;
@@ -285,6 +287,9 @@ export class OpenFiles {
     }
     // the next stat (the kernel forgot the attributes at the write) needs no call
     this.attrs.put(fresh.attr, fresh.cacheMs);
+    // bytes that went nowhere: every fsync and close says so until they are written again
+    const lostFrom = file.writer.lostFromOffset;
+    if (lostFrom < file.dirtyEnd) throw new FsError(E.EIO, `bytes written from offset ${lostFrom} could not be stored`);
     if (file.committed < written) file.committed = written;
     if (file.written === written) {
       file.mtime = null;
@@ -351,6 +356,8 @@ export class OpenFiles {
   truncated(file: OpenFile, size: number): void {
     file.size = size;
     file.dirtyEnd = 0;
+    // what was lost past the new end is gone with it
+    file.writer.forgetLostFrom(size);
     if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
   }
 

@@ -97,6 +97,16 @@ export class FileWriter {
     return this.lost.first();
   }
 
+  /** Whether any byte of [start, end) was written but not stored. */
+  lostIn(start: number, end: number): boolean {
+    return this.lost.overlaps(start, end);
+  }
+
+  /** The file was cut at size: nothing past it is lost any more. */
+  forgetLostFrom(size: number): void {
+    this.lost.remove(size, Infinity);
+  }
+
   get idle(): boolean {
     return this.filling.size === 0 && this.sending.size === 0 && this.writing === null;
   }
@@ -220,6 +230,10 @@ const LOST_RANGES_MAX = 64;
 /** Disjoint [start, end) ranges of a file. */
 export class LostRanges {
   private ranges: { start: number; end: number }[] = [];
+
+  overlaps(start: number, end: number): boolean {
+    return this.ranges.some((r) => r.start < end && r.end > start);
+  }
 
   first(): number {
     let first = Infinity;

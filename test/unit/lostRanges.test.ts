@@ -26,6 +26,18 @@ describe('lost ranges', () => {
     expect(lost.first()).toBe(Infinity);
   });
 
+  it('tell whether a range overlaps one of them', () => {
+    const lost = new LostRanges();
+    lost.add(100, 200);
+    expect(lost.overlaps(0, 100)).toBe(false);
+    expect(lost.overlaps(0, 101)).toBe(true);
+    expect(lost.overlaps(199, 300)).toBe(true);
+    expect(lost.overlaps(200, 300)).toBe(false);
+    lost.remove(150, Infinity);
+    expect(lost.overlaps(160, 170)).toBe(false);
+    expect(lost.first()).toBe(100);
+  });
+
   it('past their limit, merge into one range that covers them all, gaps too', () => {
     const lost = new LostRanges();
     for (let i = 1; i <= 100; i++) lost.add(i * 10, i * 10 + 5);
