@@ -187,6 +187,8 @@ export class DataClient {
       });
       const socket = connectReusing(Number(this.address.slice(colon + 1)), host, (chunk) => {
         this.heardMs = Date.now();
+        // it answers: calls wait for it again
+        this.failedAtMs = null;
         try {
           reader.push(chunk);
         } catch {
@@ -218,6 +220,12 @@ export class DataClient {
     for (const p of pending) p.reject(err);
   }
 
+  private sendPing(socket: net.Socket, now: number): void {
+    this.pingedMs = now;
+    // id 0 is no request's: the reply only tells that the agent is alive
+    socket.write(frameHead(dataHeader, { id: 0, op: DATA_PING }, 0));
+  }
+
   /** Fails the waiting requests of an agent that stays silent (pinging it while it
    *  may only be slow), and requests past their deadline. Their connection goes
    *  too, so that no late reply is written into a buffer its caller has given up. */
@@ -227,8 +235,13 @@ export class DataClient {
     this.checkedMs = now;
     const socket = this.socket;
     if (!socket || this.pending.size === 0) return;
-    // this process stood still (load, a long pause): judge the agent once what came meanwhile is read
-    if (lateMs > CHECK_MS) return;
+    // this process stood still (load, a long pause): its silence is not the agent's;
+    // judge the agent from now on, pinging it at once
+    if (lateMs > CHECK_MS) {
+      this.waitingSinceMs = now;
+      this.sendPing(socket, now);
+      return;
+    }
     const silentMs = now - Math.max(this.heardMs, this.waitingSinceMs);
     if (silentMs >= PEER_SILENCE_MS) {
       log.warn(`agent at ${this.address} did not answer for ${silentMs} ms: failing its ${this.pending.size} requests`);
@@ -238,11 +251,7 @@ export class DataClient {
       socket.destroy();
       return;
     }
-    if (silentMs >= PING_AFTER_MS && now - this.pingedMs >= PING_AFTER_MS) {
-      this.pingedMs = now;
-      // id 0 is no request's: the reply only tells that the agent is alive
-      socket.write(frameHead(dataHeader, { id: 0, op: DATA_PING }, 0));
-    }
+    if (silentMs >= PING_AFTER_MS && now - this.pingedMs >= PING_AFTER_MS) this.sendPing(socket, now);
     let expired = false;
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;

@@ -7,8 +7,8 @@ import type { AgentMethods, ObjectKey } from '../rpc/messages.js';
 import { DataClient } from './dataClient.js';
 import type { Agent, SpaceStat } from './objectStore.js';
 
-/** While a sync waits, the agent is pinged this often. */
-const PING_WHILE_SYNCING_MS = 1000;
+/** While a call over gRPC waits, the agent is pinged this often. */
+const PING_WHILE_WAITING_MS = 1000;
 
 export class RemoteAgent implements Agent {
   readonly rpc: RpcClient<AgentMethods>;
@@ -17,7 +17,7 @@ export class RemoteAgent implements Agent {
   /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
    *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo). */
   constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
-    // calls over gRPC are quick ones, but for Sync (see sync)
+    // calls over gRPC are quick ones, but for those watched (see watched)
     this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, PEER_BOUND_MS, onUnreachable);
     this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable) : null;
   }
@@ -59,34 +59,38 @@ export class RemoteAgent implements Agent {
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
-    check((await this.rpc.call('Truncate', { key, length })).errno);
+    check((await this.watched(this.rpc.call('Truncate', { key, length }, AGENT_DEADLINE_MS))).errno);
   }
 
-  /** A sync may take long on a busy disk: it waits as long as the agent answers
-   *  pings on its data channel, and fails with it. */
   async sync(keys: ObjectKey[]): Promise<void> {
-    const synced = this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS);
-    if (!this.data) return check((await synced).errno);
+    check((await this.watched(this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS))).errno);
+  }
+
+  async remove(keys: ObjectKey[]): Promise<void> {
+    check((await this.watched(this.rpc.call('Remove', { keys }, AGENT_DEADLINE_MS))).errno);
+  }
+
+  /** A call over gRPC may take long on a busy disk (a sync, a truncation, many
+   *  removals): it is waited for as long as the agent answers pings on its data
+   *  channel, and fails with EIO when the agent stops answering them. */
+  private async watched<T>(call: Promise<T>): Promise<T> {
     const data = this.data;
+    if (!data) return call;
     let done = false;
     const alive = (async () => {
       while (!done) {
         await data.ping();
-        await new Promise((resolve) => setTimeout(resolve, PING_WHILE_SYNCING_MS));
+        await new Promise((resolve) => setTimeout(resolve, PING_WHILE_WAITING_MS));
       }
     })();
     try {
-      check((await Promise.race([synced, alive.then(() => synced)])).errno);
+      return await Promise.race([call, alive.then(() => call)]);
     } finally {
       done = true;
       // whichever lost the race may still fail: nobody waits for it
       alive.catch(() => {});
-      synced.catch(() => {});
+      call.catch(() => {});
     }
-  }
-
-  async remove(keys: ObjectKey[]): Promise<void> {
-    check((await this.rpc.call('Remove', { keys })).errno);
   }
 
   async space(deadlineMs: number): Promise<SpaceStat> {

@@ -28,6 +28,8 @@ const RETRY_MAX_MS = 1000;
 const DEADLINE_CHECK_MS = 500;
 /** Calls one session sends at once; more wait for a free place. */
 const IN_FLIGHT_MAX = 1024;
+/** How often calls are checked, and pings considered. */
+const TICK_MS = Math.min(DEADLINE_CHECK_MS, SESSION_PING_MS / 2);
 /** Pings whose reply is awaited, at most (a silent root is dropped long before). */
 const PINGS_REMEMBERED_MAX = 16;
 
@@ -73,6 +75,11 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private readonly pings = new Map<number, number>();
   /** When a call last failed for want of an answer from the root (null: it answers). */
   private failedAtMs: number | null = null;
+  /** When the last ping went, the last tick ran, and this process last resumed
+   *  after standing still (a tick late by much). */
+  private pingedMs = 0;
+  private tickedMs = Date.now();
+  private resumedMs = 0;
 
   /** onSession: a session was opened, the first or again after one was lost
    *  (then the kernel may have missed callbacks meanwhile). */
@@ -85,7 +92,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     /** A connection could not be made: the root may have restarted elsewhere (see moveTo). */
     private readonly onUnreachable: () => void = () => {},
   ) {
-    this.timer = setInterval(() => this.tick(), Math.min(DEADLINE_CHECK_MS, SESSION_PING_MS / 2));
+    this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
     void this.connectAndFlush();
   }
@@ -93,17 +100,22 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   /** Deadlines of calls; pings when idle; a silent root's connection is dropped
    *  (and made again: callbacks may have been missed meanwhile). */
   private tick(): void {
+    const now = Date.now();
+    // this process stood still (load, a long pause): the root's silence is not its own
+    if (now - this.tickedMs > 2 * TICK_MS) this.resumedMs = now;
+    this.tickedMs = now;
     this.expire();
     const socket = this.socket;
     if (!socket || !this.out) return;
-    const now = Date.now();
-    if (now - this.heardMs > SESSION_SILENCE_MS) {
+    if (now - Math.max(this.heardMs, this.resumedMs) > SESSION_SILENCE_MS) {
       log.warn(`the metadata service at ${this.address} is silent: reconnecting`);
       socket.destroy();
       return;
     }
-    if (now - this.sentMs >= SESSION_PING_MS) {
-      this.sentMs = now;
+    // quiet, or calls wait and nothing came for a while: is the root alive?
+    const waitingUnheard = this.pending.size > 0 && now - this.heardMs >= SESSION_PING_MS && now - this.pingedMs >= SESSION_PING_MS;
+    if (now - this.sentMs >= SESSION_PING_MS || waitingUnheard) {
+      this.sentMs = this.pingedMs = now;
       const id = this.nextId;
       this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
       this.pings.set(id, now);
@@ -292,7 +304,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
   private expire(): void {
     const now = Date.now();
     for (const [id, p] of this.pending) {
-      const silentMs = now - Math.max(this.heardMs, p.startMs);
+      const silentMs = now - Math.max(this.heardMs, p.startMs, this.resumedMs);
       if (p.deadline > now && silentMs < p.boundMs) continue;
       this.pending.delete(id);
       if (silentMs >= p.boundMs) this.failedAtMs = now;
