@@ -5,7 +5,7 @@
 // has room again (removals free stripe objects), the reserve is taken back and
 // everything is served again. Without it, one full disk stopped every call,
 // ls and rm included: no space could be freed through kDFS.
-import { closeSync, fsyncSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { log } from '../common/log.js';
 
@@ -27,10 +27,18 @@ export class SpaceReserve {
     this.file = `${location}.reserve`;
   }
 
-  /** Takes the reserve if it is not there (at start: a disk already full leaves the store low). */
+  /** Takes the reserve if it is not there (at start: a disk already full leaves
+   *  the store low; one that cannot hold the file for another reason does not). */
   take(): void {
-    if (this.write()) return;
-    this.enterLow();
+    try {
+      const stat = statSync(this.file);
+      if (stat.size === META_RESERVE_BYTES && stat.blocks * 512 >= META_RESERVE_BYTES) return;
+    } catch {
+      // not there yet
+    }
+    const written = this.write();
+    if (written === 'full') this.enterLow();
+    else if (written !== 'ok') log.error(`cannot keep a metadata reserve at ${this.file}: ${written.message}`);
   }
 
   /** Level failed for want of space: gives the reserve back. */
@@ -55,25 +63,25 @@ export class SpaceReserve {
   private retake(): void {
     const stat = statfsSync(path.dirname(this.file));
     if (stat.bavail * stat.bsize < META_RESERVE_BYTES + RETAKE_MARGIN_BYTES) return;
-    if (!this.write()) return;
+    if (this.write() !== 'ok') return;
     this.low = false;
     this.close();
     log.info(`the root node's disk has room again: metadata reserve taken back`);
   }
 
-  /** Writes the whole reserve (real blocks, not a hole); false if the disk is too full. */
-  private write(): boolean {
+  /** Writes the whole reserve (real blocks, not a hole): 'full' if the disk has
+   *  no room for it, the error if it failed otherwise. */
+  private write(): 'ok' | 'full' | Error {
     let fd: number | null = null;
     try {
       fd = openSync(this.file, 'w', 0o600);
       const chunk = Buffer.alloc(WRITE_CHUNK_BYTES);
       for (let written = 0; written < META_RESERVE_BYTES; written += chunk.length) writeSync(fd, chunk);
       fsyncSync(fd);
-      return true;
+      return 'ok';
     } catch (err) {
-      log.debug(`taking the metadata reserve: ${(err as Error).message}`);
       rmSync(this.file, { force: true });
-      return false;
+      return (err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'full' : (err as Error);
     } finally {
       if (fd !== null) closeSync(fd);
     }
