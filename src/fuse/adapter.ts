@@ -132,24 +132,42 @@ export function requestCountsByOperation(): Record<string, number> {
 /** The lock waits of requests being served, by slot: an interrupt cancels them. */
 const lockWaits = new Map<number, number>();
 
-/** Requests that change nothing (reads, lookups, attributes, listings) being
- *  served, by slot: an interrupt answers them at once with EINTR, so that a
- *  signal ends a process waiting on an absent node before the bound does. The
- *  token tells a late answer of the request given up from one of a later
- *  request in the same slot. */
-const interruptible = new Map<number, number>();
+/** Requests that change nothing (reads, lookups, attributes) being served, by
+ *  slot: an interrupt answers them with EINTR, so that a signal ends a process
+ *  waiting on an absent node before the bound does. The token tells a late
+ *  answer of the request given up from one of a later request in the same slot. */
+const interruptible = new Map<number, { token: number; startMs: number }>();
 let nextToken = 1;
+/** Any signal with a handler (SIGCHLD of a process that has children...) makes
+ *  the kernel send an INTERRUPT, and few programs expect EINTR from stat or
+ *  read: only a request that waited this long (it waits on an absent node) is
+ *  given up, when its interrupt comes or once it has waited so long. */
+const INTERRUPT_AFTER_MS = 1000;
 
 /** Registers an interruptible request; the function says, once, whether its
  *  answer is still wanted. */
 function answerable(slot: number): () => boolean {
   const token = nextToken++;
-  interruptible.set(slot, token);
+  interruptible.set(slot, { token, startMs: Date.now() });
   return () => {
-    if (interruptible.get(slot) !== token) return false;
+    if (interruptible.get(slot)?.token !== token) return false;
     interruptible.delete(slot);
     return true;
   };
+}
+
+/** The kernel interrupted the request in slot: EINTR once it has waited long enough. */
+function interrupt(slot: number): void {
+  const request = interruptible.get(slot);
+  if (!request) return;
+  const giveUp = () => {
+    if (interruptible.get(slot)?.token !== request.token) return;
+    interruptible.delete(slot);
+    ll.replyErr(slot, E.EINTR);
+  };
+  const waitedMs = Date.now() - request.startMs;
+  if (waitedMs >= INTERRUPT_AFTER_MS) giveUp();
+  else setTimeout(giveUp, INTERRUPT_AFTER_MS - waitedMs);
 }
 
 /** flock(2) operations. */
@@ -276,7 +294,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         // request ends by itself, within the bound on calls
         const waitId = lockWaits.get(slot);
         if (waitId !== undefined) vfs.cancelLockWait(waitId);
-        if (interruptible.delete(slot)) ll.replyErr(slot, E.EINTR);
+        interrupt(slot);
         return;
       }
       case OP.forget:
