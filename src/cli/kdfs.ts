@@ -3,7 +3,7 @@
 //   kdfs down [--dir DIR]                stop them
 //   kdfs status [--json] [--dir DIR | PATH]  the nodes, their addresses, space and state
 //   kdfs setstripe [--unit SIZE] [--count N] PATH
-//   kdfs getstripe PATH
+//   kdfs getstripe [--json] PATH
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -11,7 +11,8 @@ import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
 import { MiB, PEER_BOUND_MS, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
 import { readMembers } from '../node/members.js';
-import type { NodeInfo } from '../rpc/messages.js';
+import type { MetaClient } from '../meta/client.js';
+import type { Layout, NodeInfo, StripePolicy } from '../rpc/messages.js';
 import { nodePaths } from '../format/paths.js';
 import { readSuperblock } from '../format/superblock.js';
 import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
@@ -23,7 +24,7 @@ const USAGE = `usage: kdfs up [--nodes N] [--dir DIR]
        kdfs down [--dir DIR]
        kdfs status [--json] [--dir DIR | PATH]
        kdfs setstripe [--unit SIZE] [--count N] PATH
-       kdfs getstripe PATH`;
+       kdfs getstripe [--json] PATH`;
 
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
 const NODES_MAX = 64;
@@ -225,7 +226,7 @@ async function setstripe(argv: string[]): Promise<number> {
 }
 
 async function getstripe(argv: string[]): Promise<number> {
-  const { positional } = parseArgs(argv, [], []);
+  const { flags, positional } = parseArgs(argv, [], ['json']);
   if (positional.length !== 1) throw new CliError(USAGE, 2);
   const where = locate(positional[0]);
   const meta = await metaClientFor(where.dir);
@@ -233,6 +234,10 @@ async function getstripe(argv: string[]): Promise<number> {
     const reply = await meta.getStripe({ path: where.fsPath }).catch((err: Error) => {
       throw new CliError(`${positional[0]}: ${err.message}`);
     });
+    if (flags.has('json')) {
+      process.stdout.write(JSON.stringify(reply.directory ? stripePolicyJson(reply.policy!) : await layoutJson(reply.layout!, meta)) + '\n');
+      return 0;
+    }
     const lines = [positional[0]];
     if (reply.directory) {
       lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`);
@@ -246,6 +251,22 @@ async function getstripe(argv: string[]): Promise<number> {
   } finally {
     meta.disconnect();
   }
+}
+
+function stripePolicyJson(policy: StripePolicy): object {
+  return { unitBytes: policy.unitBytes, count: policy.count, replicas: 1 };
+}
+
+/** A file's layout for scripts: each object with its replicas (one copy until
+ *  replication lands), missing while its node is down. */
+async function layoutJson(layout: Layout, meta: MetaClient): Promise<object> {
+  const down = new Set((await meta.listNodes()).filter((n) => n.state === 'down').map((n) => n.id));
+  return {
+    unitBytes: layout.unitBytes,
+    count: layout.nodes.length,
+    replicas: 1,
+    objects: layout.nodes.map((node, index) => ({ index, replicas: [{ node, state: down.has(node) ? 'missing' : 'good' }] })),
+  };
 }
 
 export async function main(argv: string[]): Promise<number> {

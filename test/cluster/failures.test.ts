@@ -80,6 +80,10 @@ describe('a node killed with kill -9', () => {
     expect(whole.stderr).toMatch(/Input\/output error/);
     expect(whole.ms).toBeLessThan(BOUND_ASSERTED_MS);
     await expectUnreadable(file, nodes.indexOf(3));
+    const stripe = await c.kdfs(['getstripe', '--json', c.path(2, 'striped')]);
+    expect(stripe.code, stripe.stderr).toBe(0);
+    const objects = (JSON.parse(stripe.stdout) as { objects: { index: number; replicas: { node: number; state: string }[] }[] }).objects;
+    expect(objects.map((o) => o.replicas[0].state)).toEqual(nodes.map((node) => (node === 3 ? 'missing' : 'good')));
     // what lives elsewhere reads right, and the namespace answers
     const kept = nodes.indexOf(2);
     expect((await unitDigest(file, kept)).stdout.split(' ')[0]).toBe(sha256(data.subarray(kept * MiB, (kept + 1) * MiB)));
