@@ -5,7 +5,7 @@
 //   kdfs setstripe [--unit SIZE] [--count N] PATH
 //   kdfs getstripe [--json] PATH
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
@@ -17,14 +17,9 @@ import { nodePaths } from '../format/paths.js';
 import { readSuperblock } from '../format/superblock.js';
 import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
 import { isAlive, readRunFile, runningNode } from '../node/runfile.js';
-import { CliError, formatBytes, locate, metaClientFor, parseArgs, parseSize, runMain } from './common.js';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { CliError, formatBytes, locate, metaClientFor, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
-
-const USAGE = `usage: kdfs up [--nodes N] [--dir DIR]
-       kdfs down [--dir DIR]
-       kdfs status [--json] [--dir DIR | PATH]
-       kdfs setstripe [--unit SIZE] [--count N] PATH
-       kdfs getstripe [--json] PATH`;
 
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
 const NODES_MAX = 64;
@@ -68,12 +63,9 @@ function nodeDirs(dir: string): Map<number, string> {
   return found;
 }
 
-async function up(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['nodes', 'dir'], []);
-  if (positional.length) throw new CliError(USAGE, 2);
-  const count = Number(flags.get('nodes') ?? 3);
-  if (!Number.isInteger(count) || count < 1 || count > NODES_MAX) throw new CliError(`--nodes must be 1..${NODES_MAX}`, 2);
-  const dir = path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR);
+async function up(options: { nodes: number; dir: string }): Promise<number> {
+  const count = options.nodes;
+  const dir = path.resolve(options.dir);
   for (const [id, nodeDir] of nodeDirs(dir)) {
     const run = runningNode(nodeDir);
     if (run) throw new CliError(`node ${id} of ${dir} is already up (process ${run.pid}); run "kdfs down --dir ${dir}" first`);
@@ -99,7 +91,7 @@ async function up(argv: string[]): Promise<number> {
   const results = await Promise.allSettled(others.map((id) => mountNode(nodeDirOf(dir, id), mountPointOf(dir, id))));
   const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`node ${others[i]}: ${(r.reason as Error).message}`] : []));
   if (failed.length) {
-    await down(['--dir', dir]);
+    await down({ dir });
     throw new CliError(failed.join('; '));
   }
   const lines = [`kdfs: ${count} node${count > 1 ? 's' : ''} up in ${dir}`];
@@ -112,10 +104,8 @@ async function up(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function down(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['dir'], []);
-  if (positional.length) throw new CliError(USAGE, 2);
-  const dir = path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR);
+async function down(options: { dir: string }): Promise<number> {
+  const dir = path.resolve(options.dir);
   const running: { id: number; pid: number; mountPoint: string }[] = [];
   for (const [id, nodeDir] of nodeDirs(dir)) {
     const run = runningNode(nodeDir);
@@ -147,12 +137,8 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-async function status(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['dir'], ['json']);
-  if (positional.length > 1) throw new CliError(USAGE, 2);
-  const nodeDir = positional.length === 1
-    ? locate(positional[0]).dir
-    : nodeDirOf(path.resolve((flags.get('dir') as string | undefined) ?? DEFAULT_DIR), 1);
+async function status(where: string | undefined, options: { dir: string; json?: boolean }): Promise<number> {
+  const nodeDir = where !== undefined ? locate(where).dir : nodeDirOf(path.resolve(options.dir), 1);
   const meta = await metaClientFor(nodeDir);
   let nodes: NodeInfo[];
   try {
@@ -168,7 +154,7 @@ async function status(argv: string[]): Promise<number> {
   } finally {
     meta.disconnect();
   }
-  if (flags.has('json')) {
+  if (options.json) {
     const json = nodes.map((n) => ({
       id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
     }));
@@ -201,44 +187,31 @@ async function probeMembers(nodeDir: string): Promise<NodeInfo[]> {
   }));
 }
 
-async function setstripe(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['unit', 'count'], []);
-  if (positional.length !== 1) throw new CliError(USAGE, 2);
-  const unitBytes = flags.has('unit') ? parseSize(flags.get('unit') as string, '--unit') : 0;
-  // checked here: the protocol's 32-bit fields would wrap larger numbers into small ones
-  if (flags.has('unit') && (unitBytes < STRIPE_UNIT_MIN_BYTES || unitBytes > STRIPE_UNIT_MAX_BYTES || unitBytes % STRIPE_UNIT_MIN_BYTES !== 0)) {
-    throw new CliError(`--unit must be a multiple of 64K from 64K to ${STRIPE_UNIT_MAX_BYTES / MiB}M: ${JSON.stringify(flags.get('unit'))}`, 2);
-  }
-  const countText = flags.get('count') as string | undefined;
-  if (countText !== undefined && (!/^\d+$/.test(countText) || Number(countText) > STRIPE_COUNT_MAX)) {
-    throw new CliError(`--count must be an integer from 0 (all nodes) to ${STRIPE_COUNT_MAX}: ${JSON.stringify(countText)}`, 2);
-  }
-  const where = locate(positional[0]);
+async function setstripe(target: string, options: { unit?: number; count?: number }): Promise<number> {
+  const where = locate(target);
   const meta = await metaClientFor(where.dir);
   try {
-    await meta.setStripe({ path: where.fsPath }, { unitBytes, count: Number(countText ?? 0) });
+    await meta.setStripe({ path: where.fsPath }, { unitBytes: options.unit ?? 0, count: options.count ?? 0 });
   } catch (err) {
-    throw new CliError(`${positional[0]}: ${(err as Error).message}`);
+    throw new CliError(`${target}: ${(err as Error).message}`);
   } finally {
     meta.disconnect();
   }
   return 0;
 }
 
-async function getstripe(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, [], ['json']);
-  if (positional.length !== 1) throw new CliError(USAGE, 2);
-  const where = locate(positional[0]);
+async function getstripe(target: string, options: { json?: boolean }): Promise<number> {
+  const where = locate(target);
   const meta = await metaClientFor(where.dir);
   try {
     const reply = await meta.getStripe({ path: where.fsPath }).catch((err: Error) => {
-      throw new CliError(`${positional[0]}: ${err.message}`);
+      throw new CliError(`${target}: ${err.message}`);
     });
-    if (flags.has('json')) {
+    if (options.json) {
       process.stdout.write(JSON.stringify(reply.directory ? stripePolicyJson(reply.policy!) : await layoutJson(reply.layout!, meta)) + '\n');
       return 0;
     }
-    const lines = [positional[0]];
+    const lines = [target];
     if (reply.directory) {
       lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`);
     } else {
@@ -269,23 +242,72 @@ async function layoutJson(layout: Layout, meta: MetaClient): Promise<object> {
   };
 }
 
+/** The command line, on commander: every subcommand has --help, and bad input
+ *  is one line on stderr and exit status 2, as from mkfs.kdfs and mount.kdfs. */
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'up': return up(rest);
-    case 'down': return down(rest);
-    case 'status': return status(rest);
-    case 'setstripe': return setstripe(rest);
-    case 'getstripe': return getstripe(rest);
-    case undefined:
-    case '-h':
-    case '--help':
-    case 'help':
-      process.stdout.write(USAGE + '\n');
-      return command === undefined ? 2 : 0;
-    default:
-      throw new CliError(`unknown command ${JSON.stringify(command)}\n${USAGE}`, 2);
+  let status_ = 0;
+  const done = (code: number): void => {
+    status_ = code;
+  };
+  const program = new Command('kdfs')
+    .description('the administration tool of kDFS')
+    .version(packageVersion())
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`kdfs: ${text.replace(/^error: /, '')}`) });
+  program.command('up').description('format (if needed) and mount N nodes on this machine, on free loopback ports')
+    .option('--nodes <n>', `how many nodes, 1 to ${NODES_MAX}`, integerIn(1, NODES_MAX), 3)
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .action(async (options) => done(await up(options)));
+  program.command('down').description('stop the nodes kdfs up started')
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .action(async (options) => done(await down(options)));
+  program.command('status').description('the nodes: address, state (up, suspect, down), capacity, space used and free')
+    .argument('[path]', 'a path in a kDFS mount (else the root node under --dir)')
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .option('--json', 'one JSON document')
+    .action(async (where, options) => done(await status(where, options)));
+  program.command('setstripe').description('how new files under a directory are striped, or the layout of an empty file')
+    .argument('<path>', 'a directory or an empty file in a kDFS mount')
+    .option('--unit <size>', 'stripe unit: a multiple of 64K from 64K to 64M (K, M suffixes)', stripeUnit)
+    .option('--count <n>', `objects per file: 0 (all nodes) to ${STRIPE_COUNT_MAX}`, integerIn(0, STRIPE_COUNT_MAX))
+    .action(async (target, options) => done(await setstripe(target, options)));
+  program.command('getstripe').description('the unit, the count, and the node of each stripe object')
+    .argument('<path>', 'a file or a directory in a kDFS mount')
+    .option('--json', 'one JSON document')
+    .action(async (target, options) => done(await getstripe(target, options)));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
   }
+  return status_;
+}
+
+/** A parser of an integer option within [min, max]. */
+function integerIn(min: number, max: number): (text: string) => number {
+  return (text) => {
+    if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new InvalidArgumentError(`It must be an integer from ${min} to ${max}.`);
+    return Number(text);
+  };
+}
+
+/** --unit, checked here: the protocol's 32-bit fields would wrap larger numbers into small ones. */
+function stripeUnit(text: string): number {
+  let bytes: number;
+  try {
+    bytes = parseSize(text, '--unit');
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  if (bytes < STRIPE_UNIT_MIN_BYTES || bytes > STRIPE_UNIT_MAX_BYTES || bytes % STRIPE_UNIT_MIN_BYTES !== 0) {
+    throw new InvalidArgumentError(`It must be a multiple of 64K from 64K to ${STRIPE_UNIT_MAX_BYTES / MiB}M.`);
+  }
+  return bytes;
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export function run(): Promise<void> {
