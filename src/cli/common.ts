@@ -1,5 +1,6 @@
 // What the command-line tools share: argument parsing, one-line errors, sizes,
 // addresses, and finding the cluster a path or directory belongs to.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readSuperblock } from '../format/superblock.js';
 import { MetaClient } from '../meta/client.js';
@@ -121,4 +122,9 @@ export async function metaClientFor(dir: string): Promise<MetaClient> {
   }
   if (!sb.fsid) throw new CliError(`${dir} has not joined its file system yet (mount it first)`);
   return MetaClient.remote(address, sb.fsid);
+}
+
+/** kDFS's version, from package.json (the commands run from dist/src/cli). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }

@@ -5,7 +5,7 @@
 //   kdfs setstripe [--unit SIZE] [--count N] PATH
 //   kdfs getstripe [--json] PATH
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
@@ -18,7 +18,7 @@ import { readSuperblock } from '../format/superblock.js';
 import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
 import { isAlive, readRunFile, runningNode } from '../node/runfile.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { CliError, formatBytes, locate, metaClientFor, parseSize, runMain } from './common.js';
+import { CliError, formatBytes, locate, metaClientFor, packageVersion, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
 
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
@@ -304,10 +304,6 @@ function stripeUnit(text: string): number {
     throw new InvalidArgumentError(`It must be a multiple of 64K from 64K to ${STRIPE_UNIT_MAX_BYTES / MiB}M.`);
   }
   return bytes;
-}
-
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export function run(): Promise<void> {

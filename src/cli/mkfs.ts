@@ -15,9 +15,9 @@ import { FORMAT_VERSION, fsyncDirectory, readSuperblock, writeSuperblock } from 
 import { FIRST_INO, ROOT_INO } from '../meta/records.js';
 import { MetaStore } from '../meta/store.js';
 import { runningNode } from '../node/runfile.js';
-import { CliError, parseAddress, parseArgs, parseId, runMain } from './common.js';
+import { CliError, packageVersion, parseAddress, parseArgs, parseId, runMain } from './common.js';
 
-const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID';
+const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
 export const DEFAULT_ROOT_LISTEN = '127.0.0.1:7070';
 export const DEFAULT_LISTEN = '127.0.0.1:0';
 
@@ -86,7 +86,11 @@ export async function format(options: FormatOptions): Promise<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root'], ['force', 'help']);
+  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root'], ['force', 'help', 'version']);
+  if (flags.has('version')) {
+    process.stdout.write(packageVersion() + '\n');
+    return 0;
+  }
   if (flags.has('help')) {
     process.stdout.write(USAGE + '\n');
     return 0;

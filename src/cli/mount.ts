@@ -11,7 +11,7 @@ import { configureLog, log } from '../common/log.js';
 import { NODE_HEAP_MAX_MIB, NODE_SEMI_SPACE_MIB } from '../common/limits.js';
 import { nodePaths } from '../format/paths.js';
 import { KdfsNode, StartError } from '../node/node.js';
-import { CliError, runMain } from './common.js';
+import { CliError, packageVersion, runMain } from './common.js';
 
 const USAGE = 'usage: mount.kdfs [-f] [-o OPTIONS] ALLOCATED_DIRECTORY MOUNT_POINT';
 /** Set in the daemon: the descriptor to report "ready" or "error: ..." on. */
@@ -131,6 +131,10 @@ async function runForeground(args: MountArgs): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--version')) {
+    process.stdout.write(packageVersion() + '\n');
+    return 0;
+  }
   if (argv.includes('-h') || argv.includes('--help')) {
     process.stdout.write(USAGE + '\n');
     return 0;

@@ -8,10 +8,12 @@ import { CLI, ROOT, command } from '../harness/cluster.js';
 const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 describe('kdfs', () => {
-  it('tells its version, and the usage of each subcommand', async () => {
-    const shown = await command(CLI.kdfs, ['--version']);
-    expect(shown.code).toBe(0);
-    expect(shown.stdout.trim()).toBe(version);
+  it('tells its version (as mkfs.kdfs and mount.kdfs do), and the usage of each subcommand', async () => {
+    for (const tool of [CLI.kdfs, CLI.mkfs, CLI.mount]) {
+      const shown = await command(tool, ['--version']);
+      expect(shown.code, tool).toBe(0);
+      expect(shown.stdout.trim()).toBe(version);
+    }
     for (const [sub, mentions] of [['up', '--nodes'], ['down', '--dir'], ['status', '--json'], ['setstripe', '--unit'], ['getstripe', '--json']]) {
       const help = await command(CLI.kdfs, [sub, '--help']);
       expect(help.code, sub).toBe(0);
