@@ -33,8 +33,6 @@ export class Cluster {
   private reapTimer: NodeJS.Timeout | null = null;
   private reaping = false;
   private spaceTimer: NodeJS.Timeout | null = null;
-  /** Told of the files a node's crashed process held open and no node holds now. */
-  onCrashReleased: (inos: number[]) => void = () => {};
   /** Nodes found full at the last probe. */
   private full = new Set<number>();
 
@@ -101,9 +99,7 @@ export class Cluster {
     }
     if (this.incarnations.get(request.nodeId) !== request.incarnation) {
       this.incarnations.set(request.nodeId, request.incarnation);
-      const released = await this.namespace.replaceOpens(request.nodeId, request.openInos);
-      // none the first time this service hears of the node: it knew of no opens
-      if (released.length > 0) this.onCrashReleased(released);
+      await this.namespace.replaceOpens(request.nodeId, request.openInos);
       // every member has told what it holds open: no need to wait for the grace period
       if ([...this.store.nodes.keys()].every((id) => this.incarnations.has(id))) await this.namespace.opensAnnounced();
     }

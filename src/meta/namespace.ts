@@ -4,7 +4,6 @@
 // types, emptiness, loops, limits.
 import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
-import { log } from '../common/log.js';
 import {
   FILE_MAX_BYTES, INLINE_MAX_BYTES, LINK_MAX, NAME_MAX_BYTES, PATH_MAX_BYTES, STRIPE_COUNT_MAX, STRIPE_UNIT_DEFAULT_BYTES,
   STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES, SYMLINK_MAX_BYTES, XATTR_NAME_MAX_BYTES, XATTR_TOTAL_MAX_BYTES,
@@ -35,8 +34,6 @@ export class Namespace {
   /** The nodes that hold each inode open: pins inodes whose last link is gone.
    *  A set, not a count, so that Open and Close may be repeated safely. */
   private readonly opens = new Map<number, Set<number>>();
-  /** Cuts of stripe objects under way (see trimming), by inode. */
-  private readonly trims = new Map<number, Promise<void>>();
   /** Until the nodes have re-announced their open files after a restart of the
    *  service, any unlinked inode may be open somewhere: none is freed. */
   private opensKnown = false;
@@ -227,7 +224,6 @@ export class Namespace {
   }
 
   async setattr(request: SetattrRequest, effects?: Effects): Promise<Attr> {
-    await this.untrimmed(request.target.ino);
     const valid = request.valid;
     if (valid & SETATTR_SIZE) {
       const size = request.size ?? 0;
@@ -330,7 +326,6 @@ export class Namespace {
     delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }): Promise<Attr | null> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
-    await this.untrimmed(ino);
     return this.store.run((tx) => {
       if (delegated) {
         delegated.failed = this.applyCreates(tx, delegated.creates, delegated.nodeId, delegated.memberIds);
@@ -364,32 +359,11 @@ export class Namespace {
   // ------------------------------------------------------------ open files
 
   async open(target: Target, nodeId: number, effects?: Effects): Promise<Inode> {
-    const inode = await this.store.run((tx) => {
+    return this.store.run((tx) => {
       const inode = this.resolve(tx, target);
       this.addOpen(inode.attr.ino, nodeId);
       return inode;
     }, false, effects);
-    // open from now on: a cut of its objects under way ends first, and none starts
-    await this.untrimmed(inode.attr.ino);
-    return inode;
-  }
-
-  /** Runs cut (of ino's stripe objects, see crashedWrites.ts) with the opens,
-   *  truncations and commits of ino held back until it is done. */
-  trimming(ino: number, cut: () => Promise<void>): Promise<void> {
-    const done = (this.trims.get(ino) ?? Promise.resolve()).then(cut).catch((err) => {
-      log.warn(`inode ${ino}: cutting back a crashed writer's bytes: ${(err as Error).message}`);
-    });
-    this.trims.set(ino, done);
-    void done.finally(() => {
-      if (this.trims.get(ino) === done) this.trims.delete(ino);
-    });
-    return done;
-  }
-
-  private async untrimmed(ino: number | undefined): Promise<void> {
-    const trim = ino ? this.trims.get(ino) : undefined;
-    if (trim) await trim;
   }
 
   /** The node closed its last handle of the inode. */
@@ -400,9 +374,8 @@ export class Namespace {
     await this.freeIfUnlinked(ino);
   }
 
-  /** A node (re)started: what it holds open replaces what the service knew of it.
-   *  Returns the inodes its old process held open and no node holds now. */
-  async replaceOpens(nodeId: number, inos: number[]): Promise<number[]> {
+  /** A node (re)started: what it holds open replaces what the service knew of it. */
+  async replaceOpens(nodeId: number, inos: number[]): Promise<void> {
     const released: number[] = [];
     for (const [ino, nodes] of this.opens) {
       if (nodes.delete(nodeId) && nodes.size === 0) {
@@ -412,7 +385,6 @@ export class Namespace {
     }
     for (const ino of inos) this.addOpen(ino, nodeId);
     for (const ino of released) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
-    return released.filter((ino) => !this.opens.has(ino));
   }
 
   /** The nodes have re-announced their open files: free the unlinked inodes none claimed. */

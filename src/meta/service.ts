@@ -6,7 +6,6 @@ import type { ObjectStore } from '../agent/objectStore.js';
 import type { ChangedInReply, Delegation, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster } from './cluster.js';
-import { CrashedWrites } from './crashedWrites.js';
 import { Coherence, type CallbackTarget } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
@@ -93,8 +92,6 @@ export class MetaService {
     this.cluster = new Cluster(store, this.namespace, local, (nodeId) => this.coherence.silentMs(nodeId));
     this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
     this.namespace.mayBeOpen = (ino, origin) => this.coherence.grantedElsewhere(ino, origin);
-    const crashed = new CrashedWrites(store, this.namespace, this.coherence, this.cluster);
-    this.cluster.onCrashReleased = (inos) => crashed.released(inos);
     this.locks = new LockService(() => this.cluster.nodeIds());
     this.appender = new Appender(store, (nodeId) => this.cluster.agent(nodeId));
     this.ops = this.makeOps();
