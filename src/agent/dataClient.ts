@@ -7,6 +7,7 @@
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
+import { within } from '../common/within.js';
 import {
   AGENT_DEADLINE_MS, CONNECT_TIMEOUT_MS, PEER_BOUND_MS, PEER_DOWN_HOLD_MS, PEER_SILENCE_MS, RPC_MESSAGE_MAX_BYTES,
 } from '../common/limits.js';
@@ -146,11 +147,9 @@ export class DataClient {
    *  unanswered by a stopped agent must not take a call past its bound). */
   private connectBy(reachBy: number): Promise<net.Socket> {
     if (this.socket) return Promise.resolve(this.socket);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ConnectionLost('not connected in time', true)), Math.max(0, reachBy - Date.now()));
+    return within(this.connect(), reachBy - Date.now(), () => {
+      throw new ConnectionLost('not connected in time', true);
     });
-    return Promise.race([this.connect(), late]).finally(() => clearTimeout(timer));
   }
 
   /** The connection, made and greeted if there is none. */

@@ -77,10 +77,12 @@ export class RemoteAgent implements Agent {
     const data = this.data;
     if (!data) return call;
     let done = false;
+    // a quick call (most) costs no ping: the first goes once it has waited a while
     const alive = (async () => {
-      while (!done) {
-        await data.ping();
+      for (;;) {
         await new Promise((resolve) => setTimeout(resolve, PING_WHILE_WAITING_MS));
+        if (done) return;
+        await data.ping();
       }
     })();
     try {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
 import { MiB, PEER_BOUND_MS, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
 import { readMembers } from '../node/members.js';
+import { within } from '../common/within.js';
 import type { MetaClient } from '../meta/client.js';
 import type { Layout, NodeInfo, StripePolicy } from '../rpc/messages.js';
 import { nodePaths } from '../format/paths.js';
@@ -142,10 +143,9 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   const meta = await metaClientFor(nodeDir);
   let nodes: NodeInfo[];
   try {
-    nodes = await Promise.race([
-      meta.listNodes(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new CliError('the root node does not answer')), PEER_BOUND_MS).unref()),
-    ]);
+    nodes = await within(meta.listNodes(), PEER_BOUND_MS, () => {
+      throw new CliError('the root node does not answer');
+    });
   } catch (err) {
     // without the root: the members this node last heard of, each probed here
     nodes = await probeMembers(nodeDir);

@@ -12,6 +12,7 @@
 // change committed after the transaction that read it (store sequence numbers)
 // makes the reply uncacheable, so that no grant outlives a change it missed.
 import { log } from '../common/log.js';
+import { within } from '../common/within.js';
 import {
   CHANGED_MTIME, CHANGED_SIZE, INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, type Invalidation,
 } from '../rpc/messages.js';
@@ -247,10 +248,10 @@ export class Coherence {
     // Its kernel may be waiting for one of its own requests that waits for
     // callbacks too (a cycle through directory locks): taking the callback is enough.
     if (target.waitingForCallbacks > 0 && !mustAnswer) {
-      await within(answered, 0);
+      await within(answered, 0, () => false);
       return;
     }
-    const done = await within(answered, waitMs);
+    const done = await within(answered, waitMs, () => false);
     if (!done) {
       if (!this.unresponsive.has(nodeId)) log.warn(`node ${nodeId} did not answer a callback: its caches expired instead`);
       this.unresponsive.add(nodeId);
@@ -283,13 +284,3 @@ export class Coherence {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
-/** What answered resolves to, or false once ms passed; the timer goes with the race. */
-async function within(answered: Promise<boolean>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([answered, new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms), false)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

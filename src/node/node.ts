@@ -6,6 +6,7 @@ import path from 'node:path';
 import { FsError } from '../common/errno.js';
 import { JOIN_TIMEOUT_MS } from '../common/limits.js';
 import { log } from '../common/log.js';
+import { within } from '../common/within.js';
 import { ObjectStore } from '../agent/objectStore.js';
 import { writeMembers } from './members.js';
 import { DataServer } from '../agent/dataServer.js';
@@ -229,16 +230,11 @@ export class KdfsNode {
   }
 
   private async firstSession(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        new Promise<void>((resolve) => (this.sessionUp = resolve)),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new StartError(`the root node at ${this.sb.rootAddress} took no session within ${JOIN_TIMEOUT_MS / 1000} s`)), JOIN_TIMEOUT_MS);
-        }),
-      ]);
+      await within(new Promise<void>((resolve) => (this.sessionUp = resolve)), JOIN_TIMEOUT_MS, () => {
+        throw new StartError(`the root node at ${this.sb.rootAddress} took no session within ${JOIN_TIMEOUT_MS / 1000} s`);
+      });
     } finally {
-      clearTimeout(timer);
       this.sessionUp = null;
     }
   }
