@@ -70,6 +70,11 @@ export class DataClient {
     return this.address;
   }
 
+  /** False from a failed call until the agent answers again. */
+  get answering(): boolean {
+    return this.failedAtMs === null;
+  }
+
   /** The agent now listens at another address: requests waiting to be sent go there. */
   moveTo(address: string): void {
     if (address === this.address) return;

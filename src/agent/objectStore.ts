@@ -7,11 +7,20 @@
 // allocations of the cache, which cost more than the copy), so that little is left
 // to write back at fsync. Reads and unaligned writes go through the page cache;
 // Linux keeps the two coherent.
+//
+// Every block of CHECKSUM_BLOCK_BYTES carries an xxHash64 of its bytes (zeros
+// past the end of the object count), kept in a file beside the object
+// (<object>.sum, 8 bytes per block; 0: no checksum, a hole never written).
+// Writes and truncations of one object take turns, so that a block's checksum
+// is computed from what the block holds; every read checks the blocks it
+// touches and fails with EBADMSG on a mismatch, which the reader takes as the
+// copy being bad (see src/replication).
 import fs from 'node:fs';
 import path from 'node:path';
 import { PAGE_BYTES, buffers } from '../common/bufferPool.js';
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { log } from '../common/log.js';
+import { h64, initHash } from '../common/hash.js';
 import { AGENT_OPEN_FILES_MAX } from '../common/limits.js';
 import { OBJECT_BUCKETS, bucketName } from '../format/paths.js';
 import type { ObjectKey } from '../rpc/messages.js';
@@ -27,9 +36,22 @@ export interface ObjectIo {
   truncate(key: ObjectKey, length: number): Promise<void>;
   sync(keys: ObjectKey[]): Promise<void>;
   remove(keys: ObjectKey[]): Promise<void>;
+  /** The object's length, and the checksums of `count` blocks from block `first`
+   *  (8 bytes each; fewer past the end; 0: none recorded). */
+  sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums>;
+  /** False while the agent is held for failed (its calls fail at once): readers try other copies first. */
+  readonly answering?: boolean;
 }
 
-export interface SpaceStat { capacityBytes: number; freeBytes: number; usedBytes: number }
+export interface SpaceStat { capacityBytes: number; freeBytes: number; usedBytes: number; checksumErrors?: number }
+export interface ObjectSums { length: number; sums: Buffer }
+
+export const CHECKSUM_BLOCK_BYTES = 64 * 1024;
+export const CHECKSUM_BYTES = 8;
+/** Blocks whose checksums one Sums call returns at most. */
+export const SUMS_PER_CALL_MAX = 64 * 1024;
+/** Times a read whose checksum failed while the object was being written is tried again. */
+const REREADS_MAX = 3;
 
 /** An agent as the root node uses it: objects, and the space of its disk. */
 export interface Agent extends ObjectIo {
@@ -41,6 +63,10 @@ interface OpenFile {
   fd: number;
   /** The same file opened with O_DIRECT, once an aligned write needs it. */
   directFd: number | null;
+  /** The checksums' file, once opened. */
+  sumFd: number | null;
+  /** Writes and truncations made: a read that saw this change may have read a block between its data and its checksum. */
+  changes: number;
   users: number;
   removed: boolean;
 }
@@ -62,6 +88,11 @@ export class ObjectStore implements Agent {
   /** Whether the file system of the objects takes O_DIRECT writes; null until the first tells. */
   private direct: boolean | null = null;
 
+  /** Checksum mismatches found by reads since the agent started. */
+  checksumErrors = 0;
+  /** The write or truncation in progress on each object: the next waits for it. */
+  private readonly turns = new Map<string, Promise<void>>();
+
   /** True while object writes must wait for space: on the root node, while the
    *  metadata store uses the reserve it gave back (see src/meta/reserve.ts). */
   writesRefused: () => boolean = () => false;
@@ -79,8 +110,72 @@ export class ObjectStore implements Agent {
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
     if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
-    const file = (await this.acquire(this.pathOf(key), true))!;
-    try {
+    await initHash();
+    const objectPath = this.pathOf(key);
+    await this.inTurn(objectPath, async () => {
+      const file = (await this.acquire(objectPath, true))!;
+      try {
+        const sums = await this.sumsOfWrite(file, offset, data);
+        await this.writeData(file, offset, data);
+        await pwrite(await this.sumFdOf(file), sums, 0, sums.length, Math.floor(offset / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BYTES);
+        file.changes++;
+      } finally {
+        this.release(file);
+      }
+    });
+  }
+
+  /** Runs `change` once the changes of the object before it are done. */
+  private async inTurn<T>(objectPath: string, change: () => Promise<T>): Promise<T> {
+    const previous = this.turns.get(objectPath);
+    const run = (previous ?? Promise.resolve()).then(change);
+    const settled = run.then(() => {}, () => {});
+    this.turns.set(objectPath, settled);
+    void settled.then(() => {
+      if (this.turns.get(objectPath) === settled) this.turns.delete(objectPath);
+    });
+    return run;
+  }
+
+  /** The checksums of the blocks a write touches, as they will be after it: a
+   *  block it covers partly is read from disk and completed with the data. */
+  private async sumsOfWrite(file: OpenFile, offset: number, data: Uint8Array): Promise<Buffer> {
+    const first = Math.floor(offset / CHECKSUM_BLOCK_BYTES);
+    const end = Math.ceil((offset + data.length) / CHECKSUM_BLOCK_BYTES);
+    const sums = Buffer.allocUnsafe((end - first) * CHECKSUM_BYTES);
+    let scratch: Buffer | null = null;
+    for (let block = first; block < end; block++) {
+      const blockStart = block * CHECKSUM_BLOCK_BYTES;
+      const from = Math.max(blockStart, offset);
+      const to = Math.min(blockStart + CHECKSUM_BLOCK_BYTES, offset + data.length);
+      let bytes: Uint8Array;
+      if (from === blockStart && to === blockStart + CHECKSUM_BLOCK_BYTES) {
+        bytes = data.subarray(from - offset, to - offset);
+      } else {
+        scratch ??= Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+        await readBlock(file.fd, scratch, blockStart);
+        scratch.set(data.subarray(from - offset, to - offset), from - blockStart);
+        bytes = scratch;
+      }
+      writeSum(sums, (block - first) * CHECKSUM_BYTES, bytes);
+    }
+    return sums;
+  }
+
+  private async sumFdOf(file: OpenFile): Promise<number> {
+    if (file.sumFd === null) {
+      const fd = await openFile(file.path + SUMS_SUFFIX, fs.constants.O_RDWR | fs.constants.O_CREAT).catch((err) => {
+        throw new FsError(errnoOf(err), `open checksums of ${path.basename(file.path)}: ${(err as Error).message}`);
+      });
+      if (file.sumFd === null && !file.removed) file.sumFd = fd;
+      else fs.close(fd, () => {});
+    }
+    if (file.sumFd === null) throw new FsError(E.ENOENT, `${path.basename(file.path)} was removed`);
+    return file.sumFd;
+  }
+
+  private async writeData(file: OpenFile, offset: number, data: Uint8Array): Promise<void> {
+    {
       let done = 0;
       while (done < data.length) {
         const directFd = await this.directFdFor(file, offset + done, data.subarray(done));
@@ -96,8 +191,6 @@ export class ObjectStore implements Agent {
         }
         done += await pwrite(file.fd, data, done, data.length - done, offset + done);
       }
-    } finally {
-      this.release(file);
     }
   }
 
@@ -130,17 +223,125 @@ export class ObjectStore implements Agent {
   }
 
   async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    const file = await this.acquire(this.pathOf(key), false);
+    const objectPath = this.pathOf(key);
+    const file = await this.acquire(objectPath, false);
     if (!file) return Buffer.alloc(0);
+    await initHash();
     try {
-      const buffer = into ?? Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const n = await pread(file.fd, buffer, done, length - done, offset + done);
-        if (n === 0) break;
-        done += n;
+      for (let attempt = 0; ; attempt++) {
+        const changes = file.changes;
+        const busy = this.turns.get(objectPath);
+        try {
+          return await this.readChecked(file, offset, length, into);
+        } catch (err) {
+          const mismatch = err instanceof FsError && err.errno === E.EBADMSG;
+          // a block read between its data and its checksum: read again once the change is done
+          const racing = busy !== undefined || file.changes !== changes || this.turns.has(objectPath);
+          if (mismatch && racing && attempt < REREADS_MAX) {
+            await this.turns.get(objectPath);
+            continue;
+          }
+          if (err instanceof BadBlock) {
+            this.checksumErrors++;
+            log.warn(`${path.basename(objectPath)}: ${err.message}`);
+            if (err.block !== null) await this.inTurn(objectPath, () => this.markBad(file, err.block!)).catch(() => {});
+          }
+          throw err;
+        }
       }
-      return done === length ? buffer : buffer.subarray(0, done);
+    } finally {
+      this.release(file);
+    }
+  }
+
+  /** Reads the whole blocks around the range, checks them, and returns the range. */
+  private async readChecked(file: OpenFile, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const start = Math.floor(offset / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BLOCK_BYTES;
+    const end = Math.ceil((offset + length) / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BLOCK_BYTES;
+    const direct = start === offset && end === offset + length;
+    // whole blocks are read straight into the caller's buffer; others through a scratch one
+    const target = direct ? into ?? Buffer.allocUnsafe(length) : buffers.take(end - start).subarray(0, end - start);
+    try {
+      let read = 0;
+      while (read < end - start) {
+        const n = await pread(file.fd, target, read, end - start - read, start + read);
+        if (n === 0) break;
+        read += n;
+      }
+      await this.check(file, start, target, read);
+      const from = offset - start;
+      const available = Math.max(0, Math.min(length, read - from));
+      if (direct) return available === length ? target : target.subarray(0, available);
+      const result = into ?? Buffer.allocUnsafe(available);
+      target.copy(result, 0, from, from + available);
+      return result.subarray(0, available);
+    } finally {
+      if (!direct) buffers.give(Buffer.from(target.buffer, target.byteOffset, buffers.classOf(end - start)));
+    }
+  }
+
+  /** Checks the blocks read (from offset `start`, `read` bytes of them there) against their checksums. */
+  private async check(file: OpenFile, start: number, blocks: Buffer, read: number): Promise<void> {
+    if (read === 0) return;
+    const first = start / CHECKSUM_BLOCK_BYTES;
+    const count = Math.ceil(read / CHECKSUM_BLOCK_BYTES);
+    const sums = await this.readSums(file, first, count);
+    // zeros past the end of the object count in its last block
+    const blockEnd = count * CHECKSUM_BLOCK_BYTES;
+    if (read < blockEnd) blocks.fill(0, read, blockEnd);
+    for (let i = 0; i < count; i++) {
+      const expected = sums.length >= (i + 1) * CHECKSUM_BYTES ? sums.readBigUInt64BE(i * CHECKSUM_BYTES) : 0n;
+      if (expected === 0n) continue;
+      const actual = sumOf(blocks.subarray(i * CHECKSUM_BLOCK_BYTES, (i + 1) * CHECKSUM_BLOCK_BYTES));
+      if (actual !== expected) throw new BadBlock(first + i);
+    }
+  }
+
+  /** Records a block found bad as such (its checksum becomes BAD_SUM), so that a
+   *  repair comparing checksums copies it, unless it reads well now. */
+  private async markBad(file: OpenFile, block: number): Promise<void> {
+    const recorded = await this.readSums(file, block, 1);
+    if (recorded.length < CHECKSUM_BYTES) return;
+    const sum = recorded.readBigUInt64BE(0);
+    if (sum === 0n || sum === BAD_SUM) return;
+    const bytes = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+    await readBlock(file.fd, bytes, block * CHECKSUM_BLOCK_BYTES);
+    if (sumOf(bytes) === sum) return;
+    const bad = Buffer.allocUnsafe(CHECKSUM_BYTES);
+    bad.writeBigUInt64BE(BAD_SUM);
+    await pwrite(await this.sumFdOf(file), bad, 0, CHECKSUM_BYTES, block * CHECKSUM_BYTES);
+  }
+
+  /** Checksums of `count` blocks from `first` (fewer where the file ends). */
+  private async readSums(file: OpenFile, first: number, count: number): Promise<Buffer> {
+    const sums = Buffer.allocUnsafe(count * CHECKSUM_BYTES);
+    let fd: number;
+    try {
+      fd = await this.sumFdOf(file);
+    } catch {
+      return Buffer.alloc(0);
+    }
+    let read = 0;
+    while (read < sums.length) {
+      const n = await pread(fd, sums, read, sums.length - read, first * CHECKSUM_BYTES + read);
+      if (n === 0) break;
+      read += n;
+    }
+    return sums.subarray(0, read);
+  }
+
+  async sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums> {
+    if (!(Number.isSafeInteger(first) && first >= 0 && Number.isSafeInteger(count) && count >= 0 && count <= SUMS_PER_CALL_MAX)) {
+      throw new FsError(E.EINVAL, 'bad checksum range');
+    }
+    const file = await this.acquire(this.pathOf(key), false);
+    if (!file) return { length: 0, sums: Buffer.alloc(0) };
+    try {
+      const length = (await fstat(file.fd)).size;
+      const blocks = Math.max(0, Math.min(count, Math.ceil(length / CHECKSUM_BLOCK_BYTES) - first));
+      const sums = Buffer.alloc(blocks * CHECKSUM_BYTES);
+      (await this.readSums(file, first, blocks)).copy(sums);
+      return { length, sums };
     } finally {
       this.release(file);
     }
@@ -150,23 +351,42 @@ export class ObjectStore implements Agent {
     const file = await this.acquire(this.pathOf(key), false);
     if (!file) return 0;
     try {
-      const stat = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(file.fd, (err, st) => (err ? reject(new FsError(errnoOf(err))) : resolve(st))));
-      return stat.blocks * 512;
+      return (await fstat(file.fd)).blocks * 512;
     } finally {
       this.release(file);
     }
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
-    const file = await this.acquire(this.pathOf(key), false);
-    if (!file) return; // absent: all holes, at any length
-    try {
-      await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
-    } catch (err) {
-      throw new FsError(errnoOf(err), `truncate ${objectFileName(key)}: ${(err as Error).message}`);
-    } finally {
-      this.release(file);
-    }
+    const objectPath = this.pathOf(key);
+    await initHash();
+    await this.inTurn(objectPath, async () => {
+      const file = await this.acquire(objectPath, false);
+      if (!file) return; // absent: all holes, at any length
+      try {
+        await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
+        const sumFd = await this.sumFdOf(file);
+        const blocks = Math.ceil(length / CHECKSUM_BLOCK_BYTES);
+        await new Promise<void>((resolve, reject) => fs.ftruncate(sumFd, blocks * CHECKSUM_BYTES, (err) => (err ? reject(err) : resolve())));
+        // the last block now ends in zeros where it was cut: its checksum changes (if it has one)
+        if (length % CHECKSUM_BLOCK_BYTES !== 0) {
+          const last = blocks - 1;
+          const recorded = await this.readSums(file, last, 1);
+          if (recorded.length === CHECKSUM_BYTES && recorded.readBigUInt64BE(0) !== 0n) {
+            const block = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+            await readBlock(file.fd, block, last * CHECKSUM_BLOCK_BYTES);
+            const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
+            writeSum(sum, 0, block);
+            await pwrite(sumFd, sum, 0, CHECKSUM_BYTES, last * CHECKSUM_BYTES);
+          }
+        }
+        file.changes++;
+      } catch (err) {
+        throw new FsError(errnoOf(err), `truncate ${objectFileName(key)}: ${(err as Error).message}`);
+      } finally {
+        this.release(file);
+      }
+    });
   }
 
   async sync(keys: ObjectKey[]): Promise<void> {
@@ -174,7 +394,8 @@ export class ObjectStore implements Agent {
       const file = await this.acquire(this.pathOf(key), false);
       if (!file) return;
       try {
-        await new Promise<void>((resolve, reject) => fs.fdatasync(file.fd, (err) => (err ? reject(new FsError(errnoOf(err))) : resolve())));
+        await fdatasync(file.fd);
+        if (file.sumFd !== null) await fdatasync(file.sumFd);
       } finally {
         this.release(file);
       }
@@ -190,10 +411,12 @@ export class ObjectStore implements Agent {
         cached.removed = true;
         if (cached.users === 0) closeFile(cached);
       }
-      try {
-        await fs.promises.unlink(file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new FsError(errnoOf(err));
+      for (const name of [file, file + SUMS_SUFFIX]) {
+        try {
+          await fs.promises.unlink(name);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new FsError(errnoOf(err));
+        }
       }
     }
   }
@@ -201,7 +424,7 @@ export class ObjectStore implements Agent {
   async space(): Promise<SpaceStat> {
     const st = await fs.promises.statfs(this.objectsDir);
     if (Date.now() - this.used.atMs > USED_BYTES_TTL_MS) this.measureInBackground();
-    return { capacityBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, usedBytes: this.used.bytes };
+    return { capacityBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, usedBytes: this.used.bytes, checksumErrors: this.checksumErrors };
   }
 
   /** Starts measuring the space the objects take (the first Stat of a node may say 0). */
@@ -221,6 +444,7 @@ export class ObjectStore implements Agent {
     for (const file of this.open.values()) {
       fs.closeSync(file.fd);
       if (file.directFd !== null) fs.closeSync(file.directFd);
+      if (file.sumFd !== null) fs.closeSync(file.sumFd);
     }
     this.open.clear();
   }
@@ -271,7 +495,7 @@ export class ObjectStore implements Agent {
       entry.users++;
       return entry;
     }
-    entry = { path: file, fd, directFd: null, users: 1, removed: false };
+    entry = { path: file, fd, directFd: null, sumFd: null, changes: 0, users: 1, removed: false };
     this.open.set(file, entry);
     this.evict();
     return entry;
@@ -300,8 +524,52 @@ function openFile(file: string, flags: number): Promise<number> {
 function closeFile(file: OpenFile): void {
   fs.close(file.fd, () => {});
   if (file.directFd !== null) fs.close(file.directFd, () => {});
+  if (file.sumFd !== null) fs.close(file.sumFd, () => {});
   file.directFd = null;
+  file.sumFd = null;
 }
+
+const SUMS_SUFFIX = '.sum';
+/** The checksum recorded for a block found bad: no block has it (see sumOf). */
+const BAD_SUM = 0xffff_ffff_ffff_ffffn;
+
+/** A block that does not match its checksum. */
+class BadBlock extends FsError {
+  constructor(readonly block: number | null) {
+    super(E.EBADMSG, `checksum mismatch in block ${block}`);
+  }
+}
+
+/** The checksum of a block (zeros past the object's end included); never 0
+ *  (none recorded) nor BAD_SUM (found bad). */
+function sumOf(block: Uint8Array): bigint {
+  const sum = h64(block);
+  return sum === 0n ? 1n : sum === BAD_SUM ? BAD_SUM - 1n : sum;
+}
+
+function writeSum(into: Buffer, at: number, block: Uint8Array): void {
+  into.writeBigUInt64BE(sumOf(block), at);
+}
+
+/** The block at `position` into `block` (CHECKSUM_BLOCK_BYTES long), zeros past the end of the file. */
+async function readBlock(fd: number, block: Buffer, position: number): Promise<void> {
+  let read = 0;
+  while (read < block.length) {
+    const n = await pread(fd, block, read, block.length - read, position + read);
+    if (n === 0) break;
+    read += n;
+  }
+  block.fill(0, read);
+}
+
+function fstat(fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(new FsError(errnoOf(err))) : resolve(st))));
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(new FsError(errnoOf(err))) : resolve())));
+}
+
 
 function pwrite(fd: number, data: Uint8Array, from: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) =>

@@ -5,7 +5,7 @@ import { AGENT_DEADLINE_MS, PEER_BOUND_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { AgentMethods, ObjectKey } from '../rpc/messages.js';
 import { DataClient } from './dataClient.js';
-import type { Agent, SpaceStat } from './objectStore.js';
+import type { Agent, ObjectSums, SpaceStat } from './objectStore.js';
 
 /** While a call over gRPC waits, the agent is pinged this often. */
 const PING_WHILE_WAITING_MS = 1000;
@@ -24,6 +24,11 @@ export class RemoteAgent implements Agent {
 
   get address(): string {
     return this.rpc.peer;
+  }
+
+  /** False while its data channel holds it for failed (see DataClient). */
+  get answering(): boolean {
+    return this.data?.answering ?? true;
   }
 
   get dataAddress(): string {
@@ -56,6 +61,12 @@ export class RemoteAgent implements Agent {
   async allocated(key: ObjectKey): Promise<number> {
     if (this.data) return this.data.allocated(key);
     return 0; // an agent without a data channel cannot tell
+  }
+
+  async sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums> {
+    const reply = await this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS);
+    check(reply.errno);
+    return { length: reply.length, sums: Buffer.from(reply.sums ?? []) };
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
@@ -97,7 +108,7 @@ export class RemoteAgent implements Agent {
 
   async space(deadlineMs: number): Promise<SpaceStat> {
     const reply = await this.rpc.call('Stat', {}, deadlineMs);
-    return { capacityBytes: reply.capacityBytes, freeBytes: reply.freeBytes, usedBytes: reply.usedBytes };
+    return { capacityBytes: reply.capacityBytes, freeBytes: reply.freeBytes, usedBytes: reply.usedBytes, checksumErrors: reply.checksumErrors ?? 0 };
   }
 
   close(): void {

@@ -45,7 +45,11 @@ export function agentHandlers(store: ObjectStore, nodeId: number): Handlers<Agen
     },
     async Stat() {
       const space = await store.space();
-      return { nodeId, capacityBytes: space.capacityBytes, freeBytes: space.freeBytes, usedBytes: space.usedBytes };
+      return { nodeId, capacityBytes: space.capacityBytes, freeBytes: space.freeBytes, usedBytes: space.usedBytes, checksumErrors: store.checksumErrors };
+    },
+    async Sums(request) {
+      const { length, sums } = await store.sums(validKey(request.key), request.first, request.count);
+      return { errno: 0, length, sums };
     },
   };
 }

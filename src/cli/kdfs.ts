@@ -2,10 +2,10 @@
 //   kdfs up [--nodes N] [--dir DIR]      format and mount N nodes on this machine
 //   kdfs down [--dir DIR]                stop them
 //   kdfs status [--json] [--dir DIR | PATH]  the nodes, their addresses, space and state
-//   kdfs setstripe [--unit SIZE] [--count N] PATH
+//   kdfs setstripe [--unit SIZE] [--count N] [--replicas R] PATH
 //   kdfs getstripe [--json] PATH
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import fs, { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
@@ -21,12 +21,18 @@ import { isAlive, readRunFile, runningNode } from '../node/runfile.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CliError, formatBytes, locate, metaClientFor, packageVersion, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
+import { scrub } from './scrub.js';
+import { REPLICAS_MAX, replicaCount, replicasOf } from '../layout/replicas.js';
 
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
 const NODES_MAX = 64;
 const STOP_WAIT_MS = 15_000;
 /** How long kdfs status waits for a node's agent when the root does not answer. */
 const PROBE_DEADLINE_MS = 1000;
+/** Files `kdfs status --degraded` lists, at most. */
+const DEGRADED_LISTED_MAX = 1000;
+/** How long the root may take to count degraded objects (a scan of every inode). */
+const HEALTH_WAIT_MS = 60_000;
 const MOUNT_HELPER = path.join(__dirname, '..', '..', '..', 'cli', 'mount.kdfs');
 
 export const nodeDirOf = (dir: string, id: number) => path.join(dir, `node${id}`);
@@ -138,13 +144,21 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-async function status(where: string | undefined, options: { dir: string; json?: boolean }): Promise<number> {
+async function status(where: string | undefined, options: { dir: string; json?: boolean; degraded?: boolean }): Promise<number> {
   const nodeDir = where !== undefined ? locate(where).dir : nodeDirOf(path.resolve(options.dir), 1);
   const meta = await metaClientFor(nodeDir);
   let nodes: NodeInfo[];
+  // null: the root does not answer, so no one knows
+  let health: Awaited<ReturnType<MetaClient['health']>> | null = null;
   try {
     nodes = await within(meta.listNodes(), PEER_BOUND_MS, () => {
       throw new CliError('the root node does not answer');
+    });
+    health = await within(meta.health(options.degraded ? DEGRADED_LISTED_MAX : 0, HEALTH_WAIT_MS), HEALTH_WAIT_MS, () => {
+      throw new CliError('the root node did not count degraded objects in time');
+    }).catch((err: Error) => {
+      process.stderr.write(`kdfs: ${err.message}\n`);
+      return null;
     });
   } catch (err) {
     // without the root: the members this node last heard of, each probed here
@@ -154,11 +168,17 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   } finally {
     meta.disconnect();
   }
+  const checksumErrors = nodes.reduce((sum, n) => sum + (n.checksumErrors ?? 0), 0);
+  const degradedFiles = options.degraded && health ? await pathsOf(nodeDir, health.degradedInos) : null;
   if (options.json) {
     const json = nodes.map((n) => ({
       id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
+      checksumErrors: n.checksumErrors ?? 0,
     }));
-    process.stdout.write(JSON.stringify({ nodes: json }) + '\n');
+    process.stdout.write(JSON.stringify({
+      nodes: json, degradedObjects: health?.degradedObjects ?? null, repairingObjects: health?.repairingObjects ?? null, checksumErrors,
+      ...(degradedFiles ? { degradedFiles } : {}),
+    }) + '\n');
     return 0;
   }
   const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE']];
@@ -166,8 +186,41 @@ async function status(where: string | undefined, options: { dir: string; json?: 
     rows.push([String(n.id), n.address, n.state, n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  process.stdout.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n');
+  const lines = rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
+  const count = (n: number | undefined) => (n === undefined ? 'unknown (the root does not answer)' : String(n));
+  lines.push('', `degraded objects: ${count(health?.degradedObjects)}`, `objects being repaired: ${count(health?.repairingObjects)}`,
+    `checksum mismatches found: ${checksumErrors}`);
+  if (degradedFiles) lines.push('files with degraded objects:', ...degradedFiles.map((f) => `  ${f}`));
+  process.stdout.write(lines.join('\n') + '\n');
   return 0;
+}
+
+/** The paths of the inodes, found by walking the node's mount (kDFS keeps no
+ *  path of a file, only its name in its directory); an inode not found (removed
+ *  meanwhile, or under a directory this user cannot read) is shown by number. */
+async function pathsOf(nodeDir: string, inos: number[]): Promise<string[]> {
+  if (inos.length === 0) return [];
+  const mountPoint = readRunFile(nodeDir)?.mountPoint;
+  const wanted = new Set(inos.map((ino) => BigInt(ino)));
+  const found = new Map<bigint, string>();
+  const walk = async (dir: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = await fs.promises.readdir(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (found.size === wanted.size) return;
+      const full = path.join(dir, name);
+      const st = await fs.promises.lstat(full, { bigint: true }).catch(() => null);
+      if (!st) continue;
+      if (st.isDirectory()) await walk(full);
+      else if (wanted.has(st.ino) && !found.has(st.ino)) found.set(st.ino, full);
+    }
+  };
+  if (mountPoint) await walk(mountPoint);
+  return inos.map((ino) => found.get(BigInt(ino)) ?? `inode ${ino}`);
 }
 
 /** The members recorded in nodeDir, each agent probed directly: up if it answers
@@ -187,11 +240,11 @@ async function probeMembers(nodeDir: string): Promise<NodeInfo[]> {
   }));
 }
 
-async function setstripe(target: string, options: { unit?: number; count?: number }): Promise<number> {
+async function setstripe(target: string, options: { unit?: number; count?: number; replicas?: number }): Promise<number> {
   const where = locate(target);
   const meta = await metaClientFor(where.dir);
   try {
-    await meta.setStripe({ path: where.fsPath }, { unitBytes: options.unit ?? 0, count: options.count ?? 0 });
+    await meta.setStripe({ path: where.fsPath }, { unitBytes: options.unit ?? 0, count: options.count ?? 0, replicas: options.replicas ?? 0 });
   } catch (err) {
     throw new CliError(`${target}: ${(err as Error).message}`);
   } finally {
@@ -208,16 +261,16 @@ async function getstripe(target: string, options: { json?: boolean }): Promise<n
       throw new CliError(`${target}: ${err.message}`);
     });
     if (options.json) {
-      process.stdout.write(JSON.stringify(reply.directory ? stripePolicyJson(reply.policy!) : await layoutJson(reply.layout!, meta)) + '\n');
+      process.stdout.write(JSON.stringify(reply.directory ? stripePolicyJson(reply.policy!) : layoutJson(reply.layout!, await downNodes(meta))) + '\n');
       return 0;
     }
     const lines = [target];
     if (reply.directory) {
-      lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`);
+      lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`, `replicas: ${reply.policy!.replicas || 1}`);
     } else {
-      const layout = reply.layout!;
-      lines.push(`unit: ${layout.unitBytes}`, `count: ${layout.nodes.length}`, 'objects:');
-      layout.nodes.forEach((nodeId, index) => lines.push(`  ${index}  node ${nodeId}`));
+      const layout = layoutJson(reply.layout!, await downNodes(meta));
+      lines.push(`unit: ${layout.unitBytes}`, `count: ${layout.count}`, `replicas: ${layout.replicas}`, 'objects:');
+      for (const object of layout.objects) lines.push(`  ${object.index}  ${object.replicas.map((r) => `node ${r.node} ${r.state}`).join(', ')}`);
     }
     process.stdout.write(lines.join('\n') + '\n');
     return 0;
@@ -227,18 +280,25 @@ async function getstripe(target: string, options: { json?: boolean }): Promise<n
 }
 
 function stripePolicyJson(policy: StripePolicy): object {
-  return { unitBytes: policy.unitBytes, count: policy.count, replicas: 1 };
+  return { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas || 1 };
 }
 
-/** A file's layout for scripts: each object with its replicas (one copy until
- *  replication lands), missing while its node is down. */
-async function layoutJson(layout: Layout, meta: MetaClient): Promise<object> {
-  const down = new Set((await meta.listNodes()).filter((n) => n.state === 'down').map((n) => n.id));
+async function downNodes(meta: MetaClient): Promise<Set<number>> {
+  return new Set((await meta.listNodes()).filter((n) => n.state === 'down').map((n) => n.id));
+}
+
+/** A file's layout for scripts: each object with its copies, first replica first:
+ *  stale (missed writes, or found bad), missing (its node is down, or none was
+ *  found for it), else good. */
+function layoutJson(layout: Layout, down: Set<number>) {
   return {
     unitBytes: layout.unitBytes,
     count: layout.nodes.length,
-    replicas: 1,
-    objects: layout.nodes.map((node, index) => ({ index, replicas: [{ node, state: down.has(node) ? 'missing' : 'good' }] })),
+    replicas: replicaCount(layout),
+    objects: layout.nodes.map((_, index) => ({
+      index,
+      replicas: replicasOf(layout, index).map((r) => ({ node: r.node, state: r.stale ? 'stale' : r.node === 0 || down.has(r.node) ? 'missing' : 'good' })),
+    })),
   };
 }
 
@@ -265,11 +325,19 @@ export async function main(argv: string[]): Promise<number> {
     .argument('[path]', 'a path in a kDFS mount (else the root node under --dir)')
     .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
     .option('--json', 'one JSON document')
+    .option('--degraded', 'list the files that have objects with fewer than R good copies')
     .action(async (where, options) => done(await status(where, options)));
+  program.command('scrub').description('read every copy of every object, check checksums and copies; exit 0 when every object has R good copies')
+    .argument('[path]', 'a file or directory in a kDFS mount (else the whole file system, through the root node under --dir)')
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .option('--repair', 'have what is bad repaired')
+    .option('--json', 'one JSON document: {checked, corrupt, missing, stale, repaired}')
+    .action(async (where, options) => done(await scrub(where, nodeDirOf(path.resolve(options.dir), 1), options)));
   program.command('setstripe').description('how new files under a directory are striped, or the layout of an empty file')
     .argument('<path>', 'a directory or an empty file in a kDFS mount')
     .option('--unit <size>', 'stripe unit: a multiple of 64K from 64K to 64M (K, M suffixes)', stripeUnit)
     .option('--count <n>', `objects per file: 0 (all nodes) to ${STRIPE_COUNT_MAX}`, integerIn(0, STRIPE_COUNT_MAX))
+    .option('--replicas <r>', `copies of each object: 0 (the file system's default) to ${REPLICAS_MAX}`, integerIn(0, REPLICAS_MAX))
     .action(async (target, options) => done(await setstripe(target, options)));
   program.command('getstripe').description('the unit, the count, and the node of each stripe object')
     .argument('<path>', 'a file or a directory in a kDFS mount')

@@ -1,4 +1,4 @@
-// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID
+// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--force] DIRECTORY_PATHNAME ROOT_NODEID
 //
 // Formats a node's directory: its superblock and object directories, and on the
 // root node (node id = ROOT_NODEID) the root meta-file holding the root
@@ -14,10 +14,13 @@ import { nodePaths } from '../format/paths.js';
 import { FORMAT_VERSION, fsyncDirectory, readSuperblock, writeSuperblock } from '../format/superblock.js';
 import { FIRST_INO, ROOT_INO } from '../meta/records.js';
 import { MetaStore } from '../meta/store.js';
+import { REPLICAS_MAX } from '../layout/replicas.js';
 import { runningNode } from '../node/runfile.js';
 import { CliError, packageVersion, parseAddress, parseArgs, parseId, runMain } from './common.js';
 
-const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--force] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
+const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--force] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
+/** Copies of each stripe object in a new file system, unless --replicas says otherwise. */
+export const DEFAULT_REPLICAS = 2;
 export const DEFAULT_ROOT_LISTEN = '127.0.0.1:7070';
 export const DEFAULT_LISTEN = '127.0.0.1:0';
 
@@ -27,6 +30,8 @@ export interface FormatOptions {
   rootNodeId: number;
   listen?: string;
   root?: string;
+  /** Copies of each stripe object, the file system's default (root node only). */
+  replicas?: number;
   force?: boolean;
 }
 
@@ -35,6 +40,7 @@ export async function format(options: FormatOptions): Promise<string> {
   const { dir, nodeId, rootNodeId } = options;
   const isRoot = nodeId === rootNodeId;
   if (!path.isAbsolute(dir)) throw new CliError(`DIRECTORY_PATHNAME must be an absolute path: ${dir}`);
+  if (!isRoot && options.replicas !== undefined) throw new CliError('--replicas is a choice of the file system: give it when formatting the root node');
   if (!isRoot && !options.root) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): --root HOST:PORT of the root node is required`);
   let isDirectory = false;
   try {
@@ -66,7 +72,7 @@ export async function format(options: FormatOptions): Promise<string> {
     const time = now();
     await MetaStore.create(
       paths.meta,
-      { fsid, nextIno: FIRST_INO, defaultPolicy: { unitBytes: 0, count: 0 }, rootNodeId, createdSec },
+      { fsid, nextIno: FIRST_INO, defaultPolicy: { unitBytes: 0, count: 0, replicas: options.replicas ?? DEFAULT_REPLICAS }, rootNodeId, createdSec },
       {
         attr: { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time },
         layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {}, inlined: false, inlineData: Buffer.alloc(0),
@@ -86,7 +92,7 @@ export async function format(options: FormatOptions): Promise<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root'], ['force', 'help', 'version']);
+  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas'], ['force', 'help', 'version']);
   if (flags.has('version')) {
     process.stdout.write(packageVersion() + '\n');
     return 0;
@@ -105,10 +111,17 @@ export async function main(argv: string[]): Promise<number> {
     rootNodeId: parseId(rootText, 'ROOT_NODEID'),
     listen: flags.has('listen') ? parseAddress(flags.get('listen') as string, '--listen') : undefined,
     root: flags.has('root') ? parseAddress(flags.get('root') as string, '--root') : undefined,
+    replicas: flags.has('replicas') ? parseReplicas(flags.get('replicas') as string) : undefined,
     force: flags.has('force'),
   });
   process.stdout.write(`mkfs.kdfs: formatted ${summary}\n`);
   return 0;
+}
+
+function parseReplicas(text: string): number {
+  const value = Number(text);
+  if (!/^[0-9]+$/.test(text) || value < 1 || value > REPLICAS_MAX) throw new CliError(`--replicas must be a whole number from 1 to ${REPLICAS_MAX}: ${text}`, 2);
+  return value;
 }
 
 export function run(): Promise<void> {

@@ -31,8 +31,18 @@ interface MountArgs {
    *  default for a user's mounts; root's mounts honour them unless told). */
   noDev: boolean;
   noSuid: boolean;
+  /** repair_grace=SECONDS: how long a node may stay down before its copies are made elsewhere (root node). */
+  repairGraceMs?: number;
   dir: string;
   mountPoint: string;
+}
+
+/** Most seconds repair_grace takes: a week. */
+const REPAIR_GRACE_MAX_S = 7 * 24 * 3600;
+
+function parseSeconds(text: string, name: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) > REPAIR_GRACE_MAX_S) throw new CliError(`${name} must be a whole number of seconds up to ${REPAIR_GRACE_MAX_S}: ${JSON.stringify(text)}`, 2);
+  return Number(text);
 }
 
 export function parseMountArgs(argv: string[]): MountArgs {
@@ -55,6 +65,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
     else if (option === 'debug') args.debug = true;
     else if (option === 'nodev' || option === 'dev') args.noDev = option === 'nodev';
     else if (option === 'nosuid' || option === 'suid') args.noSuid = option === 'nosuid';
+    else if (option.startsWith('repair_grace=')) args.repairGraceMs = parseSeconds(option.slice('repair_grace='.length), 'repair_grace') * 1000;
     else if (!IGNORED_OPTIONS.has(option)) throw new CliError(`unknown mount option ${JSON.stringify(option)}`, 2);
   }
   if (positional.length !== 2) throw new CliError(USAGE, 2);
@@ -112,7 +123,7 @@ async function runForeground(args: MountArgs): Promise<number> {
   };
   let node: KdfsNode;
   try {
-    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid });
+    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid, repairGraceMs: args.repairGraceMs });
   } catch (err) {
     const message = err instanceof StartError ? err.message : `cannot start: ${(err as Error)?.stack ?? err}`;
     log.error(message);

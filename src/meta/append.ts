@@ -9,7 +9,8 @@ import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
 import { isReg } from '../common/mode.js';
 import { mapRange } from '../layout/stripe.js';
-import type { ObjectIo } from '../agent/objectStore.js';
+import { withStale } from '../layout/replicas.js';
+import type { ReplicaIo } from '../replication/objects.js';
 import type { Attr, Layout } from '../rpc/messages.js';
 import type { Effects, MetaStore } from './store.js';
 import { blocksOf } from './namespace.js';
@@ -21,7 +22,7 @@ export class Appender {
   /** The append in progress on each file: the next waits for it. */
   private readonly tails = new Map<number, Promise<unknown>>();
 
-  constructor(private readonly store: MetaStore, private readonly agent: (nodeId: number) => ObjectIo) {}
+  constructor(private readonly store: MetaStore, private readonly replicas: ReplicaIo) {}
 
   append(ino: number, data: Buffer, effects: Effects): Promise<Attr> {
     if (data.length > APPEND_MAX_BYTES) return Promise.reject(new FsError(E.EINVAL, 'append too large'));
@@ -40,10 +41,12 @@ export class Appender {
     const offset = inode.attr.size;
     if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     const inline = inode.inlined && offset + data.length <= INLINE_MAX_BYTES;
+    // copies that missed the data: stale in the transaction that commits the size
+    const failed = new Set<number>();
     if (!inline) {
       if (!inode.layout || inode.layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${ino} has no layout`);
-      if (inode.inlined && inode.inlineData.length > 0) await this.write(ino, inode.layout, 0, inode.inlineData);
-      await this.write(ino, inode.layout, offset, data);
+      if (inode.inlined && inode.inlineData.length > 0) await this.write(ino, inode.layout, 0, inode.inlineData, failed);
+      await this.write(ino, inode.layout, offset, data, failed);
     }
     return this.store.run((tx) => {
       const edited = tx.editInode(ino);
@@ -61,18 +64,22 @@ export class Appender {
       edited.attr.blocks = edited.inlined ? blocksOf(edited.inlineData.length)
         : Math.min(blocksOf(edited.attr.size), (edited.attr.blocks ?? 0) + blocksOf(data.length));
       edited.attr.mtime = edited.attr.ctime = now();
+      if (failed.size > 0 && edited.layout) {
+        edited.layout = withStale(edited.layout, failed);
+        tx.setNeedsRepair(ino, true);
+      }
       tx.changed(ino, true, 0);
       return edited.attr;
     }, false, effects);
   }
 
-  private async write(ino: number, layout: Layout, offset: number, data: Buffer): Promise<void> {
+  private async write(ino: number, layout: Layout, offset: number, data: Buffer, failed: Set<number>): Promise<void> {
     const runs = mapRange(layout.unitBytes, layout.nodes.length, offset, data.length);
     await Promise.all(runs.map(async (run) => {
-      const agent = this.agent(layout.nodes[run.object]);
       for (const piece of run.pieces) {
         const from = piece.fileOffset - offset;
-        await agent.write({ ino, index: run.object, replica: 0 }, piece.objectOffset, data.subarray(from, from + piece.length));
+        const failedNow = await this.replicas.write(ino, layout, run.object, piece.objectOffset, data.subarray(from, from + piece.length), failed);
+        for (const slot of failedNow) failed.add(slot);
       }
     }));
   }

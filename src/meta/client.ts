@@ -86,6 +86,17 @@ export class MetaClient {
     return (await this.rpc.call('ListNodes', {})).nodes;
   }
 
+  /** Degraded objects over the whole file system, and up to inosMax of the files that have them. */
+  async health(inosMax: number, deadlineMs?: number): Promise<MetaMethods['Health'][1]> {
+    const reply = await this.rpc.call('Health', { inosMax }, deadlineMs);
+    check(reply.errno);
+    // decoded defaults live on the prototype: named one by one
+    return {
+      errno: 0, degradedObjects: reply.degradedObjects ?? 0, repairingObjects: reply.repairingObjects ?? 0,
+      degradedInos: reply.degradedInos ?? [], repairedCopies: reply.repairedCopies ?? 0,
+    };
+  }
+
   async statfs(): Promise<StatfsReply> {
     const reply = await this.rpc.call('Statfs', {});
     check(reply.errno);
@@ -153,11 +164,23 @@ export class MetaClient {
 
   /** inline: the whole content of a file still inlined (EAGAIN if it no longer is). */
   /** allocatedBytes: what the file's objects take on disk, if measured. */
-  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: Buffer | null = null, allocatedBytes: number | null = null): Promise<Fresh> {
+  /** staleSlots: copies of the file's objects that missed the writes (see Layout.stale). */
+  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: Buffer | null = null, allocatedBytes: number | null = null,
+    staleSlots: number[] = []): Promise<Fresh> {
     return fresh(await this.rpc.call('CommitWrite', {
       ino, size, mtime, sync, inlined: inline !== null, inlineData: inline ?? undefined,
-      allocatedKnown: allocatedBytes !== null, allocatedBytes: allocatedBytes ?? 0,
+      allocatedKnown: allocatedBytes !== null, allocatedBytes: allocatedBytes ?? 0, staleSlots,
     }));
+  }
+
+  /** Repairs the file's copies now, as far as the live nodes allow. */
+  async repair(ino: number, deadlineMs?: number): Promise<void> {
+    check((await this.rpc.call('Repair', { ino }, deadlineMs)).errno);
+  }
+
+  /** Copies of the file's objects not to read until repaired. */
+  async markStale(ino: number, slots: number[]): Promise<void> {
+    check((await this.rpc.call('MarkStale', { ino, slots })).errno);
   }
 
   async sync(): Promise<void> {

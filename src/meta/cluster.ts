@@ -4,6 +4,7 @@
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { RemoteAgent } from '../agent/remote.js';
+import { ReplicaIo } from '../replication/objects.js';
 import type { Agent, ObjectStore } from '../agent/objectStore.js';
 import { PEER_BOUND_MS } from '../common/limits.js';
 import type { NodeInfo, NodeState, RegisterReply, RegisterRequest } from '../rpc/messages.js';
@@ -24,6 +25,8 @@ const REAP_BATCH_INODES = 256;
 
 export class Cluster {
   private readonly agents = new Map<number, RemoteAgent>();
+  /** Object data over the copies of each object: for appends, removals and repairs. */
+  readonly replicas: ReplicaIo;
   /** Incarnation of each node process registered since this service started. */
   private readonly incarnations = new Map<number, string>();
   private probed: { nodes: NodeInfo[]; atMs: number } | null = null;
@@ -42,7 +45,9 @@ export class Cluster {
     private readonly local: { nodeId: number; objects: ObjectStore },
     /** How long ago a node's session was last heard from (null: it has none). */
     private readonly silentMs: (nodeId: number) => number | null,
-  ) {}
+  ) {
+    this.replicas = new ReplicaIo({ get: async (nodeId) => this.agent(nodeId) }, local.nodeId);
+  }
 
   get fsid(): string {
     return this.store.fs.fsid;
@@ -56,6 +61,13 @@ export class Cluster {
    *  the bound (this node's own always), and not full. A node down, stopped, or
    *  not mounted since this service started gets no new data, nor does a full
    *  one; with none left, the live ones do, else all. */
+  /** Whether the node's session answers now (the root's own node always does). */
+  isLive(nodeId: number): boolean {
+    if (nodeId === this.local.nodeId) return true;
+    const silentMs = this.silentMs(nodeId);
+    return silentMs !== null && silentMs < SUSPECT_AFTER_MS;
+  }
+
   placeableIds(): number[] {
     const all = this.nodeIds();
     const live = all.filter((id) => {
@@ -148,14 +160,8 @@ export class Cluster {
     this.reaping = true;
     try {
       for (const inode of await this.store.orphans(REAP_BATCH_INODES)) {
-        const nodes = inode.layout?.nodes ?? [];
-        const byNode = new Map<number, { ino: number; index: number; replica: number }[]>();
-        nodes.forEach((nodeId, index) => {
-          if (!byNode.has(nodeId)) byNode.set(nodeId, []);
-          byNode.get(nodeId)!.push({ ino: inode.attr.ino, index, replica: 0 });
-        });
         try {
-          await Promise.all([...byNode].map(([nodeId, keys]) => this.agent(nodeId).remove(keys)));
+          if (inode.layout) await this.replicas.remove(inode.attr.ino, inode.layout);
           await this.store.run((tx) => tx.deleteOrphan(inode.attr.ino));
         } catch (err) {
           log.debug(`objects of inode ${inode.attr.ino} stay for now: ${(err as Error).message}`);

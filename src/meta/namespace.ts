@@ -19,6 +19,7 @@ import {
   type Target,
 } from '../rpc/messages.js';
 import { makeLayout } from '../layout/placement.js';
+import { REPLICAS_MAX, layoutComplete, replicaCount, withStale } from '../layout/replicas.js';
 import { FIRST_INO, ROOT_INO } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
 import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
@@ -301,7 +302,7 @@ export class Namespace {
     if (existing?.ino === ino) return;
     if (existing) throw new FsError(E.EEXIST);
     if ((create.mode & S_IFMT) !== S_IFREG) throw new FsError(E.EINVAL, 'only regular files are created under a delegation');
-    if (!layout || layout.nodes.length === 0 || !layout.nodes.every((id) => memberIds.includes(id)) || !(layout.unitBytes >= STRIPE_UNIT_MIN_BYTES && layout.unitBytes <= STRIPE_UNIT_MAX_BYTES)) {
+    if (!layout || !validNewLayout(layout, memberIds)) {
       throw new FsError(E.EINVAL, 'bad layout in a delegated create');
     }
     // a number outside the node's ranges (the service restarted since): only if unused
@@ -310,7 +311,7 @@ export class Namespace {
     const gid = parent.attr.mode & S_ISGID ? parent.attr.gid : create.gid;
     tx.putInode({
       attr: { ino, mode: create.mode, uid: create.uid, gid, nlink: 1, size: 0, rdev: 0, atime: time, mtime: time, ctime: time, blocks: 0 },
-      layout: { unitBytes: layout.unitBytes, nodes: [...layout.nodes], replicas: 1 },
+      layout: { unitBytes: layout.unitBytes, nodes: [...layout.nodes], replicas: replicaCount(layout), mirrors: [...(layout.mirrors ?? [])], stale: [] },
       target: '', parent: 0, entries: 0, policy: null, xattrs: {}, inlined: true, inlineData: EMPTY,
     });
     tx.putDirent(parent.attr.ino, name, { ino, mode: S_IFREG });
@@ -323,7 +324,7 @@ export class Namespace {
   }
 
   async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null,
-    delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }): Promise<Attr | null> {
+    delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }, staleSlots: number[] = []): Promise<Attr | null> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
     return this.store.run((tx) => {
@@ -351,9 +352,53 @@ export class Namespace {
       }
       if (mtime) inode.attr.mtime = checkTime(mtime);
       inode.attr.ctime = now();
+      if (staleSlots.length > 0) this.markStaleIn(tx, inode, staleSlots);
       tx.changed(ino, true, 0);
       return inode.attr;
     }, sync, effects);
+  }
+
+  // ------------------------------------------------------------ replicas
+
+  /** Replica slots that missed writes or were found bad: never read again until repaired. */
+  async markStale(ino: number, slots: number[], effects?: Effects): Promise<void> {
+    await this.store.run((tx) => {
+      const inode = tx.mustInode(ino);
+      if (!inode.layout) return;
+      this.markStaleIn(tx, tx.editInode(ino), slots);
+    }, true, effects);
+  }
+
+  private markStaleIn(tx: Tx, inode: Inode, slots: number[]): void {
+    const layout = inode.layout;
+    if (!layout) return;
+    const slotCount = layout.nodes.length * replicaCount(layout);
+    const valid = slots.filter((slot) => Number.isInteger(slot) && slot >= 0 && slot < slotCount);
+    if (valid.length === 0) return;
+    inode.layout = withStale(layout, valid);
+    tx.setNeedsRepair(inode.attr.ino, true);
+  }
+
+  /** The inode's layout becomes `layout` (copies repaired, or moved to other
+   *  nodes), unless it is no longer `expected`, or (with `data`) the file's size
+   *  or mtime changed since the copies were made: false then, and nothing changes. */
+  async replaceLayout(ino: number, expected: Layout, layout: Layout, data: { size: number; mtime: Attr['mtime'] } | null): Promise<boolean> {
+    return this.store.run((tx) => {
+      const current = tx.inode(ino);
+      if (!current?.layout || !sameLayout(current.layout, expected)) return false;
+      if (data && (current.attr.size !== data.size || !sameTime(current.attr.mtime, data.mtime))) return false;
+      // opened meanwhile: its writer would not write to the copies made
+      if (data && (this.opens.has(ino) || !this.opensKnown)) return false;
+      const inode = tx.editInode(ino);
+      inode.layout = layout;
+      tx.setNeedsRepair(ino, !layoutComplete(layout));
+      return true;
+    }, true);
+  }
+
+  /** The inode needs no repair (it is gone, or whole again). */
+  async repairDone(ino: number): Promise<void> {
+    await this.store.run((tx) => tx.setNeedsRepair(ino, false), false);
   }
 
   // ------------------------------------------------------------ open files
@@ -392,6 +437,11 @@ export class Namespace {
     if (this.opensKnown) return;
     this.opensKnown = true;
     for (const ino of [...this.store.zeroLinks]) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
+  }
+
+  /** Whether a node told it holds the inode open (or may have, before the nodes re-announced their opens). */
+  isOpen(ino: number): boolean {
+    return this.opens.has(ino) || !this.opensKnown;
   }
 
   /** The nodes that hold the inode open. */
@@ -465,7 +515,7 @@ export class Namespace {
       const found = this.resolve(tx, target);
       const inode = tx.editInode(found.attr.ino);
       if (isDir(inode.attr.mode)) {
-        inode.policy = { unitBytes: policy.unitBytes, count: policy.count };
+        inode.policy = { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas ?? 0 };
       } else if (isReg(inode.attr.mode)) {
         if (inode.attr.size !== 0) throw new FsError(E.EBUSY, 'the layout of a file with data cannot change');
         inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, nodeIds);
@@ -481,7 +531,8 @@ export class Namespace {
     if (isDir(inode.attr.mode)) {
       const unitBytes = inode.policy?.unitBytes || defaultPolicy?.unitBytes || STRIPE_UNIT_DEFAULT_BYTES;
       const wanted = inode.policy?.count || defaultPolicy?.count || nodeIds.length;
-      return { directory: true, policy: { unitBytes, count: Math.min(wanted, nodeIds.length) }, layout: null };
+      const replicas = inode.policy?.replicas || defaultPolicy?.replicas || 1;
+      return { directory: true, policy: { unitBytes, count: Math.min(wanted, nodeIds.length), replicas }, layout: null };
     }
     if (!isReg(inode.attr.mode)) throw new FsError(E.EINVAL);
     return { directory: false, policy: null, layout: inode.layout };
@@ -597,6 +648,8 @@ function checkPolicy(policy: StripePolicy): void {
     throw new FsError(E.EINVAL, `stripe unit must be a multiple of ${STRIPE_UNIT_MIN_BYTES} bytes up to ${STRIPE_UNIT_MAX_BYTES}`);
   }
   if (!Number.isInteger(count) || count < 0 || count > STRIPE_COUNT_MAX) throw new FsError(E.EINVAL, `stripe count must be 0..${STRIPE_COUNT_MAX}`);
+  const replicas = policy.replicas ?? 0;
+  if (!Number.isInteger(replicas) || replicas < 0 || replicas > REPLICAS_MAX) throw new FsError(E.EINVAL, `replicas must be 0..${REPLICAS_MAX}`);
 }
 
 function checkXattrName(name: string): void {
@@ -609,4 +662,24 @@ function checkTime(time: Attr['mtime'] | undefined): { sec: number; nsec: number
   const nsec = time?.nsec ?? 0;
   if (!Number.isSafeInteger(sec) || !Number.isInteger(nsec) || nsec < 0 || nsec >= 1e9) throw new FsError(E.EINVAL);
   return { sec, nsec };
+}
+
+/** A layout a node made for a new file (see makeLayout): its units in range, its
+ *  copies on members, as many mirrors as its replicas ask, none stale. */
+function validNewLayout(layout: Layout, memberIds: number[]): boolean {
+  const replicas = replicaCount(layout);
+  const mirrors = layout.mirrors ?? [];
+  return layout.nodes.length > 0 && layout.nodes.every((id) => memberIds.includes(id))
+    && layout.unitBytes >= STRIPE_UNIT_MIN_BYTES && layout.unitBytes <= STRIPE_UNIT_MAX_BYTES
+    && replicas <= REPLICAS_MAX && mirrors.length === layout.nodes.length * (replicas - 1)
+    && mirrors.every((id) => id === 0 || memberIds.includes(id)) && (layout.stale ?? []).length === 0;
+}
+
+function sameLayout(a: Layout, b: Layout): boolean {
+  const same = (x: number[] | undefined, y: number[] | undefined) => (x ?? []).length === (y ?? []).length && (x ?? []).every((v, i) => v === (y ?? [])[i]);
+  return a.unitBytes === b.unitBytes && a.replicas === b.replicas && same(a.nodes, b.nodes) && same(a.mirrors, b.mirrors) && same(a.stale, b.stale);
+}
+
+function sameTime(a: Attr['mtime'], b: Attr['mtime']): boolean {
+  return (a?.sec ?? 0) === (b?.sec ?? 0) && (a?.nsec ?? 0) === (b?.nsec ?? 0);
 }

@@ -5,6 +5,7 @@
 //   "D" + parent (u64) + name   Dirent: child ino (u64) + file type bits (u32)
 //   "Z" + ino (u64)          the inode has no links left but is open somewhere
 //   "O" + ino (u64)          Inode whose stripe objects are still to be removed
+//   "R" + ino (u64)          the inode has replicas to repair (stale or unplaced)
 //   "Y"                      written by a sync barrier with nothing else to write
 // Integers are big-endian so that keys sort by number, and names by bytes.
 import { codec } from '../rpc/proto.js';
@@ -16,6 +17,7 @@ export const KIND_INODE = 0x49;
 export const KIND_DIRENT = 0x44;
 export const KIND_ZERO_LINKS = 0x5a;
 export const KIND_ORPHAN = 0x4f;
+export const KIND_REPAIR = 0x52;
 export const KIND_SYNC = 0x59;
 
 export const ROOT_INO = 1;
@@ -43,6 +45,7 @@ export function readU64(buffer: Buffer, offset: number): number {
 export const inodeKey = (ino: number) => u64Key(KIND_INODE, ino);
 export const zeroLinksKey = (ino: number) => u64Key(KIND_ZERO_LINKS, ino);
 export const orphanKey = (ino: number) => u64Key(KIND_ORPHAN, ino);
+export const repairKey = (ino: number) => u64Key(KIND_REPAIR, ino);
 
 export function nodeKey(id: number): Buffer {
   const key = Buffer.allocUnsafe(5);
@@ -90,7 +93,7 @@ export function decodeInode(value: Uint8Array): Inode {
 const cloneTime = (t: Timespec | null): Timespec => ({ sec: t?.sec ?? 0, nsec: t?.nsec ?? 0 });
 const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count } : null);
 const cloneLayout = (l: Layout | null): Layout | null =>
-  l ? { unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas } : null;
+  l ? { unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas, mirrors: [...(l.mirrors ?? [])], stale: [...(l.stale ?? [])] } : null;
 
 export function cloneInode(inode: Inode): Inode {
   const a = inode.attr;

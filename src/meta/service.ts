@@ -6,9 +6,10 @@ import type { ObjectStore } from '../agent/objectStore.js';
 import type { ChangedInReply, Delegation, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster } from './cluster.js';
-import { Coherence, type CallbackTarget } from './coherence.js';
+import { Changes, Coherence, type CallbackTarget } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
+import { REPAIR_GRACE_DEFAULT_MS, Repairer } from '../replication/repair.js';
 import { Namespace } from './namespace.js';
 import { namedBy } from '../rpc/targets.js';
 import { FIRST_INO } from './records.js';
@@ -33,6 +34,9 @@ const CACHEABLE: Partial<Record<keyof MetaMethods, (request: never) => number | 
   Append: () => null,
 };
 
+/** Degraded files one Health reply lists, at most. */
+const HEALTH_INOS_MAX = 10_000;
+
 /** Inode numbers given to a node at once for its delegated creates, at most. */
 const INO_RANGE_MAX = 4096;
 
@@ -54,7 +58,7 @@ function namedDirectories(method: keyof MetaMethods, request: unknown): { inos: 
   if (path) named.anywhere = true;
   return named;
 }
-const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
+const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
 
 /** How long after a start the nodes have to re-announce their open files (they
  *  re-register every few seconds); unlinked inodes are kept until then. */
@@ -82,24 +86,31 @@ export class MetaService {
   readonly coherence: Coherence;
   readonly locks: LockService;
   private readonly appender: Appender;
+  readonly repairer: Repairer;
   private graceTimer: NodeJS.Timeout | null = null;
   private readonly ops: Ops;
   /** Where nodes open their sessions (set once the node serves them). */
   sessionAddress = '';
 
-  private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }) {
+  private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }, repairGraceMs: number) {
     this.namespace = new Namespace(store);
     this.cluster = new Cluster(store, this.namespace, local, (nodeId) => this.coherence.silentMs(nodeId));
     this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
     this.namespace.mayBeOpen = (ino, origin) => this.coherence.grantedElsewhere(ino, origin);
     this.locks = new LockService(() => this.cluster.nodeIds());
-    this.appender = new Appender(store, (nodeId) => this.cluster.agent(nodeId));
+    this.appender = new Appender(store, this.cluster.replicas);
+    this.repairer = new Repairer(store, this.namespace, this.cluster, async (ino) => {
+      const changes = new Changes();
+      changes.inode(ino, false, 0, 0);
+      await this.coherence.invalidate(changes, 0);
+    }, repairGraceMs);
     this.ops = this.makeOps();
   }
 
-  static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }): Promise<MetaService> {
-    const service = new MetaService(await MetaStore.open(metaDir), local);
+  static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }, repairGraceMs = REPAIR_GRACE_DEFAULT_MS): Promise<MetaService> {
+    const service = new MetaService(await MetaStore.open(metaDir), local, repairGraceMs);
     service.cluster.startReaper();
+    service.repairer.start();
     service.cluster.startSpaceProbes();
     service.graceTimer = setTimeout(() => {
       service.namespace.opensAnnounced().catch((err) => log.error(`freeing unclaimed inodes: ${(err as Error).message}`));
@@ -119,6 +130,7 @@ export class MetaService {
 
   async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
+    await this.repairer.close();
     this.cluster.close();
     this.coherence.close();
     this.locks.close();
@@ -222,7 +234,7 @@ export class MetaService {
     const fallback = this.store.fs.defaultPolicy;
     return {
       dir, cacheMs, inoFirst, inoCount,
-      policy: { unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0 },
+      policy: { unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0, replicas: parent.policy?.replicas || fallback?.replicas || 0 },
       nodeIds: this.cluster.placeableIds(), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
     };
   }
@@ -249,6 +261,10 @@ export class MetaService {
     return {
       Register: async (request) => ({ ...(await cluster.register(request)), sessionAddress: this.sessionAddress }),
       ListNodes: async () => ({ nodes: await cluster.nodes() }),
+      Health: async (request) => {
+        const counts = await this.repairer.counts(Math.min(request.inosMax ?? 0, HEALTH_INOS_MAX));
+        return { errno: 0, ...counts, repairedCopies: this.repairer.repairedCopies };
+      },
       Statfs: async () => {
         let totalBytes = 0;
         let freeBytes = 0;
@@ -293,7 +309,7 @@ export class MetaService {
       async CommitWrite(request, fx, caller) {
         const delegated = request.creates?.length ? { creates: request.creates, nodeId: delegator(caller), memberIds: cluster.nodeIds(), failed: [] as FailedCreate[] } : undefined;
         const attr = await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null, fx,
-          request.allocatedKnown ? request.allocatedBytes ?? 0 : null, delegated);
+          request.allocatedKnown ? request.allocatedBytes ?? 0 : null, delegated, request.staleSlots ?? []);
         return { errno: attr ? 0 : E.EIO, attr, failed: delegated?.failed ?? [] };
       },
       async ReserveInos(request, fx, caller) {
@@ -325,6 +341,14 @@ export class MetaService {
       Lock: notForGrpc,
       CancelLock: notForGrpc,
       ReclaimLocks: notForGrpc,
+      Repair: async (request) => {
+        await this.repairer.repairNow(request.ino);
+        return OK;
+      },
+      async MarkStale(request, fx) {
+        await ns.markStale(request.ino, request.slots ?? [], fx);
+        return OK;
+      },
       GetStripe: async (request) => ({ errno: 0, ...(await ns.getStripe(target(request), cluster.nodeIds(), policy())) }),
     };
   }

@@ -20,9 +20,9 @@ import { Changes } from './coherence.js';
 import { SpaceReserve } from './reserve.js';
 import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
-  KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
+  KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_REPAIR, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
   decodeInode, direntKey, direntRange, encodeDirent, encodeInode, fsCodec, fsKey, inodeKey, nodeCodec, nodeKey,
-  orphanKey, readU64, syncKey, zeroLinksKey,
+  orphanKey, readU64, repairKey, syncKey, zeroLinksKey,
   type Dirent,
 } from './records.js';
 
@@ -169,6 +169,11 @@ export class Tx {
     this.stage(orphanKey(ino), null);
   }
 
+  /** Marks an inode whose replicas need repair (see src/replication), or unmarks it. */
+  setNeedsRepair(ino: number, on: boolean): void {
+    this.stage(repairKey(ino), on ? true : null);
+  }
+
   putNode(node: NodeRecord): void {
     this.stage(nodeKey(node.id), node);
   }
@@ -235,6 +240,8 @@ export class MetaStore {
   readonly nodes = new Map<number, NodeRecord>();
   /** Inodes with no links, open on some node (from "Z" records). */
   readonly zeroLinks = new Set<number>();
+  /** Inodes with replicas to repair: stale, or not placed for want of nodes. */
+  readonly needsRepair = new Set<number>();
 
   private constructor(private readonly db: Level<Buffer, Buffer>, private readonly reserve: SpaceReserve) {}
 
@@ -285,6 +292,10 @@ export class MetaStore {
     this.zeroLinks.clear();
     for await (const key of this.db.keys({ gte: Buffer.from([KIND_ZERO_LINKS]), lt: Buffer.from([KIND_ZERO_LINKS + 1]) })) {
       this.zeroLinks.add(readU64(key, 1));
+    }
+    this.needsRepair.clear();
+    for await (const key of this.db.keys({ gte: Buffer.from([KIND_REPAIR]), lt: Buffer.from([KIND_REPAIR + 1]) })) {
+      this.needsRepair.add(readU64(key, 1));
     }
   }
 
@@ -380,6 +391,12 @@ export class MetaStore {
     return found;
   }
 
+  /** Every inode as committed, in inode order: for scans of the whole file
+   *  system (repair, status), which may see changes made while they run or not. */
+  async *allInodes(): AsyncIterable<Inode> {
+    for await (const value of this.db.values({ gte: Buffer.from([KIND_INODE]), lt: Buffer.from([KIND_INODE + 1]) })) yield decodeInode(value);
+  }
+
   /** Number of inodes, for statfs: the next inode number says how many were ever made. */
   inodesAllocated(): number {
     return this.nextFreeIno;
@@ -430,6 +447,10 @@ export class MetaStore {
         case KIND_ZERO_LINKS:
           if (value) this.zeroLinks.add(readU64(key, 1));
           else this.zeroLinks.delete(readU64(key, 1));
+          break;
+        case KIND_REPAIR:
+          if (value) this.needsRepair.add(readU64(key, 1));
+          else this.needsRepair.delete(readU64(key, 1));
           break;
       }
     }
@@ -578,6 +599,7 @@ function encodeRecord(key: Buffer, value: NonNullable<Staged['value']>): Buffer 
     case fsKey[0]:
       return Buffer.from(fsCodec.encode(value as FsRecord));
     case KIND_ZERO_LINKS:
+    case KIND_REPAIR:
       return Buffer.alloc(0);
     default:
       throw new Error(`unknown record kind ${key[0]}`);

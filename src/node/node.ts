@@ -35,6 +35,8 @@ export interface NodeOptions {
   debug?: boolean;
   noDev?: boolean;
   noSuid?: boolean;
+  /** Root node: how long a node may stay down before its copies are made elsewhere. */
+  repairGraceMs?: number;
 }
 
 const HEARTBEAT_MS = 5000;
@@ -115,7 +117,7 @@ export class KdfsNode {
     }
     void objects.measureInBackground();
     if (this.isRoot) {
-      this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects });
+      this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects }, this.options.repairGraceMs);
       if (this.meta.fsid !== this.sb.fsid) throw new StartError(`${dir}: the root meta-file belongs to another file system`);
       // the disk of the metadata is the objects': what the store gave back is for removals
       const meta = this.meta;

@@ -15,8 +15,9 @@ export interface Superblock {
   createdSec: number;
 }
 
-export interface StripePolicy { unitBytes: number; count: number }
-export interface Layout { unitBytes: number; nodes: number[]; replicas: number }
+export interface StripePolicy { unitBytes: number; count: number; replicas?: number }
+/** See Layout in proto/kdfs.proto: mirrors and stale are absent (empty) in old records. */
+export interface Layout { unitBytes: number; nodes: number[]; replicas: number; mirrors?: number[]; stale?: number[] }
 
 export interface FsRecord {
   fsid: string;
@@ -83,7 +84,10 @@ export interface RegisterRequest {
   dataAddress: string;
 }
 export interface RegisterReply { errno: number; message: string; fsid: string; sessionAddress?: string }
+export interface HealthRequest { inosMax: number }
+export interface HealthReply { errno: number; degradedObjects: number; repairingObjects: number; degradedInos: number[]; repairedCopies: number }
 export interface NodeInfo {
+  checksumErrors?: number;
   id: number;
   address: string;
   up: boolean;
@@ -166,12 +170,15 @@ export interface CommitWriteRequest {
   inlineData?: Uint8Array;
   allocatedKnown?: boolean;
   allocatedBytes?: number;
+  staleSlots?: number[];
   creates?: DelegatedCreate[];
 }
 export interface AppendRequest { ino: number; data: Uint8Array }
 export interface XattrRequest { target: Target; name?: string; value?: Uint8Array; flags?: number }
 export interface XattrReply { errno: number; value: Buffer; names: string[] }
 export interface SetStripeRequest { target: Target; policy: StripePolicy }
+export interface MarkStaleRequest { ino: number; slots: number[] }
+export interface RepairRequest { ino: number }
 export const LOCK_POSIX = 0;
 export const LOCK_FLOCK = 1;
 export const F_RDLCK = 0;
@@ -217,7 +224,9 @@ export interface ObjectReadRequest { key: ObjectKey; offset: number; length: num
 export interface ObjectReadReply { errno: number; data: Buffer }
 export interface ObjectTruncateRequest { key: ObjectKey; length: number }
 export interface ObjectsRequest { keys: ObjectKey[] }
-export interface AgentStatReply { nodeId: number; capacityBytes: number; freeBytes: number; usedBytes: number }
+export interface AgentStatReply { nodeId: number; capacityBytes: number; freeBytes: number; usedBytes: number; checksumErrors?: number }
+export interface SumsRequest { key: ObjectKey; first: number; count: number }
+export interface SumsReply { errno: number; length: number; sums: Buffer }
 
 export const SESSION_HELLO = 0;
 export const SESSION_REQUEST = 1;
@@ -242,6 +251,7 @@ export interface Invalidations { items: Invalidation[] }
 export type MetaMethods = {
   Register: [RegisterRequest, RegisterReply];
   ListNodes: [Empty, NodesReply];
+  Health: [HealthRequest, HealthReply];
   Statfs: [Empty, StatfsReply];
   Getattr: [Target, AttrReply];
   Setattr: [SetattrRequest, AttrReply];
@@ -262,6 +272,8 @@ export type MetaMethods = {
   ListXattr: [XattrRequest, XattrReply];
   RemoveXattr: [XattrRequest, ErrnoReply];
   SetStripe: [SetStripeRequest, ErrnoReply];
+  MarkStale: [MarkStaleRequest, ErrnoReply];
+  Repair: [RepairRequest, ErrnoReply];
   GetStripe: [Target, StripeReply];
   Append: [AppendRequest, AttrReply];
   Lock: [LockRequest, LockReply];
@@ -276,6 +288,7 @@ export type AgentMethods = {
   Sync: [ObjectsRequest, ErrnoReply];
   Remove: [ObjectsRequest, ErrnoReply];
   Stat: [Empty, AgentStatReply];
+  Sums: [SumsRequest, SumsReply];
 };
 
 export type Methods = Record<string, [unknown, unknown]>;

@@ -9,7 +9,10 @@ import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
 import type { Entry, MetaClient } from '../meta/client.js';
-import type { Attr, Layout, ObjectKey, Timespec } from '../rpc/messages.js';
+import type { Attr, Layout, Timespec } from '../rpc/messages.js';
+import { withStale } from '../layout/replicas.js';
+import { log } from '../common/log.js';
+import { ReplicaIo } from '../replication/objects.js';
 import type { AgentPool } from './agents.js';
 import type { AttrCache } from './attrCache.js';
 import { Closer } from './closer.js';
@@ -57,10 +60,6 @@ interface Handle {
   run: { next: number; streak: number };
 }
 
-export function objectKey(ino: number, index: number): ObjectKey {
-  return { ino, index, replica: 0 };
-}
-
 /** content with data written at offset: a new buffer if it grows (zeros fill any gap). */
 function writeInto(content: Buffer, offset: number, data: Buffer): Buffer {
   const end = offset + data.length;
@@ -84,6 +83,7 @@ export class OpenFiles {
   private nextFh = 0;
   private readonly writeBehind: WriteBehind;
   private readonly readAheadBudget = new ReadAheadBudget();
+  readonly replicas: ReplicaIo;
 
   constructor(
     private readonly meta: MetaClient,
@@ -91,7 +91,11 @@ export class OpenFiles {
     private readonly nodeId: number,
     private readonly attrs: AttrCache,
   ) {
-    this.writeBehind = new WriteBehind(agents);
+    this.replicas = new ReplicaIo(agents, nodeId, (ino, slot) => {
+      // the root marks it stale and repairs it; this read went on with another copy
+      this.meta.markStale(ino, [slot]).catch((err) => log.warn(`telling of a bad copy of inode ${ino}: ${(err as Error).message}`));
+    });
+    this.writeBehind = new WriteBehind(this.replicas);
     this.closer = new Closer(meta, nodeId);
   }
 
@@ -140,12 +144,13 @@ export class OpenFiles {
     if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
     let file = this.files.get(attr.ino);
     if (!file) {
-      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set() };
-      file = {
+      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set(), failedSlots: new Set() };
+      const opened: OpenFile = {
         ...written, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, written: 0, committed: 0, handles: 0, directHandles: 0,
-        writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, layout, this.agents, this.readAheadBudget),
+        writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => opened.layout, this.replicas, this.readAheadBudget),
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
+      file = opened;
       this.files.set(attr.ino, file);
       // a last close of the inode may have raced this open (releases come when the kernel likes)
       this.closer.opened(attr.ino, untold, epoch);
@@ -195,12 +200,9 @@ export class OpenFiles {
       const pieces = await file.readAhead.read(offset, wanted, file.size);
       if (pieces) return pieces;
     }
-    const { unitBytes, nodes } = file.layout;
-    const runs = mapRange(unitBytes, nodes.length, offset, wanted);
-    const data = await Promise.all(runs.map(async (run) => {
-      const agent = await this.agents.get(nodes[run.object]);
-      return agent.read(objectKey(file.ino, run.object), run.objectOffset, run.length);
-    }));
+    const layout = file.layout;
+    const runs = mapRange(layout.unitBytes, layout.nodes.length, offset, wanted);
+    const data = await Promise.all(runs.map((run) => this.replicas.read(file.ino, layout, run.object, run.objectOffset, run.length)));
     // Put the pieces in file order; what an object does not hold is a hole.
     const pieces: { fileOffset: number; buffer: Buffer }[] = [];
     runs.forEach((run, i) => {
@@ -258,10 +260,11 @@ export class OpenFiles {
    *  that a crash never exposes old bytes past a new end. */
   async truncateObjects(ino: number, layout: Layout, size: number): Promise<void> {
     const { unitBytes, nodes } = layout;
-    await Promise.all(nodes.map(async (nodeId, index) => {
-      const agent = await this.agents.get(nodeId);
-      await agent.truncate(objectKey(ino, index), objectLength(unitBytes, nodes.length, size, index));
-    }));
+    const skipped = this.files.get(ino)?.failedSlots ?? new Set<number>();
+    const failed = (await Promise.all(nodes.map((_, index) =>
+      this.replicas.truncate(ino, layout, index, objectLength(unitBytes, nodes.length, size, index), skipped)))).flat();
+    // a copy that kept bytes past the new end is stale before the size changes
+    if (failed.length > 0) await this.meta.markStale(ino, failed);
   }
 
   /** Sends what this node wrote and commits its size and mtime (and the content of
@@ -271,6 +274,9 @@ export class OpenFiles {
     if (!file.inline) await file.writer.drain();
     if (written === file.committed) return false;
     const mtime = file.mtime;
+    // copies that missed writes: stale in the same transaction as the size
+    const known = new Set(file.layout.stale ?? []);
+    const staleSlots = [...file.failedSlots].filter((slot) => !known.has(slot));
     let fresh;
     if (file.inline) {
       try {
@@ -280,11 +286,12 @@ export class OpenFiles {
         // another node spilled the file meanwhile: this content goes to the objects too
         await this.spill(file);
         await file.writer.drain();
-        fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file));
+        fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
       }
     } else {
-      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file));
+      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
     }
+    if (staleSlots.length > 0) file.layout = withStale(file.layout, staleSlots);
     // the next stat (the kernel forgot the attributes at the write) needs no call
     this.attrs.put(fresh.attr, fresh.cacheMs);
     // bytes that went nowhere: every fsync and close says so until they are written again
@@ -301,8 +308,7 @@ export class OpenFiles {
   /** Bytes of disk the file's stripe objects take (for st_blocks), or null if an agent cannot tell. */
   private async allocated(file: OpenFile): Promise<number | null> {
     try {
-      const sizes = await Promise.all(file.layout.nodes.map(async (nodeId, index) => (await this.agents.get(nodeId)).allocated(objectKey(file.ino, index))));
-      return sizes.reduce((a, b) => a + b, 0);
+      return await this.replicas.allocated(file.ino, file.layout);
     } catch {
       return null;
     }
@@ -372,13 +378,8 @@ export class OpenFiles {
     const objects = [...file.unsynced];
     file.unsynced.clear();
     try {
-      const byNode = new Map<number, ObjectKey[]>();
-      for (const index of objects) {
-        const nodeId = file.layout.nodes[index];
-        if (!byNode.has(nodeId)) byNode.set(nodeId, []);
-        byNode.get(nodeId)!.push(objectKey(file.ino, index));
-      }
-      await Promise.all([...byNode].map(async ([nodeId, keys]) => (await this.agents.get(nodeId)).sync(keys)));
+      // a copy that could not sync may lose what it took: stale, as one that missed it
+      for (const slot of await this.replicas.sync(file.ino, file.layout, objects, file.failedSlots)) file.failedSlots.add(slot);
     } catch (err) {
       for (const index of objects) file.unsynced.add(index);
       throw err;

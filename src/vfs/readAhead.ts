@@ -5,7 +5,7 @@
 import { buffers } from '../common/bufferPool.js';
 import { ByteBudget } from '../common/byteBudget.js';
 import type { Layout } from '../rpc/messages.js';
-import type { AgentPool } from './agents.js';
+import type { ReplicaIo } from '../replication/objects.js';
 import { zeroPieces } from './holes.js';
 
 /** Bytes fetched ahead of a sequential reader. */
@@ -37,8 +37,9 @@ export class FileReadAhead {
 
   constructor(
     private readonly ino: number,
-    private readonly layout: Layout,
-    private readonly agents: AgentPool,
+    /** The file's layout as this node knows it now (copies found stale are not read). */
+    private readonly currentLayout: () => Layout,
+    private readonly replicas: ReplicaIo,
     private readonly budget: ReadAheadBudget,
   ) {}
 
@@ -56,7 +57,7 @@ export class FileReadAhead {
    *  ahead of them; null if memory is short (the caller reads directly). The
    *  pieces stay valid until the caller's microtasks are done (see recycle). */
   async read(offset: number, length: number, fileSize: number): Promise<Buffer[] | null> {
-    const { unitBytes } = this.layout;
+    const { unitBytes } = this.currentLayout();
     const first = Math.floor(offset / unitBytes);
     const last = Math.floor((offset + length - 1) / unitBytes);
     const lastInFile = Math.floor((fileSize - 1) / unitBytes);
@@ -102,14 +103,12 @@ export class FileReadAhead {
   }
 
   private fetch(unit: number, bytes: number): Unit {
-    const count = this.layout.nodes.length;
+    const layout = this.currentLayout();
+    const count = layout.nodes.length;
     const object = unit % count;
-    const objectOffset = Math.floor(unit / count) * this.layout.unitBytes;
-    const fetched: Unit = { buffer: buffers.take(this.layout.unitBytes), data: Promise.resolve(Buffer.alloc(0)), settled: false, readers: 0, dropped: false };
-    fetched.data = (async () => {
-      const agent = await this.agents.get(this.layout.nodes[object]);
-      return agent.read({ ino: this.ino, index: object, replica: 0 }, objectOffset, bytes, fetched.buffer);
-    })();
+    const objectOffset = Math.floor(unit / count) * layout.unitBytes;
+    const fetched: Unit = { buffer: buffers.take(layout.unitBytes), data: Promise.resolve(Buffer.alloc(0)), settled: false, readers: 0, dropped: false };
+    fetched.data = this.replicas.read(this.ino, layout, object, objectOffset, bytes, fetched.buffer);
     void fetched.data.then(
       () => {
         fetched.settled = true;
@@ -138,7 +137,7 @@ export class FileReadAhead {
     if (!fetched.dropped || !fetched.settled || fetched.readers > 0 || fetched.buffer.length === 0) return;
     const buffer = fetched.buffer;
     fetched.buffer = Buffer.alloc(0);
-    this.budget.memory.release(this.layout.unitBytes);
+    this.budget.memory.release(this.currentLayout().unitBytes);
     setImmediate(() => buffers.give(buffer));
   }
 }

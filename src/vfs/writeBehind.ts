@@ -11,8 +11,8 @@ import { buffers } from '../common/bufferPool.js';
 import { ByteBudget } from '../common/byteBudget.js';
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { log } from '../common/log.js';
-import type { Layout, ObjectKey } from '../rpc/messages.js';
-import type { AgentPool } from './agents.js';
+import type { Layout } from '../rpc/messages.js';
+import type { ReplicaIo, SendBudget } from '../replication/objects.js';
 
 /** Memory of buffered writes, for the whole mount. */
 export const WRITE_BEHIND_BYTES = 64 * 1024 * 1024;
@@ -35,6 +35,9 @@ export interface WrittenFile {
   layout: Layout;
   /** Stripe objects written since the last fsync. */
   unsynced: Set<number>;
+  /** Replica slots that failed a write, truncation or sync since the file was
+   *  opened here: skipped from then on, and marked stale by the next commit. */
+  failedSlots: Set<number>;
 }
 
 /** The budgets and buffers shared by every file of a mount. */
@@ -43,7 +46,14 @@ export class WriteBehind {
   private readonly agentBudgets = new Map<number, ByteBudget>();
   private readonly writers = new Set<FileWriter>();
 
-  constructor(readonly agents: AgentPool) {}
+  constructor(readonly replicas: ReplicaIo) {}
+
+  /** Room for bytes in flight to a node: taken before a send, given back after. */
+  readonly sendBudget: SendBudget = async (nodeId, bytes) => {
+    const budget = this.inFlightBudget(nodeId);
+    await budget.acquire(bytes);
+    return () => budget.release(bytes);
+  };
 
   writer(file: WrittenFile): FileWriter {
     return new FileWriter(file, this);
@@ -189,31 +199,28 @@ export class FileWriter {
   private send(extent: Extent): void {
     this.filling.delete(extent.unit);
     if (this.filling.size === 0) this.shared.filling(this, false);
-    const { ino, layout, unsynced } = this.file;
+    const { ino, layout, unsynced, failedSlots } = this.file;
     const count = layout.nodes.length;
     const object = extent.unit % count;
-    const nodeId = layout.nodes[object];
-    const key: ObjectKey = { ino, index: object, replica: 0 };
     const objectOffset = Math.floor(extent.unit / count) * layout.unitBytes + extent.start;
     const length = extent.end - extent.start;
     const fileOffset = extent.unit * layout.unitBytes + extent.start;
     const previous = this.sending.get(extent.unit);
     const sent = (async () => {
       if (previous) await previous;
-      const inFlight = this.shared.inFlightBudget(nodeId);
-      await inFlight.acquire(length);
       try {
-        const agent = await this.shared.agents.get(nodeId);
-        await agent.write(key, objectOffset, extent.buffer.subarray(extent.start, extent.end));
+        const failedNow = await this.shared.replicas.write(ino, this.file.layout, object, objectOffset, extent.buffer.subarray(extent.start, extent.end),
+          failedSlots, this.shared.sendBudget);
+        // copies that missed it are stale from now: the next commit says so
+        for (const slot of failedNow) failedSlots.add(slot);
         unsynced.add(object);
         this.lost.remove(fileOffset, fileOffset + length);
       } catch (err) {
         this.lost.add(fileOffset, fileOffset + length);
         const errno = errnoOf(err);
-        if (errno === E.EIO) log.warn(`write-behind of inode ${ino} to node ${nodeId}: ${(err as Error).message}`);
+        if (errno === E.EIO) log.warn(`write-behind of inode ${ino}, object ${object}: ${(err as Error).message}`);
         this.error ??= err instanceof FsError ? err : new FsError(errno);
       } finally {
-        inFlight.release(length);
         this.shared.recycle(extent.buffer);
       }
     })();

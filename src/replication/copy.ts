@@ -1,0 +1,79 @@
+// Copies one object from a good copy to another node's copy, for repair.
+//
+// A copy brought up to date (it was there before, it missed writes) gets only
+// the blocks whose checksums differ from the source's: a node away for a while
+// receives what changed meanwhile, not the whole object. A new copy gets every
+// block that is not a hole. Either way the copy ends at `length`, the object's
+// length for the file's committed size: bytes past it (a crashed writer's) are
+// not copied.
+import { CHECKSUM_BLOCK_BYTES, CHECKSUM_BYTES, SUMS_PER_CALL_MAX, type ObjectSums } from '../agent/objectStore.js';
+import type { Replica } from '../layout/replicas.js';
+import { replicaKey, type AgentSource } from './objects.js';
+
+/** Bytes read from the source and written to the copy at a time. */
+const COPY_CHUNK_BYTES = 1024 * 1024;
+const BLOCKS_PER_CHUNK = COPY_CHUNK_BYTES / CHECKSUM_BLOCK_BYTES;
+
+export interface CopyResult {
+  /** Bytes written to the copy. */
+  copiedBytes: number;
+}
+
+export async function copyObject(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica,
+  length: number, incremental: boolean): Promise<CopyResult> {
+  const from = await agents.get(source.node);
+  const to = await agents.get(target.node);
+  const sourceKey = replicaKey(ino, object, source.replica);
+  const targetKey = replicaKey(ino, object, target.replica);
+  const blocks = Math.ceil(length / CHECKSUM_BLOCK_BYTES);
+  // a new copy starts empty: whatever an older one left there is not kept
+  if (!incremental) await to.truncate(targetKey, 0);
+  let copiedBytes = 0;
+  for (let first = 0; first < blocks; first += SUMS_PER_CALL_MAX) {
+    const count = Math.min(SUMS_PER_CALL_MAX, blocks - first);
+    const sourceSums = await from.sums(sourceKey, first, count);
+    const targetSums: ObjectSums | null = incremental ? await to.sums(targetKey, first, count) : null;
+    for (let chunk = 0; chunk < count; chunk += BLOCKS_PER_CHUNK) {
+      const chunkBlocks = Math.min(BLOCKS_PER_CHUNK, count - chunk);
+      const wanted = Array.from({ length: chunkBlocks }, (_, i) => chunk + i).filter((block) => differs(sourceSums, targetSums, block));
+      if (wanted.length === 0) continue;
+      // one read of the chunk's span, the blocks that differ written from it
+      const spanStart = (first + wanted[0]) * CHECKSUM_BLOCK_BYTES;
+      const spanEnd = Math.min(length, (first + wanted[wanted.length - 1] + 1) * CHECKSUM_BLOCK_BYTES);
+      const data = await from.read(sourceKey, spanStart, spanEnd - spanStart);
+      for (const block of wanted) {
+        const blockStart = (first + block) * CHECKSUM_BLOCK_BYTES;
+        const at = blockStart - spanStart;
+        const end = Math.min(spanEnd - spanStart, at + CHECKSUM_BLOCK_BYTES);
+        // the source ends early (its last blocks are holes): zeros, written as such
+        const bytes = Buffer.alloc(end - at);
+        if (at < data.length) data.copy(bytes, 0, at, Math.min(end, data.length));
+        if (!incremental && !hasSum(sourceSums, block) && bytes.every((b) => b === 0)) continue; // a hole stays a hole
+        await to.write(targetKey, blockStart, bytes);
+        copiedBytes += bytes.length;
+      }
+    }
+  }
+  await to.truncate(targetKey, length);
+  return { copiedBytes };
+}
+
+function sumAt(sums: ObjectSums | null, block: number): bigint | null {
+  if (!sums || sums.sums.length < (block + 1) * CHECKSUM_BYTES) return null;
+  return sums.sums.readBigUInt64BE(block * CHECKSUM_BYTES);
+}
+
+function hasSum(sums: ObjectSums, block: number): boolean {
+  const sum = sumAt(sums, block);
+  return sum !== null && sum !== 0n;
+}
+
+/** Whether block must be copied: always for a new copy, else when the copy's checksum is not the source's. */
+function differs(source: ObjectSums, target: ObjectSums | null, block: number): boolean {
+  if (!target) return true;
+  const wanted = sumAt(source, block) ?? 0n;
+  const held = sumAt(target, block) ?? 0n;
+  // both holes (or beyond both ends): nothing to copy
+  if (wanted === 0n && held === 0n) return false;
+  return wanted !== held;
+}

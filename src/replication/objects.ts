@@ -1,0 +1,178 @@
+// Reads and writes of a file's stripe objects over their replicas: the one way
+// clients (and the root's appends and repairs) reach object data.
+//
+// Reads go to one good copy (this node's own if it has one, else the first that
+// answers) and fall over to the next when a copy's node is absent or its data
+// fails its checksum. Writes go to every good copy at once and succeed when one
+// took them: the copies that did not are reported, so that the writer marks them
+// stale before fsync or close returns (see OpenFiles.commit), and skips them.
+import { E, FsError, errnoOf } from '../common/errno.js';
+import { log } from '../common/log.js';
+import { goodReplicas, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
+import type { ObjectIo } from '../agent/objectStore.js';
+import type { Layout, ObjectKey } from '../rpc/messages.js';
+
+export interface AgentSource {
+  get(nodeId: number): Promise<ObjectIo>;
+}
+
+/** Waits for room to send `bytes` to a node; the returned function gives it back. */
+export type SendBudget = (nodeId: number, bytes: number) => Promise<() => void>;
+
+export function replicaKey(ino: number, object: number, replica: number): ObjectKey {
+  return { ino, index: object, replica };
+}
+
+export class ReplicaIo {
+  /** Checksum mismatches met by this process's reads. */
+  checksumErrors = 0;
+
+  /** onCorrupt: a copy's data failed its checksum (the slot is given): it must be
+   *  marked stale and repaired; the read went on with another copy. */
+  constructor(
+    readonly agents: AgentSource,
+    private readonly localNodeId: number,
+    private readonly onCorrupt: (ino: number, slot: number) => void = () => {},
+  ) {}
+
+  /** Up to length bytes of the object at offset (fewer at its end), from one good copy. */
+  async read(ino: number, layout: Layout, object: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const order = await this.readOrder(layout, object);
+    let failure: unknown = null;
+    for (const { replica, agent } of order) {
+      try {
+        return await agent.read(replicaKey(ino, object, replica.replica), offset, length, into);
+      } catch (err) {
+        failure ??= err;
+        const errno = errnoOf(err);
+        if (errno === E.EBADMSG) {
+          this.checksumErrors++;
+          log.warn(`inode ${ino} object ${object} replica ${replica.replica} on node ${replica.node}: ${(err as Error).message}; reading another copy`);
+          this.onCorrupt(ino, slotOf(layout, object, replica.replica));
+        } else if (errno !== E.EIO) {
+          throw err;
+        }
+      }
+    }
+    throw new FsError(E.EIO, `no copy of object ${object} of inode ${ino} could be read${failure ? `: ${(failure as Error).message}` : ''}`);
+  }
+
+  /** The good copies to read, best first: those whose node answers, this node's
+   *  own first; one held for failed is tried last. */
+  private async readOrder(layout: Layout, object: number): Promise<{ replica: Replica; agent: ObjectIo }[]> {
+    const found: { replica: Replica; agent: ObjectIo; rank: number }[] = [];
+    for (const replica of goodReplicas(layout, object)) {
+      let agent: ObjectIo;
+      try {
+        agent = await this.agents.get(replica.node);
+      } catch {
+        continue; // not a member any more
+      }
+      const rank = agent.answering === false ? 2 : replica.node === this.localNodeId ? 0 : 1;
+      found.push({ replica, agent, rank });
+    }
+    return found.sort((a, b) => a.rank - b.rank);
+  }
+
+  /** Writes to every good copy not in `failed` (slots that failed before); returns
+   *  the slots that failed now. Throws when no copy took the data. */
+  async write(ino: number, layout: Layout, object: number, offset: number, data: Uint8Array, failed: ReadonlySet<number>, budget?: SendBudget): Promise<number[]> {
+    return this.onEveryCopy(layout, object, failed, async (replica, agent) => {
+      const release = budget ? await budget(replica.node, data.length) : null;
+      try {
+        await agent().then((a) => a.write(replicaKey(ino, object, replica.replica), offset, data));
+      } finally {
+        release?.();
+      }
+    }, `write to object ${object} of inode ${ino}`);
+  }
+
+  /** Cuts every good copy of the object to length (see write for `failed` and the result). */
+  truncate(ino: number, layout: Layout, object: number, length: number, failed: ReadonlySet<number>): Promise<number[]> {
+    return this.onEveryCopy(layout, object, failed, async (replica, agent) => {
+      await (await agent()).truncate(replicaKey(ino, object, replica.replica), length);
+    }, `truncation of object ${object} of inode ${ino}`);
+  }
+
+  /** Makes the objects durable on every good copy (see write for `failed` and the result). */
+  async sync(ino: number, layout: Layout, objects: number[], failed: ReadonlySet<number>): Promise<number[]> {
+    const byNode = new Map<number, { keys: ObjectKey[]; slots: number[] }>();
+    const copies = new Map<number, number>();
+    for (const object of objects) {
+      for (const replica of goodReplicas(layout, object)) {
+        const slot = slotOf(layout, object, replica.replica);
+        if (failed.has(slot)) continue;
+        let group = byNode.get(replica.node);
+        if (!group) byNode.set(replica.node, (group = { keys: [], slots: [] }));
+        group.keys.push(replicaKey(ino, object, replica.replica));
+        group.slots.push(slot);
+        copies.set(object, (copies.get(object) ?? 0) + 1);
+      }
+    }
+    const failedNow: number[] = [];
+    let failure: unknown = null;
+    await Promise.all([...byNode].map(async ([node, group]) => {
+      try {
+        await (await this.agents.get(node)).sync(group.keys);
+      } catch (err) {
+        failure ??= err;
+        failedNow.push(...group.slots);
+      }
+    }));
+    const count = Math.max(1, layout.replicas || 1);
+    for (const object of objects) {
+      const synced = (copies.get(object) ?? 0) - failedNow.filter((slot) => Math.floor(slot / count) === object).length;
+      if (synced <= 0) throw failure ?? new FsError(E.EIO, `no copy of object ${object} of inode ${ino} is left to sync`);
+    }
+    return failedNow;
+  }
+
+  /** Bytes of disk one copy of the file takes (for st_blocks), from the first copy that answers. */
+  async allocated(ino: number, layout: Layout): Promise<number> {
+    const sizes = await Promise.all(layout.nodes.map(async (_, object) => {
+      for (const replica of goodReplicas(layout, object)) {
+        try {
+          return await (await this.agents.get(replica.node)).allocated(replicaKey(ino, object, replica.replica));
+        } catch {
+          // the next copy may tell
+        }
+      }
+      throw new FsError(E.EIO, `no copy of object ${object} of inode ${ino} answers`);
+    }));
+    return sizes.reduce((a, b) => a + b, 0);
+  }
+
+  /** Removes every copy of every object of the file, stale ones too. */
+  async remove(ino: number, layout: Layout): Promise<void> {
+    const byNode = new Map<number, ObjectKey[]>();
+    layout.nodes.forEach((_, object) => {
+      for (const replica of replicasOf(layout, object)) {
+        if (replica.node === 0) continue;
+        if (!byNode.has(replica.node)) byNode.set(replica.node, []);
+        byNode.get(replica.node)!.push(replicaKey(ino, object, replica.replica));
+      }
+    });
+    await Promise.all([...byNode].map(async ([node, keys]) => (await this.agents.get(node)).remove(keys)));
+  }
+
+  /** Runs `each` on every good copy of the object not in `failed`, at once; the
+   *  slots of those that failed. Throws (the first error) when all failed. */
+  private async onEveryCopy(layout: Layout, object: number, failed: ReadonlySet<number>,
+    each: (replica: Replica, agent: () => Promise<ObjectIo>) => Promise<void>, what: string): Promise<number[]> {
+    const targets = goodReplicas(layout, object).filter((r) => !failed.has(slotOf(layout, object, r.replica)));
+    if (targets.length === 0) throw new FsError(E.EIO, `${what}: no good copy is left`);
+    const failedNow: number[] = [];
+    const errors: unknown[] = [];
+    await Promise.all(targets.map(async (replica) => {
+      try {
+        await each(replica, () => this.agents.get(replica.node));
+      } catch (err) {
+        errors.push(err);
+        failedNow.push(slotOf(layout, object, replica.replica));
+        log.warn(`${what}, copy on node ${replica.node}: ${(err as Error).message}`);
+      }
+    }));
+    if (failedNow.length === targets.length) throw errors[0];
+    return failedNow;
+  }
+}

@@ -1,0 +1,237 @@
+// Repair, run by the metadata service on the root node: brings every file back
+// to R good copies of each object.
+//
+// - A stale copy (it missed writes while its node was away, or failed its
+//   checksum) is brought up to date from a good one once its node is live:
+//   only the blocks whose checksums differ are copied (see ObjectStore.sums).
+// - A copy with no node (fewer nodes than R when the file was made), or on a
+//   node down for longer than the grace period, is made anew on a live node
+//   that holds no other copy of the object.
+// Inodes to repair are listed in the metadata store ("R" keys), so that the work
+// survives a restart of the service. A file open anywhere is left until it is
+// closed: a writer that opened it before the repair would not write to the copy
+// being made. The new layout is committed only if the file's size, mtime and
+// layout did not change while the copies were made; else the repair starts over.
+import { E, FsError } from '../common/errno.js';
+import { log } from '../common/log.js';
+import { isReg } from '../common/mode.js';
+import { replicaCount, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
+import { objectLength } from '../layout/stripe.js';
+import type { Cluster } from '../meta/cluster.js';
+import type { Namespace } from '../meta/namespace.js';
+import type { MetaStore } from '../meta/store.js';
+import type { Inode, Layout } from '../rpc/messages.js';
+import { copyObject } from './copy.js';
+
+/** How often repair looks for work. */
+const REPAIR_INTERVAL_MS = 1000;
+/** Inodes repaired per round, at most. */
+const REPAIR_BATCH_INODES = 64;
+/** How long a node may stay down before its copies are made again elsewhere. */
+export const REPAIR_GRACE_DEFAULT_MS = 10 * 60 * 1000;
+
+export interface RepairCounts {
+  /** Objects with fewer than R good copies on live nodes. */
+  degradedObjects: number;
+  /** Objects whose copies are being made now. */
+  repairingObjects: number;
+  /** Inodes of the files with degraded objects, at most `limit` of them. */
+  degradedInos: number[];
+}
+
+export class Repairer {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  /** When each node was first seen not live, while it stays so. */
+  private readonly downSinceMs = new Map<number, number>();
+  /** Nodes down past the grace period: their copies are made again elsewhere. */
+  private readonly abandoned = new Set<number>();
+  private readonly knownMembers = new Set<number>();
+  /** A scan of every inode is due: a node joined or was abandoned. */
+  private scanDue = true;
+  /** Objects being copied now. */
+  repairingObjects = 0;
+  /** Copies made or brought up to date since the service started. */
+  repairedCopies = 0;
+
+  constructor(
+    private readonly store: MetaStore,
+    private readonly namespace: Namespace,
+    private readonly cluster: Cluster,
+    /** Calls back the nodes granted the inode's attributes: they may open it
+     *  again only by asking the service (see OpenFiles.openHere). */
+    private readonly recallGrants: (ino: number) => Promise<void>,
+    private readonly graceMs: number = REPAIR_GRACE_DEFAULT_MS,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.round(), REPAIR_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Stops; resolves once a round in progress is over. */
+  close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    return this.running ?? Promise.resolve();
+  }
+
+  /** One round of repair; resolves when it is over (a round running already is joined). */
+  round(): Promise<void> {
+    this.running ??= this.roundNow()
+      .catch((err) => log.warn(`repair: ${(err as Error).message}`))
+      .finally(() => {
+        this.running = null;
+      });
+    return this.running;
+  }
+
+  private async roundNow(): Promise<void> {
+    this.watchNodes();
+    if (this.scanDue) {
+      this.scanDue = false;
+      await this.scan();
+    }
+    for (const ino of [...this.store.needsRepair].slice(0, REPAIR_BATCH_INODES)) {
+      try {
+        await this.repair(ino);
+      } catch (err) {
+        log.warn(`repair of inode ${ino}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** Follows which nodes are live: one down past the grace period is abandoned
+   *  (its copies are made elsewhere), one that joined may take unplaced copies. */
+  private watchNodes(): void {
+    const nowMs = Date.now();
+    for (const id of this.cluster.nodeIds()) {
+      if (!this.knownMembers.has(id)) {
+        this.knownMembers.add(id);
+        this.scanDue = true;
+      }
+      if (this.cluster.isLive(id)) {
+        this.downSinceMs.delete(id);
+        if (this.abandoned.delete(id)) log.info(`repair: node ${id} is back; its copies were made elsewhere meanwhile`);
+        continue;
+      }
+      const since = this.downSinceMs.get(id) ?? nowMs;
+      this.downSinceMs.set(id, since);
+      if (nowMs - since >= this.graceMs && !this.abandoned.has(id)) {
+        log.warn(`repair: node ${id} has been down for ${Math.round((nowMs - since) / 1000)} s: its copies are made again on other nodes`);
+        this.abandoned.add(id);
+        this.scanDue = true;
+      }
+    }
+  }
+
+  /** Lists for repair every file with a copy to make: unplaced, or on an abandoned node. */
+  private async scan(): Promise<void> {
+    for await (const inode of this.store.allInodes()) {
+      if (this.store.needsRepair.has(inode.attr.ino) || !this.hasObjects(inode)) continue;
+      const layout = inode.layout!;
+      const incomplete = layout.nodes.some((_, object) => replicasOf(layout, object).some((r) => r.node === 0 || r.stale || this.abandoned.has(r.node)));
+      if (incomplete) await this.store.run((tx) => tx.setNeedsRepair(inode.attr.ino, true), false);
+    }
+  }
+
+  private hasObjects(inode: Inode): boolean {
+    return isReg(inode.attr.mode) && !inode.inlined && inode.layout !== null && inode.layout.nodes.length > 0;
+  }
+
+  /** Repairs the file now (for kdfs scrub --repair), as far as the live nodes allow. */
+  async repairNow(ino: number): Promise<void> {
+    if (!this.store.needsRepair.has(ino)) await this.store.run((tx) => tx.setNeedsRepair(ino, true), false);
+    // not beside a round's repair of the same file
+    while (this.running) await this.running;
+    await this.repair(ino);
+  }
+
+  /** Makes what copies of the file's objects it can; the inode stays listed until all are made. */
+  private async repair(ino: number): Promise<void> {
+    const inode = await this.store.run((tx) => tx.inode(ino), false);
+    if (!inode || !this.hasObjects(inode)) {
+      await this.namespace.repairDone(ino);
+      return;
+    }
+    if (this.namespace.isOpen(ino)) return; // at its last close
+    await this.recallGrants(ino);
+    const layout = inode.layout!;
+    const next: Layout = { ...layout, nodes: [...layout.nodes], mirrors: [...(layout.mirrors ?? [])], stale: [...(layout.stale ?? [])] };
+    let changed = false;
+    for (let object = 0; object < layout.nodes.length; object++) {
+      for (const copy of replicasOf(layout, object)) {
+        const moved = copy.node === 0 || this.abandoned.has(copy.node);
+        if (!moved && !copy.stale) continue;
+        const target = moved ? this.pickNode(next, object, ino) : copy.node;
+        if (target === 0 || !this.cluster.isLive(target)) continue;
+        const source = replicasOf(layout, object).find((c) => c !== copy && c.node !== 0 && !c.stale && !this.abandoned.has(c.node) && this.cluster.isLive(c.node));
+        if (!source) continue; // no good copy within reach: the object stays degraded
+        const length = objectLength(layout.unitBytes, layout.nodes.length, inode.attr.size, object);
+        this.repairingObjects++;
+        try {
+          await copyObject(this.cluster.replicas.agents, ino, object, source, { replica: copy.replica, node: target, stale: true }, length, !moved);
+        } catch (err) {
+          log.warn(`repair of inode ${ino} object ${object}, copy ${copy.replica} on node ${target}: ${(err as Error).message}`);
+          continue;
+        } finally {
+          this.repairingObjects--;
+        }
+        placeCopy(next, object, copy.replica, target);
+        next.stale = next.stale!.filter((slot) => slot !== slotOf(layout, object, copy.replica));
+        changed = true;
+        this.repairedCopies++;
+      }
+    }
+    if (!changed) return;
+    const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, mtime: inode.attr.mtime });
+    if (!committed) log.info(`repair of inode ${ino}: the file changed meanwhile; repaired again later`);
+  }
+
+  /** A live node for a new copy of the object: one holding no copy of it, the
+   *  least used by this file, picked by inode number among equals so that files spread. */
+  private pickNode(layout: Layout, object: number, ino: number): number {
+    const holding = new Set(replicasOf(layout, object).map((r) => r.node));
+    const candidates = this.cluster.placeableIds().filter((id) => !holding.has(id) && !this.abandoned.has(id) && this.cluster.isLive(id)).sort((a, b) => a - b);
+    if (candidates.length === 0) return 0;
+    const load = new Map<number, number>();
+    for (let i = 0; i < layout.nodes.length; i++) for (const r of replicasOf(layout, i)) load.set(r.node, (load.get(r.node) ?? 0) + 1);
+    const least = Math.min(...candidates.map((id) => load.get(id) ?? 0));
+    const best = candidates.filter((id) => (load.get(id) ?? 0) === least);
+    return best[(ino + object) % best.length];
+  }
+
+  /** Degraded objects now, over the whole file system (a scan of every inode). */
+  async counts(limit: number): Promise<RepairCounts> {
+    let degradedObjects = 0;
+    const degradedInos: number[] = [];
+    for await (const inode of this.store.allInodes()) {
+      if (!this.hasObjects(inode)) continue;
+      const layout = inode.layout!;
+      const wanted = replicaCount(layout);
+      let degraded = 0;
+      for (let object = 0; object < layout.nodes.length; object++) {
+        const good = replicasOf(layout, object).filter((r) => this.goodNow(r)).length;
+        if (good < wanted) degraded++;
+      }
+      degradedObjects += degraded;
+      if (degraded > 0 && degradedInos.length < limit) degradedInos.push(inode.attr.ino);
+    }
+    return { degradedObjects, repairingObjects: this.repairingObjects, degradedInos };
+  }
+
+  private goodNow(replica: Replica): boolean {
+    return replica.node !== 0 && !replica.stale && !this.abandoned.has(replica.node) && this.cluster.isLive(replica.node);
+  }
+}
+
+/** Sets the node of copy `replica` of the object in the layout. */
+function placeCopy(layout: Layout, object: number, replica: number, node: number): void {
+  if (replica === 0) {
+    layout.nodes[object] = node;
+    return;
+  }
+  const index = object * (replicaCount(layout) - 1) + replica - 1;
+  if (!(index < layout.mirrors!.length)) throw new FsError(E.EIO, `layout has no mirror ${replica} for object ${object}`);
+  layout.mirrors![index] = node;
+}
