@@ -14,18 +14,30 @@ export function configureLog(options: { file?: string | null; prefix?: string; l
   if (options.level) threshold = rank[options.level];
 }
 
+/** Lines the log file could not take (its disk is full): told once it takes them again. */
+let dropped = 0;
+// a stderr that cannot be written (a full disk under it, a closed pipe) must not end the process
+process.stderr.on('error', () => {});
+
 function write(level: Level, message: string): void {
   if (rank[level] < threshold) return;
   const line = `${new Date().toISOString()} ${prefix} ${level}: ${message}\n`;
   if (sinkPath) {
     try {
+      if (dropped > 0) appendFileSync(sinkPath, `${new Date().toISOString()} ${prefix} warn: ${dropped} lines of log were lost (the log file could not be written)\n`);
+      dropped = 0;
       appendFileSync(sinkPath, line);
-      return;
     } catch {
-      // The log file is unwritable (full disk?): fall back to stderr.
+      // the log file is unwritable (a full disk): stderr is the same file in a daemon
+      dropped++;
     }
+    return;
   }
-  process.stderr.write(line);
+  try {
+    process.stderr.write(line);
+  } catch {
+    dropped++;
+  }
 }
 
 export const log = {

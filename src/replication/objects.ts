@@ -169,7 +169,8 @@ export class ReplicaIo {
       } catch (err) {
         errors.push(err);
         failedNow.push(slotOf(layout, object, replica.replica));
-        log.warn(`${what}, copy on node ${replica.node}: ${(err as Error).message}`);
+        // a full disk is the writer's to hear of (ENOSPC), not worth a line per write
+        if (errnoOf(err) !== E.ENOSPC) log.warn(`${what}, copy on node ${replica.node}: ${(err as Error).message}`);
       }
     }));
     if (failedNow.length === targets.length) throw errors[0];

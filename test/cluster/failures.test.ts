@@ -2,8 +2,9 @@
 // past the bound (PEER_BOUND_MS, 5 s; the tests allow twice that), what it holds
 // fails with EIO and never reads as zeros, a write that could not be stored is
 // never committed, new files are placed on the others, which go on, and kdfs
-// status tells its state. One copy of every object (no replicas yet): its data
-// is unreadable while it is away.
+// status tells its state. These clusters keep one copy of every object
+// (mkfs.kdfs --replicas 1): a node's data is unreadable while it is away (see
+// replication.test.ts for two copies).
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -39,10 +40,10 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 /** sha256 of stripe unit `unit` (1 MiB units) of a file, read with O_DIRECT (no page cache). */
 const unitDigest = (file: string, unit: number) => timed(`dd if=${file} bs=1M skip=${unit} count=1 iflag=direct status=none | sha256sum`);
 
-/** Stripe object index -> node, from kdfs getstripe. */
+/** Stripe object index -> node of its first copy, from kdfs getstripe. */
 async function objectNodes(c: Cluster, file: string): Promise<number[]> {
-  const out = (await c.kdfs(['getstripe', file])).stdout;
-  return [...out.matchAll(/^\s+(\d+)\s+node (\d+)$/gm)].map((m) => Number(m[2]));
+  const out = (await c.kdfs(['getstripe', '--json', file])).stdout;
+  return (JSON.parse(out) as { objects: { replicas: { node: number }[] }[] }).objects.map((o) => o.replicas[0].node);
 }
 
 async function nodeStates(c: Cluster): Promise<Record<number, string>> {
@@ -71,7 +72,7 @@ async function expectUnreadable(file: string, unit: number): Promise<void> {
 
 describe('a node killed with kill -9', () => {
   it('makes reads of its objects fail with EIO within the bound, never zeros; the rest answers; back, it reads again', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     const { file, data, nodes } = await stripedFile(c);
     await c.kill9(3);
 
@@ -100,7 +101,7 @@ describe('a node killed with kill -9', () => {
   });
 
   it('makes a write to its objects fail with EIO within the bound, and commits no size over what was not stored', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     // made while node 3 is up: it has an object there (new files leave out a node that is down)
     const target = c.path(2, 'written');
     fs.writeFileSync(target, '');
@@ -137,7 +138,7 @@ describe('a node killed with kill -9', () => {
 
 describe('a node that is down', () => {
   it('is left out of new files, which are written and read whole meanwhile', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     await c.kill9(3);
     const data = randomBytes(12 * MiB);
     const source = path.join(testDir(), 'source');
@@ -156,7 +157,7 @@ describe('a node that is down', () => {
 
 describe('a node whose disk is full', () => {
   it('is left out of new files, which are written whole on the others', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     // node 3's objects on a small disk of their own
     const objects = path.join(c.nodeDir(3), 'objects');
     expect((await command('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'kdfs-test-full', objects])).code).toBe(0);
@@ -182,7 +183,7 @@ describe('a node whose disk is full', () => {
 
 describe('a node stopped with SIGSTOP', () => {
   it('never holds up stat and ls; reads of its objects fail within the bound, and read right once it runs again', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     const { file, data, nodes } = await stripedFile(c);
     stopped = c.pid(3)!;
     process.kill(stopped, 'SIGSTOP');
@@ -205,7 +206,7 @@ describe('a node stopped with SIGSTOP', () => {
 
 describe('a process waiting on a stopped root', () => {
   it('ends at once on a signal (FUSE INTERRUPT), before the bound', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     stopped = c.pid(1)!;
     process.kill(stopped, 'SIGSTOP');
     // a name node 2 never looked up: its lookup waits for the root
@@ -229,7 +230,7 @@ describe('a process waiting on a stopped root', () => {
 
 describe('a root node stopped with SIGSTOP', () => {
   it('makes calls that need it fail with EIO within the bound on other nodes, which answer again once it runs', async () => {
-    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
     fs.mkdirSync(c.path(1, 'dir'));
     // each node keeps the members it heard of, for kdfs status without the root
     const members = path.join(c.nodeDir(2), 'members.json');

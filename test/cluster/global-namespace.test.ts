@@ -41,8 +41,13 @@ describe('a three-node cluster', () => {
     expect(stripe.code).toBe(0);
     expect(stripe.stdout).toMatch(/unit: 1048576/);
     expect(stripe.stdout).toMatch(/count: 3/);
-    const nodes = [...stripe.stdout.matchAll(/^\s+\d+\s+node (\d+)$/gm)].map((m) => Number(m[1])).sort();
-    expect(nodes).toEqual([1, 2, 3]);
+    expect(stripe.stdout).toMatch(/replicas: 2/);
+    // each object's two copies on two nodes, every node holding two copies
+    const objects = [...stripe.stdout.matchAll(/^\s+\d+\s+node (\d+) good, node (\d+) good$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+    expect(objects).toHaveLength(3);
+    for (const [first, second] of objects) expect(first).not.toBe(second);
+    expect(objects.map((o) => o[0]).sort()).toEqual([1, 2, 3]);
+    expect(objects.map((o) => o[1]).sort()).toEqual([1, 2, 3]);
   });
 
   it('shows a rename made on one node and a nanosecond mtime set on another from the third', async () => {
@@ -71,7 +76,7 @@ describe('a three-node cluster', () => {
   it('reports every node up with its space in kdfs status', async () => {
     const status = await cluster.kdfs(['status', cluster.path(2)]);
     expect(status.code).toBe(0);
-    const rows = status.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/));
+    const rows = status.stdout.trim().split('\n\n')[0].split('\n').slice(1).map((line) => line.split(/\s+/));
     expect(rows.map((r) => r[0])).toEqual(['1', '2', '3']);
     for (const row of rows) expect(row[2]).toBe('up');
   });

@@ -91,16 +91,20 @@ export interface ClusterOptions {
   nodes?: number;
   /** Puts the whole cluster on a tmpfs of this size: a disk that fills up. */
   diskBytes?: number;
+  /** Copies of each object (mkfs.kdfs --replicas; its default else). */
+  replicas?: number;
+  /** mount.kdfs options of the root node (-o ...). */
+  rootMountArgs?: string[];
 }
 
 export class Cluster {
-  private constructor(readonly dir: string, readonly size: number, readonly rootPort: number) {}
+  private constructor(readonly dir: string, readonly size: number, readonly rootPort: number, private readonly options: ClusterOptions = {}) {}
 
   /** Formats and mounts a cluster of `nodes` nodes; node 1 is the root. */
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
     const size = options.nodes ?? 3;
     const dir = testDir();
-    const cluster = new Cluster(dir, size, await freePort());
+    const cluster = new Cluster(dir, size, await freePort(), options);
     try {
       if (options.diskBytes) {
         const mounted = await command('mount', ['-t', 'tmpfs', '-o', `size=${options.diskBytes}`, 'kdfs-test', dir]);
@@ -138,7 +142,7 @@ export class Cluster {
     mkdirSync(this.nodeDir(id), { recursive: true });
     mkdirSync(this.mnt(id), { recursive: true });
     const args = id === 1
-      ? ['--node-id', '1', '--listen', this.rootAddress, this.nodeDir(id), '1']
+      ? ['--node-id', '1', '--listen', this.rootAddress, ...(this.options.replicas ? ['--replicas', String(this.options.replicas)] : []), this.nodeDir(id), '1']
       : ['--node-id', String(id), '--listen', '127.0.0.1:0', '--root', this.rootAddress, this.nodeDir(id), '1'];
     const result = await command(CLI.mkfs, args);
     if (result.code !== 0) throw new Error(`mkfs.kdfs node ${id}: ${result.stderr}`);
@@ -146,7 +150,8 @@ export class Cluster {
 
   /** Mounts node `id` with mount.kdfs (as a daemon); throws with its error. */
   async mount(id: number, extraArgs: string[] = []): Promise<void> {
-    const result = await command(CLI.mount, [...extraArgs, this.nodeDir(id), this.mnt(id)]);
+    const rootArgs = id === 1 ? this.options.rootMountArgs ?? [] : [];
+    const result = await command(CLI.mount, [...rootArgs, ...extraArgs, this.nodeDir(id), this.mnt(id)]);
     if (result.code !== 0) throw new Error(`mount.kdfs node ${id}: ${result.stderr.trim()}`);
   }
 

@@ -6,6 +6,7 @@ import { E, FsError } from '../../src/common/errno.js';
 import { mapRange } from '../../src/layout/stripe.js';
 import type { ObjectIo } from '../../src/agent/objectStore.js';
 import type { AgentPool } from '../../src/vfs/agents.js';
+import { ReplicaIo } from '../../src/replication/objects.js';
 import { WriteBehind } from '../../src/vfs/writeBehind.js';
 
 function generator(seed: number): () => number {
@@ -41,8 +42,8 @@ function setup(seed: number) {
   const agent = new SlowObjects(random);
   const pool = { get: async () => agent as unknown as ObjectIo } as unknown as AgentPool;
   const layout = { unitBytes: 64 * 1024, nodes: [1, 2, 3], replicas: 1 };
-  const file = { ino: 2 ** 32, layout, unsynced: new Set<number>() };
-  return { random, agent, layout, writer: new WriteBehind(pool).writer(file) };
+  const file = { ino: 2 ** 32, layout, unsynced: new Set<number>(), failedSlots: new Set<number>() };
+  return { random, agent, layout, writer: new WriteBehind(new ReplicaIo(pool, 1)).writer(file) };
 }
 
 describe('write-behind', () => {
