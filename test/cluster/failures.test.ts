@@ -5,17 +5,14 @@
 // status tells its state. These clusters keep one copy of every object
 // (mkfs.kdfs --replicas 1): a node's data is unreadable while it is away (see
 // replication.test.ts for two copies).
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, command, testDir, type CommandResult } from '../harness/cluster.js';
+import { Cluster, command, testDir } from '../harness/cluster.js';
+import { BOUND_ASSERTED_MS, MiB, nodeStates, sha256, stripeOf, timed } from '../harness/faults.js';
 import { poll } from '../harness/locker.js';
-
-const MiB = 1024 * 1024;
-/** What the tests allow a call on an absent node: twice the documented bound. */
-const BOUND_ASSERTED_MS = 10_000;
 
 let cluster: Cluster | null = null;
 let stopped: number | null = null;
@@ -27,30 +24,12 @@ afterEach(async () => {
   cluster = null;
 });
 
-/** Runs a shell command in a child (a call stuck on the file system must not
- *  stop the test), killed if it outlives 30 s; with how long it took. */
-async function timed(script: string): Promise<CommandResult & { ms: number }> {
-  const started = Date.now();
-  const result = await command('timeout', ['-k', '2', '30', 'bash', '-o', 'pipefail', '-c', script]);
-  return { ...result, ms: Date.now() - started };
-}
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
 /** sha256 of stripe unit `unit` (1 MiB units) of a file, read with O_DIRECT (no page cache). */
 const unitDigest = (file: string, unit: number) => timed(`dd if=${file} bs=1M skip=${unit} count=1 iflag=direct status=none | sha256sum`);
 
-/** Stripe object index -> node of its first copy, from kdfs getstripe. */
+/** Stripe object index -> node of its first copy. */
 async function objectNodes(c: Cluster, file: string): Promise<number[]> {
-  const out = (await c.kdfs(['getstripe', '--json', file])).stdout;
-  return (JSON.parse(out) as { objects: { replicas: { node: number }[] }[] }).objects.map((o) => o.replicas[0].node);
-}
-
-async function nodeStates(c: Cluster): Promise<Record<number, string>> {
-  const result = await c.kdfs(['status', '--json', c.mnt(2)]);
-  expect(result.code, result.stderr).toBe(0);
-  const { nodes } = JSON.parse(result.stdout) as { nodes: { id: number; state: string }[] };
-  return Object.fromEntries(nodes.map((n) => [n.id, n.state]));
+  return (await stripeOf(c, file)).objects.map((o) => o.replicas[0].node);
 }
 
 /** A 12 MiB file written through node 1, striped over the three nodes (1 MiB units). */
@@ -81,9 +60,7 @@ describe('a node killed with kill -9', () => {
     expect(whole.stderr).toMatch(/Input\/output error/);
     expect(whole.ms).toBeLessThan(BOUND_ASSERTED_MS);
     await expectUnreadable(file, nodes.indexOf(3));
-    const stripe = await c.kdfs(['getstripe', '--json', c.path(2, 'striped')]);
-    expect(stripe.code, stripe.stderr).toBe(0);
-    const objects = (JSON.parse(stripe.stdout) as { objects: { index: number; replicas: { node: number; state: string }[] }[] }).objects;
+    const { objects } = await stripeOf(c, c.path(2, 'striped'));
     expect(objects.map((o) => o.replicas[0].state)).toEqual(nodes.map((node) => (node === 3 ? 'missing' : 'good')));
     // what lives elsewhere reads right, and the namespace answers
     const kept = nodes.indexOf(2);

@@ -1,0 +1,165 @@
+// Two copies of every object (the default): a node killed while files are
+// written or read costs the applications nothing, its copies are brought up to
+// date when it returns or made again elsewhere past the grace period, and a
+// copy damaged on disk is never returned, is found by kdfs scrub and repaired.
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, testDir } from '../harness/cluster.js';
+import { BOUND_ASSERTED_MS, MiB, sha256, stripeOf, timed } from '../harness/faults.js';
+import { poll } from '../harness/locker.js';
+
+let cluster: Cluster | null = null;
+let stopped: number | null = null;
+
+afterEach(async () => {
+  if (stopped) process.kill(stopped, 'SIGCONT');
+  stopped = null;
+  await cluster?.stop();
+  cluster = null;
+});
+
+/** How long repair may take to bring every copy back in these tests. */
+const REPAIR_WAIT_MS = 60_000;
+
+/** sha256 of a whole file read with O_DIRECT (no page cache), within the bound or not. */
+const fileDigest = (file: string) => timed(`dd if=${file} bs=1M iflag=direct status=none | sha256sum`);
+
+interface StatusJson { nodes: { id: number; state: string }[]; degradedObjects: number | null; repairingObjects: number | null; checksumErrors: number }
+
+async function status(c: Cluster): Promise<StatusJson> {
+  const result = await c.kdfs(['status', '--json', c.mnt(2)]);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as StatusJson;
+}
+
+/** The file of copy `replica` of object `index` of `file` on its node's disk. */
+function copyPath(c: Cluster, file: string, node: number, index: number, replica: number): string {
+  const ino = fs.statSync(file, { bigint: true }).ino;
+  const bucket = Number(ino % 256n).toString(16).padStart(2, '0');
+  const name = `${ino.toString(16).padStart(16, '0')}.${index}${replica ? `.r${replica}` : ''}`;
+  return path.join(c.nodeDir(node), 'objects', bucket, name);
+}
+
+/** Whether every object of the file has two good copies (on nodes other than `without`). */
+async function whole(c: Cluster, file: string, without?: number): Promise<boolean> {
+  const { objects } = await stripeOf(c, file);
+  return objects.every((o) => o.replicas.length === 2 && o.replicas.every((r) => r.state === 'good' && r.node !== without));
+}
+
+describe('a node killed with kill -9, two copies', () => {
+  it('costs a writer with fsync nothing; the file reads back whole meanwhile, and on the node once it is back and repaired', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const data = randomBytes(256 * MiB);
+    const source = path.join(testDir(), 'source');
+    fs.writeFileSync(source, data);
+    const target = c.path(1, 'written');
+    const dd = spawn('timeout', ['-k', '2', '120', 'dd', `if=${source}`, `of=${target}`, 'bs=1M', 'conv=fsync', 'status=none'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let ddErrors = '';
+    dd.stderr.on('data', (chunk: Buffer) => (ddErrors += chunk.toString()));
+    const ddExit = new Promise<number | null>((resolve) => dd.on('exit', (code) => resolve(code)));
+    // once dd is under way (its writes show in the size node 1 reports)
+    expect(await poll(async () => (fs.statSync(target, { throwIfNoEntry: false })?.size ?? 0) >= 32 * MiB, 30_000, 5)).not.toBeNull();
+    await c.kill9(3);
+    // the kill came while dd was writing
+    expect(dd.exitCode).toBeNull();
+    expect(await ddExit, ddErrors).toBe(0);
+    const expected = sha256(data);
+    expect((await fileDigest(c.path(2, 'written'))).stdout.split(' ')[0]).toBe(expected);
+    // node 3's copies missed writes: degraded until it is back
+    expect((await status(c)).degradedObjects).toBeGreaterThan(0);
+
+    await c.mount(3);
+    expect(await poll(async () => (await status(c)).degradedObjects === 0, REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect(await whole(c, c.path(1, 'written'))).toBe(true);
+    expect((await fileDigest(c.path(3, 'written'))).stdout.split(' ')[0]).toBe(expected);
+    fs.rmSync(source, { force: true });
+  });
+
+  it('costs a reader nothing: a whole read through another node is right', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const data = randomBytes(64 * MiB);
+    fs.writeFileSync(c.path(1, 'read'), data);
+    const reader = timed(`dd if=${c.path(1, 'read')} bs=1M iflag=direct status=none | sha256sum`);
+    await c.kill9(2);
+    const read = await reader;
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.split(' ')[0]).toBe(sha256(data));
+    expect(read.ms).toBeLessThan(BOUND_ASSERTED_MS);
+  });
+});
+
+describe('a node stopped with SIGSTOP, two copies', () => {
+  it('holds up neither stat and ls nor a whole read of a file striped over it', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const data = randomBytes(24 * MiB);
+    fs.writeFileSync(c.path(1, 'striped'), data);
+    const nodes = new Set((await stripeOf(c, c.path(1, 'striped'))).objects.flatMap((o) => o.replicas.map((r) => r.node)));
+    expect(nodes.has(3)).toBe(true);
+    stopped = c.pid(3)!;
+    process.kill(stopped, 'SIGSTOP');
+    const looked = await timed(`stat ${c.path(2, 'striped')} && ls -l ${c.mnt(2)}`);
+    expect(looked.code, looked.stderr).toBe(0);
+    expect(looked.ms).toBeLessThan(BOUND_ASSERTED_MS);
+    const read = await fileDigest(c.path(2, 'striped'));
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.split(' ')[0]).toBe(sha256(data));
+    expect(read.ms).toBeLessThan(BOUND_ASSERTED_MS);
+  });
+});
+
+describe('a node down past the grace period', () => {
+  it('has its copies made again on the other nodes', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3, rootMountArgs: ['-o', 'repair_grace=2'] }));
+    const data = randomBytes(12 * MiB);
+    fs.writeFileSync(c.path(1, 'kept'), data);
+    await c.kill9(3);
+    expect(await poll(() => whole(c, c.path(1, 'kept'), 3), REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect((await fileDigest(c.path(2, 'kept'))).stdout.split(' ')[0]).toBe(sha256(data));
+    expect((await status(c)).degradedObjects).toBe(0);
+  });
+});
+
+describe('a byte flipped in a copy on disk', () => {
+  it('is found by kdfs scrub, which exits 1; kdfs scrub --repair mends it and exits 0; the file reads back whole', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const data = randomBytes(6 * MiB);
+    fs.writeFileSync(c.path(1, 'flipped'), data);
+    const first = (await stripeOf(c, c.path(1, 'flipped'))).objects[0].replicas[0];
+    const copy = copyPath(c, c.path(1, 'flipped'), first.node, 0, 0);
+    const fd = fs.openSync(copy, 'r+');
+    fs.writeSync(fd, Buffer.from([data[1000] ^ 0xff]), 0, 1, 1000);
+    fs.closeSync(fd);
+
+    const found = await c.kdfs(['scrub', '--json', c.path(2, 'flipped')]);
+    expect(found.code, found.stderr).toBe(1);
+    expect(JSON.parse(found.stdout)).toMatchObject({ checked: 3, corrupt: 1 });
+    const repaired = await c.kdfs(['scrub', '--repair', '--json', c.path(2, 'flipped')]);
+    expect(repaired.code, repaired.stderr).toBe(0);
+    expect(JSON.parse(repaired.stdout)).toMatchObject({ repaired: 1 });
+    // object 0 holds units 0 and 3 of the file
+    expect(fs.readFileSync(copy).subarray(0, MiB).equals(data.subarray(0, MiB))).toBe(true);
+    expect((await fileDigest(c.path(3, 'flipped'))).stdout.split(' ')[0]).toBe(sha256(data));
+    expect((await c.kdfs(['scrub', '--json', c.path(2, 'flipped')])).code).toBe(0);
+  });
+
+  it('is never returned to a reader, which gets the other copy; the bad copy is repaired and counted', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const data = randomBytes(6 * MiB);
+    fs.writeFileSync(c.path(1, 'read'), data);
+    const first = (await stripeOf(c, c.path(1, 'read'))).objects[1].replicas[0];
+    const copy = copyPath(c, c.path(1, 'read'), first.node, 1, 0);
+    const fd = fs.openSync(copy, 'r+');
+    fs.writeSync(fd, Buffer.from([data[MiB + 77] ^ 0x01]), 0, 1, 77);
+    fs.closeSync(fd);
+    // node `first.node` reads its own copy first: it meets the bad block
+    const read = await fileDigest(c.path(first.node, 'read'));
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.split(' ')[0]).toBe(sha256(data));
+    expect(await poll(async () => (await status(c)).checksumErrors > 0, BOUND_ASSERTED_MS, 500)).not.toBeNull();
+    expect(await poll(() => whole(c, c.path(1, 'read')), REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect(fs.readFileSync(copy).subarray(0, 1024).equals(data.subarray(MiB, MiB + 1024))).toBe(true);
+  });
+});
