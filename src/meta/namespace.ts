@@ -19,7 +19,7 @@ import {
   type Target,
 } from '../rpc/messages.js';
 import { makeLayout } from '../layout/placement.js';
-import { REPLICAS_MAX, layoutComplete, replicaCount, withStale } from '../layout/replicas.js';
+import { REPLICAS_MAX, goodReplicas, layoutComplete, replicaCount, slotOf, withStale } from '../layout/replicas.js';
 import { FIRST_INO, ROOT_INO } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
 import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
@@ -396,6 +396,25 @@ export class Namespace {
     }, true);
   }
 
+  /** A writer may have died in the middle of writing the file: its copies may
+   *  differ where it wrote last. One good copy of each object is kept (the first
+   *  whose node `live` says answers), the others are marked stale, so that every
+   *  reader reads the kept one until repair has copied it over the others. */
+  async reconcile(ino: number, live: (nodeId: number) => boolean): Promise<void> {
+    await this.store.run((tx) => {
+      const current = tx.inode(ino);
+      if (!current?.layout || current.inlined || !isReg(current.attr.mode)) return;
+      const layout = current.layout;
+      const slots: number[] = [];
+      for (let object = 0; object < layout.nodes.length; object++) {
+        const good = goodReplicas(layout, object);
+        const keeper = good.find((r) => live(r.node)) ?? good[0];
+        for (const r of good) if (r !== keeper) slots.push(slotOf(layout, object, r.replica));
+      }
+      if (slots.length > 0) this.markStaleIn(tx, tx.editInode(ino), slots);
+    }, true);
+  }
+
   /** The inode needs no repair (it is gone, or whole again). */
   async repairDone(ino: number): Promise<void> {
     await this.store.run((tx) => tx.setNeedsRepair(ino, false), false);
@@ -419,17 +438,24 @@ export class Namespace {
     await this.freeIfUnlinked(ino);
   }
 
-  /** A node (re)started: what it holds open replaces what the service knew of it. */
-  async replaceOpens(nodeId: number, inos: number[]): Promise<void> {
+  /** A node (re)started: what it holds open replaces what the service knew of it.
+   *  Returns the inodes it held open and holds no more: its process may have
+   *  died in the middle of writing them. */
+  async replaceOpens(nodeId: number, inos: number[]): Promise<number[]> {
     const released: number[] = [];
+    const dropped: number[] = [];
+    const kept = new Set(inos);
     for (const [ino, nodes] of this.opens) {
-      if (nodes.delete(nodeId) && nodes.size === 0) {
+      if (!nodes.delete(nodeId)) continue;
+      if (!kept.has(ino)) dropped.push(ino);
+      if (nodes.size === 0) {
         this.opens.delete(ino);
         released.push(ino);
       }
     }
     for (const ino of inos) this.addOpen(ino, nodeId);
     for (const ino of released) if (!this.opens.has(ino)) await this.freeIfUnlinked(ino);
+    return dropped;
   }
 
   /** The nodes have re-announced their open files: free the unlinked inodes none claimed. */

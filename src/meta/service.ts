@@ -104,6 +104,7 @@ export class MetaService {
       changes.inode(ino, false, 0, 0);
       await this.coherence.invalidate(changes, 0);
     }, repairGraceMs);
+    this.cluster.opensDropped = (inos) => this.repairer.reconcile(inos);
     this.ops = this.makeOps();
   }
 

@@ -121,6 +121,8 @@ export class Repairer {
         log.warn(`repair: node ${id} has been down for ${Math.round((nowMs - since) / 1000)} s: its copies are made again on other nodes`);
         this.abandoned.add(id);
         this.scanDue = true;
+        // what it held open is open no more: its files may be repaired (after reconciling)
+        void this.namespace.replaceOpens(id, []).then((dropped) => this.reconcile(dropped));
       }
     }
   }
@@ -137,6 +139,18 @@ export class Repairer {
 
   private hasObjects(inode: Inode): boolean {
     return isReg(inode.attr.mode) && !inode.inlined && inode.layout !== null && inode.layout.nodes.length > 0;
+  }
+
+  /** A node process died holding the files open (it restarted, or was abandoned):
+   *  their copies are reconciled before anyone reads them again. */
+  async reconcile(inos: number[]): Promise<void> {
+    for (const ino of inos) {
+      try {
+        await this.namespace.reconcile(ino, (node) => this.cluster.isLive(node) && !this.abandoned.has(node));
+      } catch (err) {
+        log.warn(`reconciling the copies of inode ${ino}: ${(err as Error).message}`);
+      }
+    }
   }
 
   /** Repairs the file now (for kdfs scrub --repair), as far as the live nodes allow. */

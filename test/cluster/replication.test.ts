@@ -91,6 +91,34 @@ describe('a node killed with kill -9, two copies', () => {
   });
 });
 
+describe('a writer whose node dies in the middle of overwriting a file', () => {
+  it('leaves copies that read the same everywhere once its node is back', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    fs.writeFileSync(c.path(1, 'overwritten'), randomBytes(16 * MiB));
+    // overwrites the file in place, 1 MiB at a time, until its node dies under it
+    const script = [
+      'import os', `fd = os.open(${JSON.stringify(c.path(2, 'overwritten'))}, os.O_WRONLY)`, 'i = 0',
+      'while True:', '    os.pwrite(fd, os.urandom(1 << 20), (i % 16) << 20)', '    i += 1',
+    ].join('\n');
+    const writer = spawn('timeout', ['-k', '2', '60', 'python3', '-c', script], { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => writer.on('exit', () => resolve()));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(writer.exitCode).toBeNull();
+      await c.kill9(2);
+      await exited;
+    } finally {
+      writer.kill('SIGKILL');
+    }
+    await c.mount(2);
+    // every copy is compared with the first good one: all the same once repaired
+    expect(await poll(async () => (await c.kdfs(['scrub', '--json', c.path(1, 'overwritten')])).code === 0, REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect(await whole(c, c.path(1, 'overwritten'))).toBe(true);
+    const digests = await Promise.all([1, 2, 3].map(async (id) => (await fileDigest(c.path(id, 'overwritten'))).stdout));
+    expect(new Set(digests).size).toBe(1);
+  });
+});
+
 describe('a node stopped with SIGSTOP, two copies', () => {
   it('holds up neither stat and ls nor a whole read of a file striped over it', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
