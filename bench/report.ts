@@ -12,7 +12,7 @@ export interface Row {
   figures: Record<string, Figure>;
   /** Of the medians: kdfs (node 1's mount) / local and / glusterfs, and kdfs2 (node 2's
    *  mount) / kdfs (node 1's) and / glusterfs. */
-  ratios: { local: number | null; glusterfs: number | null; node2ToNode1: number | null; node2ToGlusterfs: number | null };
+  ratios: { local: number | null; glusterfs: number | null; node2ToNode1: number | null; node2ToGlusterfs: number | null; replicas2To1?: number | null };
 }
 
 export interface Results {
@@ -27,10 +27,12 @@ export interface Results {
 }
 
 /** kdfs is the cluster through node 1's mount (the root node, serving the metadata in its
- *  own process), kdfs2 the same cluster through node 2's (metadata over the network). */
-export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'glusterfs'] as const;
+ *  own process), kdfs2 the same cluster through node 2's (metadata over the network);
+ *  both with two copies of each object (the default), and kdfs1r through node 1's
+ *  mount in a directory of files with one copy. */
+export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'kdfs1r', 'glusterfs'] as const;
 
-export const LABELS: Record<string, string> = { local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', glusterfs: 'glusterfs' };
+export const LABELS: Record<string, string> = { local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', kdfs1r: 'kdfs 1 copy', glusterfs: 'glusterfs' };
 
 export function median(values: number[]): number | null {
   if (values.length === 0) return null;
@@ -43,10 +45,10 @@ const format = (value: number | null) => (value === null ? '-' : value >= 100 ? 
 const ratio = (value: number | null) => (value === null ? '-' : `${value.toFixed(2)}x`);
 
 export function table(results: Results): string {
-  const header = ['workload', 'unit', ...SYSTEMS.map((s) => LABELS[s]), 'node 1/local', 'node 1/glusterfs', 'node 2/node 1', 'node 2/glusterfs'];
+  const header = ['workload', 'unit', ...SYSTEMS.map((s) => LABELS[s]), 'node 1/local', 'node 1/glusterfs', 'node 2/node 1', 'node 2/glusterfs', '2 copies/1'];
   const rows = results.rows.map((row) => [
     row.workload, row.unit, ...SYSTEMS.map((s) => format(row.figures[s]?.median ?? null)),
-    ratio(row.ratios.local), ratio(row.ratios.glusterfs), ratio(row.ratios.node2ToNode1), ratio(row.ratios.node2ToGlusterfs),
+    ratio(row.ratios.local), ratio(row.ratios.glusterfs), ratio(row.ratios.node2ToNode1), ratio(row.ratios.node2ToGlusterfs), ratio(row.ratios.replicas2To1 ?? null),
   ]);
   const widths = header.map((_, c) => Math.max(header[c].length, ...rows.map((r) => r[c].length)));
   const line = (cells: string[]) => cells.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
@@ -60,7 +62,7 @@ export function table(results: Results): string {
   return out.join('\n');
 }
 
-const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', glusterfs: '#d62728' };
+const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', kdfs1r: '#2ca02c', glusterfs: '#d62728' };
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
@@ -86,7 +88,7 @@ export function chart(results: Results): string {
     const max = Math.max(1e-9, ...values.map((v) => v ?? 0));
     parts.push(`<text x="10" y="${y + rowHeight * 1.6}">${escape(row.workload)}</text>`);
     parts.push(`<text x="10" y="${y + rowHeight * 2.6}" fill="#555">${escape(row.unit)}; node 1/local ${ratio(row.ratios.local)}, node 1/glusterfs ${ratio(row.ratios.glusterfs)}</text>`);
-    parts.push(`<text x="10" y="${y + rowHeight * 3.6}" fill="#555">node 2/node 1 ${ratio(row.ratios.node2ToNode1)}, node 2/glusterfs ${ratio(row.ratios.node2ToGlusterfs)}</text>`);
+    parts.push(`<text x="10" y="${y + rowHeight * (SYSTEMS.length - 0.4)}" fill="#555">node 2/node 1 ${ratio(row.ratios.node2ToNode1)}, node 2/glusterfs ${ratio(row.ratios.node2ToGlusterfs)}, 2 copies/1 ${ratio(row.ratios.replicas2To1 ?? null)}</text>`);
     SYSTEMS.forEach((system, i) => {
       const value = values[i];
       const width = value === null ? 0 : (value / max) * barWidth;

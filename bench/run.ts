@@ -1,7 +1,8 @@
 // npm run bench: the same workloads, in one invocation, on a local directory, a
-// 3-node kDFS cluster (through node 1's mount, the root node's, and through node
-// 2's, whose metadata goes over the network) and a 3-brick GlusterFS volume on
-// this machine, with the FUSE ceiling beside them. Medians of repeated runs, one
+// 3-node kDFS cluster with two copies of each object (through node 1's mount,
+// the root node's, and through node 2's, whose metadata goes over the network;
+// and through node 1's in a directory of one-copy files) and a 3-brick
+// GlusterFS volume on this machine, with the FUSE ceiling beside them. Medians of repeated runs, one
 // table, JSON and SVG under bench/results/.
 //   node dist/bench/run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--only WORDS] [--out DIR]
 // --only runs the workloads whose names contain one of the comma-separated
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
     systems.push(...(await kdfsSystems(scratch)));
     results.systems.kdfs = 'ok';
     results.systems.kdfs2 = 'ok';
+    results.systems.kdfs1r = 'ok';
     if (options.glusterfs) {
       try {
         systems.push(await glusterSystem(scratch));
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
         workload: workload.name,
         unit: workload.unit,
         figures: byName,
-        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs') },
+        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r') },
       };
     });
     // the memory measure: node 1's process, which also serves the metadata

@@ -45,7 +45,7 @@ export function localSystem(scratch: string): System {
  *  metadata in its own process) and node 2's (whose metadata goes over the network to
  *  node 1). Each runs its workloads in its own directory, made through its own mount.
  *  Node 2's stop() does nothing: node 1's stops the whole cluster. */
-export async function kdfsSystems(scratch: string): Promise<[System, System]> {
+export async function kdfsSystems(scratch: string): Promise<[System, System, System]> {
   const clusterDir = path.join(scratch, 'kdfs');
   const down = async () => {
     run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
@@ -71,7 +71,10 @@ export async function kdfsSystems(scratch: string): Promise<[System, System]> {
     };
   };
   try {
-    return [node(1, 'kdfs', 'bench', down), node(2, 'kdfs2', 'bench2', async () => {})];
+    const oneCopy = node(1, 'kdfs1r', 'bench1r', async () => {});
+    // the same cluster, a directory whose files keep one copy of each object
+    run(KDFS, ['setstripe', '--replicas', '1', oneCopy.dir]);
+    return [node(1, 'kdfs', 'bench', down), node(2, 'kdfs2', 'bench2', async () => {}), oneCopy];
   } catch (err) {
     await down();
     throw err;
