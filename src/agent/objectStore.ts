@@ -46,9 +46,9 @@ export interface ObjectIo {
 export interface SpaceStat { capacityBytes: number; freeBytes: number; usedBytes: number; checksumErrors?: number }
 export interface ObjectSums { length: number; sums: Buffer }
 
-export const CHECKSUM_BLOCK_BYTES = 64 * 1024;
+export const CHECKSUM_BLOCK_BYTES = 4096;
 export const CHECKSUM_BYTES = 8;
-/** Blocks whose checksums one Sums call returns at most. */
+/** Blocks whose checksums one Sums call returns at most (512 KiB of them). */
 export const SUMS_PER_CALL_MAX = 64 * 1024;
 /** Times a read whose checksum failed while the object was being written is tried again. */
 const REREADS_MAX = 3;
@@ -57,6 +57,9 @@ const REREADS_MAX = 3;
 export interface Agent extends ObjectIo {
   space(deadlineMs?: number): Promise<SpaceStat>;
 }
+
+/** A change of the blocks [start, end) of an object, done when `done` resolves. */
+interface Turn { start: number; end: number; done: Promise<void> }
 
 interface OpenFile {
   path: string;
@@ -90,8 +93,9 @@ export class ObjectStore implements Agent {
 
   /** Checksum mismatches found by reads since the agent started. */
   checksumErrors = 0;
-  /** The write or truncation in progress on each object: the next waits for it. */
-  private readonly turns = new Map<string, Promise<void>>();
+  /** The writes and truncations in progress on each object, by the blocks they
+   *  change: one that changes the same blocks waits for them. */
+  private readonly turns = new Map<string, Turn[]>();
 
   /** True while object writes must wait for space: on the root node, while the
    *  metadata store uses the reserve it gave back (see src/meta/reserve.ts). */
@@ -112,7 +116,8 @@ export class ObjectStore implements Agent {
     if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
     await initHash();
     const objectPath = this.pathOf(key);
-    await this.inTurn(objectPath, async () => {
+    const blocks = { start: Math.floor(offset / CHECKSUM_BLOCK_BYTES), end: Math.ceil((offset + data.length) / CHECKSUM_BLOCK_BYTES) };
+    await this.inTurn(objectPath, blocks, async () => {
       const file = (await this.acquire(objectPath, true))!;
       try {
         const sums = await this.sumsOfWrite(file, offset, data);
@@ -125,16 +130,26 @@ export class ObjectStore implements Agent {
     });
   }
 
-  /** Runs `change` once the changes of the object before it are done. */
-  private async inTurn<T>(objectPath: string, change: () => Promise<T>): Promise<T> {
-    const previous = this.turns.get(objectPath);
-    const run = (previous ?? Promise.resolve()).then(change);
-    const settled = run.then(() => {}, () => {});
-    this.turns.set(objectPath, settled);
-    void settled.then(() => {
-      if (this.turns.get(objectPath) === settled) this.turns.delete(objectPath);
+  /** Runs `change` of the blocks [start, end) once the changes of the object
+   *  before it that touch any of them are done. */
+  private async inTurn<T>(objectPath: string, blocks: { start: number; end: number }, change: () => Promise<T>): Promise<T> {
+    let turns = this.turns.get(objectPath);
+    if (!turns) this.turns.set(objectPath, (turns = []));
+    const before = turns.filter((t) => t.start < blocks.end && blocks.start < t.end).map((t) => t.done);
+    const run = Promise.all(before).then(change);
+    const turn: Turn = { ...blocks, done: run.then(() => {}, () => {}) };
+    turns.push(turn);
+    void turn.done.then(() => {
+      const left = this.turns.get(objectPath)?.filter((t) => t !== turn) ?? [];
+      if (left.length > 0) this.turns.set(objectPath, left);
+      else this.turns.delete(objectPath);
     });
     return run;
+  }
+
+  /** Resolves once the changes of the object in progress now are done. */
+  private async changesDone(objectPath: string): Promise<void> {
+    await Promise.all((this.turns.get(objectPath) ?? []).map((t) => t.done));
   }
 
   /** The checksums of the blocks a write touches, as they will be after it: a
@@ -230,21 +245,22 @@ export class ObjectStore implements Agent {
     try {
       for (let attempt = 0; ; attempt++) {
         const changes = file.changes;
-        const busy = this.turns.get(objectPath);
+        const busy = this.turns.has(objectPath);
         try {
           return await this.readChecked(file, offset, length, into);
         } catch (err) {
           const mismatch = err instanceof FsError && err.errno === E.EBADMSG;
           // a block read between its data and its checksum: read again once the change is done
-          const racing = busy !== undefined || file.changes !== changes || this.turns.has(objectPath);
+          const racing = busy || file.changes !== changes || this.turns.has(objectPath);
           if (mismatch && racing && attempt < REREADS_MAX) {
-            await this.turns.get(objectPath);
+            await this.changesDone(objectPath);
             continue;
           }
           if (err instanceof BadBlock) {
             this.checksumErrors++;
             log.warn(`${path.basename(objectPath)}: ${err.message}`);
-            if (err.block !== null) await this.inTurn(objectPath, () => this.markBad(file, err.block!)).catch(() => {});
+            const block = err.block;
+            if (block !== null) await this.inTurn(objectPath, { start: block, end: block + 1 }, () => this.markBad(file, block)).catch(() => {});
           }
           throw err;
         }
@@ -360,7 +376,8 @@ export class ObjectStore implements Agent {
   async truncate(key: ObjectKey, length: number): Promise<void> {
     const objectPath = this.pathOf(key);
     await initHash();
-    await this.inTurn(objectPath, async () => {
+    // the block cut in the middle changes, and every one past it goes
+    await this.inTurn(objectPath, { start: Math.floor(length / CHECKSUM_BLOCK_BYTES), end: Infinity }, async () => {
       const file = await this.acquire(objectPath, false);
       if (!file) return; // absent: all holes, at any length
       try {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { configureLog, log } from '../common/log.js';
 import { NODE_HEAP_MAX_MIB, NODE_SEMI_SPACE_MIB } from '../common/limits.js';
 import { nodePaths } from '../format/paths.js';
+import type { ReplicationOptions } from '../meta/service.js';
 import { KdfsNode, StartError } from '../node/node.js';
 import { CliError, packageVersion, runMain } from './common.js';
 
@@ -31,22 +32,25 @@ interface MountArgs {
    *  default for a user's mounts; root's mounts honour them unless told). */
   noDev: boolean;
   noSuid: boolean;
-  /** repair_grace=SECONDS: how long a node may stay down before its copies are made elsewhere (root node). */
-  repairGraceMs?: number;
+  /** Root node: repair_grace=SECONDS, scrub_rate=MIB_PER_S, scrub_interval=SECONDS (see ReplicationOptions). */
+  replication: ReplicationOptions;
   dir: string;
   mountPoint: string;
 }
 
-/** Most seconds repair_grace takes: a week. */
-const REPAIR_GRACE_MAX_S = 7 * 24 * 3600;
+/** Most seconds repair_grace and scrub_interval take: a year. */
+const SECONDS_MAX = 366 * 24 * 3600;
+const SCRUB_RATE_MAX_MIB = 100_000;
 
-function parseSeconds(text: string, name: string): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) > REPAIR_GRACE_MAX_S) throw new CliError(`${name} must be a whole number of seconds up to ${REPAIR_GRACE_MAX_S}: ${JSON.stringify(text)}`, 2);
+/** The whole number after the = of option NAME=N, at most max. */
+function parseWhole(option: string, max: number): number {
+  const [name, text] = option.split('=', 2);
+  if (!/^[0-9]+$/.test(text) || Number(text) > max) throw new CliError(`${name} must be a whole number from 0 to ${max}: ${JSON.stringify(text)}`, 2);
   return Number(text);
 }
 
 export function parseMountArgs(argv: string[]): MountArgs {
-  const args: MountArgs = { foreground: false, readOnly: false, debug: false, noDev: process.getuid?.() !== 0, noSuid: process.getuid?.() !== 0, dir: '', mountPoint: '' };
+  const args: MountArgs = { foreground: false, readOnly: false, debug: false, noDev: process.getuid?.() !== 0, noSuid: process.getuid?.() !== 0, dir: '', mountPoint: '', replication: {} };
   const positional: string[] = [];
   const options: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -65,7 +69,9 @@ export function parseMountArgs(argv: string[]): MountArgs {
     else if (option === 'debug') args.debug = true;
     else if (option === 'nodev' || option === 'dev') args.noDev = option === 'nodev';
     else if (option === 'nosuid' || option === 'suid') args.noSuid = option === 'nosuid';
-    else if (option.startsWith('repair_grace=')) args.repairGraceMs = parseSeconds(option.slice('repair_grace='.length), 'repair_grace') * 1000;
+    else if (option.startsWith('repair_grace=')) args.replication.repairGraceMs = parseWhole(option, SECONDS_MAX) * 1000;
+    else if (option.startsWith('scrub_rate=')) args.replication.scrubBytesPerS = parseWhole(option, SCRUB_RATE_MAX_MIB) * 2 ** 20;
+    else if (option.startsWith('scrub_interval=')) args.replication.scrubIntervalMs = Math.max(1, parseWhole(option, SECONDS_MAX)) * 1000;
     else if (!IGNORED_OPTIONS.has(option)) throw new CliError(`unknown mount option ${JSON.stringify(option)}`, 2);
   }
   if (positional.length !== 2) throw new CliError(USAGE, 2);
@@ -123,7 +129,7 @@ async function runForeground(args: MountArgs): Promise<number> {
   };
   let node: KdfsNode;
   try {
-    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid, repairGraceMs: args.repairGraceMs });
+    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid, replication: args.replication });
   } catch (err) {
     const message = err instanceof StartError ? err.message : `cannot start: ${(err as Error)?.stack ?? err}`;
     log.error(message);

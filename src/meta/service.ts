@@ -10,6 +10,16 @@ import { Changes, Coherence, type CallbackTarget } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
 import { REPAIR_GRACE_DEFAULT_MS, Repairer } from '../replication/repair.js';
+import { BackgroundScrub, SCRUB_INTERVAL_DEFAULT_MS, SCRUB_RATE_DEFAULT_BYTES_PER_S } from '../replication/backgroundScrub.js';
+
+/** The root node's choices about copies (mount.kdfs options). */
+export interface ReplicationOptions {
+  /** How long a node may stay down before its copies are made elsewhere. */
+  repairGraceMs?: number;
+  /** The background scrub's rate (0: none) and how often a pass begins. */
+  scrubBytesPerS?: number;
+  scrubIntervalMs?: number;
+}
 import { Namespace } from './namespace.js';
 import { namedBy } from '../rpc/targets.js';
 import { FIRST_INO } from './records.js';
@@ -87,12 +97,13 @@ export class MetaService {
   readonly locks: LockService;
   private readonly appender: Appender;
   readonly repairer: Repairer;
+  private readonly scrub: BackgroundScrub;
   private graceTimer: NodeJS.Timeout | null = null;
   private readonly ops: Ops;
   /** Where nodes open their sessions (set once the node serves them). */
   sessionAddress = '';
 
-  private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }, repairGraceMs: number) {
+  private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }, options: ReplicationOptions) {
     this.namespace = new Namespace(store);
     this.cluster = new Cluster(store, this.namespace, local, (nodeId) => this.coherence.silentMs(nodeId));
     this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
@@ -103,15 +114,19 @@ export class MetaService {
       const changes = new Changes();
       changes.inode(ino, false, 0, 0);
       await this.coherence.invalidate(changes, 0);
-    }, repairGraceMs);
+    }, options.repairGraceMs ?? REPAIR_GRACE_DEFAULT_MS);
+    this.scrub = new BackgroundScrub(store, this.namespace, this.cluster.replicas.agents, (nodeId) => this.cluster.isLive(nodeId), {
+      bytesPerS: options.scrubBytesPerS ?? SCRUB_RATE_DEFAULT_BYTES_PER_S, intervalMs: options.scrubIntervalMs ?? SCRUB_INTERVAL_DEFAULT_MS,
+    });
     this.cluster.opensDropped = (inos) => this.repairer.reconcile(inos);
     this.ops = this.makeOps();
   }
 
-  static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }, repairGraceMs = REPAIR_GRACE_DEFAULT_MS): Promise<MetaService> {
-    const service = new MetaService(await MetaStore.open(metaDir), local, repairGraceMs);
+  static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }, options: ReplicationOptions = {}): Promise<MetaService> {
+    const service = new MetaService(await MetaStore.open(metaDir), local, options);
     service.cluster.startReaper();
     service.repairer.start();
+    service.scrub.start();
     service.cluster.startSpaceProbes();
     service.graceTimer = setTimeout(() => {
       service.namespace.opensAnnounced().catch((err) => log.error(`freeing unclaimed inodes: ${(err as Error).message}`));
@@ -131,6 +146,7 @@ export class MetaService {
 
   async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
+    await this.scrub.close();
     await this.repairer.close();
     this.cluster.close();
     this.coherence.close();

@@ -393,8 +393,8 @@ export class MetaStore {
 
   /** Every inode as committed, in inode order: for scans of the whole file
    *  system (repair, status), which may see changes made while they run or not. */
-  async *allInodes(): AsyncIterable<Inode> {
-    for await (const value of this.db.values({ gte: Buffer.from([KIND_INODE]), lt: Buffer.from([KIND_INODE + 1]) })) yield decodeInode(value);
+  async *allInodes(fromIno = 0): AsyncIterable<Inode> {
+    for await (const value of this.db.values({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]) })) yield decodeInode(value);
   }
 
   /** Number of inodes, for statfs: the next inode number says how many were ever made. */

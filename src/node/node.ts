@@ -15,7 +15,7 @@ import { FuseMount } from '../fuse/adapter.js';
 import { nodePaths } from '../format/paths.js';
 import { readSuperblock, writeSuperblock } from '../format/superblock.js';
 import { MetaClient } from '../meta/client.js';
-import { MetaService } from '../meta/service.js';
+import { MetaService, type ReplicationOptions } from '../meta/service.js';
 import { LocalChannel } from '../rpc/local.js';
 import { RpcServer } from '../rpc/server.js';
 import { SessionClient } from '../rpc/sessionClient.js';
@@ -35,8 +35,8 @@ export interface NodeOptions {
   debug?: boolean;
   noDev?: boolean;
   noSuid?: boolean;
-  /** Root node: how long a node may stay down before its copies are made elsewhere. */
-  repairGraceMs?: number;
+  /** Root node: repair's grace period and the background scrub (see ReplicationOptions). */
+  replication?: ReplicationOptions;
 }
 
 const HEARTBEAT_MS = 5000;
@@ -117,7 +117,7 @@ export class KdfsNode {
     }
     void objects.measureInBackground();
     if (this.isRoot) {
-      this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects }, this.options.repairGraceMs);
+      this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects }, this.options.replication);
       if (this.meta.fsid !== this.sb.fsid) throw new StartError(`${dir}: the root meta-file belongs to another file system`);
       // the disk of the metadata is the objects': what the store gave back is for removals
       const meta = this.meta;

@@ -40,22 +40,39 @@ export async function copyObject(agents: AgentSource, ino: number, object: numbe
       // one read of the chunk's span, the blocks that differ written from it
       const spanStart = (first + wanted[0]) * CHECKSUM_BLOCK_BYTES;
       const spanEnd = Math.min(length, (first + wanted[wanted.length - 1] + 1) * CHECKSUM_BLOCK_BYTES);
-      const data = await from.read(sourceKey, spanStart, spanEnd - spanStart);
-      for (const block of wanted) {
-        const blockStart = (first + block) * CHECKSUM_BLOCK_BYTES;
-        const at = blockStart - spanStart;
-        const end = Math.min(spanEnd - spanStart, at + CHECKSUM_BLOCK_BYTES);
-        // the source ends early (its last blocks are holes): zeros, written as such
-        const bytes = Buffer.alloc(end - at);
-        if (at < data.length) data.copy(bytes, 0, at, Math.min(end, data.length));
-        if (!incremental && !hasSum(sourceSums, block) && bytes.every((b) => b === 0)) continue; // a hole stays a hole
-        await to.write(targetKey, blockStart, bytes);
-        copiedBytes += bytes.length;
+      const read = await from.read(sourceKey, spanStart, spanEnd - spanStart);
+      // the source ends early (its last blocks are holes): zeros, written as such
+      const data = read.length === spanEnd - spanStart ? read : Buffer.concat([read, Buffer.alloc(spanEnd - spanStart - read.length)]);
+      // a hole of a new copy stays a hole
+      const written = incremental ? wanted : wanted.filter((block) => hasSum(sourceSums, block) || !isZero(data, block, first, spanStart));
+      for (const run of runsOf(written)) {
+        const runStart = (first + run.start) * CHECKSUM_BLOCK_BYTES - spanStart;
+        const runEnd = Math.min(data.length, (first + run.end) * CHECKSUM_BLOCK_BYTES - spanStart);
+        await to.write(targetKey, spanStart + runStart, data.subarray(runStart, runEnd));
+        copiedBytes += runEnd - runStart;
       }
     }
   }
   await to.truncate(targetKey, length);
   return { copiedBytes };
+}
+
+/** Consecutive blocks as runs [start, end). */
+function runsOf(blocks: number[]): { start: number; end: number }[] {
+  const runs: { start: number; end: number }[] = [];
+  for (const block of blocks) {
+    const last = runs[runs.length - 1];
+    if (last && last.end === block) last.end++;
+    else runs.push({ start: block, end: block + 1 });
+  }
+  return runs;
+}
+
+function isZero(data: Buffer, block: number, first: number, spanStart: number): boolean {
+  const start = (first + block) * CHECKSUM_BLOCK_BYTES - spanStart;
+  const end = Math.min(data.length, start + CHECKSUM_BLOCK_BYTES);
+  for (let i = start; i < end; i++) if (data[i] !== 0) return false;
+  return true;
 }
 
 function sumAt(sums: ObjectSums | null, block: number): bigint | null {

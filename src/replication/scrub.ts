@@ -18,7 +18,8 @@ export interface CopyVerdict { replica: number; node: number; slot: number; stat
 export interface ObjectVerdict { index: number; copies: CopyVerdict[] }
 
 /** Checks every copy of every object of the file; `progress` is told of the bytes read. */
-export async function scrubFile(agents: AgentSource, ino: number, layout: Layout, size: number, progress: (bytes: number) => void): Promise<ObjectVerdict[]> {
+export async function scrubFile(agents: AgentSource, ino: number, layout: Layout, size: number,
+  progress: (bytes: number) => void | Promise<void>): Promise<ObjectVerdict[]> {
   const verdicts: ObjectVerdict[] = [];
   for (let index = 0; index < layout.nodes.length; index++) {
     const length = objectLength(layout.unitBytes, layout.nodes.length, size, index);
@@ -33,7 +34,7 @@ export async function scrubFile(agents: AgentSource, ino: number, layout: Layout
         if (copy.state === 'corrupt' || copy.state === 'missing') return null;
         try {
           const data = await (await agents.get(copy.node)).read(replicaKey(ino, index, copy.replica), offset, want);
-          progress(want);
+          await progress(want);
           return data;
         } catch (err) {
           copy.state = errnoOf(err) === E.EBADMSG ? 'corrupt' : 'missing';

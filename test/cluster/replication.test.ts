@@ -173,6 +173,21 @@ describe('a byte flipped in a copy on disk', () => {
     expect((await c.kdfs(['scrub', '--json', c.path(2, 'flipped')])).code).toBe(0);
   });
 
+  it('is found by the background scrub by itself, and repaired', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3, rootMountArgs: ['-o', 'scrub_interval=1,scrub_rate=64'] }));
+    const data = randomBytes(6 * MiB);
+    fs.writeFileSync(c.path(1, 'scrubbed'), data);
+    const first = (await stripeOf(c, c.path(1, 'scrubbed'))).objects[2].replicas[1];
+    const copy = copyPath(c, c.path(1, 'scrubbed'), first.node, 2, 1);
+    const fd = fs.openSync(copy, 'r+');
+    fs.writeSync(fd, Buffer.from([data[2 * MiB + 5] ^ 0x80]), 0, 1, 5);
+    fs.closeSync(fd);
+    // nobody reads the file: the scrub finds the bad block, and repair mends it
+    expect(await poll(async () => fs.readFileSync(copy)[5] === data[2 * MiB + 5], REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect(await poll(() => whole(c, c.path(1, 'scrubbed')), REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect((await status(c)).checksumErrors).toBeGreaterThan(0);
+  });
+
   it('is never returned to a reader, which gets the other copy; the bad copy is repaired and counted', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
     const data = randomBytes(6 * MiB);
@@ -189,5 +204,45 @@ describe('a byte flipped in a copy on disk', () => {
     expect(await poll(async () => (await status(c)).checksumErrors > 0, BOUND_ASSERTED_MS, 500)).not.toBeNull();
     expect(await poll(() => whole(c, c.path(1, 'read')), REPAIR_WAIT_MS, 500)).not.toBeNull();
     expect(fs.readFileSync(copy).subarray(0, 1024).equals(data.subarray(MiB, MiB + 1024))).toBe(true);
+  });
+});
+
+describe('a node cut off by a network partition', () => {
+  it('leaves the others going on, gives its own clients EIO within the bound, and heals when the link is back', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3, network: true }));
+    const net = c.network!;
+    const before = randomBytes(12 * MiB);
+    fs.writeFileSync(c.path(1, 'before'), before);
+    net.cut(3);
+    try {
+      // the others: the namespace answers, files read whole and new ones are written
+      const looked = await timed(`ls -l ${c.mnt(2)} && stat ${c.path(2, 'before')}`);
+      expect(looked.code, looked.stderr).toBe(0);
+      expect(looked.ms).toBeLessThan(BOUND_ASSERTED_MS);
+      const read = await fileDigest(c.path(2, 'before'));
+      expect(read.stdout.split(' ')[0]).toBe(sha256(before));
+      expect(read.ms).toBeLessThan(BOUND_ASSERTED_MS);
+      const during = randomBytes(12 * MiB);
+      const source = path.join(testDir(), 'during');
+      fs.writeFileSync(source, during);
+      const written = await timed(`dd if=${source} of=${c.path(1, 'during')} bs=1M conv=fsync status=none`);
+      expect(written.code, written.stderr).toBe(0);
+      expect(written.ms).toBeLessThan(BOUND_ASSERTED_MS);
+      // the node cut off: what needs the root fails within the bound
+      const cutOff = await timed(`stat ${c.path(3, 'never-seen')}`);
+      expect(cutOff.code).not.toBe(0);
+      expect(cutOff.stderr).toMatch(/Input\/output error/);
+      expect(cutOff.ms).toBeLessThan(BOUND_ASSERTED_MS);
+      expect(await poll(async () => (await status(c)).nodes.find((n) => n.id === 3)?.state === 'down', BOUND_ASSERTED_MS, 500)).not.toBeNull();
+
+      net.heal(3);
+      expect(await poll(async () => (await status(c)).nodes.every((n) => n.state === 'up'), REPAIR_WAIT_MS, 500)).not.toBeNull();
+      expect(await poll(async () => (await status(c)).degradedObjects === 0, REPAIR_WAIT_MS, 500)).not.toBeNull();
+      expect((await fileDigest(c.path(3, 'during'))).stdout.split(' ')[0]).toBe(sha256(during));
+      expect((await fileDigest(c.path(3, 'before'))).stdout.split(' ')[0]).toBe(sha256(before));
+      fs.rmSync(source, { force: true });
+    } finally {
+      net.heal(3);
+    }
   });
 });

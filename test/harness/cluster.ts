@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../src/cli/kdfs.js';
 import { isAlive as alive } from '../../src/node/runfile.js';
+import { TestNetwork } from './netns.js';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI = {
@@ -95,9 +96,14 @@ export interface ClusterOptions {
   replicas?: number;
   /** mount.kdfs options of the root node (-o ...). */
   rootMountArgs?: string[];
+  /** Each node in a network namespace of its own, linked to a bridge (see netns.ts). */
+  network?: boolean;
 }
 
 export class Cluster {
+  /** The nodes' network, with network: true. */
+  network: TestNetwork | null = null;
+
   private constructor(readonly dir: string, readonly size: number, readonly rootPort: number, private readonly options: ClusterOptions = {}) {}
 
   /** Formats and mounts a cluster of `nodes` nodes; node 1 is the root. */
@@ -111,6 +117,7 @@ export class Cluster {
         if (mounted.code !== 0) throw new Error(`tmpfs: ${mounted.stderr}`);
       }
       chmodSync(dir, 0o755); // the tmpfs mounted over it, if any, too
+      if (options.network) cluster.network = TestNetwork.create(size);
       for (let id = 1; id <= size; id++) await cluster.format(id);
       await cluster.mount(1);
       await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.mount(i + 2)));
@@ -135,7 +142,12 @@ export class Cluster {
   }
 
   get rootAddress(): string {
-    return `127.0.0.1:${this.rootPort}`;
+    return `${this.host(1)}:${this.rootPort}`;
+  }
+
+  /** Where node `id` listens. */
+  host(id: number): string {
+    return this.network ? this.network.address(id) : '127.0.0.1';
   }
 
   async format(id: number): Promise<void> {
@@ -143,7 +155,7 @@ export class Cluster {
     mkdirSync(this.mnt(id), { recursive: true });
     const args = id === 1
       ? ['--node-id', '1', '--listen', this.rootAddress, ...(this.options.replicas ? ['--replicas', String(this.options.replicas)] : []), this.nodeDir(id), '1']
-      : ['--node-id', String(id), '--listen', '127.0.0.1:0', '--root', this.rootAddress, this.nodeDir(id), '1'];
+      : ['--node-id', String(id), '--listen', `${this.host(id)}:0`, '--root', this.rootAddress, this.nodeDir(id), '1'];
     const result = await command(CLI.mkfs, args);
     if (result.code !== 0) throw new Error(`mkfs.kdfs node ${id}: ${result.stderr}`);
   }
@@ -151,7 +163,10 @@ export class Cluster {
   /** Mounts node `id` with mount.kdfs (as a daemon); throws with its error. */
   async mount(id: number, extraArgs: string[] = []): Promise<void> {
     const rootArgs = id === 1 ? this.options.rootMountArgs ?? [] : [];
-    const result = await command(CLI.mount, [...rootArgs, ...extraArgs, this.nodeDir(id), this.mnt(id)]);
+    const args = [...rootArgs, ...extraArgs, this.nodeDir(id), this.mnt(id)];
+    const result = this.network
+      ? await command(this.network.inNamespace(id)[0], [...this.network.inNamespace(id).slice(1), CLI.mount, ...args])
+      : await command(CLI.mount, args);
     if (result.code !== 0) throw new Error(`mount.kdfs node ${id}: ${result.stderr.trim()}`);
   }
 
@@ -184,6 +199,7 @@ export class Cluster {
       }
     }
     await sweep(this.dir);
+    this.network?.destroy();
   }
 
   async kdfs(args: string[]): Promise<CommandResult> {

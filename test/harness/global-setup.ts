@@ -3,6 +3,7 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { TEST_DIR_PREFIX, sweep } from './cluster.js';
+import { sweepNetworks } from './netns.js';
 
 function runnerAlive(pid: number): boolean {
   try {
@@ -21,6 +22,7 @@ async function sweepLeftovers(): Promise<void> {
     const runner = Number(name.slice(prefix.length).split('-')[0]);
     if (runner === process.pid || !runnerAlive(runner)) await sweep(path.join(parent, name));
   }
+  sweepNetworks((runner) => runner === process.pid || !runnerAlive(runner));
 }
 
 export default async function setup(): Promise<() => Promise<void>> {
