@@ -394,7 +394,10 @@ export class OpenFiles {
     const { file } = handle;
     if (handle.direct) file.directHandles--;
     try {
-      await this.commit(file, false);
+      // Nobody hears what a release answers: with other handles left, a failure
+      // of the writes is theirs to report (at their flush or fsync), not this
+      // release's to take away from them. The last one commits what is left.
+      if (file.handles === 1) await this.commit(file, false);
     } finally {
       if (--file.handles === 0) {
         this.files.delete(file.ino);

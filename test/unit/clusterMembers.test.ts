@@ -17,7 +17,7 @@ describe('the members list', () => {
       fs: { fsid: 'fs' },
       run: async (fn: (tx: { putNode(node: NodeRecord): void }) => void) => fn({ putNode: (node) => nodes.set(node.id, node) }),
     } as unknown as MetaStore;
-    const namespace = { replaceOpens: async () => {}, opensAnnounced: async () => {} } as unknown as Namespace;
+    const namespace = { replaceOpens: async () => [], opensAnnounced: async () => {} } as unknown as Namespace;
     // the first probe of node 1's space waits for the test; later ones answer at once
     const space = { capacityBytes: 1, usedBytes: 0, freeBytes: 1 };
     let answerSpace!: () => void;
