@@ -159,6 +159,7 @@ export class ObjectStore implements Agent {
     const end = Math.ceil((offset + data.length) / CHECKSUM_BLOCK_BYTES);
     const sums = Buffer.allocUnsafe((end - first) * CHECKSUM_BYTES);
     let scratch: Buffer | null = null;
+    let recorded: Buffer | null = null;
     for (let block = first; block < end; block++) {
       const blockStart = block * CHECKSUM_BLOCK_BYTES;
       const from = Math.max(blockStart, offset);
@@ -169,6 +170,9 @@ export class ObjectStore implements Agent {
       } else {
         scratch ??= Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
         await readBlock(file.fd, scratch, blockStart);
+        // what the block keeps must be right: a checksum is never made over bad bytes
+        recorded ??= await this.readSums(file, first, end - first);
+        checkBlock(scratch, recorded, (block - first) * CHECKSUM_BYTES, block);
         scratch.set(data.subarray(from - offset, to - offset), from - blockStart);
         bytes = scratch;
       }
@@ -381,21 +385,26 @@ export class ObjectStore implements Agent {
       const file = await this.acquire(objectPath, false);
       if (!file) return; // absent: all holes, at any length
       try {
-        await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
-        const sumFd = await this.sumFdOf(file);
         const blocks = Math.ceil(length / CHECKSUM_BLOCK_BYTES);
-        await new Promise<void>((resolve, reject) => fs.ftruncate(sumFd, blocks * CHECKSUM_BYTES, (err) => (err ? reject(err) : resolve())));
-        // the last block now ends in zeros where it was cut: its checksum changes (if it has one)
+        const last = blocks - 1;
+        // the block cut in the middle: its part kept must be right before its checksum is made again
+        let cutBlock: Buffer | null = null;
         if (length % CHECKSUM_BLOCK_BYTES !== 0) {
-          const last = blocks - 1;
           const recorded = await this.readSums(file, last, 1);
           if (recorded.length === CHECKSUM_BYTES && recorded.readBigUInt64BE(0) !== 0n) {
-            const block = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
-            await readBlock(file.fd, block, last * CHECKSUM_BLOCK_BYTES);
-            const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
-            writeSum(sum, 0, block);
-            await pwrite(sumFd, sum, 0, CHECKSUM_BYTES, last * CHECKSUM_BYTES);
+            cutBlock = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+            await readBlock(file.fd, cutBlock, last * CHECKSUM_BLOCK_BYTES);
+            checkBlock(cutBlock, recorded, 0, last);
+            cutBlock.fill(0, length - last * CHECKSUM_BLOCK_BYTES);
           }
+        }
+        await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
+        const sumFd = await this.sumFdOf(file);
+        await new Promise<void>((resolve, reject) => fs.ftruncate(sumFd, blocks * CHECKSUM_BYTES, (err) => (err ? reject(err) : resolve())));
+        if (cutBlock) {
+          const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
+          writeSum(sum, 0, cutBlock);
+          await pwrite(sumFd, sum, 0, CHECKSUM_BYTES, last * CHECKSUM_BYTES);
         }
         file.changes++;
       } catch (err) {
@@ -555,6 +564,13 @@ class BadBlock extends FsError {
   constructor(readonly block: number | null) {
     super(E.EBADMSG, `checksum mismatch in block ${block}`);
   }
+}
+
+/** Throws BadBlock unless the block matches its checksum at `at` in `sums` (none recorded: any block does). */
+function checkBlock(block: Uint8Array, sums: Buffer, at: number, index: number): void {
+  if (sums.length < at + CHECKSUM_BYTES) return;
+  const expected = sums.readBigUInt64BE(at);
+  if (expected !== 0n && sumOf(block) !== expected) throw new BadBlock(index);
 }
 
 /** The checksum of a block (zeros past the object's end included); never 0

@@ -64,7 +64,7 @@ export class RemoteAgent implements Agent {
   }
 
   async sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums> {
-    const reply = await this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS);
+    const reply = await this.watched(this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS));
     check(reply.errno);
     return { length: reply.length, sums: Buffer.from(reply.sums ?? []) };
   }

@@ -1,8 +1,8 @@
 // The metadata service as a node's client sees it: one method per namespace
 // operation, errors thrown as FsError(errno).
-import { check } from '../common/errno.js';
+import { FsError, check, errnoName } from '../common/errno.js';
 import { META_DEADLINE_MS } from '../common/limits.js';
-import { RpcClient } from '../rpc/client.js';
+import { RpcClient, errorMessageOf } from '../rpc/client.js';
 import type { RpcChannel } from '../rpc/local.js';
 /** A lock wait has no deadline of its own (it ends when granted or interrupted). */
 const LOCK_WAIT_DEADLINE_MS = 2 ** 31 - 1;
@@ -54,6 +54,9 @@ export class MetaClient {
         const reply = creates
           ? await this.pendingCreates!.carry(creates, channel.call(method, { ...request, creates }, deadlineMs) as unknown as Promise<MetaMethods['CommitWrite'][1]>) as unknown as MetaMethods[typeof method][1]
           : await channel.call(method, request, deadlineMs);
+        // a refusal with the service's reasons: thrown with them (the errno stays the same)
+        const message = errorMessageOf(reply);
+        if (message && (reply as { errno?: number }).errno) throw new FsError((reply as { errno: number }).errno, `${message} (${errnoName((reply as { errno: number }).errno)})`);
         const changed = reply as ChangedInReply;
         if (changed.changed && changed.changed.length > 0) this.onChanged?.(changed);
         return reply;

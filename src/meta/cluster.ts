@@ -63,6 +63,11 @@ export class Cluster {
    *  the bound (this node's own always), and not full. A node down, stopped, or
    *  not mounted since this service started gets no new data, nor does a full
    *  one; with none left, the live ones do, else all. */
+  /** The node is taken for gone: if its process registers again, it is taken as a new one. */
+  forgetIncarnation(nodeId: number): void {
+    this.incarnations.delete(nodeId);
+  }
+
   /** Whether the node's session answers now (the root's own node always does). */
   isLive(nodeId: number): boolean {
     if (nodeId === this.local.nodeId) return true;

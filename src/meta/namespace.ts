@@ -352,7 +352,10 @@ export class Namespace {
       }
       if (mtime) inode.attr.mtime = checkTime(mtime);
       inode.attr.ctime = now();
-      if (staleSlots.length > 0) this.markStaleIn(tx, inode, staleSlots);
+      // the writer's data is on the copies it did not report: one must be left
+      if (staleSlots.length > 0 && !this.markStaleIn(tx, inode, staleSlots, false)) {
+        throw new FsError(E.EIO, 'the copies that took the writes are stale: the data is on no good copy');
+      }
       tx.changed(ino, true, 0);
       return inode.attr;
     }, sync, effects);
@@ -360,33 +363,46 @@ export class Namespace {
 
   // ------------------------------------------------------------ replicas
 
-  /** Replica slots that missed writes or were found bad: never read again until repaired. */
+  /** Copies found bad (by a reader, a scrub) or that missed a truncation: never
+   *  read again until repaired. The last good copy of an object is never marked:
+   *  its bad blocks fail their checksums anyway, and it is the only source left. */
   async markStale(ino: number, slots: number[], effects?: Effects): Promise<void> {
     await this.store.run((tx) => {
       const inode = tx.mustInode(ino);
       if (!inode.layout) return;
-      this.markStaleIn(tx, tx.editInode(ino), slots);
+      this.markStaleIn(tx, tx.editInode(ino), slots, true);
+      tx.changed(ino, true, 0);
     }, true, effects);
   }
 
-  private markStaleIn(tx: Tx, inode: Inode, slots: number[]): void {
+  /** Marks the slots stale. An object would be left without a good copy: with
+   *  keepLast, its last good copy stays good; else nothing is marked, and false. */
+  private markStaleIn(tx: Tx, inode: Inode, slots: number[], keepLast: boolean): boolean {
     const layout = inode.layout;
-    if (!layout) return;
+    if (!layout) return true;
     const slotCount = layout.nodes.length * replicaCount(layout);
-    const valid = slots.filter((slot) => Number.isInteger(slot) && slot >= 0 && slot < slotCount);
-    if (valid.length === 0) return;
+    const valid = new Set(slots.filter((slot) => Number.isInteger(slot) && slot >= 0 && slot < slotCount));
+    for (let object = 0; object < layout.nodes.length; object++) {
+      const good = goodReplicas(layout, object).map((r) => slotOf(layout, object, r.replica));
+      if (good.length === 0 || !good.every((slot) => valid.has(slot))) continue;
+      if (!keepLast) return false;
+      valid.delete(good[0]);
+    }
+    if (valid.size === 0) return true;
     inode.layout = withStale(layout, valid);
     tx.setNeedsRepair(inode.attr.ino, true);
+    return true;
   }
 
   /** The inode's layout becomes `layout` (copies repaired, or moved to other
    *  nodes), unless it is no longer `expected`, or (with `data`) the file's size
-   *  or mtime changed since the copies were made: false then, and nothing changes. */
-  async replaceLayout(ino: number, expected: Layout, layout: Layout, data: { size: number; mtime: Attr['mtime'] } | null): Promise<boolean> {
+   *  or ctime changed since the copies were made: false then, and nothing changes. */
+  async replaceLayout(ino: number, expected: Layout, layout: Layout, data: { size: number; ctime: Attr['ctime'] } | null): Promise<boolean> {
     return this.store.run((tx) => {
       const current = tx.inode(ino);
       if (!current?.layout || !sameLayout(current.layout, expected)) return false;
-      if (data && (current.attr.size !== data.size || !sameTime(current.attr.mtime, data.mtime))) return false;
+      // ctime: every change of the data or the times sets it (an mtime may be set back)
+      if (data && (current.attr.size !== data.size || !sameTime(current.attr.ctime, data.ctime))) return false;
       // opened meanwhile: its writer would not write to the copies made
       if (data && (this.opens.has(ino) || !this.opensKnown)) return false;
       const inode = tx.editInode(ino);
@@ -411,7 +427,10 @@ export class Namespace {
         const keeper = good.find((r) => live(r.node)) ?? good[0];
         for (const r of good) if (r !== keeper) slots.push(slotOf(layout, object, r.replica));
       }
-      if (slots.length > 0) this.markStaleIn(tx, tx.editInode(ino), slots);
+      if (slots.length > 0) {
+        this.markStaleIn(tx, tx.editInode(ino), slots, true);
+        tx.changed(ino, true, 0);
+      }
     }, true);
   }
 

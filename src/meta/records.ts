@@ -91,7 +91,7 @@ export function decodeInode(value: Uint8Array): Inode {
 }
 
 const cloneTime = (t: Timespec | null): Timespec => ({ sec: t?.sec ?? 0, nsec: t?.nsec ?? 0 });
-const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count } : null);
+const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count, replicas: p.replicas ?? 0 } : null);
 const cloneLayout = (l: Layout | null): Layout | null =>
   l ? { unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas, mirrors: [...(l.mirrors ?? [])], stale: [...(l.stale ?? [])] } : null;
 

@@ -110,12 +110,12 @@ export class MetaService {
     this.namespace.mayBeOpen = (ino, origin) => this.coherence.grantedElsewhere(ino, origin);
     this.locks = new LockService(() => this.cluster.nodeIds());
     this.appender = new Appender(store, this.cluster.replicas);
-    this.repairer = new Repairer(store, this.namespace, this.cluster, async (ino) => {
-      const changes = new Changes();
-      changes.inode(ino, false, 0, 0);
-      await this.coherence.invalidate(changes, 0);
-    }, options.repairGraceMs ?? REPAIR_GRACE_DEFAULT_MS);
-    this.scrub = new BackgroundScrub(store, this.namespace, this.cluster.replicas.agents, (nodeId) => this.cluster.isLive(nodeId), {
+    this.repairer = new Repairer(store, this.namespace, this.cluster, (ino, data) => this.invalidateInode(ino, data), options.repairGraceMs ?? REPAIR_GRACE_DEFAULT_MS);
+    const reportBad = async (ino: number, slots: number[]) => {
+      await this.namespace.markStale(ino, slots);
+      await this.invalidateInode(ino, true);
+    };
+    this.scrub = new BackgroundScrub(store, this.cluster.replicas.agents, (ino) => this.namespace.isOpen(ino), (nodeId) => this.cluster.isLive(nodeId), reportBad, {
       bytesPerS: options.scrubBytesPerS ?? SCRUB_RATE_DEFAULT_BYTES_PER_S, intervalMs: options.scrubIntervalMs ?? SCRUB_INTERVAL_DEFAULT_MS,
     });
     this.cluster.opensDropped = (inos) => this.repairer.reconcile(inos);
@@ -133,6 +133,14 @@ export class MetaService {
     }, OPENS_GRACE_MS);
     service.graceTimer.unref();
     return service;
+  }
+
+  /** Calls back the nodes that cache the inode (its attributes; with data, its
+   *  content and layout too): for changes made by the service itself. */
+  private async invalidateInode(ino: number, data: boolean): Promise<void> {
+    const changes = new Changes();
+    changes.inode(ino, data, 0, this.store.cachedInode(ino)?.attr.size ?? 0);
+    await this.coherence.invalidate(changes, 0);
   }
 
   get fsid(): string {

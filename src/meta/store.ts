@@ -397,6 +397,13 @@ export class MetaStore {
     for await (const value of this.db.values({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]) })) yield decodeInode(value);
   }
 
+  /** Up to limit inodes as committed, from inode fromIno on, in inode order. */
+  async inodesFrom(fromIno: number, limit: number): Promise<Inode[]> {
+    const found: Inode[] = [];
+    for await (const value of this.db.values({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]), limit })) found.push(decodeInode(value));
+    return found;
+  }
+
   /** Number of inodes, for statfs: the next inode number says how many were ever made. */
   inodesAllocated(): number {
     return this.nextFreeIno;

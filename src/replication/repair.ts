@@ -53,14 +53,20 @@ export class Repairer {
   repairingObjects = 0;
   /** Copies made or brought up to date since the service started. */
   repairedCopies = 0;
+  /** The repair of each file in progress. */
+  private readonly inProgress = new Map<number, Promise<void>>();
+  /** Where the last round stopped in the list of files to repair: the next goes on from there. */
+  private cursorIno = 0;
+  private closed = false;
 
   constructor(
     private readonly store: MetaStore,
     private readonly namespace: Namespace,
     private readonly cluster: Cluster,
-    /** Calls back the nodes granted the inode's attributes: they may open it
-     *  again only by asking the service (see OpenFiles.openHere). */
-    private readonly recallGrants: (ino: number) => Promise<void>,
+    /** Calls back the nodes that cache the inode: its attributes (they may then
+     *  open it only by asking the service, see OpenFiles.openHere), and with
+     *  data, its content and layout. */
+    private readonly invalidate: (ino: number, data: boolean) => Promise<void>,
     private readonly graceMs: number = REPAIR_GRACE_DEFAULT_MS,
   ) {}
 
@@ -71,6 +77,7 @@ export class Repairer {
 
   /** Stops; resolves once a round in progress is over. */
   close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     return this.running ?? Promise.resolve();
@@ -92,9 +99,17 @@ export class Repairer {
       this.scanDue = false;
       await this.scan();
     }
-    for (const ino of [...this.store.needsRepair].slice(0, REPAIR_BATCH_INODES)) {
+    // files that cannot be repaired yet must not hold back the others: a round
+    // goes on where the last one stopped
+    const listed = [...this.store.needsRepair].sort((a, b) => a - b);
+    const from = listed.findIndex((ino) => ino > this.cursorIno);
+    const batch = [...listed.slice(Math.max(0, from)), ...(from > 0 ? listed.slice(0, from) : [])].slice(0, REPAIR_BATCH_INODES);
+    for (const ino of batch) {
+      if (this.closed) return;
+      this.cursorIno = ino;
+      if (this.inProgress.has(ino)) continue;
       try {
-        await this.repair(ino);
+        await this.repairOnce(ino);
       } catch (err) {
         log.warn(`repair of inode ${ino}: ${(err as Error).message}`);
       }
@@ -121,6 +136,8 @@ export class Repairer {
         log.warn(`repair: node ${id} has been down for ${Math.round((nowMs - since) / 1000)} s: its copies are made again on other nodes`);
         this.abandoned.add(id);
         this.scanDue = true;
+        // if its process comes back after all, it re-announces what it holds open
+        this.cluster.forgetIncarnation(id);
         // what it held open is open no more: its files may be repaired (after reconciling)
         void this.namespace.replaceOpens(id, []).then((dropped) => this.reconcile(dropped));
       }
@@ -147,6 +164,8 @@ export class Repairer {
     for (const ino of inos) {
       try {
         await this.namespace.reconcile(ino, (node) => this.cluster.isLive(node) && !this.abandoned.has(node));
+        // nodes that hold it open learn which copies to leave alone
+        await this.invalidate(ino, true);
       } catch (err) {
         log.warn(`reconciling the copies of inode ${ino}: ${(err as Error).message}`);
       }
@@ -156,9 +175,34 @@ export class Repairer {
   /** Repairs the file now (for kdfs scrub --repair), as far as the live nodes allow. */
   async repairNow(ino: number): Promise<void> {
     if (!this.store.needsRepair.has(ino)) await this.store.run((tx) => tx.setNeedsRepair(ino, true), false);
-    // not beside a round's repair of the same file
-    while (this.running) await this.running;
-    await this.repair(ino);
+    await this.repairOnce(ino);
+  }
+
+  /** One repair of the file at a time: a second waits for the first, then looks again. */
+  private async repairOnce(ino: number): Promise<void> {
+    for (let running = this.inProgress.get(ino); running; running = this.inProgress.get(ino)) await running;
+    const repair = this.repair(ino).finally(() => this.inProgress.delete(ino));
+    this.inProgress.set(ino, repair);
+    await repair;
+  }
+
+  /** The copies of the file that can be made now: each with a live target and a live good source. */
+  private plan(ino: number, layout: Layout): PlannedCopy[] {
+    const planned: PlannedCopy[] = [];
+    const next = cloneLayout(layout);
+    for (let object = 0; object < layout.nodes.length; object++) {
+      for (const copy of replicasOf(layout, object)) {
+        const moved = copy.node === 0 || this.abandoned.has(copy.node);
+        if (!moved && !copy.stale) continue;
+        const target = moved ? this.pickNode(next, object, ino) : copy.node;
+        if (target === 0 || !this.cluster.isLive(target)) continue;
+        const source = replicasOf(layout, object).find((c) => c !== copy && c.node !== 0 && !c.stale && !this.abandoned.has(c.node) && this.cluster.isLive(c.node));
+        if (!source) continue; // no good copy within reach: the object stays degraded
+        placeCopy(next, object, copy.replica, target);
+        planned.push({ object, replica: copy.replica, target, source, moved });
+      }
+    }
+    return planned;
   }
 
   /** Makes what copies of the file's objects it can; the inode stays listed until all are made. */
@@ -169,36 +213,31 @@ export class Repairer {
       return;
     }
     if (this.namespace.isOpen(ino)) return; // at its last close
-    await this.recallGrants(ino);
     const layout = inode.layout!;
-    const next: Layout = { ...layout, nodes: [...layout.nodes], mirrors: [...(layout.mirrors ?? [])], stale: [...(layout.stale ?? [])] };
+    const planned = this.plan(ino, layout);
+    if (planned.length === 0) return;
+    await this.invalidate(ino, false);
+    const next = cloneLayout(layout);
     let changed = false;
-    for (let object = 0; object < layout.nodes.length; object++) {
-      for (const copy of replicasOf(layout, object)) {
-        const moved = copy.node === 0 || this.abandoned.has(copy.node);
-        if (!moved && !copy.stale) continue;
-        const target = moved ? this.pickNode(next, object, ino) : copy.node;
-        if (target === 0 || !this.cluster.isLive(target)) continue;
-        const source = replicasOf(layout, object).find((c) => c !== copy && c.node !== 0 && !c.stale && !this.abandoned.has(c.node) && this.cluster.isLive(c.node));
-        if (!source) continue; // no good copy within reach: the object stays degraded
-        const length = objectLength(layout.unitBytes, layout.nodes.length, inode.attr.size, object);
-        this.repairingObjects++;
-        try {
-          await copyObject(this.cluster.replicas.agents, ino, object, source, { replica: copy.replica, node: target, stale: true }, length, !moved);
-        } catch (err) {
-          log.warn(`repair of inode ${ino} object ${object}, copy ${copy.replica} on node ${target}: ${(err as Error).message}`);
-          continue;
-        } finally {
-          this.repairingObjects--;
-        }
-        placeCopy(next, object, copy.replica, target);
-        next.stale = next.stale!.filter((slot) => slot !== slotOf(layout, object, copy.replica));
-        changed = true;
-        this.repairedCopies++;
+    for (const { object, replica, target, source, moved } of planned) {
+      if (this.closed) return;
+      const length = objectLength(layout.unitBytes, layout.nodes.length, inode.attr.size, object);
+      this.repairingObjects++;
+      try {
+        await copyObject(this.cluster.replicas.agents, ino, object, source, { replica, node: target, stale: true }, length, !moved);
+      } catch (err) {
+        log.warn(`repair of inode ${ino} object ${object}, copy ${replica} on node ${target}: ${(err as Error).message}`);
+        continue;
+      } finally {
+        this.repairingObjects--;
       }
+      placeCopy(next, object, replica, target);
+      next.stale = next.stale!.filter((slot) => slot !== slotOf(layout, object, replica));
+      changed = true;
+      this.repairedCopies++;
     }
     if (!changed) return;
-    const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, mtime: inode.attr.mtime });
+    const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, ctime: inode.attr.ctime });
     if (!committed) log.info(`repair of inode ${ino}: the file changed meanwhile; repaired again later`);
   }
 
@@ -237,6 +276,12 @@ export class Repairer {
   private goodNow(replica: Replica): boolean {
     return replica.node !== 0 && !replica.stale && !this.abandoned.has(replica.node) && this.cluster.isLive(replica.node);
   }
+}
+
+interface PlannedCopy { object: number; replica: number; target: number; source: Replica; moved: boolean }
+
+function cloneLayout(layout: Layout): Layout {
+  return { ...layout, nodes: [...layout.nodes], mirrors: [...(layout.mirrors ?? [])], stale: [...(layout.stale ?? [])] };
 }
 
 /** Sets the node of copy `replica` of the object in the layout. */

@@ -32,14 +32,16 @@ export async function scrubFile(agents: AgentSource, ino: number, layout: Layout
       const want = Math.min(SCRUB_CHUNK_BYTES, length - offset);
       const chunks = await Promise.all(readable.map(async (copy) => {
         if (copy.state === 'corrupt' || copy.state === 'missing') return null;
+        let data: Buffer;
         try {
-          const data = await (await agents.get(copy.node)).read(replicaKey(ino, index, copy.replica), offset, want);
-          await progress(want);
-          return data;
+          data = await (await agents.get(copy.node)).read(replicaKey(ino, index, copy.replica), offset, want);
         } catch (err) {
           copy.state = errnoOf(err) === E.EBADMSG ? 'corrupt' : 'missing';
           return null;
         }
+        // outside the try: a progress that throws (a stop) ends the scrub, it says nothing of the copy
+        await progress(want);
+        return data;
       }));
       // the first good copy is the reference; a copy that differs from it is stale
       const reference = readable.findIndex((c, i) => c.state === 'good' && chunks[i] !== null);

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { E, FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { serviceDefinition } from './proto.js';
-import { FSID_HEADER } from './server.js';
+import { ERROR_MESSAGE_TRAILER, FSID_HEADER } from './server.js';
 import type { RpcChannel } from './local.js';
 import type { Methods } from './messages.js';
 
@@ -92,19 +92,39 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
   private once<K extends keyof M & string>(method: K, request: M[K][0], deadline: number): Promise<M[K][1]> {
     const definition = this.definition[method];
     return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
+      let trailer: grpc.Metadata | null = null;
+      const call = this.client.makeUnaryRequest(
         definition.path,
         definition.requestSerialize,
         definition.responseDeserialize,
         request,
         this.metadata.clone(),
         { deadline },
-        (err, reply) => (err ? reject(err) : resolve(reply as M[K][1])),
+        (err, reply) => {
+          if (err) reject(err);
+          else if (!(reply as { errno?: number }).errno) resolve(reply as M[K][1]);
+          // an error's message comes in the trailer, whose event follows this callback
+          else setImmediate(() => resolve(withErrorMessage(reply as object, trailer) as M[K][1]));
+        },
       );
+      call.on('status', (status: grpc.StatusObject) => (trailer = status.metadata));
     });
   }
 
   close(): void {
     this.client.close();
   }
+}
+
+/** The message the service gave with an errno reply, if any (see withErrorMessage). */
+export function errorMessageOf(reply: unknown): string | undefined {
+  return (reply as { [ERROR_MESSAGE]?: string })[ERROR_MESSAGE];
+}
+
+const ERROR_MESSAGE = Symbol('error message');
+
+function withErrorMessage(reply: object, trailer: grpc.Metadata | null): object {
+  const message = trailer?.get(ERROR_MESSAGE_TRAILER)[0];
+  if (typeof message === 'string') Object.defineProperty(reply, ERROR_MESSAGE, { value: message });
+  return reply;
 }

@@ -1,10 +1,14 @@
 // A gRPC server for the Meta and Agent services of one node process. Every call
 // but the exempt ones (Meta.Register) must carry this file system's fsid.
 import * as grpc from '@grpc/grpc-js';
-import { FsError } from '../common/errno.js';
+import { FsError, errnoName } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { serviceDefinition } from './proto.js';
+
+/** The trailer carrying an error's message beside its errno (see RpcClient). */
+export const ERROR_MESSAGE_TRAILER = 'kdfs-error-message';
+const ERROR_MESSAGE_MAX_CHARS = 1024;
 import type { Handlers, Methods } from './messages.js';
 
 export const FSID_HEADER = 'kdfs-fsid';
@@ -42,7 +46,10 @@ export class RpcServer {
           (reply) => callback(null, reply),
           (err: unknown) => {
             if (err instanceof FsError) {
-              callback(null, { errno: err.errno });
+              // what the service says beyond the errno goes back too, for the commands to show
+              const trailer = new grpc.Metadata();
+              if (err.message && err.message !== errnoName(err.errno)) trailer.set(ERROR_MESSAGE_TRAILER, err.message.slice(0, ERROR_MESSAGE_MAX_CHARS));
+              callback(null, { errno: err.errno }, trailer);
               return;
             }
             log.error(`${name}.${method}: ${(err as Error)?.stack ?? String(err)}`);

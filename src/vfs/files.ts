@@ -40,6 +40,9 @@ export interface OpenFile extends WrittenFile {
   dirtyEnd: number;
   /** Another node changed the content of this inlined file: read it again before use. */
   stale: boolean;
+  /** Another node changed the data: copies may have been marked stale since; the
+   *  layout is fetched again before the next read. */
+  layoutOutdated: boolean;
   /** Writes made, and made as of the last commit: equal when nothing is to commit. */
   written: number;
   committed: number;
@@ -146,8 +149,8 @@ export class OpenFiles {
     if (!file) {
       const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set(), failedSlots: new Set() };
       const opened: OpenFile = {
-        ...written, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, written: 0, committed: 0, handles: 0, directHandles: 0,
-        writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => opened.layout, this.replicas, this.readAheadBudget),
+        ...written, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, layoutOutdated: false, written: 0, committed: 0, handles: 0, directHandles: 0,
+        writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => readableLayout(opened), this.replicas, this.readAheadBudget),
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
       file = opened;
@@ -193,6 +196,7 @@ export class OpenFiles {
     }
     // what this node wrote must be read back
     if (!file.writer.idle) await file.writer.settle();
+    if (file.layoutOutdated) await this.refreshLayout(file);
     const wanted = Math.min(size, file.size - offset);
     // bytes this node wrote that reached no agent: the objects hold a hole or old data there
     if (file.writer.lostIn(offset, offset + wanted)) throw new FsError(E.EIO, 'this range was written but could not be stored');
@@ -200,7 +204,7 @@ export class OpenFiles {
       const pieces = await file.readAhead.read(offset, wanted, file.size);
       if (pieces) return pieces;
     }
-    const layout = file.layout;
+    const layout = readableLayout(file);
     const runs = mapRange(layout.unitBytes, layout.nodes.length, offset, wanted);
     const data = await Promise.all(runs.map((run) => this.replicas.read(file.ino, layout, run.object, run.objectOffset, run.length)));
     // Put the pieces in file order; what an object does not hold is a hole.
@@ -260,11 +264,14 @@ export class OpenFiles {
    *  that a crash never exposes old bytes past a new end. */
   async truncateObjects(ino: number, layout: Layout, size: number): Promise<void> {
     const { unitBytes, nodes } = layout;
-    const skipped = this.files.get(ino)?.failedSlots ?? new Set<number>();
+    const open = this.files.get(ino);
+    const skipped = open?.failedSlots ?? new Set<number>();
     const failed = (await Promise.all(nodes.map((_, index) =>
       this.replicas.truncate(ino, layout, index, objectLength(unitBytes, nodes.length, size, index), skipped)))).flat();
+    if (failed.length === 0) return;
     // a copy that kept bytes past the new end is stale before the size changes
-    if (failed.length > 0) await this.meta.markStale(ino, failed);
+    await this.meta.markStale(ino, failed);
+    if (open) for (const slot of failed) open.failedSlots.add(slot);
   }
 
   /** Sends what this node wrote and commits its size and mtime (and the content of
@@ -272,11 +279,11 @@ export class OpenFiles {
   async commit(file: OpenFile, sync: boolean): Promise<boolean> {
     const written = file.written;
     if (!file.inline) await file.writer.drain();
-    if (written === file.committed) return false;
-    const mtime = file.mtime;
-    // copies that missed writes: stale in the same transaction as the size
+    // copies that missed writes (or a sync): stale in the same transaction as the size
     const known = new Set(file.layout.stale ?? []);
     const staleSlots = [...file.failedSlots].filter((slot) => !known.has(slot));
+    if (written === file.committed && staleSlots.length === 0) return false;
+    const mtime = file.mtime;
     let fresh;
     if (file.inline) {
       try {
@@ -349,7 +356,16 @@ export class OpenFiles {
     if (data) {
       file.readAhead.clear();
       if (file.inline) file.stale = true;
+      else file.layoutOutdated = true;
     }
+  }
+
+  /** The file's layout as the metadata service has it now: copies another node
+   *  (or the service) found stale are not read any more. */
+  private async refreshLayout(file: OpenFile): Promise<void> {
+    file.layoutOutdated = false;
+    const { layout } = await this.meta.getStripe({ ino: file.ino });
+    if (layout && layout.nodes.length === file.layout.nodes.length) file.layout = layout;
   }
 
   /** This node set the file's times: its uncommitted writes must not override them. */
@@ -433,4 +449,10 @@ export class OpenFiles {
  *  send failed (they would read as zeros, or as a crashed writer's old data). */
 function storedEnd(file: OpenFile): number {
   return Math.min(file.dirtyEnd, file.writer.lostFromOffset);
+}
+
+/** The copies of the file this node may read: not those the metadata says are
+ *  stale, nor those that failed a write of this node (marked at its next commit). */
+function readableLayout(file: OpenFile): Layout {
+  return file.failedSlots.size > 0 ? withStale(file.layout, file.failedSlots) : file.layout;
 }

@@ -464,6 +464,21 @@ describe('striping policy', () => {
     expect(dirOut).toMatch(/unit: 65536\ncount: 2/);
   });
 
+  it('keeps as many copies of each object as the directory says, inherited by new subdirectories', async () => {
+    const dir = fresh('copies');
+    fs.mkdirSync(dir);
+    expect((await cluster.kdfs(['getstripe', dir])).stdout).toMatch(/replicas: 2/);
+    expect((await cluster.kdfs(['setstripe', '--replicas', '1', dir])).code).toBe(0);
+    fs.mkdirSync(`${dir}/sub`);
+    fs.writeFileSync(`${dir}/sub/f`, randomBytes(3 * 1024 * 1024));
+    const layout = JSON.parse((await cluster.kdfs(['getstripe', '--json', `${dir}/sub/f`])).stdout) as { replicas: number; objects: { replicas: unknown[] }[] };
+    expect(layout.replicas).toBe(1);
+    for (const object of layout.objects) expect(object.replicas).toHaveLength(1);
+    const refused = await cluster.kdfs(['setstripe', '--replicas', '9', dir]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   it('changes the layout of an empty file, not of one with data', async () => {
     const file = fresh();
     fs.writeFileSync(file, '');
@@ -473,6 +488,8 @@ describe('striping policy', () => {
     const refused = await cluster.kdfs(['setstripe', '--count', '3', file]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    // the metadata service's reason, not only the errno's name
+    expect(refused.stderr).toMatch(/the layout of a file with data cannot change \(EBUSY\)/);
     const bad = await cluster.kdfs(['setstripe', '--unit', '1000', fresh()]);
     expect(bad.code).not.toBe(0);
   });

@@ -91,6 +91,43 @@ describe('a node killed with kill -9, two copies', () => {
   });
 });
 
+describe('a copy that missed writes while another node holds the file open', () => {
+  it('is not read by that node once the writer has committed', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const old = randomBytes(6 * MiB);
+    fs.writeFileSync(c.path(1, 'shared'), old);
+    const { objects } = await stripeOf(c, c.path(1, 'shared'));
+    expect(objects.some((o) => o.replicas[0].node === 3)).toBe(true);
+    // node 2 holds the file open, reading it later with O_DIRECT (no page cache)
+    const script = [
+      'import os, mmap, sys, hashlib', `fd = os.open(${JSON.stringify(c.path(2, 'shared'))}, os.O_RDONLY | os.O_DIRECT)`,
+      'print("open", flush=True)', 'sys.stdin.readline()', 'buf = mmap.mmap(-1, 1 << 20)', 'h = hashlib.sha256()', 'off = 0',
+      'while True:', '    n = os.preadv(fd, [buf], off)', '    if n == 0: break', '    h.update(buf[:n]); off += n', 'print(h.hexdigest(), flush=True)',
+    ].join('\n');
+    const reader = spawn('timeout', ['-k', '2', '90', 'python3', '-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let said = '';
+    reader.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+    try {
+      expect(await poll(async () => said.includes('open'), BOUND_ASSERTED_MS, 50)).not.toBeNull();
+      // node 3's copies miss the new content, and are marked stale by the fsync
+      await c.kill9(3);
+      const fresh = randomBytes(6 * MiB);
+      const source = path.join(testDir(), 'fresh');
+      fs.writeFileSync(source, fresh);
+      const written = await timed(`dd if=${source} of=${c.path(1, 'shared')} bs=1M conv=notrunc,fsync status=none`);
+      expect(written.code, written.stderr).toBe(0);
+      // back, with its old bytes (no repair while the file is open)
+      await c.mount(3);
+      reader.stdin.write('\n');
+      expect(await poll(async () => /[0-9a-f]{64}/.test(said), 30_000, 50)).not.toBeNull();
+      expect(said.match(/[0-9a-f]{64}/)![0]).toBe(sha256(fresh));
+      fs.rmSync(source, { force: true });
+    } finally {
+      reader.kill('SIGKILL');
+    }
+  });
+});
+
 describe('a writer whose node dies in the middle of overwriting a file', () => {
   it('leaves copies that read the same everywhere once its node is back', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
