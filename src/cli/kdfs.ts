@@ -173,7 +173,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   if (options.json) {
     const json = nodes.map((n) => ({
       id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
-      checksumErrors: n.checksumErrors ?? 0,
+      checksumErrors: n.checksumErrors ?? 0, domain: n.domain ?? '',
     }));
     process.stdout.write(JSON.stringify({
       nodes: json, degradedObjects: health?.degradedObjects ?? null, repairingObjects: health?.repairingObjects ?? null, checksumErrors,

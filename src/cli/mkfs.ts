@@ -1,4 +1,4 @@
-// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--force] DIRECTORY_PATHNAME ROOT_NODEID
+// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] DIRECTORY_PATHNAME ROOT_NODEID
 //
 // Formats a node's directory: its superblock and object directories, and on the
 // root node (node id = ROOT_NODEID) the root meta-file holding the root
@@ -18,7 +18,9 @@ import { REPLICAS_MAX } from '../layout/replicas.js';
 import { runningNode } from '../node/runfile.js';
 import { CliError, packageVersion, parseAddress, parseArgs, parseId, runMain } from './common.js';
 
-const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--force] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
+const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
+/** Longest failure domain name. */
+const DOMAIN_MAX_CHARS = 64;
 /** Copies of each stripe object in a new file system, unless --replicas says otherwise. */
 export const DEFAULT_REPLICAS = 2;
 export const DEFAULT_ROOT_LISTEN = '127.0.0.1:7070';
@@ -32,6 +34,8 @@ export interface FormatOptions {
   root?: string;
   /** Copies of each stripe object, the file system's default (root node only). */
   replicas?: number;
+  /** The node's failure domain (a host, a rack): copies of an object avoid sharing one. */
+  domain?: string;
   force?: boolean;
 }
 
@@ -77,13 +81,13 @@ export async function format(options: FormatOptions): Promise<string> {
         attr: { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time },
         layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {}, inlined: false, inlineData: Buffer.alloc(0),
       },
-      { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec, dataAddress: '' },
+      { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec, dataAddress: '', domain: options.domain ?? '' },
     );
   }
   // The superblock goes last: a directory with one is completely formatted.
   await writeSuperblock(dir, {
     formatVersion: FORMAT_VERSION, nodeId, rootNodeId, listenAddress: listen, rootAddress: isRoot ? '' : options.root!,
-    fsid, nodeUuid, createdSec,
+    fsid, nodeUuid, createdSec, domain: options.domain ?? '',
   });
   fsyncDirectory(dir);
   return isRoot
@@ -92,7 +96,7 @@ export async function format(options: FormatOptions): Promise<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas'], ['force', 'help', 'version']);
+  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas', 'domain'], ['force', 'help', 'version']);
   if (flags.has('version')) {
     process.stdout.write(packageVersion() + '\n');
     return 0;
@@ -112,10 +116,18 @@ export async function main(argv: string[]): Promise<number> {
     listen: flags.has('listen') ? parseAddress(flags.get('listen') as string, '--listen') : undefined,
     root: flags.has('root') ? parseAddress(flags.get('root') as string, '--root') : undefined,
     replicas: flags.has('replicas') ? parseReplicas(flags.get('replicas') as string) : undefined,
+    domain: flags.has('domain') ? parseDomain(flags.get('domain') as string) : undefined,
     force: flags.has('force'),
   });
   process.stdout.write(`mkfs.kdfs: formatted ${summary}\n`);
   return 0;
+}
+
+function parseDomain(text: string): string {
+  if (!/^[A-Za-z0-9._:-]+$/.test(text) || text.length > DOMAIN_MAX_CHARS) {
+    throw new CliError(`--domain must be a name of letters, digits and . _ : - up to ${DOMAIN_MAX_CHARS} characters: ${JSON.stringify(text)}`, 2);
+  }
+  return text;
 }
 
 function parseReplicas(text: string): number {

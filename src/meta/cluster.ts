@@ -68,6 +68,11 @@ export class Cluster {
     this.incarnations.delete(nodeId);
   }
 
+  /** The failure domain of a member ('' : the node alone). */
+  domainOf(nodeId: number): string {
+    return this.store.nodes.get(nodeId)?.domain ?? '';
+  }
+
   /** Whether the node's session answers now (the root's own node always does). */
   isLive(nodeId: number): boolean {
     if (nodeId === this.local.nodeId) return true;
@@ -107,10 +112,11 @@ export class Cluster {
     if (known && known.uuid !== request.nodeUuid) {
       return refuse(`node id ${request.nodeId} is already a member, with another directory`);
     }
-    if (!known || known.address !== request.address || known.dataAddress !== request.dataAddress) {
+    const domain = request.domain ?? '';
+    if (!known || known.address !== request.address || known.dataAddress !== request.dataAddress || (known.domain ?? '') !== domain) {
       await this.store.run((tx) => tx.putNode({
         id: request.nodeId, uuid: request.nodeUuid, address: request.address, dataAddress: request.dataAddress,
-        joinedSec: known?.joinedSec ?? Math.floor(Date.now() / 1000),
+        joinedSec: known?.joinedSec ?? Math.floor(Date.now() / 1000), domain,
       }), true);
       this.probed = null;
       this.membersVersion++;
@@ -131,7 +137,7 @@ export class Cluster {
     if (this.probed && Date.now() - this.probed.atMs < PROBE_CACHE_MS) return this.probed.nodes;
     const version = this.membersVersion;
     const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
-      const known = { id: node.id, address: node.address, dataAddress: node.dataAddress };
+      const known = { id: node.id, address: node.address, dataAddress: node.dataAddress, domain: node.domain ?? '' };
       const silentMs = node.id === this.local.nodeId ? 0 : this.silentMs(node.id);
       try {
         const space = await this.agent(node.id).space(PROBE_DEADLINE_MS);

@@ -45,6 +45,9 @@ export class Namespace {
 
   constructor(private readonly store: MetaStore) {}
 
+  /** A member's failure domain, for placing copies apart. */
+  private readonly domainOf = (nodeId: number): string => this.store.nodes.get(nodeId)?.domain ?? '';
+
   // ------------------------------------------------------------ lookups
 
   async getattr(target: Target, effects?: Effects): Promise<Attr> {
@@ -106,7 +109,7 @@ export class Namespace {
           ino, mode, uid: request.uid, gid, nlink: type === S_IFDIR ? 2 : 1, size, rdev: request.rdev ?? 0,
           atime: time, mtime: time, ctime: time, blocks: type === S_IFDIR ? blocksOf(DIRECTORY_SIZE_BYTES) : 0,
         },
-        layout: type === S_IFREG ? makeLayout(ino, parent.policy, defaultPolicy, nodeIds) : null,
+        layout: type === S_IFREG ? makeLayout(ino, parent.policy, defaultPolicy, nodeIds, this.domainOf) : null,
         target: type === S_IFLNK ? target : '',
         parent: type === S_IFDIR ? parent.attr.ino : 0,
         entries: 0,
@@ -563,7 +566,7 @@ export class Namespace {
         inode.policy = { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas ?? 0 };
       } else if (isReg(inode.attr.mode)) {
         if (inode.attr.size !== 0) throw new FsError(E.EBUSY, 'the layout of a file with data cannot change');
-        inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, nodeIds);
+        inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, nodeIds, this.domainOf);
       } else {
         throw new FsError(E.EINVAL);
       }

@@ -257,10 +257,11 @@ export class MetaService {
     const cacheMs = this.coherence.delegate(nodeId, dir);
     if (cacheMs === 0) return inoCount > 0 ? { dir: 0, cacheMs: 0, inoFirst, inoCount, policy: null, nodeIds: [], parentMode: 0, parentGid: 0 } : null;
     const fallback = this.store.fs.defaultPolicy;
+    const placeable = this.cluster.placeableIds();
     return {
       dir, cacheMs, inoFirst, inoCount,
       policy: { unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0, replicas: parent.policy?.replicas || fallback?.replicas || 0 },
-      nodeIds: this.cluster.placeableIds(), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
+      nodeIds: placeable, nodeDomains: placeable.map((id) => this.cluster.domainOf(id)), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
     };
   }
 

@@ -287,7 +287,7 @@ export class MetaStore {
     this.nodes.clear();
     for await (const [, value] of this.db.iterator({ gte: Buffer.from([KIND_NODE]), lt: Buffer.from([KIND_NODE + 1]) })) {
       const node = nodeCodec.decode(value);
-      this.nodes.set(node.id, { id: node.id, uuid: node.uuid, address: node.address, joinedSec: node.joinedSec, dataAddress: node.dataAddress });
+      this.nodes.set(node.id, { id: node.id, uuid: node.uuid, address: node.address, joinedSec: node.joinedSec, dataAddress: node.dataAddress, domain: node.domain ?? '' });
     }
     this.zeroLinks.clear();
     for await (const key of this.db.keys({ gte: Buffer.from([KIND_ZERO_LINKS]), lt: Buffer.from([KIND_ZERO_LINKS + 1]) })) {

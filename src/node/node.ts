@@ -207,7 +207,7 @@ export class KdfsNode {
   private async register(deadlineMs: number): Promise<string> {
     const reply = await this.metaClient!.register({
       nodeId: this.nodeId, nodeUuid: this.sb.nodeUuid, address: this.address, fsid: this.sb.fsid,
-      openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation, dataAddress: this.dataAddress,
+      openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation, dataAddress: this.dataAddress, domain: this.sb.domain ?? '',
     }, deadlineMs);
     if (reply.errno !== 0) throw new StartError(`the root node refused node ${this.nodeId}: ${reply.message}`);
     if (!this.sb.fsid) {

@@ -241,11 +241,17 @@ export class Repairer {
     if (!committed) log.info(`repair of inode ${ino}: the file changed meanwhile; repaired again later`);
   }
 
-  /** A live node for a new copy of the object: one holding no copy of it, the
-   *  least used by this file, picked by inode number among equals so that files spread. */
+  /** A live node for a new copy of the object: one holding no copy of it, in a
+   *  failure domain none of the others has if there is one, the least used by
+   *  this file, picked by inode number among equals so that files spread. */
   private pickNode(layout: Layout, object: number, ino: number): number {
+    const others = replicasOf(layout, object).filter((r) => r.node !== 0 && !this.abandoned.has(r.node));
     const holding = new Set(replicasOf(layout, object).map((r) => r.node));
-    const candidates = this.cluster.placeableIds().filter((id) => !holding.has(id) && !this.abandoned.has(id) && this.cluster.isLive(id)).sort((a, b) => a - b);
+    const domainKey = (id: number) => this.cluster.domainOf(id) || `node ${id}`;
+    const usedDomains = new Set(others.map((r) => domainKey(r.node)));
+    const live = this.cluster.placeableIds().filter((id) => !holding.has(id) && !this.abandoned.has(id) && this.cluster.isLive(id)).sort((a, b) => a - b);
+    const apart = live.filter((id) => !usedDomains.has(domainKey(id)));
+    const candidates = apart.length > 0 ? apart : live;
     if (candidates.length === 0) return 0;
     const load = new Map<number, number>();
     for (let i = 0; i < layout.nodes.length; i++) for (const r of replicasOf(layout, i)) load.set(r.node, (load.get(r.node) ?? 0) + 1);

@@ -13,6 +13,7 @@ export interface Superblock {
   fsid: string;
   nodeUuid: string;
   createdSec: number;
+  domain?: string;
 }
 
 export interface StripePolicy { unitBytes: number; count: number; replicas?: number }
@@ -27,7 +28,7 @@ export interface FsRecord {
   createdSec: number;
 }
 
-export interface NodeRecord { id: number; uuid: string; address: string; joinedSec: number; dataAddress: string }
+export interface NodeRecord { id: number; uuid: string; address: string; joinedSec: number; dataAddress: string; domain?: string }
 
 export interface Attr {
   ino: number;
@@ -82,12 +83,14 @@ export interface RegisterRequest {
   openInos: number[];
   incarnation: string;
   dataAddress: string;
+  domain?: string;
 }
 export interface RegisterReply { errno: number; message: string; fsid: string; sessionAddress?: string }
 export interface HealthRequest { inosMax: number }
 export interface HealthReply { errno: number; degradedObjects: number; repairingObjects: number; degradedInos: number[]; repairedCopies: number }
 export interface NodeInfo {
   checksumErrors?: number;
+  domain?: string;
   id: number;
   address: string;
   up: boolean;
@@ -141,6 +144,7 @@ export interface Delegation {
   inoCount: number;
   policy: StripePolicy | null;
   nodeIds: number[];
+  nodeDomains?: string[];
   parentMode: number;
   parentGid: number;
 }

@@ -27,7 +27,7 @@ const PENDING_MAX = 4096;
 /** Calls that do not name the namespace: they need not wait for this node's creates. */
 const UNRELATED = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'CancelLock', 'ReclaimLocks', 'Publish', 'ReserveInos']);
 
-interface Held { untilMs: number; policy: StripePolicy | null; nodeIds: number[]; parentMode: number; parentGid: number }
+interface Held { untilMs: number; policy: StripePolicy | null; nodeIds: number[]; domains: Map<number, string>; parentMode: number; parentGid: number }
 
 export interface DelegatedEntry { ino: number; layout: Layout; gid: number; cacheMs: number }
 
@@ -72,6 +72,7 @@ export class Delegations implements PendingCreates {
     if (delegation.dir && delegation.cacheMs > 0) {
       this.dirs.set(delegation.dir, {
         untilMs: Date.now() + delegation.cacheMs, policy: delegation.policy, nodeIds: [...delegation.nodeIds],
+        domains: new Map(delegation.nodeIds.map((id, i) => [id, delegation.nodeDomains?.[i] ?? ''])),
         parentMode: delegation.parentMode, parentGid: delegation.parentGid,
       });
     }
@@ -100,7 +101,7 @@ export class Delegations implements PendingCreates {
     if (range.next >= range.end) this.inos.shift();
     // BSD group semantics in set-group-ID directories, as the service applies them
     const ownerGid = held.parentMode & 0o2000 ? held.parentGid : gid;
-    const layout = makeLayout(ino, held.policy, null, held.nodeIds);
+    const layout = makeLayout(ino, held.policy, null, held.nodeIds, (id) => held.domains.get(id) ?? '');
     this.pending.set(ino, { entry: { ino: dir, name }, mode, uid, gid: ownerGid, ino, layout, time });
     return { ino, layout, gid: ownerGid, cacheMs: remainingMs };
   }

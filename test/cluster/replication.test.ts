@@ -49,6 +49,21 @@ async function whole(c: Cluster, file: string, without?: number): Promise<boolea
   return objects.every((o) => o.replicas.length === 2 && o.replicas.every((r) => r.state === 'good' && r.node !== without));
 }
 
+describe('failure domains', () => {
+  it('keep the two copies of every object apart, and kdfs status tells them', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3, domains: ['rack-a', 'rack-a', 'rack-b'] }));
+    const domains: Record<number, string> = { 1: 'rack-a', 2: 'rack-a', 3: 'rack-b' };
+    for (const name of ['x', 'y', 'z']) {
+      fs.writeFileSync(c.path(2, name), randomBytes(3 * MiB));
+      for (const object of (await stripeOf(c, c.path(1, name))).objects) {
+        expect(new Set(object.replicas.map((r) => domains[r.node])).size).toBe(2);
+      }
+    }
+    const nodes = (await status(c)).nodes as { id: number; domain?: string }[];
+    expect(Object.fromEntries(nodes.map((n) => [n.id, n.domain]))).toEqual(domains);
+  });
+});
+
 describe('a node killed with kill -9, two copies', () => {
   it('costs a writer with fsync nothing; the file reads back whole meanwhile, and on the node once it is back and repaired', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));

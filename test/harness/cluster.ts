@@ -98,6 +98,8 @@ export interface ClusterOptions {
   rootMountArgs?: string[];
   /** Each node in a network namespace of its own, linked to a bridge (see netns.ts). */
   network?: boolean;
+  /** The failure domain of each node (mkfs.kdfs --domain), node 1 first. */
+  domains?: string[];
 }
 
 export class Cluster {
@@ -156,7 +158,8 @@ export class Cluster {
     const args = id === 1
       ? ['--node-id', '1', '--listen', this.rootAddress, ...(this.options.replicas ? ['--replicas', String(this.options.replicas)] : []), this.nodeDir(id), '1']
       : ['--node-id', String(id), '--listen', `${this.host(id)}:0`, '--root', this.rootAddress, this.nodeDir(id), '1'];
-    const result = await command(CLI.mkfs, args);
+    const domain = this.options.domains?.[id - 1];
+    const result = await command(CLI.mkfs, domain ? ['--domain', domain, ...args] : args);
     if (result.code !== 0) throw new Error(`mkfs.kdfs node ${id}: ${result.stderr}`);
   }
 
