@@ -291,7 +291,8 @@ export class ObjectStore implements Agent {
       await this.check(file, start, target, read);
       const from = offset - start;
       const available = Math.max(0, Math.min(length, read - from));
-      if (direct) return available === length ? target : target.subarray(0, available);
+      // `into` may be longer than asked: only what was read is returned
+      if (direct) return target.subarray(0, available);
       const result = into ?? Buffer.allocUnsafe(available);
       target.copy(result, 0, from, from + available);
       return result.subarray(0, available);

@@ -35,14 +35,15 @@ export async function copyObject(agents: AgentSource, ino: number, object: numbe
     const targetSums: ObjectSums | null = incremental ? await to.sums(targetKey, first, count) : null;
     for (let chunk = 0; chunk < count; chunk += BLOCKS_PER_CHUNK) {
       const chunkBlocks = Math.min(BLOCKS_PER_CHUNK, count - chunk);
-      const wanted = Array.from({ length: chunkBlocks }, (_, i) => chunk + i).filter((block) => differs(sourceSums, targetSums, block));
+      const wanted = Array.from({ length: chunkBlocks }, (_, i) => chunk + i).filter((block) => differs(sourceSums, targetSums, first + block, block));
       if (wanted.length === 0) continue;
       // one read of the chunk's span, the blocks that differ written from it
       const spanStart = (first + wanted[0]) * CHECKSUM_BLOCK_BYTES;
       const spanEnd = Math.min(length, (first + wanted[wanted.length - 1] + 1) * CHECKSUM_BLOCK_BYTES);
-      const read = await from.read(sourceKey, spanStart, spanEnd - spanStart);
+      const spanBytes = spanEnd - spanStart;
+      const read = (await from.read(sourceKey, spanStart, spanBytes)).subarray(0, spanBytes);
       // the source ends early (its last blocks are holes): zeros, written as such
-      const data = read.length === spanEnd - spanStart ? read : Buffer.concat([read, Buffer.alloc(spanEnd - spanStart - read.length)]);
+      const data = read.length === spanBytes ? read : Buffer.concat([read, Buffer.alloc(spanBytes - read.length)]);
       // a hole of a new copy stays a hole
       const written = incremental ? wanted : wanted.filter((block) => hasSum(sourceSums, block) || !isZero(data, block, first, spanStart));
       for (const run of runsOf(written)) {
@@ -85,12 +86,15 @@ function hasSum(sums: ObjectSums, block: number): boolean {
   return sum !== null && sum !== 0n;
 }
 
-/** Whether block must be copied: always for a new copy, else when the copy's checksum is not the source's. */
-function differs(source: ObjectSums, target: ObjectSums | null, block: number): boolean {
+/** Whether block (`index` in the object, `block` in the sums) must be copied:
+ *  always for a new copy, else when the copy's checksum is not the source's. A
+ *  block with no checksum on either side is a hole on the source, but on the copy
+ *  it may hold bytes whose checksum was never written (its node died between
+ *  the two): copied (as zeros) if the copy has bytes there. */
+function differs(source: ObjectSums, target: ObjectSums | null, index: number, block: number): boolean {
   if (!target) return true;
   const wanted = sumAt(source, block) ?? 0n;
   const held = sumAt(target, block) ?? 0n;
-  // both holes (or beyond both ends): nothing to copy
-  if (wanted === 0n && held === 0n) return false;
+  if (wanted === 0n && held === 0n) return index * CHECKSUM_BLOCK_BYTES < target.length;
   return wanted !== held;
 }

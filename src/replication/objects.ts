@@ -87,11 +87,24 @@ export class ReplicaIo {
     }, `write to object ${object} of inode ${ino}`);
   }
 
-  /** Cuts every good copy of the object to length (see write for `failed` and the result). */
-  truncate(ino: number, layout: Layout, object: number, length: number, failed: ReadonlySet<number>): Promise<number[]> {
-    return this.onEveryCopy(layout, object, failed, async (replica, agent) => {
-      await (await agent()).truncate(replicaKey(ino, object, replica.replica), length);
-    }, `truncation of object ${object} of inode ${ino}`);
+  /** Cuts every copy of the object to length, stale ones too: a copy that a repair
+   *  makes good meanwhile must not keep bytes past the cut (see write for
+   *  `failed` and the result; a stale copy that fails is not reported). */
+  async truncate(ino: number, layout: Layout, object: number, length: number, failed: ReadonlySet<number>): Promise<number[]> {
+    const stale = replicasOf(layout, object).filter((r) => r.node !== 0 && r.stale && !failed.has(slotOf(layout, object, r.replica)));
+    const [failedNow] = await Promise.all([
+      this.onEveryCopy(layout, object, failed, async (replica, agent) => {
+        await (await agent()).truncate(replicaKey(ino, object, replica.replica), length);
+      }, `truncation of object ${object} of inode ${ino}`),
+      ...stale.map(async (r) => {
+        try {
+          await (await this.agents.get(r.node)).truncate(replicaKey(ino, object, r.replica), length);
+        } catch {
+          // stale already: repair cuts it to the file's size
+        }
+      }),
+    ]);
+    return failedNow as number[];
   }
 
   /** Makes the objects durable on every good copy (see write for `failed` and the result). */

@@ -10,7 +10,7 @@ import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
 import type { Entry, MetaClient } from '../meta/client.js';
 import type { Attr, Layout, Timespec } from '../rpc/messages.js';
-import { withStale } from '../layout/replicas.js';
+import { replicasOf, slotOf, withStale } from '../layout/replicas.js';
 import { log } from '../common/log.js';
 import { ReplicaIo } from '../replication/objects.js';
 import type { AgentPool } from './agents.js';
@@ -53,6 +53,8 @@ export interface OpenFile extends WrittenFile {
   handles: number;
   /** Handles that bypass the kernel's page cache: none or all of them. */
   directHandles: number;
+  /** The layout the writer writes by: the one of the open (see commit). */
+  writerLayout: Layout;
 }
 
 interface Handle {
@@ -147,9 +149,9 @@ export class OpenFiles {
     if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
     let file = this.files.get(attr.ino);
     if (!file) {
-      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set(), failedSlots: new Set() };
+      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set(), failedSlots: new Set(), touched: new Set() };
       const opened: OpenFile = {
-        ...written, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, layoutOutdated: false, written: 0, committed: 0, handles: 0, directHandles: 0,
+        ...written, writerLayout: layout, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, layoutOutdated: false, written: 0, committed: 0, handles: 0, directHandles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => readableLayout(opened), this.replicas, this.readAheadBudget),
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
       };
@@ -279,9 +281,11 @@ export class OpenFiles {
   async commit(file: OpenFile, sync: boolean): Promise<boolean> {
     const written = file.written;
     if (!file.inline) await file.writer.drain();
-    // copies that missed writes (or a sync): stale in the same transaction as the size
-    const known = new Set(file.layout.stale ?? []);
-    const staleSlots = [...file.failedSlots].filter((slot) => !known.has(slot));
+    // Copies that missed writes (or a sync): stale in the same transaction as the
+    // size. Those the writer left out because they were stale when it opened the
+    // file too: a repair may have made them good since, without these writes.
+    const touched = [...file.touched];
+    const staleSlots = [...new Set([...file.failedSlots, ...skippedSlots(file.writerLayout, touched)])];
     if (written === file.committed && staleSlots.length === 0) return false;
     const mtime = file.mtime;
     let fresh;
@@ -299,6 +303,7 @@ export class OpenFiles {
       fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
     }
     if (staleSlots.length > 0) file.layout = withStale(file.layout, staleSlots);
+    for (const object of touched) file.touched.delete(object);
     // the next stat (the kernel forgot the attributes at the write) needs no call
     this.attrs.put(fresh.attr, fresh.cacheMs);
     // bytes that went nowhere: every fsync and close says so until they are written again
@@ -455,4 +460,11 @@ function storedEnd(file: OpenFile): number {
  *  stale, nor those that failed a write of this node (marked at its next commit). */
 function readableLayout(file: OpenFile): Layout {
   return file.failedSlots.size > 0 ? withStale(file.layout, file.failedSlots) : file.layout;
+}
+
+/** The slots of the objects written that were stale in the layout they were written by. */
+function skippedSlots(layout: Layout, objects: number[]): number[] {
+  const skipped: number[] = [];
+  for (const object of objects) for (const r of replicasOf(layout, object)) if (r.stale) skipped.push(slotOf(layout, object, r.replica));
+  return skipped;
 }

@@ -38,6 +38,8 @@ export interface WrittenFile {
   /** Replica slots that failed a write, truncation or sync since the file was
    *  opened here: skipped from then on, and marked stale by the next commit. */
   failedSlots: Set<number>;
+  /** Objects written since the last commit. */
+  touched: Set<number>;
 }
 
 /** The budgets and buffers shared by every file of a mount. */
@@ -199,7 +201,8 @@ export class FileWriter {
   private send(extent: Extent): void {
     this.filling.delete(extent.unit);
     if (this.filling.size === 0) this.shared.filling(this, false);
-    const { ino, layout, unsynced, failedSlots } = this.file;
+    const { ino, layout, unsynced, failedSlots, touched } = this.file;
+    touched.add(extent.unit % layout.nodes.length);
     const count = layout.nodes.length;
     const object = extent.unit % count;
     const objectOffset = Math.floor(extent.unit / count) * layout.unitBytes + extent.start;

@@ -112,12 +112,13 @@ function describeTree(root: string): string[] {
   return lines;
 }
 
-describe(`differential test against a local directory (seed ${SEED})`, () => {
-  let cluster: Cluster;
-  let local: string;
-  /** The directory as each node mounts it. */
-  const remote = (node: number) => cluster.path(node, 'diff');
-
+/** A 3-node cluster and a local directory, made before the tests of a describe
+ *  and removed after: `cluster()` and `local()` once made; `remote(node)` is the
+ *  directory compared, as that node mounts it. */
+function clusterAndLocal(): { cluster: () => Cluster; local: () => string; remote: (node: number) => string } {
+  let cluster: Cluster | null = null;
+  let local = '';
+  const remote = (node: number) => cluster!.path(node, 'diff');
   beforeAll(async () => {
     cluster = await Cluster.start({ nodes: 3 });
     local = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-diff-local-'));
@@ -130,6 +131,11 @@ describe(`differential test against a local directory (seed ${SEED})`, () => {
     await cluster?.stop();
     if (local) fs.rmSync(local, { recursive: true, force: true });
   });
+  return { cluster: () => cluster!, local: () => local, remote };
+}
+
+describe(`differential test against a local directory (seed ${SEED})`, () => {
+  const { cluster, local, remote } = clusterAndLocal();
 
   it(`gives the same outcomes and trees for ${STEPS} random operations made on nodes 2, 3 and 1, seen from another node`, () => {
     console.log(`differential test: seed ${SEED} (replay with KDFS_TEST_SEED=${SEED})`);
@@ -141,12 +147,50 @@ describe(`differential test against a local directory (seed ${SEED})`, () => {
       // once what the other did (and now and then through the root)
       const doer = step % 5 === 4 ? 1 : 2 + (step % 2);
       const viewer = doer === 2 ? 3 : 2;
-      const expected = apply(local, op);
+      const expected = apply(local(), op);
       const got = apply(remote(doer), op);
       history.push(`${step}: node ${doer}: ${JSON.stringify(op)} -> ${expected}`);
       const context = `seed ${SEED}, step ${step}, seen from node ${viewer}\n${history.slice(-8).join('\n')}`;
       expect(got, context).toBe(expected);
-      expect(describeTree(remote(viewer)), context).toEqual(describeTree(local));
+      expect(describeTree(remote(viewer)), context).toEqual(describeTree(local()));
     }
   });
+});
+
+describe(`differential test with a node killed and brought back between steps (seed ${SEED})`, () => {
+  const { cluster, local, remote } = clusterAndLocal();
+  /** Steps at which node 3, which holds copies but is not used, is killed, and mounted again. */
+  const KILLS = new Map([[40, 'kill'], [90, 'mount'], [120, 'kill'], [170, 'mount']]);
+  const KILL_STEPS = Math.min(STEPS, 200);
+
+  it(`gives the same outcomes and trees through nodes 2 and 1 while node 3 dies and returns, then on node 3 once repaired`, async () => {
+    const random = generator(SEED ^ 0x5bd1e995);
+    const history: string[] = [];
+    for (let step = 0; step < KILL_STEPS; step++) {
+      const event = KILLS.get(step);
+      if (event === 'kill') await cluster().kill9(3);
+      if (event === 'mount') await cluster().mount(3);
+      if (event) history.push(`${step}: node 3: ${event}`);
+      const op = randomOp(random);
+      const doer = step % 4 === 3 ? 1 : 2;
+      const viewer = doer === 2 ? 1 : 2;
+      const expected = apply(local(), op);
+      const got = apply(remote(doer), op);
+      history.push(`${step}: node ${doer}: ${JSON.stringify(op)} -> ${expected}`);
+      const context = `seed ${SEED}, step ${step}, seen from node ${viewer}\n${history.slice(-8).join('\n')}`;
+      expect(got, context).toBe(expected);
+      expect(describeTree(remote(viewer)), context).toEqual(describeTree(local()));
+    }
+    // node 3 back for good: its copies are brought up to date, and it reads the same
+    const degraded = async () => JSON.parse((await cluster().kdfs(['status', '--json', cluster().mnt(2)])).stdout).degradedObjects as number;
+    const deadline = Date.now() + 60_000;
+    while ((await degraded()) !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 500));
+    const left = await cluster().kdfs(['status', '--degraded', cluster().mnt(2)]);
+    const stripes = await Promise.all([...left.stdout.matchAll(/^  (\/.+)$/gm)].map(async (m) => (await cluster().kdfs(['getstripe', m[1]])).stdout));
+    expect(await degraded(), `${left.stdout}\n${stripes.join('\n')}`).toBe(0);
+    // every copy the same as the first good one, and node 3 reading what the others read
+    const scrub = await cluster().kdfs(['scrub', remote(1)]);
+    expect(scrub.code, scrub.stdout + scrub.stderr).toBe(0);
+    expect(describeTree(remote(3))).toEqual(describeTree(local()));
+  }, 300_000);
 });

@@ -42,7 +42,7 @@ function setup(seed: number) {
   const agent = new SlowObjects(random);
   const pool = { get: async () => agent as unknown as ObjectIo } as unknown as AgentPool;
   const layout = { unitBytes: 64 * 1024, nodes: [1, 2, 3], replicas: 1 };
-  const file = { ino: 2 ** 32, layout, unsynced: new Set<number>(), failedSlots: new Set<number>() };
+  const file = { ino: 2 ** 32, layout, unsynced: new Set<number>(), failedSlots: new Set<number>(), touched: new Set<number>() };
   return { random, agent, layout, writer: new WriteBehind(new ReplicaIo(pool, 1)).writer(file) };
 }
 
