@@ -121,8 +121,13 @@ export class ObjectStore implements Agent {
       const file = (await this.acquire(objectPath, true))!;
       try {
         const sums = await this.sumsOfWrite(file, offset, data);
-        await this.writeData(file, offset, data);
-        await pwrite(await this.sumFdOf(file), sums, 0, sums.length, Math.floor(offset / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BYTES);
+        // the data and its checksums at once: a crash between them leaves a block
+        // that fails its check either way (the write was not acknowledged)
+        const sumFd = await this.sumFdOf(file);
+        await Promise.all([
+          this.writeData(file, offset, data),
+          pwrite(sumFd, sums, 0, sums.length, Math.floor(offset / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BYTES),
+        ]);
         file.changes++;
       } finally {
         this.release(file);
