@@ -40,6 +40,8 @@ export class Namespace {
   private opensKnown = false;
   /** Whether a node other than `origin` may hold the inode open without having told (set by the service). */
   mayBeOpen: ((ino: number, origin: number) => boolean) | null = null;
+  /** Inodes no node may open now (see fenced), until the promise resolves. */
+  private readonly fences = new Map<number, Promise<void>>();
   /** The inode ranges each node was given for its delegated creates. */
   private readonly reserved = new Map<number, { first: number; end: number }[]>();
 
@@ -82,12 +84,13 @@ export class Namespace {
       if (target.length === 0) throw new FsError(E.ENOENT);
       if (Buffer.byteLength(target) > SYMLINK_MAX_BYTES) throw new FsError(E.ENAMETOOLONG);
     }
-    return this.store.run((tx) => {
+    return this.unfenced(() => this.store.run((tx) => {
       const { parent, name } = this.resolveEntry(tx, request.entry);
       const existing = tx.dirent(parent.attr.ino, name);
       if (existing) {
         // O_CREAT without O_EXCL of an existing regular file opens it
         if (request.exclusive || type !== S_IFREG || !request.openNode) throw new FsError(E.EEXIST);
+        this.checkFence(existing.ino);
         const inode = tx.mustInode(existing.ino);
         if (isDir(inode.attr.mode)) throw new FsError(E.EISDIR);
         this.addOpen(inode.attr.ino, request.openNode);
@@ -127,7 +130,7 @@ export class Namespace {
       p.attr.mtime = p.attr.ctime = time;
       if (request.openNode && type === S_IFREG) this.addOpen(ino, request.openNode);
       return { inode, existed: false };
-    }, false, effects);
+    }, false, effects));
   }
 
   async remove(entry: Target, directory: boolean, effects?: Effects): Promise<void> {
@@ -445,11 +448,45 @@ export class Namespace {
   // ------------------------------------------------------------ open files
 
   async open(target: Target, nodeId: number, effects?: Effects): Promise<Inode> {
-    return this.store.run((tx) => {
+    return this.unfenced(() => this.store.run((tx) => {
       const inode = this.resolve(tx, target);
+      this.checkFence(inode.attr.ino);
       this.addOpen(inode.attr.ino, nodeId);
       return inode;
-    }, false, effects);
+    }, false, effects));
+  }
+
+  /** Runs `work` while no node may open the inode (it waits), if no node holds
+   *  it open now: false, and nothing done, if one does. */
+  async fenced(ino: number, work: () => Promise<void>): Promise<boolean> {
+    while (this.fences.has(ino)) await this.fences.get(ino);
+    if (this.isOpen(ino)) return false;
+    const done = work();
+    const fence = done.then(() => {}, () => {});
+    this.fences.set(ino, fence);
+    try {
+      await done;
+    } finally {
+      this.fences.delete(ino);
+    }
+    return true;
+  }
+
+  private checkFence(ino: number): void {
+    const fence = this.fences.get(ino);
+    if (fence) throw new Fenced(fence);
+  }
+
+  /** Runs an open, again once the fence it met is lifted. */
+  private async unfenced<T>(open: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await open();
+      } catch (err) {
+        if (!(err instanceof Fenced)) throw err;
+        await err.lifted;
+      }
+    }
   }
 
   /** The node closed its last handle of the inode. */
@@ -730,4 +767,11 @@ function sameLayout(a: Layout, b: Layout): boolean {
 
 function sameTime(a: Attr['mtime'], b: Attr['mtime']): boolean {
   return (a?.sec ?? 0) === (b?.sec ?? 0) && (a?.nsec ?? 0) === (b?.nsec ?? 0);
+}
+
+/** An open met a fence (see Namespace.fenced): it is made again once lifted. */
+class Fenced extends Error {
+  constructor(readonly lifted: Promise<void>) {
+    super('the inode is fenced');
+  }
 }

@@ -164,12 +164,37 @@ export class Repairer {
     for (const ino of inos) {
       try {
         await this.namespace.reconcile(ino, (node) => this.cluster.isLive(node) && !this.abandoned.has(node));
-        // nodes that hold it open learn which copies to leave alone
+        // nodes that hold it open learn which copies to leave alone (and tell
+        // the opens they made without a call)
         await this.invalidate(ino, true);
+        await this.cutPastEnd(ino);
       } catch (err) {
         log.warn(`reconciling the copies of inode ${ino}: ${(err as Error).message}`);
       }
     }
+  }
+
+  /** What a dead writer left past the file's committed size must never come
+   *  back when the file grows: if no node holds the file open (none can write
+   *  there but the dead one), every copy is cut to the committed size, while
+   *  opens of the file wait. A copy that cannot be cut is marked stale. */
+  private async cutPastEnd(ino: number): Promise<void> {
+    await this.namespace.fenced(ino, async () => {
+      const inode = await this.store.run((tx) => tx.inode(ino), false);
+      if (!inode || !this.hasObjects(inode)) return;
+      const layout = inode.layout!;
+      const failed: number[] = [];
+      for (let object = 0; object < layout.nodes.length; object++) {
+        const length = objectLength(layout.unitBytes, layout.nodes.length, inode.attr.size, object);
+        try {
+          failed.push(...(await this.cluster.replicas.truncate(ino, layout, object, length, new Set())));
+        } catch (err) {
+          log.warn(`cutting object ${object} of inode ${ino} to the committed size: ${(err as Error).message}`);
+          failed.push(...replicasOf(layout, object).filter((r) => r.node !== 0).map((r) => slotOf(layout, object, r.replica)));
+        }
+      }
+      if (failed.length > 0) await this.namespace.markStale(ino, failed);
+    });
   }
 
   /** Repairs the file now (for kdfs scrub --repair), as far as the live nodes allow. */

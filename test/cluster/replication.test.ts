@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, testDir } from '../harness/cluster.js';
+import { Cluster, objectBytes, testDir } from '../harness/cluster.js';
 import { BOUND_ASSERTED_MS, MiB, sha256, stripeOf, timed } from '../harness/faults.js';
 import { poll } from '../harness/locker.js';
 
@@ -168,6 +168,40 @@ describe('a writer whose node dies in the middle of overwriting a file', () => {
     expect(await whole(c, c.path(1, 'overwritten'))).toBe(true);
     const digests = await Promise.all([1, 2, 3].map(async (id) => (await fileDigest(c.path(id, 'overwritten'))).stdout));
     expect(new Set(digests).size).toBe(1);
+  });
+});
+
+describe('a writer killed with its writes past the committed size', () => {
+  it('leaves nothing that comes back when the file is extended: zeros are read there', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const kept = randomBytes(4 * MiB);
+    fs.writeFileSync(c.path(1, 'grown'), kept);
+    const stored = () => [1, 2, 3].reduce((sum, id) => sum + objectBytes(c.nodeDir(id)), 0);
+    const before = stored();
+    // node 2 writes 4 MiB more, never fsynced nor closed: whole units go to the copies at once
+    const script = [
+      'import os, sys', `fd = os.open(${JSON.stringify(c.path(2, 'grown'))}, os.O_WRONLY)`,
+      'os.pwrite(fd, b"\\xab" * (4 << 20), 4 << 20)', 'print("written", flush=True)', 'sys.stdin.readline()',
+    ].join('\n');
+    const writer = spawn('timeout', ['-k', '2', '60', 'python3', '-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let said = '';
+    writer.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+    try {
+      expect(await poll(async () => said.includes('written'), BOUND_ASSERTED_MS, 50)).not.toBeNull();
+      // both copies of the 4 MiB reached the disks
+      expect(await poll(async () => stored() >= before + 8 * MiB, BOUND_ASSERTED_MS, 50)).not.toBeNull();
+      await c.kill9(2);
+    } finally {
+      writer.kill('SIGKILL');
+    }
+    expect(fs.statSync(c.path(1, 'grown')).size).toBe(4 * MiB);
+    await c.mount(2);
+    // extended by another node: the dead writer's bytes are not the file's
+    fs.truncateSync(c.path(1, 'grown'), 8 * MiB);
+    for (const id of [1, 2, 3]) {
+      const content = (await timed(`dd if=${c.path(id, 'grown')} bs=1M iflag=direct status=none | sha256sum`)).stdout.split(' ')[0];
+      expect(content, `read through node ${id}`).toBe(sha256(Buffer.concat([kept, Buffer.alloc(4 * MiB)])));
+    }
   });
 });
 
