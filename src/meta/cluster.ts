@@ -37,7 +37,7 @@ export class Cluster {
   private reaping = false;
   private spaceTimer: NodeJS.Timeout | null = null;
   /** Files a node that restarted held open before and holds no more (see Namespace.replaceOpens). */
-  opensDropped: (inos: number[]) => Promise<void> = async () => {};
+  opensDropped: (inos: number[], nodeId: number) => Promise<void> = async () => {};
   /** Nodes found full at the last probe. */
   private full = new Set<number>();
 
@@ -125,7 +125,7 @@ export class Cluster {
     if (this.incarnations.get(request.nodeId) !== request.incarnation) {
       this.incarnations.set(request.nodeId, request.incarnation);
       const dropped = await this.namespace.replaceOpens(request.nodeId, request.openInos);
-      if (dropped.length > 0) await this.opensDropped(dropped);
+      if (dropped.length > 0) await this.opensDropped(dropped, request.nodeId);
       // every member has told what it holds open: no need to wait for the grace period
       if ([...this.store.nodes.keys()].every((id) => this.incarnations.has(id))) await this.namespace.opensAnnounced();
     }

@@ -118,7 +118,7 @@ export class MetaService {
     this.scrub = new BackgroundScrub(store, this.cluster.replicas.agents, (ino) => this.namespace.isOpen(ino), (nodeId) => this.cluster.isLive(nodeId), reportBad, {
       bytesPerS: options.scrubBytesPerS ?? SCRUB_RATE_DEFAULT_BYTES_PER_S, intervalMs: options.scrubIntervalMs ?? SCRUB_INTERVAL_DEFAULT_MS,
     });
-    this.cluster.opensDropped = (inos) => this.repairer.reconcile(inos);
+    this.cluster.opensDropped = (inos, nodeId) => this.repairer.reconcile(inos, nodeId);
     this.ops = this.makeOps();
   }
 

@@ -139,7 +139,7 @@ export class Repairer {
         // if its process comes back after all, it re-announces what it holds open
         this.cluster.forgetIncarnation(id);
         // what it held open is open no more: its files may be repaired (after reconciling)
-        void this.namespace.replaceOpens(id, []).then((dropped) => this.reconcile(dropped));
+        void this.namespace.replaceOpens(id, []).then((dropped) => this.reconcile(dropped, id));
       }
     }
   }
@@ -160,10 +160,13 @@ export class Repairer {
 
   /** A node process died holding the files open (it restarted, or was abandoned):
    *  their copies are reconciled before anyone reads them again. */
-  async reconcile(inos: number[]): Promise<void> {
+  async reconcile(inos: number[], deadNode: number): Promise<void> {
+    // The copies on the dead process's own node may hold blocks half written
+    // (data without its checksum, or the reverse): kept only when no other is.
+    const keepable = (node: number) => node !== deadNode && this.cluster.isLive(node) && !this.abandoned.has(node);
     for (const ino of inos) {
       try {
-        await this.namespace.reconcile(ino, (node) => this.cluster.isLive(node) && !this.abandoned.has(node));
+        await this.namespace.reconcile(ino, keepable);
         // nodes that hold it open learn which copies to leave alone (and tell
         // the opens they made without a call)
         await this.invalidate(ino, true);
