@@ -43,6 +43,18 @@ function copyPath(c: Cluster, file: string, node: number, index: number, replica
   return path.join(c.nodeDir(node), 'objects', bucket, name);
 }
 
+/** Flips bits of the byte at `offset` of copy `replica` of object `index` of
+ *  `file`, on its node's disk (`data` is the file's content, object at `fileOffset`
+ *  there); returns that copy's path. */
+async function damageCopy(c: Cluster, file: string, index: number, replica: number, offset: number, fileOffset: number, data: Buffer, bits: number): Promise<{ copy: string; node: number }> {
+  const { node } = (await stripeOf(c, file)).objects[index].replicas[replica];
+  const copy = copyPath(c, file, node, index, replica);
+  const fd = fs.openSync(copy, 'r+');
+  fs.writeSync(fd, Buffer.from([data[fileOffset] ^ bits]), 0, 1, offset);
+  fs.closeSync(fd);
+  return { copy, node };
+}
+
 /** Whether every object of the file has two good copies (on nodes other than `without`). */
 async function whole(c: Cluster, file: string, without?: number): Promise<boolean> {
   const { objects } = await stripeOf(c, file);
@@ -241,11 +253,7 @@ describe('a byte flipped in a copy on disk', () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
     const data = randomBytes(6 * MiB);
     fs.writeFileSync(c.path(1, 'flipped'), data);
-    const first = (await stripeOf(c, c.path(1, 'flipped'))).objects[0].replicas[0];
-    const copy = copyPath(c, c.path(1, 'flipped'), first.node, 0, 0);
-    const fd = fs.openSync(copy, 'r+');
-    fs.writeSync(fd, Buffer.from([data[1000] ^ 0xff]), 0, 1, 1000);
-    fs.closeSync(fd);
+    const { copy } = await damageCopy(c, c.path(1, 'flipped'), 0, 0, 1000, 1000, data, 0xff);
 
     const found = await c.kdfs(['scrub', '--json', c.path(2, 'flipped')]);
     expect(found.code, found.stderr).toBe(1);
@@ -263,11 +271,7 @@ describe('a byte flipped in a copy on disk', () => {
     const c = (cluster = await Cluster.start({ nodes: 3, rootMountArgs: ['-o', 'scrub_interval=1,scrub_rate=64'] }));
     const data = randomBytes(6 * MiB);
     fs.writeFileSync(c.path(1, 'scrubbed'), data);
-    const first = (await stripeOf(c, c.path(1, 'scrubbed'))).objects[2].replicas[1];
-    const copy = copyPath(c, c.path(1, 'scrubbed'), first.node, 2, 1);
-    const fd = fs.openSync(copy, 'r+');
-    fs.writeSync(fd, Buffer.from([data[2 * MiB + 5] ^ 0x80]), 0, 1, 5);
-    fs.closeSync(fd);
+    const { copy } = await damageCopy(c, c.path(1, 'scrubbed'), 2, 1, 5, 2 * MiB + 5, data, 0x80);
     // nobody reads the file: the scrub finds the bad block, and repair mends it
     expect(await poll(async () => fs.readFileSync(copy)[5] === data[2 * MiB + 5], REPAIR_WAIT_MS, 500)).not.toBeNull();
     expect(await poll(() => whole(c, c.path(1, 'scrubbed')), REPAIR_WAIT_MS, 500)).not.toBeNull();
@@ -278,11 +282,8 @@ describe('a byte flipped in a copy on disk', () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
     const data = randomBytes(6 * MiB);
     fs.writeFileSync(c.path(1, 'read'), data);
-    const first = (await stripeOf(c, c.path(1, 'read'))).objects[1].replicas[0];
-    const copy = copyPath(c, c.path(1, 'read'), first.node, 1, 0);
-    const fd = fs.openSync(copy, 'r+');
-    fs.writeSync(fd, Buffer.from([data[MiB + 77] ^ 0x01]), 0, 1, 77);
-    fs.closeSync(fd);
+    const first = await damageCopy(c, c.path(1, 'read'), 1, 0, 77, MiB + 77, data, 0x01);
+    const { copy } = first;
     // node `first.node` reads its own copy first: it meets the bad block
     const read = await fileDigest(c.path(first.node, 'read'));
     expect(read.code, read.stderr).toBe(0);

@@ -1,6 +1,7 @@
 // Helpers for POSIX checks: errno assertions, and running operations as another user.
 import { spawnSync } from 'node:child_process';
 import { expect } from 'vitest';
+import { FsError, errnoName } from '../../src/common/errno.js';
 
 /** Asserts that fn fails with the given errno code ('ENOENT', ...). */
 export function expectErrno(fn: () => unknown, code: string): void {
@@ -11,6 +12,16 @@ export function expectErrno(fn: () => unknown, code: string): void {
     error = err as NodeJS.ErrnoException;
   }
   expect(error?.code ?? 'no error').toBe(code);
+}
+
+/** 'ok', or the errno name a call of kDFS's own code failed with. */
+export async function errnoOf(work: Promise<unknown>): Promise<string> {
+  try {
+    await work;
+    return 'ok';
+  } catch (err) {
+    return err instanceof FsError ? errnoName(err.errno) : String(err);
+  }
 }
 
 export const NOBODY = { uid: 65534, gid: 65534 };

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FsError, errnoName } from '../../src/common/errno.js';
+import { errnoOf } from '../harness/posix.js';
 import { S_IFDIR, S_IFREG } from '../../src/common/mode.js';
 import { goodReplicas, replicasOf } from '../../src/layout/replicas.js';
 import { Namespace } from '../../src/meta/namespace.js';
@@ -38,14 +38,6 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function errnoOf(work: Promise<unknown>): Promise<string> {
-  try {
-    await work;
-    return 'ok';
-  } catch (err) {
-    return err instanceof FsError ? errnoName(err.errno) : String(err);
-  }
-}
 
 async function file(name: string): Promise<number> {
   const { inode } = await ns.create({ entry: { ino: ROOT_INO, name }, mode: S_IFREG | 0o644, uid: 0, gid: 0 }, NODES, store.fs.defaultPolicy);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FsError, errnoName } from '../../src/common/errno.js';
+import { errnoOf } from '../harness/posix.js';
 import { S_IFDIR, S_IFREG } from '../../src/common/mode.js';
 import { Namespace } from '../../src/meta/namespace.js';
 import { FIRST_INO, ROOT_INO } from '../../src/meta/records.js';
@@ -23,14 +23,6 @@ async function createStore(location: string): Promise<void> {
   );
 }
 
-async function errnoOf(work: Promise<unknown>): Promise<string> {
-  try {
-    await work;
-    return 'ok';
-  } catch (err) {
-    return err instanceof FsError ? errnoName(err.errno) : String(err);
-  }
-}
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-store-'));
