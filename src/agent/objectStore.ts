@@ -74,6 +74,10 @@ interface OpenFile {
   removed: boolean;
 }
 
+/** How long, and how many, removed objects a read fails for rather than reading
+ *  as holes: longer than any read in flight since the layout that named them. */
+const REMOVED_REMEMBERED_MS = 60_000;
+const REMOVED_REMEMBERED_MAX = 65_536;
 const USED_BYTES_TTL_MS = 5000;
 
 export function objectFileName(key: ObjectKey): string {
@@ -84,6 +88,8 @@ export function objectFileName(key: ObjectKey): string {
 export class ObjectStore implements Agent {
   /** Open descriptors by object file path, least recently used first. */
   private readonly open = new Map<string, OpenFile>();
+  /** Objects removed lately, by path, oldest first, with when (see rememberRemoved). */
+  private readonly removedRecently = new Map<string, number>();
   /** Space the objects take, as last measured; measured again in the background
    *  when older than USED_BYTES_TTL_MS, so that a Stat never waits for a walk. */
   private used = { bytes: 0, atMs: 0 };
@@ -116,6 +122,7 @@ export class ObjectStore implements Agent {
     if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
     await initHash();
     const objectPath = this.pathOf(key);
+    this.removedRecently.delete(objectPath);
     const blocks = { start: Math.floor(offset / CHECKSUM_BLOCK_BYTES), end: Math.ceil((offset + data.length) / CHECKSUM_BLOCK_BYTES) };
     await this.inTurn(objectPath, blocks, async () => {
       const file = (await this.acquire(objectPath, true))!;
@@ -249,7 +256,12 @@ export class ObjectStore implements Agent {
   async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const objectPath = this.pathOf(key);
     const file = await this.acquire(objectPath, false);
-    if (!file) return Buffer.alloc(0);
+    if (!file) {
+      // moved away a moment ago: the reader's layout is older than the move, and
+      // another copy has the bytes (an absent object would read as a hole: zeros)
+      if (this.removedRecently.has(objectPath)) throw new FsError(E.EIO, `${path.basename(objectPath)} was just removed from this node`);
+      return Buffer.alloc(0);
+    }
     await initHash();
     try {
       for (let attempt = 0; ; attempt++) {
@@ -383,8 +395,20 @@ export class ObjectStore implements Agent {
     }
   }
 
+  /** An object removed: reads of it fail for a while (see read), until written again. */
+  private rememberRemoved(objectPath: string): void {
+    const nowMs = Date.now();
+    for (const [oldest, atMs] of this.removedRecently) {
+      if (this.removedRecently.size < REMOVED_REMEMBERED_MAX && nowMs - atMs < REMOVED_REMEMBERED_MS) break;
+      this.removedRecently.delete(oldest);
+    }
+    this.removedRecently.delete(objectPath);
+    this.removedRecently.set(objectPath, nowMs);
+  }
+
   async truncate(key: ObjectKey, length: number): Promise<void> {
     const objectPath = this.pathOf(key);
+    this.removedRecently.delete(objectPath);
     await initHash();
     // the block cut in the middle changes, and every one past it goes
     await this.inTurn(objectPath, { start: Math.floor(length / CHECKSUM_BLOCK_BYTES), end: Infinity }, async () => {
@@ -437,6 +461,7 @@ export class ObjectStore implements Agent {
   async remove(keys: ObjectKey[]): Promise<void> {
     for (const key of keys) {
       const file = this.pathOf(key);
+      this.rememberRemoved(file);
       const cached = this.open.get(file);
       if (cached) {
         this.open.delete(file);

@@ -4,6 +4,8 @@
 //   kdfs status [--json] [--dir DIR | PATH]  the nodes, their addresses, space and state
 //   kdfs setstripe [--unit SIZE] [--count N] [--replicas R] PATH
 //   kdfs getstripe [--json] PATH
+//   kdfs node add|remove|maintenance|status ...   (see src/cli/nodes.ts)
+//   kdfs rebalance start|status|stop
 import { spawn } from 'node:child_process';
 import fs, { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -22,6 +24,8 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CliError, formatBytes, locate, metaClientFor, packageVersion, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
 import { scrub } from './scrub.js';
+import { nodeAdd, nodeMaintenance, nodeRemove, nodeStatus, rebalance } from './nodes.js';
+import { NODE_ADD } from '../rpc/messages.js';
 import { REPLICAS_MAX, replicaCount, replicasOf } from '../layout/replicas.js';
 
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
@@ -85,11 +89,15 @@ async function up(options: { nodes: number; dir: string }): Promise<number> {
   } else {
     rootAddress = `127.0.0.1:${await freePort()}`;
   }
+  /** Nodes formatted now: they take data from the start (kdfs node add); the
+   *  others keep the state they had (a node removed stays removed). */
+  const formatted: number[] = [];
   for (let id = 1; id <= count; id++) {
     const nodeDir = nodeDirOf(dir, id);
     mkdirSync(nodeDir, { recursive: true });
     mkdirSync(mountPointOf(dir, id), { recursive: true });
     if (!existsSync(nodePaths(nodeDir).superblock)) {
+      if (id !== 1) formatted.push(id);
       await format({ dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress });
     }
   }
@@ -100,6 +108,18 @@ async function up(options: { nodes: number; dir: string }): Promise<number> {
   if (failed.length) {
     await down({ dir });
     throw new CliError(failed.join('; '));
+  }
+  // the nodes of a cluster made here take data from the start (elsewhere, kdfs node add says when)
+  if (formatted.length > 0) {
+    const meta = await metaClientFor(rootDir);
+    try {
+      await meta.nodeAdmin(NODE_ADD, formatted);
+    } catch (err) {
+      await down({ dir });
+      throw new CliError(`adding the nodes: ${(err as Error).message}`);
+    } finally {
+      meta.disconnect();
+    }
   }
   const lines = [`kdfs: ${count} node${count > 1 ? 's' : ''} up in ${dir}`];
   for (let id = 1; id <= count; id++) {
@@ -173,7 +193,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   if (options.json) {
     const json = nodes.map((n) => ({
       id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
-      checksumErrors: n.checksumErrors ?? 0, domain: n.domain ?? '',
+      checksumErrors: n.checksumErrors ?? 0, domain: n.domain ?? '', admin: n.admin ?? 'active', weight: n.weight ?? 0,
     }));
     process.stdout.write(JSON.stringify({
       nodes: json, degradedObjects: health?.degradedObjects ?? null, repairingObjects: health?.repairingObjects ?? null, checksumErrors,
@@ -181,9 +201,9 @@ async function status(where: string | undefined, options: { dir: string; json?: 
     }) + '\n');
     return 0;
   }
-  const rows = [['NODE', 'ADDRESS', 'STATE', 'CAPACITY', 'USED', 'FREE']];
+  const rows = [['NODE', 'ADDRESS', 'STATE', 'ADMIN', 'CAPACITY', 'USED', 'FREE']];
   for (const n of nodes) {
-    rows.push([String(n.id), n.address, n.state, n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
+    rows.push([String(n.id), n.address, n.state, n.admin ?? '-', n.up ? formatBytes(n.capacityBytes) : '-', n.up ? formatBytes(n.usedBytes) : '-', n.up ? formatBytes(n.freeBytes) : '-']);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const lines = rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd());
@@ -343,6 +363,41 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<path>', 'a file or a directory in a kDFS mount')
     .option('--json', 'one JSON document')
     .action(async (target, options) => done(await getstripe(target, options)));
+  const node = program.command('node').description('add, drain and remove nodes; maintenance; whether each is safe to stop');
+  const rootDirOf = (dir: string) => nodeDirOf(dir, 1);
+  const idsHelp = 'node ids: N, N:M or -nN:M ranges, and optionally a path in a kDFS mount (else the root node under --dir)';
+  node.command('add').description('admit nodes that joined (formatted with mkfs.kdfs and mounted) into placement')
+    .argument('<ids...>', idsHelp)
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .allowUnknownOption() // -n16:18, the seed's ranges
+    .action(async (words, options) => done(await nodeAdd(words, options, rootDirOf)));
+  node.command('remove').description('drain nodes: their copies are moved to the others, then they are removed; waits until done')
+    .argument('<ids...>', idsHelp)
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .option('--force', 'remove dead nodes at once: their copies are made again from the others')
+    .option('--background', 'do not wait for the drain to end')
+    .allowUnknownOption() // -n21:34, the seed's ranges
+    .action(async (words, options) => done(await nodeRemove(words, options, rootDirOf)));
+  node.command('maintenance').description('a node down on purpose (a reboot): its copies are not made elsewhere while it is down')
+    .argument('<args...>', 'node ids, then on or off')
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .allowUnknownOption()
+    .action(async (words, options) => done(await nodeMaintenance(words, options, rootDirOf)));
+  node.command('status').description('each node\'s states, weight, copies, and whether it is safe to stop now')
+    .argument('[path]', 'a path in a kDFS mount (else the root node under --dir)')
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .option('--json', 'one JSON document')
+    .action(async (where, options) => done(await nodeStatus(where ? [where] : [], options, rootDirOf)));
+  program.command('rebalance').description('move copies so that each node holds a share of the data in proportion to its capacity')
+    .argument('<op>', 'start (waits until done unless --background), status, or stop')
+    .argument('[path]', 'a path in a kDFS mount (else the root node under --dir)')
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .option('--json', 'status as one JSON document')
+    .option('--background', 'start, and do not wait')
+    .action(async (op, where, options) => {
+      if (!['start', 'status', 'stop'].includes(op)) throw new CliError(`rebalance start, status or stop, not ${JSON.stringify(op)}`, 2);
+      done(await rebalance(op, where, options, rootDirOf));
+    });
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

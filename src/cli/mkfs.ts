@@ -1,4 +1,4 @@
-// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] DIRECTORY_PATHNAME ROOT_NODEID
+// mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] [--replace] DIRECTORY_PATHNAME ROOT_NODEID
 //
 // Formats a node's directory: its superblock and object directories, and on the
 // root node (node id = ROOT_NODEID) the root meta-file holding the root
@@ -18,7 +18,7 @@ import { REPLICAS_MAX } from '../layout/replicas.js';
 import { runningNode } from '../node/runfile.js';
 import { CliError, packageVersion, parseAddress, parseArgs, parseId, runMain } from './common.js';
 
-const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
+const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] [--replace] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
 /** Longest failure domain name. */
 const DOMAIN_MAX_CHARS = 64;
 /** Copies of each stripe object in a new file system, unless --replicas says otherwise. */
@@ -37,6 +37,8 @@ export interface FormatOptions {
   /** The node's failure domain (a host, a rack): copies of an object avoid sharing one. */
   domain?: string;
   force?: boolean;
+  /** The directory takes the place of a member's lost one: it joins under that id, and its copies are rebuilt onto it. */
+  replace?: boolean;
 }
 
 /** Checks everything, then formats. Returns a one-line summary. */
@@ -45,6 +47,7 @@ export async function format(options: FormatOptions): Promise<string> {
   const isRoot = nodeId === rootNodeId;
   if (!path.isAbsolute(dir)) throw new CliError(`DIRECTORY_PATHNAME must be an absolute path: ${dir}`);
   if (!isRoot && options.replicas !== undefined) throw new CliError('--replicas is a choice of the file system: give it when formatting the root node');
+  if (isRoot && options.replace) throw new CliError('--replace is for a node that is not the root: the root holds the metadata, which a new directory would not have');
   if (!isRoot && !options.root) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): --root HOST:PORT of the root node is required`);
   let isDirectory = false;
   try {
@@ -87,7 +90,7 @@ export async function format(options: FormatOptions): Promise<string> {
   // The superblock goes last: a directory with one is completely formatted.
   await writeSuperblock(dir, {
     formatVersion: FORMAT_VERSION, nodeId, rootNodeId, listenAddress: listen, rootAddress: isRoot ? '' : options.root!,
-    fsid, nodeUuid, createdSec, domain: options.domain ?? '',
+    fsid, nodeUuid, createdSec, domain: options.domain ?? '', replace: options.replace ?? false,
   });
   fsyncDirectory(dir);
   return isRoot
@@ -96,7 +99,7 @@ export async function format(options: FormatOptions): Promise<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas', 'domain'], ['force', 'help', 'version']);
+  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas', 'domain'], ['force', 'replace', 'help', 'version']);
   if (flags.has('version')) {
     process.stdout.write(packageVersion() + '\n');
     return 0;
@@ -118,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
     replicas: flags.has('replicas') ? parseReplicas(flags.get('replicas') as string) : undefined,
     domain: flags.has('domain') ? parseDomain(flags.get('domain') as string) : undefined,
     force: flags.has('force'),
+    replace: flags.has('replace'),
   });
   process.stdout.write(`mkfs.kdfs: formatted ${summary}\n`);
   return 0;

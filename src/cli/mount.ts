@@ -32,7 +32,7 @@ interface MountArgs {
    *  default for a user's mounts; root's mounts honour them unless told). */
   noDev: boolean;
   noSuid: boolean;
-  /** Root node: repair_grace=SECONDS, scrub_rate=MIB_PER_S, scrub_interval=SECONDS (see ReplicationOptions). */
+  /** Root node: repair_grace=SECONDS, scrub_rate=MIB_PER_S, scrub_interval=SECONDS, move_rate=MIB_PER_S (see ReplicationOptions). */
   replication: ReplicationOptions;
   dir: string;
   mountPoint: string;
@@ -72,6 +72,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
     else if (option.startsWith('repair_grace=')) args.replication.repairGraceMs = parseWhole(option, SECONDS_MAX) * 1000;
     else if (option.startsWith('scrub_rate=')) args.replication.scrubBytesPerS = parseWhole(option, SCRUB_RATE_MAX_MIB) * 2 ** 20;
     else if (option.startsWith('scrub_interval=')) args.replication.scrubIntervalMs = Math.max(1, parseWhole(option, SECONDS_MAX)) * 1000;
+    else if (option.startsWith('move_rate=')) args.replication.moveBytesPerS = Math.max(1, parseWhole(option, SCRUB_RATE_MAX_MIB)) * 2 ** 20;
     else if (!IGNORED_OPTIONS.has(option)) throw new CliError(`unknown mount option ${JSON.stringify(option)}`, 2);
   }
   if (positional.length !== 2) throw new CliError(USAGE, 2);

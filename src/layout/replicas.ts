@@ -2,6 +2,7 @@
 // the replica arithmetic of a Layout (see proto/kdfs.proto). Replica 0 of object i
 // is on nodes[i]; replica j >= 1 on mirrors[i * (R - 1) + j - 1] (0: unplaced);
 // slot i * R + j listed in stale means that copy missed writes.
+import { E, FsError } from '../common/errno.js';
 import type { Layout } from '../rpc/messages.js';
 
 /** Most copies of an object a layout may ask for. */
@@ -59,4 +60,28 @@ export function withStale(layout: Layout, slots: Iterable<number>): Layout {
 /** Whether every copy of every object is placed and good. */
 export function layoutComplete(layout: Layout): boolean {
   return (layout.stale ?? []).length === 0 && !(layout.mirrors ?? []).includes(0);
+}
+
+/** A copy of the layout that may be changed (layouts are shared). */
+export function cloneLayout(layout: Layout): Layout {
+  return {
+    ...layout, nodes: [...layout.nodes], mirrors: [...(layout.mirrors ?? [])], stale: [...(layout.stale ?? [])],
+    moves: (layout.moves ?? []).map((m) => ({ ...m })),
+  };
+}
+
+/** The node where the copy in `slot` is being moved to (see Layout.moves), or 0. */
+export function moveTargetOf(layout: Layout, slot: number): number {
+  return layout.moves?.find((m) => m.slot === slot)?.node ?? 0;
+}
+
+/** Sets the node of copy `replica` of the object in the layout. */
+export function placeCopy(layout: Layout, object: number, replica: number, node: number): void {
+  if (replica === 0) {
+    layout.nodes[object] = node;
+    return;
+  }
+  const index = object * (replicaCount(layout) - 1) + replica - 1;
+  if (!(index < layout.mirrors!.length)) throw new FsError(E.EIO, `layout has no mirror ${replica} for object ${object}`);
+  layout.mirrors![index] = node;
 }

@@ -8,6 +8,7 @@ import type { RpcChannel } from '../rpc/local.js';
 const LOCK_WAIT_DEADLINE_MS = 2 ** 31 - 1;
 
 import type {
+  MoveProgress,
   ChangedInReply, DelegatedCreate, FailedCreate, LockReply, LockRequest, PublishReply,
   Attr, AttrReply, CreateRequest, Delegation, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
@@ -89,14 +90,35 @@ export class MetaClient {
     return (await this.rpc.call('ListNodes', {})).nodes;
   }
 
+  /** kdfs node add | remove | maintenance (NODE_* ops). */
+  async nodeAdmin(op: number, ids: number[]): Promise<void> {
+    check((await this.rpc.call('NodeAdmin', { op, ids })).errno);
+  }
+
+  /** kdfs rebalance start | stop | status (REBALANCE_* ops); the progress of moves. */
+  async rebalance(op: number): Promise<MetaMethods['Rebalance'][1]> {
+    const reply = await this.rpc.call('Rebalance', { op });
+    check(reply.errno);
+    const progress = (p: MoveProgress | null): MoveProgress => ({
+      state: (p?.state || 'idle') as MoveProgress['state'], objectsMoved: p?.objectsMoved ?? 0, bytesMoved: p?.bytesMoved ?? 0,
+      objectsLeft: p?.objectsLeft ?? 0, bytesLeft: p?.bytesLeft ?? 0, bytesPerS: p?.bytesPerS ?? 0, filesWaiting: p?.filesWaiting ?? 0,
+      message: p?.message ?? '', startedSec: p?.startedSec ?? 0, draining: p?.draining ?? [], passes: p?.passes ?? 0,
+    });
+    return {
+      errno: 0, message: '', rebalance: progress(reply.rebalance), drain: progress(reply.drain),
+      shares: (reply.shares ?? []).map((s) => ({ id: s.id, storedBytes: s.storedBytes ?? 0, share: s.share ?? 0, targetShare: s.targetShare ?? 0 })),
+    };
+  }
+
   /** Degraded objects over the whole file system, and up to inosMax of the files that have them. */
-  async health(inosMax: number, deadlineMs?: number): Promise<MetaMethods['Health'][1]> {
-    const reply = await this.rpc.call('Health', { inosMax }, deadlineMs);
+  async health(inosMax: number, deadlineMs?: number, countCopies = false): Promise<MetaMethods['Health'][1]> {
+    const reply = await this.rpc.call('Health', { inosMax, countCopies }, deadlineMs);
     check(reply.errno);
     // decoded defaults live on the prototype: named one by one
     return {
       errno: 0, degradedObjects: reply.degradedObjects ?? 0, repairingObjects: reply.repairingObjects ?? 0,
       degradedInos: reply.degradedInos ?? [], repairedCopies: reply.repairedCopies ?? 0,
+      nodeCopies: (reply.nodeCopies ?? []).map((n) => ({ id: n.id, copies: n.copies ?? 0, lastCopies: n.lastCopies ?? 0, belowR: n.belowR ?? 0 })),
     };
   }
 

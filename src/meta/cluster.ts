@@ -7,7 +7,7 @@ import { RemoteAgent } from '../agent/remote.js';
 import { ReplicaIo } from '../replication/objects.js';
 import type { Agent, ObjectStore } from '../agent/objectStore.js';
 import { PEER_BOUND_MS } from '../common/limits.js';
-import type { NodeInfo, NodeState, RegisterReply, RegisterRequest } from '../rpc/messages.js';
+import type { AdminState, NodeInfo, NodeRecord, NodeState, RegisterReply, RegisterRequest } from '../rpc/messages.js';
 import type { Namespace } from './namespace.js';
 import type { MetaStore } from './store.js';
 
@@ -38,6 +38,10 @@ export class Cluster {
   private spaceTimer: NodeJS.Timeout | null = null;
   /** Files a node that restarted held open before and holds no more (see Namespace.replaceOpens). */
   opensDropped: (inos: number[], nodeId: number) => Promise<void> = async () => {};
+  /** A member's directory was replaced (mkfs.kdfs --replace): none of its copies is there any more. */
+  replaced: (nodeId: number) => Promise<void> = async () => {};
+  /** Members whose copies are being marked lost, for a new directory (see register). */
+  private readonly replacing = new Map<number, Promise<void>>();
   /** Nodes found full at the last probe. */
   private full = new Set<number>();
 
@@ -59,10 +63,6 @@ export class Cluster {
     return [...this.store.nodes.keys()];
   }
 
-  /** The members new files may be placed on: those whose session answered within
-   *  the bound (this node's own always), and not full. A node down, stopped, or
-   *  not mounted since this service started gets no new data, nor does a full
-   *  one; with none left, the live ones do, else all. */
   /** The node is taken for gone: if its process registers again, it is taken as a new one. */
   forgetIncarnation(nodeId: number): void {
     this.incarnations.delete(nodeId);
@@ -80,8 +80,44 @@ export class Cluster {
     return silentMs !== null && silentMs < SUSPECT_AFTER_MS;
   }
 
+  /** A member's administrative state (older records, without one, are active). */
+  adminOf(nodeId: number): AdminState {
+    const node = this.store.nodes.get(nodeId);
+    if (!node) return 'removed';
+    return node.admin || 'active';
+  }
+
+  /** Members that may hold data: every one not removed. */
+  dataMemberIds(): number[] {
+    return this.nodeIds().filter((id) => this.adminOf(id) !== 'removed');
+  }
+
+  /** Sets the administrative state of members (see docs/nodes.md). */
+  async setAdmin(ids: number[], admin: AdminState): Promise<void> {
+    const sinceSec = Math.floor(Date.now() / 1000);
+    await this.store.run((tx) => {
+      for (const id of ids) {
+        const node = this.store.nodes.get(id);
+        if (node && this.adminOf(id) !== admin) tx.putNode({ ...node, admin, adminSinceSec: sinceSec });
+      }
+    }, true);
+    this.probed = null;
+    this.membersVersion++;
+  }
+
+  /** The members new files may be placed on: admitted (active, or in
+   *  maintenance while up), whose session answered within the bound (this
+   *  node's own always), and not full. A node joined but not added, draining,
+   *  removed, down, stopped, or not mounted since this service started gets no
+   *  new data, nor does a full one; with none left, the live ones do, else all
+   *  admitted ones, else the root's own node. */
   placeableIds(): number[] {
-    const all = this.nodeIds();
+    const admitted = (id: number) => {
+      const admin = this.adminOf(id);
+      return admin === 'active' || admin === 'maintenance';
+    };
+    const all = this.nodeIds().filter(admitted);
+    if (all.length === 0) return [this.local.nodeId];
     const live = all.filter((id) => {
       if (id === this.local.nodeId) return true;
       const silentMs = this.silentMs(id);
@@ -109,18 +145,43 @@ export class Cluster {
       return refuse(`the directory belongs to another kDFS file system (${request.fsid}), not to ${this.fsid}`);
     }
     const known = this.store.nodes.get(request.nodeId);
-    if (known && known.uuid !== request.nodeUuid) {
-      return refuse(`node id ${request.nodeId} is already a member, with another directory`);
+    const replacing = known !== undefined && known.uuid !== request.nodeUuid;
+    if (replacing && !request.replace) {
+      return refuse(`node id ${request.nodeId} is already a member, with another directory (format a new directory for it with mkfs.kdfs --replace)`);
+    }
+    if (replacing && this.isLive(request.nodeId) && this.incarnations.has(request.nodeId)) {
+      return refuse(`node ${request.nodeId} is running with its own directory: stop it before replacing its directory`);
+    }
+    if (replacing) {
+      // Its copies are gone with its old directory: every one is marked lost
+      // before the new directory is taken in (its reads would be holes). If
+      // this call times out, the node's next registration waits for the same work.
+      let marking = this.replacing.get(request.nodeId);
+      if (!marking) {
+        marking = this.replaced(request.nodeId).finally(() => this.replacing.delete(request.nodeId));
+        this.replacing.set(request.nodeId, marking);
+      }
+      await marking;
+      this.incarnations.delete(request.nodeId);
     }
     const domain = request.domain ?? '';
-    if (!known || known.address !== request.address || known.dataAddress !== request.dataAddress || (known.domain ?? '') !== domain) {
-      await this.store.run((tx) => tx.putNode({
+    if (!known || replacing || known.address !== request.address || known.dataAddress !== request.dataAddress || (known.domain ?? '') !== domain) {
+      const nowSec = Math.floor(Date.now() / 1000);
+      // a new node gets no data until an administrator adds it (kdfs node add); the root's own node is in from the start
+      const admin: AdminState = known ? this.adminOf(request.nodeId) : request.nodeId === this.local.nodeId ? 'active' : 'joined';
+      const record: NodeRecord = {
         id: request.nodeId, uuid: request.nodeUuid, address: request.address, dataAddress: request.dataAddress,
-        joinedSec: known?.joinedSec ?? Math.floor(Date.now() / 1000), domain,
-      }), true);
+        joinedSec: known?.joinedSec ?? nowSec, domain, admin, adminSinceSec: known?.adminSinceSec || nowSec,
+      };
+      await this.store.run((tx) => tx.putNode(record), true);
       this.probed = null;
       this.membersVersion++;
-      log.info(`node ${request.nodeId} ${known ? 'moved to' : 'joined at'} ${request.address}`);
+      log.info(`node ${request.nodeId} ${replacing ? 'was replaced by a new directory at' : known ? 'moved to' : 'joined at'} ${request.address}`);
+    }
+    if (replacing) {
+      // its copies are gone with its old directory: rebuilt onto the new one
+      this.incarnations.delete(request.nodeId);
+      await this.replaced(request.nodeId);
     }
     if (this.incarnations.get(request.nodeId) !== request.incarnation) {
       this.incarnations.set(request.nodeId, request.incarnation);
@@ -137,13 +198,14 @@ export class Cluster {
     if (this.probed && Date.now() - this.probed.atMs < PROBE_CACHE_MS) return this.probed.nodes;
     const version = this.membersVersion;
     const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
-      const known = { id: node.id, address: node.address, dataAddress: node.dataAddress, domain: node.domain ?? '' };
+      const admin = this.adminOf(node.id);
+      const known = { id: node.id, address: node.address, dataAddress: node.dataAddress, domain: node.domain ?? '', admin };
       const silentMs = node.id === this.local.nodeId ? 0 : this.silentMs(node.id);
       try {
         const space = await this.agent(node.id).space(PROBE_DEADLINE_MS);
-        return { ...known, up: true, state: nodeState(silentMs, true), ...space };
+        return { ...known, up: true, state: nodeState(silentMs, true), ...space, weight: weightOf(admin, space.capacityBytes) };
       } catch {
-        return { ...known, up: false, state: nodeState(silentMs, false), capacityBytes: 0, usedBytes: 0, freeBytes: 0 };
+        return { ...known, up: false, state: nodeState(silentMs, false), capacityBytes: 0, usedBytes: 0, freeBytes: 0, weight: 0 };
       }
     }));
     // a node joined while its peers were probed: the list lacks it (a node would
@@ -195,6 +257,13 @@ export class Cluster {
     for (const agent of this.agents.values()) agent.close();
     this.agents.clear();
   }
+}
+
+/** A node's share of the data: its capacity in TiB (as Ceph's CRUSH weights),
+ *  for the nodes that take data; 0 for the others. */
+export function weightOf(admin: AdminState, capacityBytes: number): number {
+  if (admin !== 'active' && admin !== 'maintenance') return 0;
+  return Math.round((capacityBytes / 2 ** 40) * 10_000) / 10_000 || 0.0001;
 }
 
 /** A node's state from its session's silence (null: no session) and whether its

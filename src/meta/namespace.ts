@@ -20,7 +20,7 @@ import {
 } from '../rpc/messages.js';
 import { makeLayout } from '../layout/placement.js';
 import { REPLICAS_MAX, goodReplicas, layoutComplete, replicaCount, slotOf, withStale } from '../layout/replicas.js';
-import { FIRST_INO, ROOT_INO } from './records.js';
+import { FIRST_INO, ROOT_INO, type Stray } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
 import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
 
@@ -381,6 +381,19 @@ export class Namespace {
     }, true, effects);
   }
 
+  /** Copies known to be gone (their node's directory was replaced): stale, even
+   *  an object's last good one, so that no read takes its absence for holes. */
+  async markLost(ino: number, slots: number[]): Promise<void> {
+    await this.store.run((tx) => {
+      const inode = tx.mustInode(ino);
+      if (!inode.layout) return;
+      const edited = tx.editInode(ino);
+      edited.layout = withStale(edited.layout!, slots);
+      tx.setNeedsRepair(ino, true);
+      tx.changed(ino, true, 0);
+    }, true);
+  }
+
   /** Marks the slots stale. An object would be left without a good copy: with
    *  keepLast, its last good copy stays good; else nothing is marked, and false. */
   private markStaleIn(tx: Tx, inode: Inode, slots: number[], keepLast: boolean): boolean {
@@ -403,7 +416,9 @@ export class Namespace {
   /** The inode's layout becomes `layout` (copies repaired, or moved to other
    *  nodes), unless it is no longer `expected`, or (with `data`) the file's size
    *  or ctime changed since the copies were made: false then, and nothing changes. */
-  async replaceLayout(ino: number, expected: Layout, layout: Layout, data: { size: number; ctime: Attr['ctime'] } | null): Promise<boolean> {
+  async replaceLayout(ino: number, expected: Layout, layout: Layout, data: { size: number; ctime: Attr['ctime'] } | null,
+    strays: { add?: Stray[]; drop?: Stray[] } | Stray[] = []): Promise<boolean> {
+    const { add = [], drop = [] } = Array.isArray(strays) ? { add: strays } : strays;
     return this.store.run((tx) => {
       const current = tx.inode(ino);
       if (!current?.layout || !sameLayout(current.layout, expected)) return false;
@@ -414,6 +429,19 @@ export class Namespace {
       const inode = tx.editInode(ino);
       inode.layout = layout;
       tx.setNeedsRepair(ino, !layoutComplete(layout));
+      // the copies left behind are removed from their nodes after this commit (see src/rebalance/strays.ts)
+      for (const stray of drop) tx.setStray(stray, false);
+      for (const stray of add) tx.setStray(stray, true);
+      return true;
+    }, true);
+  }
+
+  /** Takes the moves out of the inode's layout (see Layout.moves); whether it had any. */
+  async clearMoves(ino: number): Promise<boolean> {
+    return this.store.run((tx) => {
+      if (!tx.inode(ino)?.layout?.moves?.length) return false;
+      const inode = tx.editInode(ino);
+      inode.layout = { ...inode.layout!, moves: [] };
       return true;
     }, true);
   }
@@ -757,12 +785,14 @@ function validNewLayout(layout: Layout, memberIds: number[]): boolean {
   return layout.nodes.length > 0 && layout.nodes.every((id) => memberIds.includes(id))
     && layout.unitBytes >= STRIPE_UNIT_MIN_BYTES && layout.unitBytes <= STRIPE_UNIT_MAX_BYTES
     && replicas <= REPLICAS_MAX && mirrors.length === layout.nodes.length * (replicas - 1)
-    && mirrors.every((id) => id === 0 || memberIds.includes(id)) && (layout.stale ?? []).length === 0;
+    && mirrors.every((id) => id === 0 || memberIds.includes(id)) && (layout.stale ?? []).length === 0 && (layout.moves ?? []).length === 0;
 }
 
 function sameLayout(a: Layout, b: Layout): boolean {
   const same = (x: number[] | undefined, y: number[] | undefined) => (x ?? []).length === (y ?? []).length && (x ?? []).every((v, i) => v === (y ?? [])[i]);
-  return a.unitBytes === b.unitBytes && a.replicas === b.replicas && same(a.nodes, b.nodes) && same(a.mirrors, b.mirrors) && same(a.stale, b.stale);
+  const moves = (l: Layout) => (l.moves ?? []).flatMap((m) => [m.slot, m.node]);
+  return a.unitBytes === b.unitBytes && a.replicas === b.replicas && same(a.nodes, b.nodes) && same(a.mirrors, b.mirrors) && same(a.stale, b.stale)
+    && same(moves(a), moves(b));
 }
 
 function sameTime(a: Attr['mtime'], b: Attr['mtime']): boolean {

@@ -6,6 +6,11 @@
 //   "Z" + ino (u64)          the inode has no links left but is open somewhere
 //   "O" + ino (u64)          Inode whose stripe objects are still to be removed
 //   "R" + ino (u64)          the inode has replicas to repair (stale or unplaced)
+//   "G" + ino (u64) + node (u32) + object (u32) + replica (u8)
+//                            a stray: a copy that may be on the node and may be in
+//                            no layout (moved away, or made for a move that did
+//                            not commit); removed from the node unless the
+//                            inode's layout has it there (see src/rebalance)
 //   "Y"                      written by a sync barrier with nothing else to write
 // Integers are big-endian so that keys sort by number, and names by bytes.
 import { codec } from '../rpc/proto.js';
@@ -19,6 +24,7 @@ export const KIND_ZERO_LINKS = 0x5a;
 export const KIND_ORPHAN = 0x4f;
 export const KIND_REPAIR = 0x52;
 export const KIND_SYNC = 0x59;
+export const KIND_STRAY = 0x47;
 
 export const ROOT_INO = 1;
 /** Inode numbers below 2^32 are reserved (the root is 1): every inode number a
@@ -46,6 +52,21 @@ export const inodeKey = (ino: number) => u64Key(KIND_INODE, ino);
 export const zeroLinksKey = (ino: number) => u64Key(KIND_ZERO_LINKS, ino);
 export const orphanKey = (ino: number) => u64Key(KIND_ORPHAN, ino);
 export const repairKey = (ino: number) => u64Key(KIND_REPAIR, ino);
+
+/** A copy of an object of an inode on a node that may be in no layout. */
+export interface Stray { ino: number; node: number; object: number; replica: number }
+
+export function strayKey(stray: Stray): Buffer {
+  const key = u64Key(KIND_STRAY, stray.ino, 9);
+  key.writeUInt32BE(stray.node, 9);
+  key.writeUInt32BE(stray.object, 13);
+  key[17] = stray.replica;
+  return key;
+}
+
+export function decodeStrayKey(key: Buffer): Stray {
+  return { ino: readU64(key, 1), node: key.readUInt32BE(9), object: key.readUInt32BE(13), replica: key[17] };
+}
 
 export function nodeKey(id: number): Buffer {
   const key = Buffer.allocUnsafe(5);
@@ -93,7 +114,10 @@ export function decodeInode(value: Uint8Array): Inode {
 const cloneTime = (t: Timespec | null): Timespec => ({ sec: t?.sec ?? 0, nsec: t?.nsec ?? 0 });
 const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count, replicas: p.replicas ?? 0 } : null);
 const cloneLayout = (l: Layout | null): Layout | null =>
-  l ? { unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas, mirrors: [...(l.mirrors ?? [])], stale: [...(l.stale ?? [])] } : null;
+  l ? {
+    unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas, mirrors: [...(l.mirrors ?? [])], stale: [...(l.stale ?? [])],
+    moves: (l.moves ?? []).map((m) => ({ slot: m.slot, node: m.node })),
+  } : null;
 
 export function cloneInode(inode: Inode): Inode {
   const a = inode.attr;

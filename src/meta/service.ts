@@ -3,6 +3,7 @@ import { E, FsError } from '../common/errno.js';
 import { READDIR_PAGE_ENTRIES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import type { ObjectStore } from '../agent/objectStore.js';
+import { CHANGED_LAYOUT, REBALANCE_START, REBALANCE_STOP } from '../rpc/messages.js';
 import type { ChangedInReply, Delegation, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster } from './cluster.js';
@@ -10,6 +11,8 @@ import { Changes, Coherence, type CallbackTarget } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
 import { REPAIR_GRACE_DEFAULT_MS, Repairer } from '../replication/repair.js';
+import { MOVE_RATE_DEFAULT_BYTES_PER_S, Mover } from '../rebalance/mover.js';
+import { nodeAdmin } from '../rebalance/admin.js';
 import { BackgroundScrub, SCRUB_INTERVAL_DEFAULT_MS, SCRUB_RATE_DEFAULT_BYTES_PER_S } from '../replication/backgroundScrub.js';
 
 /** The root node's choices about copies (mount.kdfs options). */
@@ -19,6 +22,8 @@ export interface ReplicationOptions {
   /** The background scrub's rate (0: none) and how often a pass begins. */
   scrubBytesPerS?: number;
   scrubIntervalMs?: number;
+  /** The rate of moves of copies (drains, rebalances). */
+  moveBytesPerS?: number;
 }
 import { Namespace } from './namespace.js';
 import { namedBy } from '../rpc/targets.js';
@@ -68,7 +73,7 @@ function namedDirectories(method: keyof MetaMethods, request: unknown): { inos: 
   if (path) named.anywhere = true;
   return named;
 }
-const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
+const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'NodeAdmin', 'Rebalance', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
 
 /** How long after a start the nodes have to re-announce their open files (they
  *  re-register every few seconds); unlinked inodes are kept until then. */
@@ -97,6 +102,7 @@ export class MetaService {
   readonly locks: LockService;
   private readonly appender: Appender;
   readonly repairer: Repairer;
+  readonly mover: Mover;
   private readonly scrub: BackgroundScrub;
   private graceTimer: NodeJS.Timeout | null = null;
   private readonly ops: Ops;
@@ -119,6 +125,9 @@ export class MetaService {
       bytesPerS: options.scrubBytesPerS ?? SCRUB_RATE_DEFAULT_BYTES_PER_S, intervalMs: options.scrubIntervalMs ?? SCRUB_INTERVAL_DEFAULT_MS,
     });
     this.cluster.opensDropped = (inos, nodeId) => this.repairer.reconcile(inos, nodeId);
+    this.cluster.replaced = (nodeId) => this.repairer.replaced(nodeId);
+    this.mover = new Mover(store, this.namespace, this.cluster, this.repairer, (ino, data) => this.invalidateInode(ino, data),
+      (ino) => this.invalidateInode(ino, true, CHANGED_LAYOUT), options.moveBytesPerS ?? MOVE_RATE_DEFAULT_BYTES_PER_S);
     this.ops = this.makeOps();
   }
 
@@ -126,6 +135,7 @@ export class MetaService {
     const service = new MetaService(await MetaStore.open(metaDir), local, options);
     service.cluster.startReaper();
     service.repairer.start();
+    service.mover.start();
     service.scrub.start();
     service.cluster.startSpaceProbes();
     service.graceTimer = setTimeout(() => {
@@ -137,9 +147,9 @@ export class MetaService {
 
   /** Calls back the nodes that cache the inode (its attributes; with data, its
    *  content and layout too): for changes made by the service itself. */
-  private async invalidateInode(ino: number, data: boolean): Promise<void> {
+  private async invalidateInode(ino: number, data: boolean, reasons = 0): Promise<void> {
     const changes = new Changes();
-    changes.inode(ino, data, 0, this.store.cachedInode(ino)?.attr.size ?? 0);
+    changes.inode(ino, data, reasons, this.store.cachedInode(ino)?.attr.size ?? 0);
     await this.coherence.invalidate(changes, 0);
   }
 
@@ -155,6 +165,7 @@ export class MetaService {
   async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     await this.scrub.close();
+    await this.mover.close();
     await this.repairer.close();
     this.cluster.close();
     this.coherence.close();
@@ -288,8 +299,16 @@ export class MetaService {
       Register: async (request) => ({ ...(await cluster.register(request)), sessionAddress: this.sessionAddress }),
       ListNodes: async () => ({ nodes: await cluster.nodes() }),
       Health: async (request) => {
-        const counts = await this.repairer.counts(Math.min(request.inosMax ?? 0, HEALTH_INOS_MAX));
+        const counts = await this.repairer.counts(Math.min(request.inosMax ?? 0, HEALTH_INOS_MAX), request.countCopies ?? false);
         return { errno: 0, ...counts, repairedCopies: this.repairer.repairedCopies };
+      },
+      NodeAdmin: async (request) => nodeAdmin(request, {
+        cluster, store: this.store, mover: this.mover, recallDelegations: async () => (await this.coherence.enter([], 0, true))(),
+      }),
+      Rebalance: async (request) => {
+        if (request.op === REBALANCE_START) await this.mover.startRebalance();
+        else if (request.op === REBALANCE_STOP) await this.mover.stopRebalance();
+        return { errno: 0, message: '', rebalance: this.mover.rebalance, drain: this.mover.drain, shares: await this.mover.currentShares() };
       },
       Statfs: async () => {
         let totalBytes = 0;
@@ -333,7 +352,7 @@ export class MetaService {
         return OK;
       },
       async CommitWrite(request, fx, caller) {
-        const delegated = request.creates?.length ? { creates: request.creates, nodeId: delegator(caller), memberIds: cluster.nodeIds(), failed: [] as FailedCreate[] } : undefined;
+        const delegated = request.creates?.length ? { creates: request.creates, nodeId: delegator(caller), memberIds: cluster.dataMemberIds(), failed: [] as FailedCreate[] } : undefined;
         const attr = await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null, fx,
           request.allocatedKnown ? request.allocatedBytes ?? 0 : null, delegated, request.staleSlots ?? []);
         return { errno: attr ? 0 : E.EIO, attr, failed: delegated?.failed ?? [] };
@@ -343,7 +362,7 @@ export class MetaService {
         if (inoCount <= 0) throw new FsError(E.EINVAL, 'no inode count');
         return { errno: 0, inoFirst: await ns.reserveInos(delegator(caller), inoCount), inoCount };
       },
-      Publish: async (request, fx, caller) => ({ errno: 0, failed: await ns.publish(request.creates ?? [], delegator(caller), cluster.nodeIds(), fx) }),
+      Publish: async (request, fx, caller) => ({ errno: 0, failed: await ns.publish(request.creates ?? [], delegator(caller), cluster.dataMemberIds(), fx) }),
       Sync: async () => {
         await this.store.barrier(true);
         return OK;

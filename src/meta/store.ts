@@ -22,8 +22,8 @@ import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_REPAIR, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
   decodeInode, direntKey, direntRange, encodeDirent, encodeInode, fsCodec, fsKey, inodeKey, nodeCodec, nodeKey,
-  orphanKey, readU64, repairKey, syncKey, zeroLinksKey,
-  type Dirent,
+  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey,
+  type Dirent, type Stray,
 } from './records.js';
 
 /** Tx.dataChanges: the data changed, beside the CHANGED_* reasons. */
@@ -178,6 +178,17 @@ export class Tx {
     this.stage(nodeKey(node.id), node);
   }
 
+  /** A copy that may be left on a node outside every layout (see records.ts), or no longer. */
+  setStray(stray: Stray, on: boolean): void {
+    this.stage(strayKey(stray), on ? true : null);
+  }
+
+  /** A rebalance is under way, or no longer. */
+  setRebalancing(on: boolean): void {
+    this.fsRecord = { ...(this.fsRecord ?? this.store.fs), rebalancing: on };
+    this.stage(fsKey, this.fsRecord);
+  }
+
   /** A new inode number. The file system record on disk reserves them in blocks
    *  (a block is written once per INO_BLOCK inodes; after a crash, the rest of
    *  the block is skipped: numbers are never reused). */
@@ -242,6 +253,8 @@ export class MetaStore {
   readonly zeroLinks = new Set<number>();
   /** Inodes with replicas to repair: stale, or not placed for want of nodes. */
   readonly needsRepair = new Set<number>();
+  /** Copies that may be on nodes outside every layout, by key (hex): see records.ts. */
+  readonly strays = new Map<string, Stray>();
 
   private constructor(private readonly db: Level<Buffer, Buffer>, private readonly reserve: SpaceReserve) {}
 
@@ -287,7 +300,10 @@ export class MetaStore {
     this.nodes.clear();
     for await (const [, value] of this.db.iterator({ gte: Buffer.from([KIND_NODE]), lt: Buffer.from([KIND_NODE + 1]) })) {
       const node = nodeCodec.decode(value);
-      this.nodes.set(node.id, { id: node.id, uuid: node.uuid, address: node.address, joinedSec: node.joinedSec, dataAddress: node.dataAddress, domain: node.domain ?? '' });
+      this.nodes.set(node.id, {
+        id: node.id, uuid: node.uuid, address: node.address, joinedSec: node.joinedSec, dataAddress: node.dataAddress, domain: node.domain ?? '',
+        admin: node.admin ?? '', adminSinceSec: node.adminSinceSec ?? 0,
+      });
     }
     this.zeroLinks.clear();
     for await (const key of this.db.keys({ gte: Buffer.from([KIND_ZERO_LINKS]), lt: Buffer.from([KIND_ZERO_LINKS + 1]) })) {
@@ -296,6 +312,10 @@ export class MetaStore {
     this.needsRepair.clear();
     for await (const key of this.db.keys({ gte: Buffer.from([KIND_REPAIR]), lt: Buffer.from([KIND_REPAIR + 1]) })) {
       this.needsRepair.add(readU64(key, 1));
+    }
+    this.strays.clear();
+    for await (const key of this.db.keys({ gte: Buffer.from([KIND_STRAY]), lt: Buffer.from([KIND_STRAY + 1]) })) {
+      this.strays.set(key.toString('hex'), decodeStrayKey(key));
     }
   }
 
@@ -459,6 +479,10 @@ export class MetaStore {
           if (value) this.needsRepair.add(readU64(key, 1));
           else this.needsRepair.delete(readU64(key, 1));
           break;
+        case KIND_STRAY:
+          if (value) this.strays.set(key.toString('hex'), decodeStrayKey(key));
+          else this.strays.delete(key.toString('hex'));
+          break;
       }
     }
     for (const ino of tx.newDirectories) this.complete.add(ino);
@@ -607,6 +631,7 @@ function encodeRecord(key: Buffer, value: NonNullable<Staged['value']>): Buffer 
       return Buffer.from(fsCodec.encode(value as FsRecord));
     case KIND_ZERO_LINKS:
     case KIND_REPAIR:
+    case KIND_STRAY:
       return Buffer.alloc(0);
     default:
       throw new Error(`unknown record kind ${key[0]}`);

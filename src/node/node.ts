@@ -208,6 +208,7 @@ export class KdfsNode {
     const reply = await this.metaClient!.register({
       nodeId: this.nodeId, nodeUuid: this.sb.nodeUuid, address: this.address, fsid: this.sb.fsid,
       openInos: this.vfs?.openInos() ?? [], incarnation: this.incarnation, dataAddress: this.dataAddress, domain: this.sb.domain ?? '',
+      replace: this.sb.replace ?? false,
     }, deadlineMs);
     if (reply.errno !== 0) throw new StartError(`the root node refused node ${this.nodeId}: ${reply.message}`);
     if (!this.sb.fsid) {

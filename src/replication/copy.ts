@@ -1,4 +1,5 @@
-// Copies one object from a good copy to another node's copy, for repair.
+// Copies one object from a good copy to another node's copy, for repair and
+// moves, and checks a copy made against its source.
 //
 // A copy brought up to date (it was there before, it missed writes) gets only
 // the blocks whose checksums differ from the source's: a node away for a while
@@ -6,6 +7,7 @@
 // block that is not a hole. Either way the copy ends at `length`, the object's
 // length for the file's committed size: bytes past it (a crashed writer's) are
 // not copied.
+import { E, FsError } from '../common/errno.js';
 import { CHECKSUM_BLOCK_BYTES, CHECKSUM_BYTES, SUMS_PER_CALL_MAX, type ObjectSums } from '../agent/objectStore.js';
 import type { Replica } from '../layout/replicas.js';
 import { replicaKey, type AgentSource } from './objects.js';
@@ -19,13 +21,12 @@ export interface CopyResult {
   copiedBytes: number;
 }
 
+/** length null: the source's length now, for a copy that writers write to
+ *  meanwhile (a move, see src/rebalance/mover.ts): nothing is cut from it, it is
+ *  only extended to the source's length; verifyCopy tells whether it caught up. */
 export async function copyObject(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica,
-  length: number, incremental: boolean): Promise<CopyResult> {
-  const from = await agents.get(source.node);
-  const to = await agents.get(target.node);
-  const sourceKey = replicaKey(ino, object, source.replica);
-  const targetKey = replicaKey(ino, object, target.replica);
-  const blocks = Math.ceil(length / CHECKSUM_BLOCK_BYTES);
+  lengthOrNull: number | null, incremental: boolean): Promise<CopyResult> {
+  const { from, to, sourceKey, targetKey, length, blocks } = await endsOf(agents, ino, object, source, target, lengthOrNull);
   // a new copy starts empty: whatever an older one left there is not kept
   if (!incremental) await to.truncate(targetKey, 0);
   let copiedBytes = 0;
@@ -54,8 +55,18 @@ export async function copyObject(agents: AgentSource, ino: number, object: numbe
       }
     }
   }
-  await to.truncate(targetKey, length);
+  if (lengthOrNull !== null || (await to.sums(targetKey, 0, 0)).length < length) await to.truncate(targetKey, length);
   return { copiedBytes };
+}
+
+/** The two copies' agents and keys, and the length (null: the source's now) in bytes and blocks. */
+async function endsOf(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica, lengthOrNull: number | null) {
+  const from = await agents.get(source.node);
+  const to = await agents.get(target.node);
+  const sourceKey = replicaKey(ino, object, source.replica);
+  const targetKey = replicaKey(ino, object, target.replica);
+  const length = lengthOrNull ?? (await from.sums(sourceKey, 0, 0)).length;
+  return { from, to, sourceKey, targetKey, length, blocks: Math.ceil(length / CHECKSUM_BLOCK_BYTES) };
 }
 
 /** Consecutive blocks as runs [start, end). */
@@ -97,4 +108,23 @@ function differs(source: ObjectSums, target: ObjectSums | null, index: number, b
   const held = sumAt(target, block) ?? 0n;
   if (wanted === 0n && held === 0n) return index * CHECKSUM_BLOCK_BYTES < target.length;
   return wanted !== held;
+}
+
+/** Checks a copy just made against its source, block by block: every block the
+ *  source has a checksum for must have the same on the copy, and the copy must
+ *  end at `length` (null: where the source ends). Throws (EIO) at the first difference. */
+export async function verifyCopy(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica, lengthOrNull: number | null): Promise<void> {
+  const { from, to, sourceKey, targetKey, length, blocks } = await endsOf(agents, ino, object, source, target, lengthOrNull);
+  for (let first = 0; first < blocks || first === 0; first += SUMS_PER_CALL_MAX) {
+    const count = Math.min(SUMS_PER_CALL_MAX, blocks - first);
+    const [wanted, held] = await Promise.all([from.sums(sourceKey, first, count), to.sums(targetKey, first, count)]);
+    if (first === 0 && (held.length !== length || wanted.length !== length)) throw new FsError(E.EIO, `copy of object ${object} of inode ${ino} on node ${target.node} is ${held.length} bytes long, not ${length}`);
+    for (let block = 0; block < count; block++) {
+      const sum = sumAt(wanted, block) ?? 0n;
+      if (sum !== 0n && sumAt(held, block) !== sum) {
+        throw new FsError(E.EIO, `copy of object ${object} of inode ${ino} on node ${target.node} differs from node ${source.node}'s at block ${first + block}`);
+      }
+    }
+    if (count <= 0) break;
+  }
 }

@@ -8,7 +8,7 @@
 // stale before fsync or close returns (see OpenFiles.commit), and skips them.
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { log } from '../common/log.js';
-import { goodReplicas, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
+import { goodReplicas, moveTargetOf, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
 import type { ObjectIo } from '../agent/objectStore.js';
 import type { Layout, ObjectKey } from '../rpc/messages.js';
 
@@ -115,23 +115,28 @@ export class ReplicaIo {
       for (const replica of goodReplicas(layout, object)) {
         const slot = slotOf(layout, object, replica.replica);
         if (failed.has(slot)) continue;
-        let group = byNode.get(replica.node);
-        if (!group) byNode.set(replica.node, (group = { keys: [], slots: [] }));
-        group.keys.push(replicaKey(ino, object, replica.replica));
-        group.slots.push(slot);
+        // the copy being made of it on another node too (see Layout.moves)
+        for (const node of [replica.node, moveTargetOf(layout, slot)]) {
+          if (node === 0) continue;
+          let group = byNode.get(node);
+          if (!group) byNode.set(node, (group = { keys: [], slots: [] }));
+          group.keys.push(replicaKey(ino, object, replica.replica));
+          group.slots.push(slot);
+        }
         copies.set(object, (copies.get(object) ?? 0) + 1);
       }
     }
-    const failedNow: number[] = [];
+    const failedSlots = new Set<number>();
     let failure: unknown = null;
     await Promise.all([...byNode].map(async ([node, group]) => {
       try {
         await (await this.agents.get(node)).sync(group.keys);
       } catch (err) {
         failure ??= err;
-        failedNow.push(...group.slots);
+        for (const slot of group.slots) failedSlots.add(slot);
       }
     }));
+    const failedNow = [...failedSlots];
     const count = Math.max(1, layout.replicas || 1);
     for (const object of objects) {
       const synced = (copies.get(object) ?? 0) - failedNow.filter((slot) => Math.floor(slot / count) === object).length;
@@ -160,33 +165,40 @@ export class ReplicaIo {
     const byNode = new Map<number, ObjectKey[]>();
     layout.nodes.forEach((_, object) => {
       for (const replica of replicasOf(layout, object)) {
-        if (replica.node === 0) continue;
-        if (!byNode.has(replica.node)) byNode.set(replica.node, []);
-        byNode.get(replica.node)!.push(replicaKey(ino, object, replica.replica));
+        for (const node of [replica.node, moveTargetOf(layout, slotOf(layout, object, replica.replica))]) {
+          if (node === 0) continue;
+          if (!byNode.has(node)) byNode.set(node, []);
+          byNode.get(node)!.push(replicaKey(ino, object, replica.replica));
+        }
       }
     });
     await Promise.all([...byNode].map(async ([node, keys]) => (await this.agents.get(node)).remove(keys)));
   }
 
-  /** Runs `each` on every good copy of the object not in `failed`, at once; the
-   *  slots of those that failed. Throws (the first error) when all failed. */
+  /** Runs `each` on every good copy of the object not in `failed`, and on the
+   *  node each is being moved to (see Layout.moves), at once; the slots of those
+   *  that failed (on either node). Throws (the first error) when all failed. */
   private async onEveryCopy(layout: Layout, object: number, failed: ReadonlySet<number>,
     each: (replica: Replica, agent: () => Promise<ObjectIo>) => Promise<void>, what: string): Promise<number[]> {
     const targets = goodReplicas(layout, object).filter((r) => !failed.has(slotOf(layout, object, r.replica)));
     if (targets.length === 0) throw new FsError(E.EIO, `${what}: no good copy is left`);
-    const failedNow: number[] = [];
+    const failedNow = new Set<number>();
     const errors: unknown[] = [];
-    await Promise.all(targets.map(async (replica) => {
+    const copies = targets.flatMap((replica) => {
+      const movedTo = moveTargetOf(layout, slotOf(layout, object, replica.replica));
+      return movedTo === 0 ? [replica] : [replica, { ...replica, node: movedTo }];
+    });
+    await Promise.all(copies.map(async (replica) => {
       try {
         await each(replica, () => this.agents.get(replica.node));
       } catch (err) {
         errors.push(err);
-        failedNow.push(slotOf(layout, object, replica.replica));
+        failedNow.add(slotOf(layout, object, replica.replica));
         // a full disk is the writer's to hear of (ENOSPC), not worth a line per write
         if (errnoOf(err) !== E.ENOSPC) log.warn(`${what}, copy on node ${replica.node}: ${(err as Error).message}`);
       }
     }));
-    if (failedNow.length === targets.length) throw errors[0];
-    return failedNow;
+    if (failedNow.size === targets.length) throw errors[0];
+    return [...failedNow];
   }
 }

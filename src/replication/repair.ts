@@ -12,15 +12,15 @@
 // closed: a writer that opened it before the repair would not write to the copy
 // being made. The new layout is committed only if the file's size, mtime and
 // layout did not change while the copies were made; else the repair starts over.
-import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { isReg } from '../common/mode.js';
-import { replicaCount, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
+import { cloneLayout, placeCopy, replicaCount, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
 import { objectLength } from '../layout/stripe.js';
 import type { Cluster } from '../meta/cluster.js';
 import type { Namespace } from '../meta/namespace.js';
 import type { MetaStore } from '../meta/store.js';
-import type { Inode, Layout } from '../rpc/messages.js';
+import type { Inode, Layout, NodeCopies } from '../rpc/messages.js';
+import type { Stray } from '../meta/records.js';
 import { copyObject } from './copy.js';
 
 /** How often repair looks for work. */
@@ -37,6 +37,8 @@ export interface RepairCounts {
   repairingObjects: number;
   /** Inodes of the files with degraded objects, at most `limit` of them. */
   degradedInos: number[];
+  /** Per node, when asked. */
+  nodeCopies: NodeCopies[];
 }
 
 export class Repairer {
@@ -47,6 +49,8 @@ export class Repairer {
   /** Nodes down past the grace period: their copies are made again elsewhere. */
   private readonly abandoned = new Set<number>();
   private readonly knownMembers = new Set<number>();
+  /** Removed nodes whose process was found gone (and abandoned). */
+  private readonly removedGone = new Set<number>();
   /** A scan of every inode is due: a node joined or was abandoned. */
   private scanDue = true;
   /** Objects being copied now. */
@@ -125,6 +129,21 @@ export class Repairer {
         this.knownMembers.add(id);
         this.scanDue = true;
       }
+      const admin = this.cluster.adminOf(id);
+      if (admin === 'removed') {
+        // removed (drained, or by force): whatever copies it still has are made elsewhere
+        if (!this.abandoned.has(id)) {
+          this.abandoned.add(id);
+          this.scanDue = true;
+        }
+        // it may still be mounted (a client): once its process is gone, what it held open is not
+        if (this.cluster.isLive(id)) this.removedGone.delete(id);
+        else if (!this.removedGone.has(id)) {
+          this.removedGone.add(id);
+          this.abandon(id);
+        }
+        continue;
+      }
       if (this.cluster.isLive(id)) {
         this.downSinceMs.delete(id);
         if (this.abandoned.delete(id)) log.info(`repair: node ${id} is back; its copies were made elsewhere meanwhile`);
@@ -132,16 +151,47 @@ export class Repairer {
       }
       const since = this.downSinceMs.get(id) ?? nowMs;
       this.downSinceMs.set(id, since);
+      // a node in maintenance is down on purpose: its copies wait for it (as Ceph's noout)
+      if (admin === 'maintenance') continue;
       if (nowMs - since >= this.graceMs && !this.abandoned.has(id)) {
         log.warn(`repair: node ${id} has been down for ${Math.round((nowMs - since) / 1000)} s: its copies are made again on other nodes`);
         this.abandoned.add(id);
         this.scanDue = true;
-        // if its process comes back after all, it re-announces what it holds open
-        this.cluster.forgetIncarnation(id);
-        // what it held open is open no more: its files may be repaired (after reconciling)
-        void this.namespace.replaceOpens(id, []).then((dropped) => this.reconcile(dropped, id));
+        this.abandon(id);
       }
     }
+  }
+
+  /** A node process taken for dead for good: its files are reconciled. */
+  private abandon(id: number): void {
+    // if its process comes back after all, it re-announces what it holds open
+    this.cluster.forgetIncarnation(id);
+    // what it held open is open no more: its files may be repaired (after reconciling)
+    void this.namespace.replaceOpens(id, []).then((dropped) => this.reconcile(dropped, id));
+  }
+
+  /** Whether the node's copies are being made elsewhere (down past the grace period, or removed). */
+  isAbandoned(nodeId: number): boolean {
+    return this.abandoned.has(nodeId);
+  }
+
+  /** A member's directory was replaced: every copy it had is stale, even an
+   *  object's last one (the object is lost: read, it fails), rebuilt onto it by repair. */
+  async replaced(nodeId: number): Promise<void> {
+    let files = 0;
+    for await (const inode of this.store.allInodes()) {
+      if (!this.hasObjects(inode)) continue;
+      const layout = inode.layout!;
+      const slots: number[] = [];
+      for (let object = 0; object < layout.nodes.length; object++) {
+        for (const r of replicasOf(layout, object)) if (r.node === nodeId && !r.stale) slots.push(slotOf(layout, object, r.replica));
+      }
+      if (slots.length === 0) continue;
+      await this.exclusive(inode.attr.ino, () => this.namespace.markLost(inode.attr.ino, slots));
+      await this.invalidate(inode.attr.ino, true);
+      files++;
+    }
+    log.info(`repair: node ${nodeId} has a new directory: the copies of ${files} files are rebuilt onto it`);
   }
 
   /** Lists for repair every file with a copy to make: unplaced, or on an abandoned node. */
@@ -208,10 +258,16 @@ export class Repairer {
 
   /** One repair of the file at a time: a second waits for the first, then looks again. */
   private async repairOnce(ino: number): Promise<void> {
+    await this.exclusive(ino, () => this.repair(ino));
+  }
+
+  /** Runs `work` when no other repair, move or removal of a stray copy of the inode runs. */
+  async exclusive<T>(ino: number, work: () => Promise<T>): Promise<T> {
     for (let running = this.inProgress.get(ino); running; running = this.inProgress.get(ino)) await running;
-    const repair = this.repair(ino).finally(() => this.inProgress.delete(ino));
-    this.inProgress.set(ino, repair);
-    await repair;
+    const result = work();
+    const done = result.then(() => {}, () => {}).finally(() => this.inProgress.delete(ino));
+    this.inProgress.set(ino, done);
+    return result;
   }
 
   /** The copies of the file that can be made now: each with a live target and a live good source. */
@@ -247,10 +303,17 @@ export class Repairer {
     await this.invalidate(ino, false);
     const next = cloneLayout(layout);
     let changed = false;
+    /** Copies left on nodes that may come back (abandoned, not removed): removed from them then. */
+    const strays: Stray[] = [];
+    const madeStrays: Stray[] = [];
     for (const { object, replica, target, source, moved } of planned) {
       if (this.closed) return;
       const length = objectLength(layout.unitBytes, layout.nodes.length, inode.attr.size, object);
       this.repairingObjects++;
+      // a copy made anew is a stray until the layout names it: if the repair stops, it goes
+      const made: Stray = { ino, node: target, object, replica };
+      if (moved) await this.store.run((tx) => tx.setStray(made, true), true);
+      madeStrays.push(made);
       try {
         await copyObject(this.cluster.replicas.agents, ino, object, source, { replica, node: target, stale: true }, length, !moved);
       } catch (err) {
@@ -259,13 +322,15 @@ export class Repairer {
       } finally {
         this.repairingObjects--;
       }
+      const left = replicasOf(layout, object)[replica].node;
+      if (moved && left !== 0 && left !== target) strays.push({ ino, node: left, object, replica });
       placeCopy(next, object, replica, target);
       next.stale = next.stale!.filter((slot) => slot !== slotOf(layout, object, replica));
       changed = true;
       this.repairedCopies++;
     }
     if (!changed) return;
-    const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, ctime: inode.attr.ctime });
+    const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, ctime: inode.attr.ctime }, { add: strays, drop: madeStrays });
     if (!committed) log.info(`repair of inode ${ino}: the file changed meanwhile; repaired again later`);
   }
 
@@ -288,23 +353,40 @@ export class Repairer {
     return best[(ino + object) % best.length];
   }
 
-  /** Degraded objects now, over the whole file system (a scan of every inode). */
-  async counts(limit: number): Promise<RepairCounts> {
+  /** Degraded objects now, over the whole file system (a scan of every inode);
+   *  with perNode, what stopping each node would do to the objects it holds. */
+  async counts(limit: number, perNode = false): Promise<RepairCounts> {
     let degradedObjects = 0;
     const degradedInos: number[] = [];
+    const nodeCopies = new Map<number, NodeCopies>();
+    const of = (id: number) => {
+      let counts = nodeCopies.get(id);
+      if (!counts) nodeCopies.set(id, (counts = { id, copies: 0, lastCopies: 0, belowR: 0 }));
+      return counts;
+    };
+    if (perNode) for (const id of this.cluster.nodeIds()) of(id);
     for await (const inode of this.store.allInodes()) {
       if (!this.hasObjects(inode)) continue;
       const layout = inode.layout!;
       const wanted = replicaCount(layout);
       let degraded = 0;
       for (let object = 0; object < layout.nodes.length; object++) {
-        const good = replicasOf(layout, object).filter((r) => this.goodNow(r)).length;
-        if (good < wanted) degraded++;
+        const good = replicasOf(layout, object).filter((r) => this.goodNow(r));
+        if (good.length < wanted) degraded++;
+        if (!perNode) continue;
+        for (const r of replicasOf(layout, object)) {
+          if (r.node === 0 || r.stale) continue;
+          const counts = of(r.node);
+          counts.copies++;
+          const othersGood = good.filter((g) => g.node !== r.node).length;
+          if (othersGood === 0) counts.lastCopies++;
+          if (othersGood < wanted) counts.belowR++;
+        }
       }
       degradedObjects += degraded;
       if (degraded > 0 && degradedInos.length < limit) degradedInos.push(inode.attr.ino);
     }
-    return { degradedObjects, repairingObjects: this.repairingObjects, degradedInos };
+    return { degradedObjects, repairingObjects: this.repairingObjects, degradedInos, nodeCopies: [...nodeCopies.values()].sort((a, b) => a.id - b.id) };
   }
 
   private goodNow(replica: Replica): boolean {
@@ -314,17 +396,3 @@ export class Repairer {
 
 interface PlannedCopy { object: number; replica: number; target: number; source: Replica; moved: boolean }
 
-function cloneLayout(layout: Layout): Layout {
-  return { ...layout, nodes: [...layout.nodes], mirrors: [...(layout.mirrors ?? [])], stale: [...(layout.stale ?? [])] };
-}
-
-/** Sets the node of copy `replica` of the object in the layout. */
-function placeCopy(layout: Layout, object: number, replica: number, node: number): void {
-  if (replica === 0) {
-    layout.nodes[object] = node;
-    return;
-  }
-  const index = object * (replicaCount(layout) - 1) + replica - 1;
-  if (!(index < layout.mirrors!.length)) throw new FsError(E.EIO, `layout has no mirror ${replica} for object ${object}`);
-  layout.mirrors![index] = node;
-}

@@ -14,11 +14,15 @@ export interface Superblock {
   nodeUuid: string;
   createdSec: number;
   domain?: string;
+  /** Formatted to take the place of a member whose directory was lost (mkfs.kdfs --replace). */
+  replace?: boolean;
 }
 
 export interface StripePolicy { unitBytes: number; count: number; replicas?: number }
 /** See Layout in proto/kdfs.proto: mirrors and stale are absent (empty) in old records. */
-export interface Layout { unitBytes: number; nodes: number[]; replicas: number; mirrors?: number[]; stale?: number[] }
+export interface Layout { unitBytes: number; nodes: number[]; replicas: number; mirrors?: number[]; stale?: number[]; moves?: LayoutMove[] }
+/** A copy being made on another node: see Layout.moves in proto/kdfs.proto. */
+export interface LayoutMove { slot: number; node: number }
 
 export interface FsRecord {
   fsid: string;
@@ -26,9 +30,17 @@ export interface FsRecord {
   defaultPolicy: StripePolicy | null;
   rootNodeId: number;
   createdSec: number;
+  /** A rebalance is under way (it goes on after a restart of the service). */
+  rebalancing?: boolean;
 }
 
-export interface NodeRecord { id: number; uuid: string; address: string; joinedSec: number; dataAddress: string; domain?: string }
+export interface NodeRecord {
+  id: number; uuid: string; address: string; joinedSec: number; dataAddress: string; domain?: string;
+  /** Administrative state: '' is an older record's, read as 'active'. */
+  admin?: AdminState | ''; adminSinceSec?: number;
+}
+/** See NodeRecord.admin in proto/kdfs.proto. */
+export type AdminState = 'joined' | 'active' | 'draining' | 'removed' | 'maintenance';
 
 export interface Attr {
   ino: number;
@@ -84,13 +96,37 @@ export interface RegisterRequest {
   incarnation: string;
   dataAddress: string;
   domain?: string;
+  replace?: boolean;
 }
 export interface RegisterReply { errno: number; message: string; fsid: string; sessionAddress?: string }
-export interface HealthRequest { inosMax: number }
-export interface HealthReply { errno: number; degradedObjects: number; repairingObjects: number; degradedInos: number[]; repairedCopies: number }
+export interface HealthRequest { inosMax: number; countCopies?: boolean }
+export interface NodeCopies { id: number; copies: number; lastCopies: number; belowR: number }
+export interface HealthReply {
+  errno: number; degradedObjects: number; repairingObjects: number; degradedInos: number[]; repairedCopies: number; nodeCopies?: NodeCopies[];
+}
+export const NODE_ADD = 0;
+export const NODE_REMOVE = 1;
+export const NODE_REMOVE_FORCE = 2;
+export const NODE_MAINTENANCE_ON = 3;
+export const NODE_MAINTENANCE_OFF = 4;
+export interface NodeAdminRequest { op: number; ids: number[] }
+export interface NodeAdminReply { errno: number; message: string }
+export type MoveState = 'idle' | 'running' | 'done' | 'stopped' | 'failed';
+export interface MoveProgress {
+  state: MoveState; objectsMoved: number; bytesMoved: number; objectsLeft: number; bytesLeft: number; bytesPerS: number;
+  filesWaiting: number; message: string; startedSec: number; draining: number[]; passes: number;
+}
+export const REBALANCE_STATUS = 0;
+export const REBALANCE_START = 1;
+export const REBALANCE_STOP = 2;
+export interface RebalanceRequest { op: number }
+export interface NodeShare { id: number; storedBytes: number; share: number; targetShare: number }
+export interface RebalanceReply { errno: number; message: string; rebalance: MoveProgress | null; drain: MoveProgress | null; shares: NodeShare[] }
 export interface NodeInfo {
   checksumErrors?: number;
   domain?: string;
+  admin?: AdminState;
+  weight?: number;
   id: number;
   address: string;
   up: boolean;
@@ -248,6 +284,8 @@ export const INVALIDATE_DELEGATION = 3;
 /** Invalidation.reasons */
 export const CHANGED_SIZE = 1;
 export const CHANGED_MTIME = 2;
+/** The layout changed (copies moved): nodes writing the file write by the new one, once their writes in flight are done. */
+export const CHANGED_LAYOUT = 4;
 export interface Invalidation { kind: number; ino: number; parent: number; name: string; reasons: number; size?: number }
 export interface Invalidations { items: Invalidation[] }
 
@@ -256,6 +294,8 @@ export type MetaMethods = {
   Register: [RegisterRequest, RegisterReply];
   ListNodes: [Empty, NodesReply];
   Health: [HealthRequest, HealthReply];
+  NodeAdmin: [NodeAdminRequest, NodeAdminReply];
+  Rebalance: [RebalanceRequest, RebalanceReply];
   Statfs: [Empty, StatfsReply];
   Getattr: [Target, AttrReply];
   Setattr: [SetattrRequest, AttrReply];

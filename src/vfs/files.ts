@@ -365,6 +365,22 @@ export class OpenFiles {
     }
   }
 
+  /** The file's copies moved, or are being moved (see src/rebalance/mover.ts):
+   *  reads and writes go by the layout the service has now, and this resolves
+   *  once the writes sent by the one before are done, so that the service knows
+   *  every later write reaches the new copies. */
+  async layoutMoved(ino: number): Promise<void> {
+    const file = this.files.get(ino);
+    if (!file) return;
+    const { layout } = await this.meta.getStripe({ ino });
+    if (!layout || layout.nodes.length !== file.layout.nodes.length) return;
+    file.layout = layout;
+    file.layoutOutdated = false;
+    file.readAhead.clear();
+    file.writer.setLayout(layout);
+    await file.writer.inFlight();
+  }
+
   /** The file's layout as the metadata service has it now: copies another node
    *  (or the service) found stale are not read any more. */
   private async refreshLayout(file: OpenFile): Promise<void> {

@@ -20,7 +20,7 @@ import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Entry, Fresh, MetaClient } from '../meta/client.js';
 import {
-  INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_MTIME, CHANGED_SIZE,
+  INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_LAYOUT, CHANGED_MTIME, CHANGED_SIZE,
   type Attr, type DelegatedCreate, type DirEntry, type Invalidation, type SetattrRequest, type StatfsReply,
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
@@ -222,7 +222,8 @@ export class Vfs {
       this.absentXattrs.forget(item.ino);
       if (data) this.kernel.forget(item.ino);
       this.files.changedElsewhere(item.ino, data, (item.reasons & CHANGED_SIZE) !== 0, (item.reasons & CHANGED_MTIME) !== 0, item.size ?? 0);
-      return this.kernelCache?.invalidateInode(item.ino, data);
+      const moved = (item.reasons & CHANGED_LAYOUT) !== 0 ? this.files.layoutMoved(item.ino) : undefined;
+      return Promise.all([moved, this.kernelCache?.invalidateInode(item.ino, data)]);
     }));
   }
 

@@ -123,6 +123,16 @@ export class FileWriter {
     return this.filling.size === 0 && this.sending.size === 0 && this.writing === null;
   }
 
+  /** The file's copies moved (see Layout.moves): sends from now on go by `layout`. */
+  setLayout(layout: Layout): void {
+    this.file.layout = layout;
+  }
+
+  /** Resolves once the sends started so far are done (whatever their outcome). */
+  async inFlight(): Promise<void> {
+    await Promise.all([...this.sending.values()].map((sent) => sent.catch(() => {})));
+  }
+
   /** Buffers the data; waits only for memory (and for the writes before it). */
   write(offset: number, data: Buffer): Promise<void> {
     const previous = this.writing;

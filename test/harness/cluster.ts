@@ -123,6 +123,8 @@ export class Cluster {
       for (let id = 1; id <= size; id++) await cluster.format(id);
       await cluster.mount(1);
       await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.mount(i + 2)));
+      // as kdfs up does: the nodes take data from the start
+      if (size > 1) await cluster.admit(Array.from({ length: size - 1 }, (_, i) => i + 2));
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -171,6 +173,12 @@ export class Cluster {
       ? await command(this.network.inNamespace(id)[0], [...this.network.inNamespace(id).slice(1), CLI.mount, ...args])
       : await command(CLI.mount, args);
     if (result.code !== 0) throw new Error(`mount.kdfs node ${id}: ${result.stderr.trim()}`);
+  }
+
+  /** kdfs node add: the nodes take data. */
+  async admit(ids: number[]): Promise<void> {
+    const result = await this.kdfs(['node', 'add', ...ids.map(String), '--dir', this.dir]);
+    if (result.code !== 0) throw new Error(`kdfs node add ${ids.join(' ')}: ${result.stderr.trim()}`);
   }
 
   pid(id: number): number | null {
