@@ -24,8 +24,8 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CliError, formatBytes, locate, metaClientFor, packageVersion, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
 import { scrub } from './scrub.js';
-import { nodeAdd, nodeMaintenance, nodeRemove, nodeStatus, rebalance } from './nodes.js';
-import { NODE_ADD } from '../rpc/messages.js';
+import { nodeAdd, nodeMaintenance, nodeRemove, nodeStatus, progressLine, rebalance } from './nodes.js';
+import { NODE_ADD, REBALANCE_STATUS } from '../rpc/messages.js';
 import { REPLICAS_MAX, replicaCount, replicasOf } from '../layout/replicas.js';
 
 export const DEFAULT_DIR = process.env.KDFS_DIR ?? '/tmp/kdfs';
@@ -170,6 +170,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   let nodes: NodeInfo[];
   // null: the root does not answer, so no one knows
   let health: Awaited<ReturnType<MetaClient['health']>> | null = null;
+  let moves: Awaited<ReturnType<MetaClient['rebalance']>> | null = null;
   try {
     nodes = await within(meta.listNodes(), PEER_BOUND_MS, () => {
       throw new CliError('the root node does not answer');
@@ -180,6 +181,8 @@ async function status(where: string | undefined, options: { dir: string; json?: 
       process.stderr.write(`kdfs: ${err.message}\n`);
       return null;
     });
+    // drains and rebalances under way
+    moves = await within(meta.rebalance(REBALANCE_STATUS), HEALTH_WAIT_MS, () => null).catch(() => null);
   } catch (err) {
     // without the root: the members this node last heard of, each probed here
     nodes = await probeMembers(nodeDir);
@@ -197,6 +200,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
     }));
     process.stdout.write(JSON.stringify({
       nodes: json, degradedObjects: health?.degradedObjects ?? null, repairingObjects: health?.repairingObjects ?? null, checksumErrors,
+      drain: moves?.drain ?? null, rebalance: moves?.rebalance ?? null,
       ...(degradedFiles ? { degradedFiles } : {}),
     }) + '\n');
     return 0;
@@ -211,6 +215,8 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   lines.push('', `degraded objects: ${count(health?.degradedObjects)}`, `objects being repaired: ${count(health?.repairingObjects)}`,
     `checksum mismatches found: ${checksumErrors}`);
   if (degradedFiles) lines.push('files with degraded objects:', ...degradedFiles.map((f) => `  ${f}`));
+  if (moves?.drain?.state === 'running') lines.push(`drain of node${moves.drain.draining.length > 1 ? 's' : ''} ${moves.drain.draining.join(', ')}: ${progressLine(moves.drain)}`);
+  if (moves?.rebalance?.state === 'running') lines.push(`rebalance: ${progressLine(moves.rebalance)}`);
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
 }

@@ -189,6 +189,9 @@ describe('a node drained with kdfs node remove', () => {
     const midway = await nodeStatus(c);
     expect(midway.nodes.find((n) => n.id === 2)).toMatchObject({ admin: 'draining' });
     expect(midway.nodes.find((n) => n.id === 2)!.copies).toBeGreaterThan(0);
+    // kdfs status tells the drain's progress too
+    const statusMidway = JSON.parse((await c.kdfs(['status', '--json', '--dir', c.dir])).stdout) as { drain: { state: string; draining: number[]; objectsMoved: number } };
+    expect(statusMidway.drain).toMatchObject({ state: 'running', draining: [2] });
     await c.kill9(2);
     await c.mount(2);
     expect(await removed, said).toBe(0);
