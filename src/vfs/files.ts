@@ -308,7 +308,8 @@ export class OpenFiles {
     this.attrs.put(fresh.attr, fresh.cacheMs);
     // bytes that went nowhere: every fsync and close says so until they are written again
     const lostFrom = file.writer.lostFromOffset;
-    if (lostFrom < file.dirtyEnd) throw new FsError(E.EIO, `bytes written from offset ${lostFrom} could not be stored`);
+    // (ENOSPC if the disk was full: a writer that heard it at a write hears it again, not a vaguer EIO)
+    if (lostFrom < file.dirtyEnd) throw new FsError(file.writer.lostErrno, `bytes written from offset ${lostFrom} could not be stored`);
     if (file.committed < written) file.committed = written;
     if (file.written === written) {
       file.mtime = null;

@@ -98,6 +98,8 @@ export class FileWriter {
   /** Ranges of the file whose send failed and that were not written since: their
    *  bytes are nowhere, so no commit may claim a size over them. */
   private readonly lost = new LostRanges();
+  /** Why the last lost range was lost (ENOSPC: a full disk), for the fsync and close that report it. */
+  lostErrno: number = E.EIO;
   /** The write being buffered: the next one starts after it, so that writes
    *  take effect in the order they came even when they wait for memory. */
   private writing: Promise<void> | null = null;
@@ -231,6 +233,7 @@ export class FileWriter {
       } catch (err) {
         this.lost.add(fileOffset, fileOffset + length);
         const errno = errnoOf(err);
+        this.lostErrno = errno === E.ENOSPC ? E.ENOSPC : E.EIO;
         if (errno === E.EIO) log.warn(`write-behind of inode ${ino}, object ${object}: ${(err as Error).message}`);
         this.error ??= err instanceof FsError ? err : new FsError(errno);
       } finally {
