@@ -24,6 +24,7 @@
 // administrative states, the rebalance flag, the strays, the layouts' moves. A
 // restarted service cancels a move it finds in a layout and makes it again.
 import { log } from '../common/log.js';
+import { Rounds } from '../common/rounds.js';
 import { isReg } from '../common/mode.js';
 import { cloneLayout, placeCopy, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
 import { objectLength } from '../layout/stripe.js';
@@ -78,9 +79,7 @@ export class Mover {
   readonly strays: StrayCollector;
   readonly rebalance: MoveProgress = idle();
   readonly drain: MoveProgress = idle();
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private closed = false;
+  private readonly rounds = new Rounds('moves', MOVE_INTERVAL_MS, () => this.roundNow());
   private stopRequested = false;
   private shares: { shares: NodeShare[]; atMs: number } | null = null;
   /** When delegations were last recalled (at a change of the nodes' states; a
@@ -113,15 +112,17 @@ export class Mover {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.round(), MOVE_INTERVAL_MS);
-    this.timer.unref();
+    this.rounds.start();
   }
 
+  /** Stops; resolves once a round in progress is over. */
   close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    return this.running ?? Promise.resolve();
+    return this.rounds.close();
+  }
+
+  /** One round now; resolves when it is over (a round running already is joined). */
+  round(): Promise<void> {
+    return this.rounds.run();
   }
 
   /** kdfs rebalance start: begins (or goes on with) a rebalance. */
@@ -150,16 +151,6 @@ export class Mover {
     this.idlePasses = 0;
     this.nextPassMs = 0;
     void this.round();
-  }
-
-  /** One round: strays removed, then a pass of moves if there is work and it is time. */
-  round(): Promise<void> {
-    this.running ??= this.roundNow()
-      .catch((err) => log.warn(`moves: ${(err as Error).message}`))
-      .finally(() => {
-        this.running = null;
-      });
-    return this.running;
   }
 
   private draining(): number[] {
@@ -204,7 +195,7 @@ export class Mover {
       const batch = await this.store.inodesFrom(fromIno, INODE_BATCH);
       if (batch.length === 0) break;
       for (const inode of batch) {
-        if (this.closed || (this.stopRequested && balancing)) return;
+        if (this.rounds.closed || (this.stopRequested && balancing)) return;
         if (!hasLayout(inode)) continue;
         const outcome = await this.repairer.exclusive(inode.attr.ino, () => this.moveFile(inode.attr.ino, projection, draining, balancing, job));
         if (outcome.waiting) waiting++;
@@ -418,7 +409,7 @@ export class Mover {
     }
     // 3. the copies made, and checked
     for (const move of copied) {
-      if (this.closed) throw new Error('the service is stopping');
+      if (this.rounds.closed) throw new Error('the service is stopping');
       await this.copyAndCheck(ino, layout, move);
       await this.pace(move.bytes);
     }

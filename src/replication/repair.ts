@@ -13,6 +13,7 @@
 // being made. The new layout is committed only if the file's size, mtime and
 // layout did not change while the copies were made; else the repair starts over.
 import { log } from '../common/log.js';
+import { Rounds } from '../common/rounds.js';
 import { isReg } from '../common/mode.js';
 import { cloneLayout, placeCopy, replicaCount, replicasOf, slotOf, type Replica } from '../layout/replicas.js';
 import { objectLength } from '../layout/stripe.js';
@@ -42,8 +43,7 @@ export interface RepairCounts {
 }
 
 export class Repairer {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private readonly rounds = new Rounds('repair', REPAIR_INTERVAL_MS, () => this.roundNow());
   /** When each node was first seen not live, while it stays so. */
   private readonly downSinceMs = new Map<number, number>();
   /** Nodes down past the grace period: their copies are made again elsewhere. */
@@ -61,7 +61,6 @@ export class Repairer {
   private readonly inProgress = new Map<number, Promise<void>>();
   /** Where the last round stopped in the list of files to repair: the next goes on from there. */
   private cursorIno = 0;
-  private closed = false;
 
   constructor(
     private readonly store: MetaStore,
@@ -75,26 +74,17 @@ export class Repairer {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.round(), REPAIR_INTERVAL_MS);
-    this.timer.unref();
+    this.rounds.start();
   }
 
   /** Stops; resolves once a round in progress is over. */
   close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    return this.running ?? Promise.resolve();
+    return this.rounds.close();
   }
 
-  /** One round of repair; resolves when it is over (a round running already is joined). */
+  /** One round now; resolves when it is over (a round running already is joined). */
   round(): Promise<void> {
-    this.running ??= this.roundNow()
-      .catch((err) => log.warn(`repair: ${(err as Error).message}`))
-      .finally(() => {
-        this.running = null;
-      });
-    return this.running;
+    return this.rounds.run();
   }
 
   private async roundNow(): Promise<void> {
@@ -109,7 +99,7 @@ export class Repairer {
     const from = listed.findIndex((ino) => ino > this.cursorIno);
     const batch = [...listed.slice(Math.max(0, from)), ...(from > 0 ? listed.slice(0, from) : [])].slice(0, REPAIR_BATCH_INODES);
     for (const ino of batch) {
-      if (this.closed) return;
+      if (this.rounds.closed) return;
       this.cursorIno = ino;
       if (this.inProgress.has(ino)) continue;
       try {
@@ -307,7 +297,7 @@ export class Repairer {
     const strays: Stray[] = [];
     const madeStrays: Stray[] = [];
     for (const { object, replica, target, source, moved } of planned) {
-      if (this.closed) return;
+      if (this.rounds.closed) return;
       const length = objectLength(layout.unitBytes, layout.nodes.length, inode.attr.size, object);
       this.repairingObjects++;
       // a copy made anew is a stray until the layout names it: if the repair stops, it goes
