@@ -2,7 +2,7 @@
 // Starts one of kDFS's commands from the build (dist/), which `npm run setup` makes.
 const path = require('node:path');
 
-module.exports = function launch(prog, moduleName) {
+module.exports = function launch(prog, moduleName, entry = 'run') {
   const file = path.join(__dirname, '..', 'dist', 'src', 'cli', moduleName + '.js');
   let command;
   try {
@@ -14,5 +14,5 @@ module.exports = function launch(prog, moduleName) {
     }
     throw err;
   }
-  command.run();
+  command[entry]();
 };

@@ -8,7 +8,8 @@
 #  3. The FUSE binding (native/fuse, which npm links as node_modules/kdfs-fuse)
 #     built against the system libfuse3, when its sources changed.
 #  4. The TypeScript build (dist/).
-#  5. /sbin/mount.kdfs (for `mount -t kdfs`), mkfs.kdfs and kdfs on PATH.
+#  5. /sbin/mount.kdfs (for `mount -t kdfs`), mkfs.kdfs, kdfs, checkpoint and restart on PATH.
+#  6. The checkpoint SDK and examples/count (make).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -60,3 +61,8 @@ link() { # link TARGET NAME: point NAME at TARGET unless it already does
 link "$top/cli/mount.kdfs" /sbin/mount.kdfs
 link "$top/cli/mkfs.kdfs" /usr/local/bin/mkfs.kdfs
 link "$top/cli/kdfs" /usr/local/bin/kdfs
+link "$top/cli/checkpoint" /usr/local/bin/checkpoint
+link "$top/cli/restart" /usr/local/bin/restart
+
+# 6. the checkpoint SDK and examples/count (make: a no-op when nothing changed)
+make -s -C "$top/examples"

@@ -6,6 +6,8 @@
 //   kdfs getstripe [--json] PATH
 //   kdfs node add|remove|maintenance|status ...   (see src/cli/nodes.ts)
 //   kdfs rebalance start|status|stop
+import { BUILTIN_PLACEMENTS, PLACEMENT_NAME, ROUND_ROBIN } from '../layout/placement.js';
+import { addCheckpointCommands } from './checkpoints.js';
 import { spawn } from 'node:child_process';
 import fs, { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -266,11 +268,11 @@ async function probeMembers(nodeDir: string): Promise<NodeInfo[]> {
   }));
 }
 
-async function setstripe(target: string, options: { unit?: number; count?: number; replicas?: number }): Promise<number> {
+async function setstripe(target: string, options: { unit?: number; count?: number; replicas?: number; policy?: string }): Promise<number> {
   const where = locate(target);
   const meta = await metaClientFor(where.dir);
   try {
-    await meta.setStripe({ path: where.fsPath }, { unitBytes: options.unit ?? 0, count: options.count ?? 0, replicas: options.replicas ?? 0 });
+    await meta.setStripe({ path: where.fsPath }, { unitBytes: options.unit ?? 0, count: options.count ?? 0, replicas: options.replicas ?? 0, placement: options.policy ?? '' });
   } catch (err) {
     throw new CliError(`${target}: ${(err as Error).message}`);
   } finally {
@@ -292,7 +294,7 @@ async function getstripe(target: string, options: { json?: boolean }): Promise<n
     }
     const lines = [target];
     if (reply.directory) {
-      lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`, `replicas: ${reply.policy!.replicas || 1}`);
+      lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`, `replicas: ${reply.policy!.replicas || 1}`, `policy: ${reply.policy!.placement || ROUND_ROBIN}`);
     } else {
       const layout = layoutJson(reply.layout!, await downNodes(meta));
       lines.push(`unit: ${layout.unitBytes}`, `count: ${layout.count}`, `replicas: ${layout.replicas}`, 'objects:');
@@ -306,7 +308,7 @@ async function getstripe(target: string, options: { json?: boolean }): Promise<n
 }
 
 function stripePolicyJson(policy: StripePolicy): object {
-  return { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas || 1 };
+  return { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas || 1, placement: policy.placement || ROUND_ROBIN };
 }
 
 async function downNodes(meta: MetaClient): Promise<Set<number>> {
@@ -359,11 +361,13 @@ export async function main(argv: string[]): Promise<number> {
     .option('--repair', 'have what is bad repaired')
     .option('--json', 'one JSON document: {checked, corrupt, missing, stale, repaired}')
     .action(async (where, options) => done(await scrub(where, nodeDirOf(path.resolve(options.dir), 1), options)));
+  addCheckpointCommands(program, done);
   program.command('setstripe').description('how new files under a directory are striped, or the layout of an empty file')
     .argument('<path>', 'a directory or an empty file in a kDFS mount')
     .option('--unit <size>', 'stripe unit: a multiple of 64K from 64K to 64M (K, M suffixes)', stripeUnit)
     .option('--count <n>', `objects per file: 0 (all nodes) to ${STRIPE_COUNT_MAX}`, integerIn(0, STRIPE_COUNT_MAX))
     .option('--replicas <r>', `copies of each object: 0 (the file system's default) to ${REPLICAS_MAX}`, integerIn(0, REPLICAS_MAX))
+    .option('--policy <name>', `placement of new files' objects: ${BUILTIN_PLACEMENTS.join(', ')}, or a policy module loaded in MOUNT/.kdfs/scheduler (default: inherited, else round-robin)`, placementName)
     .action(async (target, options) => done(await setstripe(target, options)));
   program.command('getstripe').description('the unit, the count, and the node of each stripe object')
     .argument('<path>', 'a file or a directory in a kDFS mount')
@@ -437,4 +441,9 @@ function stripeUnit(text: string): number {
 
 export function run(): Promise<void> {
   return runMain('kdfs', () => main(process.argv.slice(2)));
+}
+
+function placementName(text: string): string {
+  if (!PLACEMENT_NAME.test(text)) throw new InvalidArgumentError('It must be a policy name: lower-case letters, digits, ".", "_" or "-".');
+  return text;
 }

@@ -16,3 +16,10 @@ export function h64(bytes: Uint8Array): bigint {
   if (!hasher) throw new Error('initHash() was not awaited');
   return hasher.h64Raw(bytes);
 }
+
+/** xxHash64 of a stream of chunks (a file too large to hold); initHash() must have completed. */
+export function h64Stream(): { update(bytes: Uint8Array): void; digest(): bigint } {
+  if (!hasher) throw new Error('initHash() was not awaited');
+  const state = hasher.create64();
+  return { update: (bytes) => void state.update(bytes), digest: () => state.digest() };
+}
