@@ -95,6 +95,13 @@ export class MetaClient {
     check((await this.rpc.call('NodeAdmin', { op, ids })).errno);
   }
 
+  /** The scheduler's state (SCHEDULER_* ops); throws FsError with the errno of a refused change. */
+  async scheduler(op: number, json = '', nodeId = 0): Promise<MetaMethods['Scheduler'][1]> {
+    const reply = await this.rpc.call('Scheduler', { op, json, nodeId });
+    check(reply.errno);
+    return { errno: 0, config: reply.config ?? '', values: reply.values ?? '', weights: reply.weights ?? '' };
+  }
+
   /** kdfs rebalance start | stop | status (REBALANCE_* ops); the progress of moves. */
   async rebalance(op: number): Promise<MetaMethods['Rebalance'][1]> {
     const reply = await this.rpc.call('Rebalance', { op });

@@ -18,7 +18,7 @@ import {
   type Attr, type CreateRequest, type DelegatedCreate, type DirEntry, type FailedCreate, type Inode, type Layout, type SetattrRequest, type StripePolicy,
   type Target,
 } from '../rpc/messages.js';
-import { makeLayout } from '../layout/placement.js';
+import { BUILTIN_PLACEMENTS, makeLayout, placementOf, type PlacementInput } from '../layout/placement.js';
 import { REPLICAS_MAX, goodReplicas, layoutComplete, replicaCount, slotOf, withStale } from '../layout/replicas.js';
 import { FIRST_INO, ROOT_INO, type Stray } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
@@ -49,6 +49,14 @@ export class Namespace {
 
   /** A member's failure domain, for placing copies apart. */
   private readonly domainOf = (nodeId: number): string => this.store.nodes.get(nodeId)?.domain ?? '';
+  /** The weights of a weighing placement policy (the scheduler's, on the root node). */
+  weightsOf: (placement: string) => Map<number, number> | null = () => null;
+  /** Whether a placement policy exists: a built-in one, or a module loaded in the scheduler. */
+  placementKnown: (placement: string) => boolean = (placement) => BUILTIN_PLACEMENTS.includes(placement);
+
+  private placement(nodeIds: number[], writerNodeId: number): PlacementInput {
+    return { nodeIds, domainOf: this.domainOf, writerNodeId, weightsOf: this.weightsOf };
+  }
 
   // ------------------------------------------------------------ lookups
 
@@ -112,7 +120,7 @@ export class Namespace {
           ino, mode, uid: request.uid, gid, nlink: type === S_IFDIR ? 2 : 1, size, rdev: request.rdev ?? 0,
           atime: time, mtime: time, ctime: time, blocks: type === S_IFDIR ? blocksOf(DIRECTORY_SIZE_BYTES) : 0,
         },
-        layout: type === S_IFREG ? makeLayout(ino, parent.policy, defaultPolicy, nodeIds, this.domainOf) : null,
+        layout: type === S_IFREG ? makeLayout(ino, parent.policy, defaultPolicy, this.placement(nodeIds, request.openNode ?? 0)) : null,
         target: type === S_IFLNK ? target : '',
         parent: type === S_IFDIR ? parent.attr.ino : 0,
         entries: 0,
@@ -624,14 +632,16 @@ export class Namespace {
 
   async setStripe(target: Target, policy: StripePolicy, nodeIds: number[], defaultPolicy: StripePolicy | null, effects?: Effects): Promise<void> {
     checkPolicy(policy);
+    const placement = policy.placement ?? '';
+    if (placement !== '' && !this.placementKnown(placement)) throw new FsError(E.ENOENT, `no placement policy ${JSON.stringify(placement)}: the built-in ones are ${BUILTIN_PLACEMENTS.join(', ')}; others must be loaded in .kdfs/scheduler`);
     await this.store.run((tx) => {
       const found = this.resolve(tx, target);
       const inode = tx.editInode(found.attr.ino);
       if (isDir(inode.attr.mode)) {
-        inode.policy = { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas ?? 0 };
+        inode.policy = { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas ?? 0, placement: policy.placement ?? '' };
       } else if (isReg(inode.attr.mode)) {
         if (inode.attr.size !== 0) throw new FsError(E.EBUSY, 'the layout of a file with data cannot change');
-        inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, nodeIds, this.domainOf);
+        inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, this.placement(nodeIds, 0));
       } else {
         throw new FsError(E.EINVAL);
       }
@@ -645,7 +655,7 @@ export class Namespace {
       const unitBytes = inode.policy?.unitBytes || defaultPolicy?.unitBytes || STRIPE_UNIT_DEFAULT_BYTES;
       const wanted = inode.policy?.count || defaultPolicy?.count || nodeIds.length;
       const replicas = inode.policy?.replicas || defaultPolicy?.replicas || 1;
-      return { directory: true, policy: { unitBytes, count: Math.min(wanted, nodeIds.length), replicas }, layout: null };
+      return { directory: true, policy: { unitBytes, count: Math.min(wanted, nodeIds.length), replicas, placement: placementOf(inode.policy, defaultPolicy) }, layout: null };
     }
     if (!isReg(inode.attr.mode)) throw new FsError(E.EINVAL);
     return { directory: false, policy: null, layout: inode.layout };

@@ -12,6 +12,8 @@
 //                            not commit); removed from the node unless the
 //                            inode's layout has it there (see src/rebalance)
 //   "Y"                      written by a sync barrier with nothing else to write
+//   "C" + name (utf8)        the scheduler's state: its configuration ("config"), and
+//                            the latest probe values of each node ("values"), as JSON
 // Integers are big-endian so that keys sort by number, and names by bytes.
 import { codec } from '../rpc/proto.js';
 import type { FsRecord, Inode, Layout, NodeRecord, StripePolicy, Timespec } from '../rpc/messages.js';
@@ -25,6 +27,7 @@ export const KIND_ORPHAN = 0x4f;
 export const KIND_REPAIR = 0x52;
 export const KIND_SYNC = 0x59;
 export const KIND_STRAY = 0x47;
+export const KIND_SCHEDULER = 0x43;
 
 export const ROOT_INO = 1;
 /** Inode numbers below 2^32 are reserved (the root is 1): every inode number a
@@ -55,6 +58,10 @@ export const repairKey = (ino: number) => u64Key(KIND_REPAIR, ino);
 
 /** A copy of an object of an inode on a node that may be in no layout. */
 export interface Stray { ino: number; node: number; object: number; replica: number }
+
+export function schedulerKey(name: string): Buffer {
+  return Buffer.concat([Buffer.from([KIND_SCHEDULER]), Buffer.from(name, 'utf8')]);
+}
 
 export function strayKey(stray: Stray): Buffer {
   const key = u64Key(KIND_STRAY, stray.ino, 9);
@@ -112,7 +119,7 @@ export function decodeInode(value: Uint8Array): Inode {
 }
 
 const cloneTime = (t: Timespec | null): Timespec => ({ sec: t?.sec ?? 0, nsec: t?.nsec ?? 0 });
-const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count, replicas: p.replicas ?? 0 } : null);
+const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unitBytes: p.unitBytes, count: p.count, replicas: p.replicas ?? 0, placement: p.placement ?? '' } : null);
 const cloneLayout = (l: Layout | null): Layout | null =>
   l ? {
     unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas, mirrors: [...(l.mirrors ?? [])], stale: [...(l.stale ?? [])],

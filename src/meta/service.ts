@@ -27,9 +27,12 @@ export interface ReplicationOptions {
 }
 import { Namespace } from './namespace.js';
 import { namedBy } from '../rpc/targets.js';
-import { FIRST_INO } from './records.js';
-import { isDir } from '../common/mode.js';
+import { FIRST_INO, ROOT_INO } from './records.js';
+import { S_IFDIR, isDir } from '../common/mode.js';
 import { Effects, MetaStore } from './store.js';
+import { placementOf } from '../layout/placement.js';
+import { SchedulerService } from '../scheduler/service.js';
+import { CONTROL_DIR, MODULES_DIR, SCHEDULER_DIR } from '../scheduler/modules.js';
 
 type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects, caller?: Caller) => Promise<MetaMethods[K][1]> };
 
@@ -73,7 +76,7 @@ function namedDirectories(method: keyof MetaMethods, request: unknown): { inos: 
   if (path) named.anywhere = true;
   return named;
 }
-const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'NodeAdmin', 'Rebalance', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
+const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'NodeAdmin', 'Rebalance', 'Scheduler', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
 
 /** How long after a start the nodes have to re-announce their open files (they
  *  re-register every few seconds); unlinked inodes are kept until then. */
@@ -103,6 +106,7 @@ export class MetaService {
   private readonly appender: Appender;
   readonly repairer: Repairer;
   readonly mover: Mover;
+  readonly scheduler: SchedulerService;
   private readonly scrub: BackgroundScrub;
   private graceTimer: NodeJS.Timeout | null = null;
   private readonly ops: Ops;
@@ -128,6 +132,12 @@ export class MetaService {
     this.cluster.replaced = (nodeId) => this.repairer.replaced(nodeId);
     this.mover = new Mover(store, this.namespace, this.cluster, this.repairer, (ino, data) => this.invalidateInode(ino, data),
       (ino) => this.invalidateInode(ino, true, CHANGED_LAYOUT), options.moveBytesPerS ?? MOVE_RATE_DEFAULT_BYTES_PER_S);
+    this.scheduler = new SchedulerService(store, async () => {
+      const placeable = new Set(this.cluster.placeableIds());
+      return (await this.cluster.nodes()).filter((node) => placeable.has(node.id));
+    });
+    this.namespace.weightsOf = (placement) => this.scheduler.weightsOf(placement);
+    this.namespace.placementKnown = (placement) => this.scheduler.placementKnown(placement);
     this.ops = this.makeOps();
   }
 
@@ -138,6 +148,8 @@ export class MetaService {
     service.mover.start();
     service.scrub.start();
     service.cluster.startSpaceProbes();
+    service.scheduler.load();
+    await service.makeControlDirs();
     service.graceTimer = setTimeout(() => {
       service.namespace.opensAnnounced().catch((err) => log.error(`freeing unclaimed inodes: ${(err as Error).message}`));
     }, OPENS_GRACE_MS);
@@ -162,8 +174,25 @@ export class MetaService {
     return this.store.spaceLow;
   }
 
+  /** MOUNT/.kdfs/ with modules/ (scheduler modules: only root may write) and
+   *  scheduler/ (the control tree, which nodes serve): made when missing. */
+  private async makeControlDirs(): Promise<void> {
+    const make = async (parent: number, name: string): Promise<number> => {
+      try {
+        return (await this.namespace.create({ entry: { ino: parent, name }, mode: S_IFDIR | 0o755, uid: 0, gid: 0, rdev: 0, target: '', exclusive: true, openNode: 0, wantDelegation: false, wantInos: 0 }, [], null)).inode.attr.ino;
+      } catch (err) {
+        if (!(err instanceof FsError) || err.errno !== E.EEXIST) throw err;
+        return (await this.namespace.getattr({ ino: parent, name })).ino;
+      }
+    };
+    const control = await make(ROOT_INO, CONTROL_DIR);
+    await make(control, MODULES_DIR);
+    await make(control, SCHEDULER_DIR);
+  }
+
   async close(): Promise<void> {
     if (this.graceTimer) clearTimeout(this.graceTimer);
+    await this.scheduler.close();
     await this.scrub.close();
     await this.mover.close();
     await this.repairer.close();
@@ -259,6 +288,12 @@ export class MetaService {
   }
 
   /** A delegation of dir to a node, with the inode numbers it asked for; null if refused. */
+  /** The weights a placement policy gives the nodes, in their order; empty when it has none. */
+  private weightsFor(placement: string, nodeIds: number[]): number[] {
+    const weights = this.namespace.weightsOf(placement);
+    return weights ? nodeIds.map((id) => weights.get(id) ?? 0) : [];
+  }
+
   private async delegation(nodeId: number, dir: number, wantInos: number): Promise<Delegation | null> {
     const parent = this.store.cachedInode(dir);
     if (!parent || !isDir(parent.attr.mode)) return null;
@@ -271,8 +306,11 @@ export class MetaService {
     const placeable = this.cluster.placeableIds();
     return {
       dir, cacheMs, inoFirst, inoCount,
-      policy: { unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0, replicas: parent.policy?.replicas || fallback?.replicas || 0 },
-      nodeIds: placeable, nodeDomains: placeable.map((id) => this.cluster.domainOf(id)), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
+      policy: {
+        unitBytes: parent.policy?.unitBytes || fallback?.unitBytes || 0, count: parent.policy?.count || fallback?.count || 0, replicas: parent.policy?.replicas || fallback?.replicas || 0,
+        placement: placementOf(parent.policy, fallback),
+      },
+      nodeIds: placeable, nodeDomains: placeable.map((id) => this.cluster.domainOf(id)), nodeWeights: this.weightsFor(placementOf(parent.policy, fallback), placeable), parentMode: parent.attr.mode, parentGid: parent.attr.gid,
     };
   }
 
@@ -305,6 +343,7 @@ export class MetaService {
       NodeAdmin: async (request) => nodeAdmin(request, {
         cluster, store: this.store, mover: this.mover, recallDelegations: async () => (await this.coherence.enter([], 0, true))(),
       }),
+      Scheduler: (request) => this.scheduler.handle(request),
       Rebalance: async (request) => {
         if (request.op === REBALANCE_START) await this.mover.startRebalance();
         else if (request.op === REBALANCE_STOP) await this.mover.stopRebalance();

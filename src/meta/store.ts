@@ -22,7 +22,7 @@ import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_REPAIR, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
   decodeInode, direntKey, direntRange, encodeDirent, encodeInode, fsCodec, fsKey, inodeKey, nodeCodec, nodeKey,
-  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey,
+  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey, KIND_SCHEDULER, schedulerKey,
   type Dirent, type Stray,
 } from './records.js';
 
@@ -57,7 +57,7 @@ function recordBytes(name: string, value: Inode | Dirent | null): number {
 
 interface Staged {
   key: Buffer;
-  value: Inode | Dirent | NodeRecord | FsRecord | true | null;
+  value: Inode | Dirent | NodeRecord | FsRecord | Buffer | true | null;
 }
 
 interface Pending {
@@ -183,6 +183,11 @@ export class Tx {
     this.stage(strayKey(stray), on ? true : null);
   }
 
+  /** One record of the scheduler's state (see records.ts), or none. */
+  putSchedulerRecord(name: string, value: Buffer | null): void {
+    this.stage(schedulerKey(name), value);
+  }
+
   /** A rebalance is under way, or no longer. */
   setRebalancing(on: boolean): void {
     this.fsRecord = { ...(this.fsRecord ?? this.store.fs), rebalancing: on };
@@ -255,6 +260,8 @@ export class MetaStore {
   readonly needsRepair = new Set<number>();
   /** Copies that may be on nodes outside every layout, by key (hex): see records.ts. */
   readonly strays = new Map<string, Stray>();
+  /** The scheduler's records, by name (all small: kept in memory). */
+  readonly schedulerRecords = new Map<string, Buffer>();
 
   private constructor(private readonly db: Level<Buffer, Buffer>, private readonly reserve: SpaceReserve) {}
 
@@ -312,6 +319,10 @@ export class MetaStore {
     this.needsRepair.clear();
     for await (const key of this.db.keys({ gte: Buffer.from([KIND_REPAIR]), lt: Buffer.from([KIND_REPAIR + 1]) })) {
       this.needsRepair.add(readU64(key, 1));
+    }
+    this.schedulerRecords.clear();
+    for await (const [key, value] of this.db.iterator({ gte: Buffer.from([KIND_SCHEDULER]), lt: Buffer.from([KIND_SCHEDULER + 1]) })) {
+      this.schedulerRecords.set(key.subarray(1).toString('utf8'), value);
     }
     this.strays.clear();
     for await (const key of this.db.keys({ gte: Buffer.from([KIND_STRAY]), lt: Buffer.from([KIND_STRAY + 1]) })) {
@@ -483,6 +494,10 @@ export class MetaStore {
           if (value) this.strays.set(key.toString('hex'), decodeStrayKey(key));
           else this.strays.delete(key.toString('hex'));
           break;
+        case KIND_SCHEDULER:
+          if (value) this.schedulerRecords.set(key.subarray(1).toString('utf8'), value as Buffer);
+          else this.schedulerRecords.delete(key.subarray(1).toString('utf8'));
+          break;
       }
     }
     for (const ino of tx.newDirectories) this.complete.add(ino);
@@ -633,6 +648,8 @@ function encodeRecord(key: Buffer, value: NonNullable<Staged['value']>): Buffer 
     case KIND_REPAIR:
     case KIND_STRAY:
       return Buffer.alloc(0);
+    case KIND_SCHEDULER:
+      return value as Buffer;
     default:
       throw new Error(`unknown record kind ${key[0]}`);
   }

@@ -24,7 +24,10 @@ import { META_DEADLINE_MS } from '../common/limits.js';
 import type { Invalidation } from '../rpc/messages.js';
 import type { Superblock } from '../rpc/messages.js';
 import { AgentPool } from '../vfs/agents.js';
-import { Vfs } from '../vfs/vfs.js';
+import type { Vfs } from '../vfs/vfs.js';
+import { ControlledVfs } from '../vfs/control.js';
+import { NodeScheduler } from '../scheduler/node.js';
+import { SchedulerTree } from '../scheduler/tree.js';
 import { detach, isStaleKdfsMount, mountAt } from './mounts.js';
 import { readRunFile, removeRunFile, runningNode, startTicks, writeRunFile } from './runfile.js';
 
@@ -61,6 +64,7 @@ export class KdfsNode {
   private dataServer: DataServer | null = null;
   private dataAddress = '';
   private meta: MetaService | null = null;
+  private scheduler: NodeScheduler | null = null;
   /** Registration and heartbeats (gRPC); on the root, the service itself. */
   private metaClient: MetaClient | null = null;
   /** Every other metadata call: on a session with the root, or in-process on the root. */
@@ -169,11 +173,15 @@ export class KdfsNode {
     this.heartbeat.unref();
 
     this.agents = new AgentPool(metaClient, this.sb.fsid, { nodeId: this.nodeId, objects });
-    this.vfs = new Vfs(metaClient, this.agents, this.nodeId);
+    const vfs = this.vfs = new ControlledVfs(metaClient, this.agents, this.nodeId);
+    this.scheduler = new NodeScheduler(metaClient, this.nodeId, dir, (name) => vfs.readModule(name));
+    vfs.attachScheduler(new SchedulerTree(this.scheduler));
+    if (this.meta) this.meta.scheduler.readModule = (name) => vfs.readModule(name);
     this.fuse = new FuseMount(mountPoint, this.vfs, {
       fsname: `kdfs:${dir}`, readOnly: this.options.readOnly, debug: this.options.debug, noDev: this.options.noDev, noSuid: this.options.noSuid,
     });
     await this.fuse.mount(() => void this.stop('unmounted'));
+    this.scheduler.start();
     writeRunFile(dir, { pid: process.pid, startTicks: startTicks(process.pid) ?? 0, mountPoint, address: this.address });
     log.info(`node ${this.nodeId}${this.isRoot ? ' (root)' : ''} serving at ${this.address}, mounted at ${mountPoint}`);
   }
@@ -258,6 +266,7 @@ export class KdfsNode {
     this.stopping ??= (async () => {
       log.info(`stopping: ${reason}`);
       if (this.heartbeat) clearInterval(this.heartbeat);
+      await this.scheduler?.stop();
       if (this.fuse) {
         this.fuse.unmount();
         // a lazy unmount ends the session once nothing uses the mount any more

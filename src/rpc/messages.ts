@@ -18,7 +18,7 @@ export interface Superblock {
   replace?: boolean;
 }
 
-export interface StripePolicy { unitBytes: number; count: number; replicas?: number }
+export interface StripePolicy { unitBytes: number; count: number; replicas?: number; placement?: string }
 /** See Layout in proto/kdfs.proto: mirrors and stale are absent (empty) in old records. */
 export interface Layout { unitBytes: number; nodes: number[]; replicas: number; mirrors?: number[]; stale?: number[]; moves?: LayoutMove[] }
 /** A copy being made on another node: see Layout.moves in proto/kdfs.proto. */
@@ -120,6 +120,11 @@ export const REBALANCE_STATUS = 0;
 export const REBALANCE_START = 1;
 export const REBALANCE_STOP = 2;
 export interface RebalanceRequest { op: number }
+export interface SchedulerRequest { op: number; json: string; nodeId: number }
+export interface SchedulerReply { errno: number; config: string; values: string; weights: string }
+export const SCHEDULER_GET = 0;
+export const SCHEDULER_CHANGE = 1;
+export const SCHEDULER_PUT_VALUES = 2;
 export interface NodeShare { id: number; storedBytes: number; share: number; targetShare: number }
 export interface RebalanceReply { errno: number; message: string; rebalance: MoveProgress | null; drain: MoveProgress | null; shares: NodeShare[] }
 export interface NodeInfo {
@@ -181,6 +186,7 @@ export interface Delegation {
   policy: StripePolicy | null;
   nodeIds: number[];
   nodeDomains?: string[];
+  nodeWeights?: number[];
   parentMode: number;
   parentGid: number;
 }
@@ -296,6 +302,7 @@ export type MetaMethods = {
   Health: [HealthRequest, HealthReply];
   NodeAdmin: [NodeAdminRequest, NodeAdminReply];
   Rebalance: [RebalanceRequest, RebalanceReply];
+  Scheduler: [SchedulerRequest, SchedulerReply];
   Statfs: [Empty, StatfsReply];
   Getattr: [Target, AttrReply];
   Setattr: [SetattrRequest, AttrReply];

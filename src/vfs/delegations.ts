@@ -27,7 +27,10 @@ const PENDING_MAX = 4096;
 /** Calls that do not name the namespace: they need not wait for this node's creates. */
 const UNRELATED = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'CancelLock', 'ReclaimLocks', 'Publish', 'ReserveInos']);
 
-interface Held { untilMs: number; policy: StripePolicy | null; nodeIds: number[]; domains: Map<number, string>; parentMode: number; parentGid: number }
+interface Held {
+  untilMs: number; policy: StripePolicy | null; nodeIds: number[]; domains: Map<number, string>; weights: Map<number, number> | null;
+  parentMode: number; parentGid: number;
+}
 
 export interface DelegatedEntry { ino: number; layout: Layout; gid: number; cacheMs: number }
 
@@ -48,6 +51,8 @@ export class Delegations implements PendingCreates {
     private readonly publish: (creates: DelegatedCreate[]) => Promise<MetaMethods['Publish'][1]>,
     private readonly reserve: (count: number) => Promise<{ inoFirst: number; inoCount: number }>,
     private readonly failed: (create: DelegatedCreate, errno: number) => void,
+    /** This node: the writer of the files it creates (local-first placement). */
+    private readonly nodeId: number,
   ) {}
 
   /** Inode numbers to ask for with the next synchronous create. */
@@ -73,6 +78,7 @@ export class Delegations implements PendingCreates {
       this.dirs.set(delegation.dir, {
         untilMs: Date.now() + delegation.cacheMs, policy: delegation.policy, nodeIds: [...delegation.nodeIds],
         domains: new Map(delegation.nodeIds.map((id, i) => [id, delegation.nodeDomains?.[i] ?? ''])),
+        weights: delegation.nodeWeights?.length === delegation.nodeIds.length ? new Map(delegation.nodeIds.map((id, i) => [id, delegation.nodeWeights![i]])) : null,
         parentMode: delegation.parentMode, parentGid: delegation.parentGid,
       });
     }
@@ -101,7 +107,9 @@ export class Delegations implements PendingCreates {
     if (range.next >= range.end) this.inos.shift();
     // BSD group semantics in set-group-ID directories, as the service applies them
     const ownerGid = held.parentMode & 0o2000 ? held.parentGid : gid;
-    const layout = makeLayout(ino, held.policy, null, held.nodeIds, (id) => held.domains.get(id) ?? '');
+    const layout = makeLayout(ino, held.policy, null, {
+      nodeIds: held.nodeIds, domainOf: (id) => held.domains.get(id) ?? '', writerNodeId: this.nodeId, weightsOf: () => held.weights,
+    });
     this.pending.set(ino, { entry: { ino: dir, name }, mode, uid, gid: ownerGid, ino, layout, time });
     return { ino, layout, gid: ownerGid, cacheMs: remainingMs };
   }

@@ -4,6 +4,7 @@ import { E, FsError } from '../common/errno.js';
 import { S_IFDIR } from '../common/mode.js';
 import type { MetaClient } from '../meta/client.js';
 import type { DirEntry } from '../rpc/messages.js';
+import { ROOT_INO } from '../meta/records.js';
 
 /** Most directories one node holds open at once. */
 const OPEN_DIRS_MAX = 16384;
@@ -14,11 +15,16 @@ interface DirHandle {
   /** The listing has more pages after the last entry. */
   more: boolean;
   loaded: boolean;
+  /** The last name read from the service: where the next page starts. */
+  cursor: string;
 }
 
 export class DirHandles {
   private readonly handles = new Map<number, DirHandle>();
   private nextFh = 0;
+
+  /** Names the root directory's listing leaves out (MOUNT/.kdfs). */
+  readonly hiddenInRoot = new Set<string>();
 
   constructor(private readonly meta: MetaClient) {}
 
@@ -26,7 +32,7 @@ export class DirHandles {
     if (this.handles.size >= OPEN_DIRS_MAX) throw new FsError(E.ENFILE);
     do this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
     while (this.handles.has(this.nextFh));
-    this.handles.set(this.nextFh, { ino, entries: [], more: true, loaded: false });
+    this.handles.set(this.nextFh, { ino, entries: [], more: true, loaded: false, cursor: '' });
     return this.nextFh;
   }
 
@@ -36,16 +42,22 @@ export class DirHandles {
     if (!dir) throw new FsError(E.EBADF);
     if (!dir.loaded) {
       const first = await this.meta.readDir({ ino: dir.ino }, '');
-      dir.entries = [{ name: '.', ino: first.ino, mode: S_IFDIR }, { name: '..', ino: first.parent, mode: S_IFDIR }, ...first.entries];
+      dir.entries = [{ name: '.', ino: first.ino, mode: S_IFDIR }, { name: '..', ino: first.parent, mode: S_IFDIR }, ...this.shown(dir.ino, first.entries)];
+      dir.cursor = first.entries.at(-1)?.name ?? '';
       dir.more = first.more;
       dir.loaded = true;
     }
     while (offset >= dir.entries.length && dir.more) {
-      const page = await this.meta.readDir({ ino: dir.ino }, dir.entries[dir.entries.length - 1].name);
-      dir.entries.push(...page.entries);
+      const page = await this.meta.readDir({ ino: dir.ino }, dir.cursor);
+      dir.entries.push(...this.shown(dir.ino, page.entries));
+      dir.cursor = page.entries.at(-1)?.name ?? dir.cursor;
       dir.more = page.more;
     }
     return dir.entries.slice(offset, offset + max);
+  }
+
+  private shown(dir: number, entries: DirEntry[]): DirEntry[] {
+    return dir === ROOT_INO && this.hiddenInRoot.size > 0 ? entries.filter((e) => !this.hiddenInRoot.has(e.name)) : entries;
   }
 
   release(fh: number): void {

@@ -113,7 +113,7 @@ export class Vfs {
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
     this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
     this.dirs = new DirHandles(meta);
-    this.delegations = new Delegations((creates) => meta.publish(creates), (count) => meta.reserveInos(count), (create, errno) => this.createRefused(create, errno));
+    this.delegations = new Delegations((creates) => meta.publish(creates), (count) => meta.reserveInos(count), (create, errno) => this.createRefused(create, errno), nodeId);
     meta.pendingCreates = this.delegations;
     this.locks = new NodeLocks(meta, {
       granted: (ino) => this.revalidate(ino),
@@ -129,6 +129,11 @@ export class Vfs {
       // such as the directory a creation changed, which the kernel asks for next
       for (const attr of changedAttrs ?? []) this.attrs.put(attr, changedCacheMs ?? 0);
     };
+  }
+
+  /** Leaves a name out of the root directory's listing (it can still be looked up). */
+  protected hideInRoot(name: string): void {
+    this.dirs.hiddenInRoot.add(name);
   }
 
   /** The FUSE adapter's hook for dropping kernel caches (set once mounted). */

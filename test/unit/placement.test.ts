@@ -10,7 +10,7 @@ describe('placement of copies', () => {
   it('puts the copies of each object on distinct nodes, each node holding as many', () => {
     const held = new Map<number, number>();
     for (let ino = 2 ** 32; ino < 2 ** 32 + 30; ino++) {
-      const layout = makeLayout(ino, policy, null, [1, 2, 3, 4]);
+      const layout = makeLayout(ino, policy, null, { nodeIds: [1, 2, 3, 4] });
       for (let object = 0; object < layout.nodes.length; object++) {
         const nodes = replicasOf(layout, object).map((r) => r.node);
         expect(new Set(nodes).size).toBe(2);
@@ -23,14 +23,14 @@ describe('placement of copies', () => {
   it('keeps the copies of an object in different failure domains when there are enough', () => {
     const domains: Record<number, string> = { 1: 'rack-a', 2: 'rack-a', 3: 'rack-a', 4: 'rack-b', 5: 'rack-b' };
     for (let ino = 2 ** 32; ino < 2 ** 32 + 30; ino++) {
-      const layout = makeLayout(ino, policy, null, [1, 2, 3, 4, 5], (id) => domains[id]);
+      const layout = makeLayout(ino, policy, null, { nodeIds: [1, 2, 3, 4, 5], domainOf: (id) => domains[id] });
       for (let object = 0; object < layout.nodes.length; object++) {
         const copies = replicasOf(layout, object).map((r) => domains[r.node]);
         expect(new Set(copies).size).toBe(2);
       }
     }
     // three copies, two domains: both used, never a node twice
-    const three = makeLayout(2 ** 32, { ...policy, replicas: 3 }, null, [1, 2, 3, 4, 5], (id) => domains[id]);
+    const three = makeLayout(2 ** 32, { ...policy, replicas: 3 }, null, { nodeIds: [1, 2, 3, 4, 5], domainOf: (id) => domains[id] });
     for (let object = 0; object < three.nodes.length; object++) {
       const nodes = replicasOf(three, object).map((r) => r.node);
       expect(new Set(nodes).size).toBe(3);
@@ -39,7 +39,7 @@ describe('placement of copies', () => {
   });
 
   it('leaves copies unplaced when there are fewer nodes than copies', () => {
-    const layout = makeLayout(2 ** 32, policy, null, [7]);
+    const layout = makeLayout(2 ** 32, policy, null, { nodeIds: [7] });
     expect(replicasOf(layout, 0).map((r) => r.node)).toEqual([7, 0]);
   });
 });
