@@ -24,6 +24,16 @@ export interface Results {
   fuseCeiling: { write: number; read: number } | string;
   rows: Row[];
   memory: { writtenMiB: number; peakRssMiB: number } | string;
+  checkpoint: CheckpointResults | string;
+}
+
+/** The checkpoint workload (bench/checkpoint.ts): aggregate MiB/s of each target. */
+export interface CheckpointResults {
+  writers: number;
+  stateMiB: number;
+  labels: Record<string, string>;
+  figures: Record<string, Figure>;
+  ratios: { localFirst1ToLocal: number | null; localFirst2ToLocal: number | null; roundRobin2ToLocal: number | null; localFirst1ToGlusterfs: number | null };
 }
 
 /** kdfs is the cluster through node 1's mount (the root node, serving the metadata in its
@@ -57,6 +67,14 @@ export function table(results: Results): string {
   out.push('', `FUSE ceiling (../shared/tools/fuse-ceiling.sh): ${ceiling}`);
   const memory = typeof results.memory === 'string' ? `not measured: ${results.memory}` : `peak ${results.memory.peakRssMiB.toFixed(0)} MiB while writing ${results.memory.writtenMiB} MiB`;
   out.push(`kdfs node 1 mount process resident memory: ${memory}`);
+  if (typeof results.checkpoint === 'string') {
+    out.push(`checkpoint: not measured: ${results.checkpoint}`);
+  } else {
+    const c = results.checkpoint;
+    out.push('', `checkpoint: ${c.writers} writers (one per kDFS node), ${c.stateMiB} MiB each, then commit; aggregate MiB/s`);
+    for (const [name, figure] of Object.entries(c.figures)) out.push(`  ${c.labels[name].padEnd(28)} ${format(figure.median).padStart(8)}${figure.error ? `  (${figure.error})` : ''}`);
+    out.push(`  local-first 1 copy/local ${ratio(c.ratios.localFirst1ToLocal)}, local-first 2 copies/local ${ratio(c.ratios.localFirst2ToLocal)}, round-robin 2 copies/local ${ratio(c.ratios.roundRobin2ToLocal)}, local-first 1 copy/glusterfs ${ratio(c.ratios.localFirst1ToGlusterfs)}`);
+  }
   for (const [system, state] of Object.entries(results.systems)) if (state !== 'ok') out.push(`${system}: ${state}`);
   out.push(`medians of ${results.runs} run${results.runs > 1 ? 's' : ''}${results.quick ? ' (quick: small sizes, not comparable)' : ''}`);
   return out.join('\n');

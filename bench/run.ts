@@ -11,8 +11,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LABELS, SYSTEMS, chart, median, table, type Figure, type Results, type Row } from './report.js';
-import { ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, type System } from './systems.js';
+import { LABELS, SYSTEMS, chart, median, table, type CheckpointResults, type Figure, type Results, type Row } from './report.js';
+import { KDFS, ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, type System } from './systems.js';
+import { WRITERS, kdfsCheckpointTargets, runCheckpoint, type CheckpointTarget } from './checkpoint.js';
 import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
 
 interface Options { runs: number; quick: boolean; glusterfs: boolean; ceiling: boolean; only: string[] | null; out: string }
@@ -62,6 +63,7 @@ async function main(): Promise<void> {
     fuseCeiling: 'not measured (--no-ceiling)',
     rows: [],
     memory: '--only left it out',
+    checkpoint: '--only left it out',
   };
   const systems: System[] = [];
   try {
@@ -122,6 +124,7 @@ async function main(): Promise<void> {
         ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r') },
       };
     });
+    if (selected('checkpoint')) results.checkpoint = await checkpoints(systems, sizes.checkpointMiB, options.runs);
     // the memory measure: node 1's process, which also serves the metadata
     const kdfs = systems.find((s) => s.name === 'kdfs')!;
     if (selected('memory')) {
@@ -147,6 +150,41 @@ async function main(): Promise<void> {
   }
   console.log('\n' + table(results));
   console.log(`\nresults: ${path.join(options.out, `${stamp}.json`)} and .svg (also latest.json, latest.svg)`);
+}
+
+/** The checkpoint workload on the local disk, kDFS (local-first with 1 and 2
+ *  copies, round-robin with 2; writers on nodes 1, 2, 3) and GlusterFS, interleaved. */
+async function checkpoints(systems: System[], stateMiB: number, runs: number): Promise<CheckpointResults> {
+  const byName = (name: string) => systems.find((s) => s.name === name);
+  const targets: CheckpointTarget[] = [{ name: 'local', label: 'local', dirs: [path.join(byName('local')!.dir, 'ckpt')] }];
+  targets.push(...kdfsCheckpointTargets(path.dirname(path.dirname(byName('kdfs')!.dir)), KDFS));
+  const gluster = byName('glusterfs');
+  if (gluster) targets.push({ name: 'glusterfs', label: 'glusterfs', dirs: [path.join(gluster.dir, 'ckpt')] });
+  const figures: Record<string, Figure> = {};
+  for (const target of targets) figures[target.name] = { median: null, runs: [] };
+  for (let run = 1; run <= runs; run++) {
+    for (const target of targets) {
+      if (figures[target.name].error) continue;
+      process.stdout.write(`bench: run ${run}/${runs}, checkpoint ${WRITERS} x ${stateMiB} MiB, ${target.label}... `);
+      try {
+        const figure = await runCheckpoint(target, stateMiB * 2 ** 20, run);
+        figures[target.name].runs.push(figure);
+        console.log(`${figure.toFixed(1)} MiB/s`);
+      } catch (err) {
+        figures[target.name].error = (err as Error).message;
+        console.log(`failed: ${(err as Error).message}`);
+      }
+    }
+  }
+  for (const figure of Object.values(figures)) figure.median = median(figure.runs);
+  const over = (a: string, b: string) => {
+    const [x, y] = [figures[a]?.median ?? null, figures[b]?.median ?? null];
+    return x !== null && y ? x / y : null;
+  };
+  return {
+    writers: WRITERS, stateMiB, labels: Object.fromEntries(targets.map((t) => [t.name, t.label])), figures,
+    ratios: { localFirst1ToLocal: over('kdfs-lf1', 'local'), localFirst2ToLocal: over('kdfs-lf2', 'local'), roundRobin2ToLocal: over('kdfs-rr2', 'local'), localFirst1ToGlusterfs: over('kdfs-lf1', 'glusterfs') },
+  };
 }
 
 main().catch((err) => {

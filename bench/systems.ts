@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-const KDFS = path.join(ROOT, 'cli', 'kdfs');
+export const KDFS = path.join(ROOT, 'cli', 'kdfs');
 
 export interface System {
   name: string;

@@ -17,10 +17,12 @@ export interface Sizes {
   mdFiles: number;
   /** File written while the memory of the mount is watched (MiB). */
   memoryMiB: number;
+  /** State of each checkpoint writer (MiB). */
+  checkpointMiB: number;
 }
 
-export const FULL: Sizes = { seq: '2G', perWriter: '512M', randomFile: '512M', randomSeconds: 15, mdProcesses: 4, mdFiles: 2000, memoryMiB: 4096 };
-export const QUICK: Sizes = { seq: '64M', perWriter: '16M', randomFile: '16M', randomSeconds: 2, mdProcesses: 2, mdFiles: 100, memoryMiB: 128 };
+export const FULL: Sizes = { seq: '2G', perWriter: '512M', randomFile: '512M', randomSeconds: 15, mdProcesses: 4, mdFiles: 2000, memoryMiB: 4096, checkpointMiB: 1024 };
+export const QUICK: Sizes = { seq: '64M', perWriter: '16M', randomFile: '16M', randomSeconds: 2, mdProcesses: 2, mdFiles: 100, memoryMiB: 128, checkpointMiB: 32 };
 
 export interface Workload {
   name: string;

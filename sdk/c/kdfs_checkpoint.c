@@ -2,6 +2,7 @@
  * docs/checkpoint.md. The other side is the `checkpoint` command (it makes
  * .v<SN>/request and a FIFO, signals us, reads our answers) and `restart`. */
 #include "kdfs_checkpoint.h"
+#include "xxh64.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -179,7 +180,7 @@ static int answer(int dfd, unsigned long sn, const void *state, size_t bytes)
     int rc = 0, e = 0;
     snprintf(name, sizeof name, ".v%lu/task_mm_%ld_v%lu.bin", sn, pid, sn);
     if (write_state(dfd, name, state, bytes) == 0) {
-        snprintf(msg, sizeof msg, "done %ld %lu %zu\n", pid, rank, bytes);
+        snprintf(msg, sizeof msg, "done %ld %lu %zu %016llx\n", pid, rank, bytes, (unsigned long long)kdfs_xxh64(state, bytes));
     } else {
         e = errno;
         rc = -1;

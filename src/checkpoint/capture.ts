@@ -20,7 +20,8 @@ const LIVENESS_CHECK_MS = 250;
 /** A line on the FIFO longer than this is not the protocol's. */
 const FIFO_LINE_MAX_BYTES = 4096;
 
-export interface Task { pid: number; rank: number; nodeId: number; stateBytes: number }
+/** xxh64: the hash of the state its process reported (the C library does), null if it did not. */
+export interface Task { pid: number; rank: number; nodeId: number; stateBytes: number; xxh64: string | null }
 
 export interface Taken {
   tasks: Task[];
@@ -102,12 +103,12 @@ export class ProgramCapture implements Capture {
         while ((newline = pending.indexOf('\n')) >= 0) {
           const line = pending.slice(0, newline);
           pending = pending.slice(newline + 1);
-          const ok = /^done (\d+) (\d+) (\d+)$/.exec(line);
+          const ok = /^done (\d+) (\d+) (\d+)(?: ([0-9a-f]{16}))?$/.exec(line);
           const failed = /^fail (\d+) (\d+) (.*)$/.exec(line);
           if (failed) return finish(new Error(`process ${failed[1]} could not write its state: ${failed[3]}`));
           if (!ok || !waiting.has(Number(ok[1]))) continue;
           waiting.delete(Number(ok[1]));
-          done.push({ pid: Number(ok[1]), rank: Number(ok[2]), stateBytes: Number(ok[3]) });
+          done.push({ pid: Number(ok[1]), rank: Number(ok[2]), stateBytes: Number(ok[3]), xxh64: ok[4] ?? null });
           if (waiting.size === 0) return finish(null);
         }
       });
@@ -131,7 +132,7 @@ export class CriuCapture implements Capture {
       await chmod(path.join(staging.dir, file), 0o600);
       if (process.getuid?.() === 0) await chown(path.join(staging.dir, file), owner.uid, owner.gid);
     }
-    return { tasks: [{ pid: rootPid, rank: 0, nodeId, stateBytes: 0 }], files };
+    return { tasks: [{ pid: rootPid, rank: 0, nodeId, stateBytes: 0, xxh64: null }], files };
   }
 }
 

@@ -4,14 +4,14 @@
 // back, `kdfs checkpoint list` shows the sets.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CliError } from '../cli/common.js';
 import { checkpointDir, environOf, nodeIdOf, oneAppDir, ownerOf, pathInFs, readCommand, type CommandRecord } from './app.js';
 import { CriuCapture, ProgramCapture, criuRestore, criuUnavailable, type Capture } from './capture.js';
 import { describeFile, verifyManifest, type Manifest } from './manifest.js';
-import { COMMAND_FILE, PROCS_DIR, appDirName, criuDirName, globalName, nodeName, parseAppDirName, taskName } from './names.js';
+import { COMMAND_FILE, PROCS_DIR, appDirName, criuDirName, globalName, nodeName, parseAppDirName, taskMmName, taskName } from './names.js';
 import { abandon, allocate, chownIfRoot, cleanAbandoned, commit, listSets, prune, readManifest, setLocalNode, writeSetFile, type Owner, type SetInfo } from './sets.js';
 
 /** Applications that started with one PID on one node (PIDs are reused). */
@@ -74,8 +74,19 @@ export async function takeCheckpoint(pid: number, options: CheckpointOptions): P
       own.push(name);
       await writeSetFile(staging, name, `pid=${task.pid}\nrank=${task.rank}\nstate_bytes=${task.stateBytes}\nnode=${task.nodeId}\n`, owner);
     }
+    // a state whose hash its process reported is not read back (its size is checked)
+    const reported = new Map(taken.tasks.filter((t) => t.xxh64 !== null).map((t) => [taskMmName(t.pid, staging.sn), t]));
     const files = [];
-    for (const name of [...own, ...taken.files]) files.push({ ...(await describeFile(path.join(staging.dir, name))), name });
+    for (const name of [...own, ...taken.files]) {
+      const task = reported.get(name);
+      if (task) {
+        const sizeBytes = (await stat(path.join(staging.dir, name))).size;
+        if (sizeBytes !== task.stateBytes) throw new Error(`${name} has ${sizeBytes} bytes, its process reported ${task.stateBytes}`);
+        files.push({ name, sizeBytes, xxh64: task.xxh64! });
+      } else {
+        files.push({ ...(await describeFile(path.join(staging.dir, name))), name });
+      }
+    }
     const manifest: Manifest = { app: path.basename(appDir), sn: staging.sn, timeSec: global.timeSec, capture: capture.name, command: command.argv, files };
     await commit(staging, manifest, owner);
     await cleanAbandoned(appDir);
