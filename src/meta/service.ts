@@ -185,9 +185,14 @@ export class MetaService {
         return (await this.namespace.getattr({ ino: parent, name })).ino;
       }
     };
-    const control = await make(ROOT_INO, CONTROL_DIR);
-    await make(control, MODULES_DIR);
-    await make(control, SCHEDULER_DIR);
+    try {
+      const control = await make(ROOT_INO, CONTROL_DIR);
+      await make(control, MODULES_DIR);
+      await make(control, SCHEDULER_DIR);
+    } catch (err) {
+      // a file system whose /.kdfs a user made first still serves, without the control tree
+      log.warn(`/${CONTROL_DIR} cannot be made (${(err as Error).message}): the scheduler's control tree is unavailable`);
+    }
   }
 
   async close(): Promise<void> {

@@ -28,7 +28,7 @@ it('runs every workload on kDFS (node 1 and node 2), the local disk and GlusterF
   const run = await command(process.execPath, [BENCH, '--quick', '--out', out], { TMPDIR: dir });
   expect(run.code, run.stderr).toBe(0);
   const results = JSON.parse(readFileSync(path.join(out, 'latest.json'), 'utf8')) as {
-    systems: Record<string, string>; rows: Row[]; fuseCeiling: unknown; memory: unknown;
+    systems: Record<string, string>; rows: Row[]; fuseCeiling: unknown; memory: unknown; checkpoint: unknown;
   };
   expect(results.systems).toMatchObject({ local: 'ok', kdfs: 'ok', kdfs2: 'ok' });
   // GlusterFS may not start on every machine: then the run says so and goes on
@@ -55,6 +55,14 @@ it('runs every workload on kDFS (node 1 and node 2), the local disk and GlusterF
   if (existsSync(fuseCeilingScript())) expect(results.fuseCeiling).toMatchObject({ write: expect.any(Number), read: expect.any(Number) });
   else expect(results.fuseCeiling).toMatch(/is not there/);
   expect(results.memory).toMatchObject({ peakRssMiB: expect.any(Number) });
+  // the checkpoint workload: 3 writers on each target, kDFS's on its 3 nodes
+  const checkpoint = results.checkpoint as { figures: Record<string, Figure>; ratios: Record<string, number | null> };
+  for (const target of ['local', 'kdfs-lf1', 'kdfs-lf2', 'kdfs-rr2', ...(gluster ? ['glusterfs'] : [])]) {
+    expect(checkpoint.figures[target].error, target).toBeUndefined();
+    expect(checkpoint.figures[target].median, target).toBeGreaterThan(0);
+  }
+  expect(checkpoint.ratios.localFirst1ToLocal).toBeGreaterThan(0);
+  expect(run.stdout).toContain('kdfs local-first 1 copy');
   // the table's columns for node 2, and a progress line of a run through its mount
   for (const column of ['kdfs node 1', 'kdfs node 2', 'node 2/node 1', 'node 2/glusterfs']) expect(run.stdout).toContain(column);
   expect(run.stdout).toMatch(/, kdfs node 2\.\.\. [\d.]+ /);
