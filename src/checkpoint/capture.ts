@@ -2,8 +2,8 @@
 // programs started with `kdfs run` write their own state when asked (the
 // protocol in docs/checkpoint.md), and CRIU dumps any process tree.
 import { execFile, spawn } from 'node:child_process';
-import { chmod, chown, open, readdir, rm, writeFile } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { chmod, chown, readdir, rm, writeFile } from 'node:fs/promises';
+import { constants, openSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,12 +43,14 @@ export class ProgramCapture implements Capture {
   async take(appDir: string, staging: Staging, nodeId: number, owner: Owner, timeoutMs: number): Promise<Taken> {
     const pids = await this.processes(appDir, nodeId);
     if (pids.length === 0) throw new Error('no process of the application runs on this node');
-    const fifo = path.join(os.tmpdir(), `kdfs-ckpt-${process.pid}-${staging.sn}.fifo`);
+    await removeDeadFifos();
+    const fifo = path.join(os.tmpdir(), `${FIFO_PREFIX}${process.pid}-${staging.sn}.fifo`);
     await run('mkfifo', ['-m', '0600', fifo]);
     if (process.getuid?.() === 0) await chown(fifo, owner.uid, owner.gid);
     try {
-      const handle = await open(fifo, constants.O_RDWR | constants.O_NONBLOCK);
-      const socket = new net.Socket({ fd: handle.fd, readable: true, writable: false });
+      // a plain descriptor, owned by the socket (which closes it): a FileHandle
+      // would close it again when collected, maybe someone else's by then
+      const socket = new net.Socket({ fd: openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK), readable: true, writable: false });
       try {
         await writeFile(path.join(staging.dir, REQUEST_FILE), `fifo=${fifo}\n`, { mode: 0o600 });
         if (process.getuid?.() === 0) await chown(path.join(staging.dir, REQUEST_FILE), owner.uid, owner.gid);
@@ -113,6 +115,16 @@ export class ProgramCapture implements Capture {
         }
       });
     });
+  }
+}
+
+const FIFO_PREFIX = 'kdfs-ckpt-';
+
+/** FIFOs of checkpoint commands that were killed (their pid is gone). */
+async function removeDeadFifos(): Promise<void> {
+  for (const name of await readdir(os.tmpdir()).catch(() => [] as string[])) {
+    const match = new RegExp(`^${FIFO_PREFIX}(\\d+)-\\d+\\.fifo$`).exec(name);
+    if (match && !isAlive(Number(match[1]))) await rm(path.join(os.tmpdir(), name), { force: true });
   }
 }
 

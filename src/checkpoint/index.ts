@@ -47,10 +47,11 @@ export async function prepareRun(pid: number, argv: string[]): Promise<{ appDir:
   return { appDir, nodeId };
 }
 
-export interface CheckpointOptions { keep: number | null; timeoutMs: number }
+export interface CheckpointOptions { keep: number | null; timeoutMs: number; warn: (message: string) => void }
 
 /** `checkpoint PID`: the next SN of PID's application, committed; returns it. */
 export async function takeCheckpoint(pid: number, options: CheckpointOptions): Promise<{ appDir: string; sn: number; sizeBytes: number }> {
+  const { warn } = options;
   const owner = ownerOf(pid);
   if (!owner) throw new CliError(`no process ${pid}`);
   const callerUid = process.getuid?.() ?? 0;
@@ -60,6 +61,7 @@ export async function takeCheckpoint(pid: number, options: CheckpointOptions): P
   setLocalNode(nodeId);
   const { appDir, capture, command } = await applicationOf(pid, where.dir, nodeId, owner);
   const staging = await allocate(appDir, nodeId, owner);
+  let committed = false;
   try {
     const taken = await capture.take(appDir, staging, nodeId, owner, options.timeoutMs);
     const global = {
@@ -89,10 +91,13 @@ export async function takeCheckpoint(pid: number, options: CheckpointOptions): P
     }
     const manifest: Manifest = { app: path.basename(appDir), sn: staging.sn, timeSec: global.timeSec, capture: capture.name, command: command.argv, files };
     await commit(staging, manifest, owner);
-    await cleanAbandoned(appDir);
-    if (options.keep !== null) await prune(appDir, options.keep);
+    committed = true;
+    // SN is committed: what follows may fail without failing the checkpoint
+    await cleanAbandoned(appDir).catch((err: Error) => warn(`cleaning what killed checkpoints left: ${err.message}`));
+    if (options.keep !== null) await prune(appDir, options.keep).catch((err: Error) => warn(`removing old checkpoints (--keep): ${err.message}`));
     return { appDir, sn: staging.sn, sizeBytes: files.reduce((sum, f) => sum + f.sizeBytes, 0) };
   } catch (err) {
+    if (committed) throw err;
     await abandon(staging).catch(() => {});
     throw new CliError(`checkpoint ${staging.sn} of ${path.basename(appDir)} failed: ${(err as Error).message}`);
   }
@@ -150,9 +155,10 @@ export async function restart(pidArg: string, sn: number | null, nodeArg: number
   const where = checkpointDir();
   const nodeId = await nodeIdOf(where.nodeDir);
   const appDir = await oneAppDir(where.dir, pidArg, nodeArg);
-  const command = await readCommand(appDir);
   const callerUid = process.getuid?.() ?? 0;
-  if (callerUid !== 0 && callerUid !== command.uid) throw new CliError(`permission denied: ${path.basename(appDir)} belongs to uid ${command.uid}`);
+  const ownerUid = (await stat(appDir)).uid;
+  if (callerUid !== 0 && callerUid !== ownerUid) throw new CliError(`permission denied: ${path.basename(appDir)} belongs to uid ${ownerUid}`);
+  const command = await readCommand(appDir);
   const manifest = await chooseSet(appDir, sn, warn);
   if (command.capture === 'criu') return criuRestore(path.join(appDir, criuDirName(manifest.sn)));
   const local = (inFs: string | null, recorded: string) => (inFs !== null ? path.join(where.mountPoint, inFs) : recorded);

@@ -133,12 +133,19 @@ export async function readManifest(appDir: string, sn: number): Promise<Manifest
   return manifest;
 }
 
-/** Whether the checkpoint command building a staging directory still runs (on
- *  this node; one on another node is taken as alive). */
+/** A staging directory without its builder file this long after it was made was left by a command that died. */
+const BUILDER_GRACE_MS = 60_000;
+
+/** Whether the checkpoint command building a staging directory may still run:
+ *  only one of this node whose process is gone, or one that never wrote its
+ *  builder file long ago, is known dead (one on another node is taken as alive). */
 async function readBuilder(dir: string): Promise<{ alive: boolean }> {
   const text = await readFile(path.join(dir, BUILDER_FILE), 'utf8').catch(() => '');
   const match = /^(\d+) (\d+)/.exec(text);
-  if (!match) return { alive: false };
+  if (!match) {
+    const made = await stat(dir).catch(() => null);
+    return { alive: made !== null && Date.now() - made.mtimeMs < BUILDER_GRACE_MS };
+  }
   return { alive: Number(match[1]) !== localNodeId || isAlive(Number(match[2])) };
 }
 
@@ -148,15 +155,20 @@ export function setLocalNode(nodeId: number): void {
   localNodeId = nodeId;
 }
 
-/** Removes what checkpoints that died left: their staging directories, and
- *  files of SNs that have no description. */
+/** Removes what checkpoints that died left: their staging directories (only
+ *  those known abandoned), then files of SNs with neither a description nor a
+ *  staging directory. Each is checked again just before it goes: another
+ *  checkpoint may be allocating or committing meanwhile, and a commit renames
+ *  the description in before it removes its staging directory. */
 export async function cleanAbandoned(appDir: string): Promise<void> {
-  const sets = await listSets(appDir);
-  const committed = new Set(sets.filter((s) => s.state === 'complete' || s.state === 'damaged').map((s) => s.sn));
-  const building = new Set(sets.filter((s) => s.state === 'building').map((s) => s.sn));
+  for (const set of await listSets(appDir)) {
+    if (set.state === 'abandoned') await rm(path.join(appDir, stagingName(set.sn)), { recursive: true, force: true });
+  }
+  const exists = (name: string) => stat(path.join(appDir, name)).then(() => true, () => false);
   for (const name of await readdir(appDir)) {
     const sn = snOf(name);
-    if (sn === null || committed.has(sn) || building.has(sn)) continue;
+    if (sn === null || name === stagingName(sn) || isDescription(name)) continue;
+    if (await exists(stagingName(sn)) || await exists(descriptionName(sn))) continue;
     await rm(path.join(appDir, name), { recursive: true, force: true });
   }
 }

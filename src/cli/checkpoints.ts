@@ -16,7 +16,7 @@ export async function checkpointMain(argv: string[]): Promise<number> {
   if (keep === 0) throw new CliError('--keep must be at least 1', 2);
   const timeoutS = flags.has('timeout') ? parseId(String(flags.get('timeout')), '--timeout') : CHECKPOINT_TIMEOUT_DEFAULT_MS / 1000;
   if (timeoutS === 0) throw new CliError('--timeout must be at least 1 second', 2);
-  const taken = await takeCheckpoint(pid, { keep, timeoutMs: timeoutS * 1000 });
+  const taken = await takeCheckpoint(pid, { keep, timeoutMs: timeoutS * 1000, warn: (message) => process.stderr.write(`checkpoint: ${message}\n`) });
   process.stdout.write(`checkpoint ${taken.sn} of ${path.basename(taken.appDir)}: ${formatBytes(taken.sizeBytes)} in ${taken.appDir}\n`);
   return 0;
 }

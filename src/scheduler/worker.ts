@@ -2,7 +2,7 @@
 // module that loops or grows cannot stall the node's FUSE loop, and is
 // stopped by terminating its worker (Node cannot unload a module otherwise).
 import { parentPort, workerData } from 'node:worker_threads';
-import { createRequire } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import vm from 'node:vm';
 
 interface Call { id: number; fn: string; args: unknown[] }
@@ -12,7 +12,7 @@ const port = parentPort!;
 // modules may use Node's built-in modules (os, fs, ...), nothing from kDFS
 const requireBuiltin = createRequire(filename);
 const safeRequire = (name: string): unknown => {
-  if (!name.startsWith('node:') && !['os', 'fs', 'path', 'child_process', 'util'].includes(name)) throw new Error(`a scheduler module may only require Node's modules, not ${name}`);
+  if (!isBuiltin(name)) throw new Error(`a scheduler module may only require Node's built-in modules, not ${name}`);
   return requireBuiltin(name);
 };
 const loaded = { exports: {} as Record<string, unknown> };
