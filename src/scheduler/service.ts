@@ -32,6 +32,8 @@ const CONFIG_RECORD = 'config';
 const VALUES_RECORD = 'values';
 /** How often placement weights are recomputed. */
 const WEIGHING_INTERVAL_MS = 1000;
+/** A built-in weighing policy no file was placed by for this long stops running. */
+const BUILTIN_IDLE_MS = 10 * 60_000;
 /** Values are written to the store at most this often (they are refreshed every probe period). */
 const VALUES_PERSIST_MS = 5000;
 /** A node's values older than this are not used for placement. */
@@ -48,6 +50,8 @@ export class SchedulerService {
   private timer: NodeJS.Timeout | null = null;
   private weighing = false;
   private valuesPersistedMs = 0;
+  /** When each built-in weighing policy was last asked for its weights. */
+  private readonly asked = new Map<string, number>();
   /** Reads a module's source from the modules directory in kDFS (set by the root's node). */
   readModule: (name: string) => Promise<string | null> = async () => null;
 
@@ -75,6 +79,11 @@ export class SchedulerService {
 
   /** The weights of a placement policy (a built-in one, or a scheduler with a policy loaded); null when it has none. */
   weightsOf(placement: string): Map<number, number> | null {
+    if (placement === FREE_SPACE || placement === LEAST_LOADED) {
+      // built-in weighing policies run only while files are placed by them
+      if (!this.asked.has(placement)) setImmediate(() => void this.weigh());
+      this.asked.set(placement, Date.now());
+    }
     return this.weights.get(placement) ?? null;
   }
 
@@ -109,8 +118,11 @@ export class SchedulerService {
     if (this.weighing) return;
     this.weighing = true;
     try {
-      const nodes = await this.placeable();
-      const policies: [string, PolicyConfig | null, string][] = [[FREE_SPACE, null, FREE_SPACE], [LEAST_LOADED, null, LEAST_LOADED]];
+      const policies: [string, PolicyConfig | null, string][] = [];
+      for (const [name, atMs] of this.asked) {
+        if (Date.now() - atMs < BUILTIN_IDLE_MS) policies.push([name, null, name]);
+        else this.asked.delete(name);
+      }
       for (const [name, { policies: loaded }] of Object.entries(this.config.schedulers)) {
         const first = Object.entries(loaded).sort(([a], [b]) => a.localeCompare(b))[0];
         if (first && !BUILTIN_PLACEMENTS.includes(name)) policies.push([name, first[1], `${name}/${first[0]}`]);
@@ -123,6 +135,8 @@ export class SchedulerService {
         }
       }
       for (const name of [...this.weights.keys()]) if (!policies.some(([n]) => n === name)) this.weights.delete(name);
+      if (policies.length === 0) return;
+      const nodes = await this.placeable();
       for (const [name, policy, key] of policies) {
         const weights = await this.weighOne(key, policy, nodes).catch((err: Error) => {
           log.warn(`scheduler: policy ${key} failed, placing by round-robin: ${err.message}`);

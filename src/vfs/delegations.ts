@@ -16,6 +16,8 @@ import { namedBy } from '../rpc/targets.js';
 import type { PendingCreates } from '../meta/client.js';
 import type { Delegation, DelegatedCreate, FailedCreate, Layout, MetaMethods, StripePolicy } from '../rpc/messages.js';
 
+/** Refused creates remembered, for the close of their files (see wasRefused). */
+const REFUSED_KEPT = 1024;
 /** A delegation is not used closer than this to its end or to the lease's. */
 const DELEGATION_MARGIN_MS = 500;
 /** Inode numbers asked for when fewer than INOS_LOW are left. */
@@ -54,6 +56,20 @@ export class Delegations implements PendingCreates {
     /** This node: the writer of the files it creates (local-first placement). */
     private readonly nodeId: number,
   ) {}
+
+  /** Creates of this node the service refused, by inode (the latest REFUSED_KEPT). */
+  private readonly refused = new Map<number, number>();
+
+  private refuse(create: DelegatedCreate, errno: number): void {
+    this.refused.set(create.ino, errno);
+    if (this.refused.size > REFUSED_KEPT) this.refused.delete(this.refused.keys().next().value!);
+    this.failed(create, errno);
+  }
+
+  /** Whether the service refused this node's create of ino: its file never existed. */
+  wasRefused(ino: number): boolean {
+    return this.refused.has(ino);
+  }
 
   /** Inode numbers to ask for with the next synchronous create. */
   inosWanted(): number {
@@ -185,7 +201,7 @@ export class Delegations implements PendingCreates {
       for (const create of creates) {
         this.inFlight.delete(create.ino);
         const errno = refused.get(create.ino);
-        if (errno !== undefined) this.failed(create, errno);
+        if (errno !== undefined) this.refuse(create, errno);
         // a CommitWrite refused as a whole made none of them: they go with the next call
         else if (reply.errno !== 0 && !reply.failed?.length) this.pending.set(create.ino, create);
       }

@@ -523,11 +523,27 @@ export class Vfs {
 
   /** close(2) of a descriptor: what this node wrote becomes visible to every node. */
   async flush(fh: number): Promise<void> {
-    await this.files.commit(this.files.handle(fh).file, false);
+    const { file } = this.files.handle(fh);
+    await this.unlessRefused(file.ino, this.files.commit(file, false));
   }
 
-  fsync(fh: number): Promise<void> {
-    return this.files.fsync(fh);
+  async fsync(fh: number): Promise<void> {
+    await this.unlessRefused(this.files.handle(fh).file.ino, this.files.fsync(fh));
+  }
+
+  /** A file whose delegated create the service refused (its name was taken
+   *  while this node could not publish) never existed: what was written to it
+   *  is lost, which close and fsync report as EIO, not as the ENOENT of
+   *  committing an inode the service does not know (whichever comes first). */
+  private async unlessRefused<T>(ino: number, work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (err) {
+      if (err instanceof FsError && (err.errno === E.ENOENT || err.errno === E.ESTALE) && this.delegations.wasRefused(ino)) {
+        throw new FsError(E.EIO, `the create of inode ${ino} was refused: what was written to it is lost`);
+      }
+      throw err;
+    }
   }
 
   release(fh: number): Promise<void> {
