@@ -15,6 +15,8 @@ import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_WRITE, type Data
 import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
 import { connectReusing } from './reusedReads.js';
+import { ClientHandshake } from '../security/clientHandshake.js';
+import type { FrameMacs } from '../security/dataAuth.js';
 
 const dataHeader = messageType('DataHeader');
 
@@ -59,6 +61,8 @@ export class DataClient {
   /** When the last check ran: a check late by much means this process did not
    *  run meanwhile, and the agent's answers may be waiting, unread. */
   private checkedMs = Date.now();
+  /** The MACs of the current connection's frames (null: protection off). */
+  private macs: FrameMacs | null = null;
 
   /** onUnreachable: called when a connection cannot be made (the agent may have moved: see moveTo). */
   constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
@@ -142,7 +146,8 @@ export class DataClient {
       if (this.pending.size === 0) this.waitingSinceMs = Date.now();
       this.pending.set(id, { resolve: (payload, reply) => { onReply?.(reply); resolve(payload); }, reject, deadline, into });
       socket.cork();
-      socket.write(frameHead(dataHeader, { ...header, id }, data?.length ?? 0));
+      const sent = { ...header, id };
+      socket.write(frameHead(dataHeader, this.macs ? this.macs.sign(sent, data) : sent, data?.length ?? 0));
       if (data && data.length > 0) socket.write(data);
       socket.uncork();
     });
@@ -169,18 +174,39 @@ export class DataClient {
         const into = this.pending.get(reply.id)?.into;
         return into && into.length >= length ? into : null;
       };
+      const handshake = new ClientHandshake();
       const reader = new FrameReader<DataHeader>(dataHeader, RPC_MESSAGE_MAX_BYTES, destination, (reply, payload) => {
         if (!greeted) {
           if (reply.errno) {
-            reject(new FsError(E.EIO, `agent at ${this.address} refused this file system`));
+            reject(new FsError(E.EIO, `agent at ${this.address} refused this node (${reply.errno === E.EACCES ? 'not a member, or another file system' : 'failed'})`));
             socket.destroy();
             return;
           }
-          greeted = true;
-          clearTimeout(timeout);
-          this.socket = socket;
-          this.failedAtMs = null;
-          resolve(socket);
+          socket.pause();
+          void handshake.answer(reply).then((auth) => {
+            if (socket.destroyed) return;
+            if (auth) {
+              // the agent proved it is a member: the client's proof goes
+              socket.write(frameHead(dataHeader, auth, 0));
+              socket.resume();
+              return;
+            }
+            greeted = true;
+            this.macs = handshake.macs;
+            clearTimeout(timeout);
+            this.socket = socket;
+            this.failedAtMs = null;
+            resolve(socket);
+            socket.resume();
+          }, (err: Error) => {
+            reject(new FsError(E.EIO, `agent at ${this.address}: ${err.message}`));
+            socket.destroy();
+          });
+          return;
+        }
+        if (this.macs && !this.macs.verify(reply, payload)) {
+          log.warn(`agent at ${this.address}: a reply failed its MAC; closing the connection`);
+          socket.destroy();
           return;
         }
         const waiting = this.pending.get(reply.id);
@@ -203,11 +229,19 @@ export class DataClient {
       // a stopped process's kernel still accepts connections: the greeting says it runs
       const timeout = setTimeout(() => socket.destroy(), CONNECT_TIMEOUT_MS);
       socket.setNoDelay(true);
-      socket.on('connect', () => socket.write(frameHead(dataHeader, { id: 0, op: DATA_HELLO, fsid: this.fsid }, 0)));
+      socket.on('connect', () => {
+        void handshake.hello(this.fsid).then((hello) => socket.write(frameHead(dataHeader, hello, 0)), (err: Error) => {
+          reject(new FsError(E.EIO, `no data key to reach the agent at ${this.address}: ${err.message}`));
+          socket.destroy();
+        });
+      });
       socket.on('error', () => {});
       socket.on('close', () => {
         clearTimeout(timeout);
-        if (this.socket === socket) this.socket = null;
+        if (this.socket === socket) {
+          this.socket = null;
+          this.macs = null;
+        }
         this.connecting = null;
         if (!greeted) reject(new ConnectionLost('cannot connect', true));
         this.fail(new ConnectionLost('connection lost'));
@@ -227,7 +261,8 @@ export class DataClient {
   private sendPing(socket: net.Socket, now: number): void {
     this.pingedMs = now;
     // id 0 is no request's: the reply only tells that the agent is alive
-    socket.write(frameHead(dataHeader, { id: 0, op: DATA_PING }, 0));
+    const ping = { id: 0, op: DATA_PING };
+    socket.write(frameHead(dataHeader, this.macs ? this.macs.sign(ping, null) : ping, 0));
   }
 
   /** Fails the waiting requests of an agent that stays silent (pinging it while it

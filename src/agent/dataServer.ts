@@ -9,6 +9,8 @@ import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
 import { adoptReusing } from './reusedReads.js';
+import { AgentHandshake } from '../security/agentHandshake.js';
+import { HANDSHAKE_TIMEOUT_MS } from '../security/tls.js';
 import type { ObjectStore } from './objectStore.js';
 
 const dataHeader = messageType('DataHeader');
@@ -31,6 +33,8 @@ function validOffset(offset: number | undefined): number {
 export class DataServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  /** The data key epoch each authenticated connection proved. */
+  private readonly epochs = new Map<net.Socket, number>();
 
   constructor(private readonly store: ObjectStore, private readonly fsid: () => string) {
     // paused: adoptReusing takes each connection over before it is read from
@@ -45,6 +49,13 @@ export class DataServer {
     });
   }
 
+  /** The data key was replaced (a node revoked): connections proved with an older one go. */
+  keyReplaced(epoch: number): void {
+    for (const [socket, proved] of this.epochs) {
+      if (proved < epoch) socket.destroy();
+    }
+  }
+
   /** Stops listening and drops every connection. (Not waiting for the server's
    *  close event: it counts connections by the sockets adoptReusing replaced.) */
   close(): Promise<void> {
@@ -56,14 +67,17 @@ export class DataServer {
   private serve(accepted: net.Socket): void {
     let greeted = false;
     let inFlight = 0;
+    const handshake = new AgentHandshake(this.fsid);
     /** Sends a reply; `sent` runs once the socket is done with data. */
     const reply = (id: number, errno: number, data: Buffer, sent?: () => void, offset?: number) => {
       if (socket.destroyed) {
         sent?.();
         return;
       }
+      let header: DataHeader = { id, op: DATA_REPLY, errno, offset };
+      if (handshake.macs) header = handshake.macs.sign(header, data);
       socket.cork();
-      socket.write(frameHead(dataHeader, { id, op: DATA_REPLY, errno, offset }, data.length));
+      socket.write(frameHead(dataHeader, header, data.length));
       if (data.length > 0) socket.write(data, sent);
       else sent?.();
       socket.uncork();
@@ -75,16 +89,32 @@ export class DataServer {
       pooled.set(header.id, buffer);
       return buffer;
     };
-    const reader = new FrameReader<DataHeader>(dataHeader, RPC_MESSAGE_MAX_BYTES, destination, (header, data) => {
+    // before it is authenticated, a peer sends handshake frames only: no data
+    const reader = new FrameReader<DataHeader>(dataHeader, 0, destination, (header, data) => {
       if (!greeted) {
-        const expected = this.fsid();
-        if (header.op !== DATA_HELLO || !expected || header.fsid !== expected) {
-          reply(header.id, E.EACCES, EMPTY);
-          socket.end();
-          return;
-        }
-        greeted = true;
-        reply(header.id, 0, EMPTY);
+        socket.pause();
+        void handshake.step(header).then((answer) => {
+          if (socket.destroyed) return;
+          if (!answer.ok) {
+            log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort} refused: ${answer.why}`);
+            socket.write(frameHead(dataHeader, { id: header.id, op: DATA_REPLY, errno: E.EACCES }, 0));
+            socket.end();
+            return;
+          }
+          socket.write(frameHead(dataHeader, { id: header.id, op: DATA_REPLY, errno: 0, ...answer.reply }, 0));
+          if (handshake.done) {
+            greeted = true;
+            reader.setDataMax(RPC_MESSAGE_MAX_BYTES);
+            this.epochs.set(socket, handshake.epoch);
+            clearTimeout(deadline);
+          }
+          socket.resume();
+        });
+        return;
+      }
+      if (handshake.macs && !handshake.macs.verify(header, data)) {
+        log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort}: a frame failed its MAC; closing it`);
+        socket.destroy();
         return;
       }
       if (header.op === DATA_PING) {
@@ -113,9 +143,15 @@ export class DataServer {
       }
     });
     this.sockets.add(socket);
+    // a peer that does not authenticate in time is dropped
+    const deadline = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
     socket.setNoDelay(true);
     socket.on('error', () => {});
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      this.sockets.delete(socket);
+      this.epochs.delete(socket);
+    });
   }
 
   /** Serves a request: the data of the reply, and the pool buffer that holds it, if any. */

@@ -6,6 +6,9 @@ import { readSuperblock } from '../format/superblock.js';
 import { MetaClient } from '../meta/client.js';
 import { listMounts } from '../node/mounts.js';
 import { readRunFile } from '../node/runfile.js';
+import { loadCredentials } from '../security/credentials.js';
+import { useIdentity } from '../security/tls.js';
+import { useDataKeySource } from '../security/dataAuth.js';
 
 /** A bad command line or refusal: printed as one line, exit status 1 (2 for usage). */
 export class CliError extends Error {
@@ -121,7 +124,15 @@ export async function metaClientFor(dir: string): Promise<MetaClient> {
     address = readRunFile(dir)?.address ?? sb.listenAddress;
   }
   if (!sb.fsid) throw new CliError(`${dir} has not joined its file system yet (mount it first)`);
-  return MetaClient.remote(address, sb.fsid);
+  // a command speaks as the node whose directory it was given: with its credentials (root's only)
+  try {
+    useIdentity(loadCredentials(dir, sb.nodeId, sb.fsid));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  const client = MetaClient.remote(address, sb.fsid);
+  useDataKeySource(() => client.dataKey());
+  return client;
 }
 
 /** kDFS's version, from package.json (the commands run from dist/src/cli). */

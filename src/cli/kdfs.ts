@@ -6,6 +6,7 @@
 //   kdfs getstripe [--json] PATH
 //   kdfs node add|remove|maintenance|status ...   (see src/cli/nodes.ts)
 //   kdfs rebalance start|status|stop
+import { credentialPaths, makeToken, writeToken } from '../security/credentials.js';
 import { BUILTIN_PLACEMENTS, PLACEMENT_NAME, ROUND_ROBIN } from '../layout/placement.js';
 import { addCheckpointCommands } from './checkpoints.js';
 import { spawn } from 'node:child_process';
@@ -100,7 +101,9 @@ async function up(options: { nodes: number; dir: string }): Promise<number> {
     mkdirSync(mountPointOf(dir, id), { recursive: true });
     if (!existsSync(nodePaths(nodeDir).superblock)) {
       if (id !== 1) formatted.push(id);
-      await format({ dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress });
+      // the token made and used at once: on one machine, the root's directory is at hand
+      const token = id === 1 ? undefined : makeToken(rootDir, (await readSuperblock(rootDir)).fsid, rootAddress, id);
+      await format({ dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress, token });
     }
   }
   await mountNode(rootDir, mountPointOf(dir, 1));
@@ -373,6 +376,12 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<path>', 'a file or a directory in a kDFS mount')
     .option('--json', 'one JSON document')
     .action(async (target, options) => done(await getstripe(target, options)));
+  const token = program.command('token').description('join tokens: a node\'s credentials, made on the root node (docs/security.md)');
+  token.command('create').description('write the join token of a node (its key and certificate): copy it to the node, format it with mkfs.kdfs --token FILE, then delete it')
+    .requiredOption('--node-id <n>', 'the node the token is for', integerIn(1, 0xffffffff))
+    .requiredOption('--out <file>', 'where to write it (mode 0600; it must not exist)')
+    .option('--dir <dir>', 'the root node\'s directory, or where kdfs up put the nodes', DEFAULT_DIR)
+    .action(async (options: { nodeId: number; out: string; dir: string }) => done(await tokenCreate(options)));
   const node = program.command('node').description('add, drain and remove nodes; maintenance; whether each is safe to stop');
   const rootDirOf = (dir: string) => nodeDirOf(dir, 1);
   const idsHelp = 'node ids: N, N:M or -nN:M ranges, and optionally a path in a kDFS mount (else the root node under --dir)';
@@ -446,4 +455,25 @@ export function run(): Promise<void> {
 function placementName(text: string): string {
   if (!PLACEMENT_NAME.test(text)) throw new InvalidArgumentError('It must be a policy name: lower-case letters, digits, ".", "_" or "-".');
   return text;
+}
+
+/** kdfs token create: a node's credentials, signed by the authority in the root's directory. */
+async function tokenCreate(options: { nodeId: number; out: string; dir: string }): Promise<number> {
+  const given = path.resolve(options.dir);
+  const rootDir = existsSync(credentialPaths(given).caKey) ? given : nodeDirOf(given, 1);
+  if (!existsSync(credentialPaths(rootDir).caKey)) throw new CliError(`${given} is not the root node's directory (nor holds one as node1): the root's credentials are needed`);
+  const sb = await readSuperblock(rootDir).catch((err: Error) => {
+    throw new CliError(err.message);
+  });
+  if (options.nodeId === sb.rootNodeId) throw new CliError(`node ${options.nodeId} is the root node: it has its credentials`);
+  const out = path.resolve(options.out);
+  if (existsSync(out)) throw new CliError(`${out} exists: a token is written to a new file`);
+  const rootAddress = readRunFile(rootDir)?.address ?? sb.listenAddress;
+  try {
+    writeToken(out, makeToken(rootDir, sb.fsid, rootAddress, options.nodeId));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  process.stdout.write(`kdfs: ${out}: join token of node ${options.nodeId} (file system ${sb.fsid}, root at ${rootAddress}); format the node with: mkfs.kdfs --token ${out} DIRECTORY ${sb.rootNodeId}\n`);
+  return 0;
 }

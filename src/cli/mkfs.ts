@@ -4,8 +4,9 @@
 // root node (node id = ROOT_NODEID) the root meta-file holding the root
 // directory. Every check comes before the first change: a refusal leaves the
 // directory as it was.
+import { createAuthority, credentialPaths, installCredentials, readToken, type Token } from '../security/credentials.js';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { now } from '../common/clock.js';
 import { S_IFDIR } from '../common/mode.js';
@@ -18,7 +19,7 @@ import { REPLICAS_MAX } from '../layout/replicas.js';
 import { runningNode } from '../node/runfile.js';
 import { CliError, packageVersion, parseAddress, parseArgs, parseId, runMain } from './common.js';
 
-const USAGE = 'usage: mkfs.kdfs [--node-id N] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] [--replace] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
+const USAGE = 'usage: mkfs.kdfs [--node-id N] [--token FILE] [--listen HOST:PORT] [--root HOST:PORT] [--replicas R] [--domain NAME] [--force] [--replace] DIRECTORY_PATHNAME ROOT_NODEID (or --help, --version)';
 /** Longest failure domain name. */
 const DOMAIN_MAX_CHARS = 64;
 /** Copies of each stripe object in a new file system, unless --replicas says otherwise. */
@@ -39,6 +40,8 @@ export interface FormatOptions {
   force?: boolean;
   /** The directory takes the place of a member's lost one: it joins under that id, and its copies are rebuilt onto it. */
   replace?: boolean;
+  /** A node's join token (kdfs token create on the root): required on every node but the root. */
+  token?: Token;
 }
 
 /** Checks everything, then formats. Returns a one-line summary. */
@@ -48,7 +51,11 @@ export async function format(options: FormatOptions): Promise<string> {
   if (!path.isAbsolute(dir)) throw new CliError(`DIRECTORY_PATHNAME must be an absolute path: ${dir}`);
   if (!isRoot && options.replicas !== undefined) throw new CliError('--replicas is a choice of the file system: give it when formatting the root node');
   if (isRoot && options.replace) throw new CliError('--replace is for a node that is not the root: the root holds the metadata, which a new directory would not have');
-  if (!isRoot && !options.root) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): --root HOST:PORT of the root node is required`);
+  if (!isRoot && !options.token) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): its join token is required (--token FILE, made on the root with kdfs token create --node-id ${nodeId})`);
+  if (isRoot && options.token) throw new CliError('the root node makes the file system\'s credentials: it takes no --token');
+  if (options.token && options.token.nodeId !== nodeId) throw new CliError(`the token is node ${options.token.nodeId}'s, not node ${nodeId}'s`);
+  const root = options.root ?? options.token?.rootAddress;
+  if (!isRoot && !root) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): --root HOST:PORT of the root node is required`);
   let isDirectory = false;
   try {
     isDirectory = statSync(dir).isDirectory();
@@ -69,10 +76,12 @@ export async function format(options: FormatOptions): Promise<string> {
 
   // Past this point the directory changes.
   if (formatted) {
-    for (const entry of [paths.superblock, paths.objects, paths.meta, paths.metaReserve, paths.members, paths.log, paths.run]) rmSync(entry, { recursive: true, force: true });
+    for (const entry of [paths.superblock, paths.objects, paths.meta, paths.metaReserve, paths.members, paths.log, paths.run, credentialPaths(dir).dir]) rmSync(entry, { recursive: true, force: true });
   }
+  // node data, metadata and credentials are root's: other local users go through the mount
+  chmodSync(dir, 0o700);
   ObjectStore.create(paths.objects);
-  const fsid = isRoot ? randomUUID() : '';
+  const fsid = isRoot ? randomUUID() : options.token!.fsid;
   const nodeUuid = randomUUID();
   const createdSec = Math.floor(Date.now() / 1000);
   if (isRoot) {
@@ -87,19 +96,21 @@ export async function format(options: FormatOptions): Promise<string> {
       { id: nodeId, uuid: nodeUuid, address: listen, joinedSec: createdSec, dataAddress: '', domain: options.domain ?? '' },
     );
   }
+  if (isRoot) createAuthority(dir, fsid, nodeId);
+  else installCredentials(dir, options.token!);
   // The superblock goes last: a directory with one is completely formatted.
   await writeSuperblock(dir, {
-    formatVersion: FORMAT_VERSION, nodeId, rootNodeId, listenAddress: listen, rootAddress: isRoot ? '' : options.root!,
+    formatVersion: FORMAT_VERSION, nodeId, rootNodeId, listenAddress: listen, rootAddress: isRoot ? '' : root!,
     fsid, nodeUuid, createdSec, domain: options.domain ?? '', replace: options.replace ?? false,
   });
   fsyncDirectory(dir);
   return isRoot
     ? `${dir}: kDFS root node ${nodeId} (file system ${fsid}), serving at ${listen}`
-    : `${dir}: kDFS node ${nodeId}, serving at ${listen}, root node ${rootNodeId} at ${options.root}`;
+    : `${dir}: kDFS node ${nodeId}, serving at ${listen}, root node ${rootNodeId} at ${root}`;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas', 'domain'], ['force', 'replace', 'help', 'version']);
+  const { flags, positional } = parseArgs(argv, ['node-id', 'listen', 'root', 'replicas', 'domain', 'token'], ['force', 'replace', 'help', 'version']);
   if (flags.has('version')) {
     process.stdout.write(packageVersion() + '\n');
     return 0;
@@ -110,7 +121,15 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (positional.length !== 2) throw new CliError(USAGE, 2);
   const [dir, rootText] = positional;
-  const nodeText = (flags.get('node-id') as string | undefined) ?? process.env.KDFS_NODE_ID;
+  let token: Token | undefined;
+  if (flags.has('token')) {
+    try {
+      token = readToken(flags.get('token') as string);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+  }
+  const nodeText = (flags.get('node-id') as string | undefined) ?? process.env.KDFS_NODE_ID ?? (token ? String(token.nodeId) : undefined);
   if (nodeText === undefined) throw new CliError('the node id is unknown: give --node-id N or set KDFS_NODE_ID', 2);
   const summary = await format({
     dir,
@@ -122,6 +141,7 @@ export async function main(argv: string[]): Promise<number> {
     domain: flags.has('domain') ? parseDomain(flags.get('domain') as string) : undefined,
     force: flags.has('force'),
     replace: flags.has('replace'),
+    token,
   });
   process.stdout.write(`mkfs.kdfs: formatted ${summary}\n`);
   return 0;

@@ -34,6 +34,8 @@ interface MountArgs {
   noSuid: boolean;
   /** Root node: repair_grace=SECONDS, scrub_rate=MIB_PER_S, scrub_interval=SECONDS, move_rate=MIB_PER_S (see ReplicationOptions). */
   replication: ReplicationOptions;
+  /** data_protection=off: data frames are authenticated at connection time but not MACed (trusted networks). */
+  dataProtection: boolean;
   dir: string;
   mountPoint: string;
 }
@@ -50,7 +52,7 @@ function parseWhole(option: string, max: number): number {
 }
 
 export function parseMountArgs(argv: string[]): MountArgs {
-  const args: MountArgs = { foreground: false, readOnly: false, debug: false, noDev: process.getuid?.() !== 0, noSuid: process.getuid?.() !== 0, dir: '', mountPoint: '', replication: {} };
+  const args: MountArgs = { foreground: false, readOnly: false, debug: false, noDev: process.getuid?.() !== 0, noSuid: process.getuid?.() !== 0, dir: '', mountPoint: '', replication: {}, dataProtection: true };
   const positional: string[] = [];
   const options: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -72,6 +74,8 @@ export function parseMountArgs(argv: string[]): MountArgs {
     else if (option.startsWith('repair_grace=')) args.replication.repairGraceMs = parseWhole(option, SECONDS_MAX) * 1000;
     else if (option.startsWith('scrub_rate=')) args.replication.scrubBytesPerS = parseWhole(option, SCRUB_RATE_MAX_MIB) * 2 ** 20;
     else if (option.startsWith('scrub_interval=')) args.replication.scrubIntervalMs = Math.max(1, parseWhole(option, SECONDS_MAX)) * 1000;
+    else if (option === 'data_protection=on' || option === 'data_protection=off') args.dataProtection = option.endsWith('on');
+    else if (option.startsWith('data_protection=')) throw new CliError(`data_protection must be on or off: ${JSON.stringify(option.slice('data_protection='.length))}`, 2);
     else if (option.startsWith('move_rate=')) args.replication.moveBytesPerS = Math.max(1, parseWhole(option, SCRUB_RATE_MAX_MIB)) * 2 ** 20;
     else if (!IGNORED_OPTIONS.has(option)) throw new CliError(`unknown mount option ${JSON.stringify(option)}`, 2);
   }
@@ -130,7 +134,7 @@ async function runForeground(args: MountArgs): Promise<number> {
   };
   let node: KdfsNode;
   try {
-    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid, replication: args.replication });
+    node = await KdfsNode.start({ dir: args.dir, mountPoint: args.mountPoint, readOnly: args.readOnly, debug: args.debug, noDev: args.noDev, noSuid: args.noSuid, replication: args.replication, dataProtection: args.dataProtection });
   } catch (err) {
     const message = err instanceof StartError ? err.message : `cannot start: ${(err as Error)?.stack ?? err}`;
     log.error(message);

@@ -95,6 +95,13 @@ export class MetaClient {
     check((await this.rpc.call('NodeAdmin', { op, ids })).errno);
   }
 
+  /** The members' key of the data channel. */
+  async dataKey(): Promise<{ key: Buffer; epoch: number }> {
+    const reply = await this.rpc.call('DataKey', {});
+    check(reply.errno);
+    return { key: Buffer.from(reply.key ?? []), epoch: reply.epoch ?? 0 };
+  }
+
   /** The scheduler's state (SCHEDULER_* ops); throws FsError with the errno of a refused change. */
   async scheduler(op: number, json = '', nodeId = 0): Promise<MetaMethods['Scheduler'][1]> {
     const reply = await this.rpc.call('Scheduler', { op, json, nodeId });

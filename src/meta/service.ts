@@ -32,6 +32,8 @@ import { S_IFDIR, isDir } from '../common/mode.js';
 import { Effects, MetaStore } from './store.js';
 import { placementOf } from '../layout/placement.js';
 import { SchedulerService } from '../scheduler/service.js';
+import { randomBytes } from 'node:crypto';
+import type { DataKey } from '../security/dataAuth.js';
 import { CONTROL_DIR, MODULES_DIR, SCHEDULER_DIR } from '../scheduler/modules.js';
 
 type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects, caller?: Caller) => Promise<MetaMethods[K][1]> };
@@ -76,7 +78,7 @@ function namedDirectories(method: keyof MetaMethods, request: unknown): { inos: 
   if (path) named.anywhere = true;
   return named;
 }
-const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'NodeAdmin', 'Rebalance', 'Scheduler', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
+const NAMES_NO_DIRECTORY = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Health', 'NodeAdmin', 'Rebalance', 'Scheduler', 'DataKey', 'Repair', 'Statfs', 'Close', 'Sync', 'Publish', 'ReserveInos', 'Lock', 'CancelLock', 'ReclaimLocks']);
 
 /** How long after a start the nodes have to re-announce their open files (they
  *  re-register every few seconds); unlinked inodes are kept until then. */
@@ -110,6 +112,8 @@ export class MetaService {
   private readonly scrub: BackgroundScrub;
   private graceTimer: NodeJS.Timeout | null = null;
   private readonly ops: Ops;
+  /** The members' key of the data channel (src/security/dataAuth.ts): new at every start, replaced at a revocation. */
+  dataKey: DataKey = { key: randomBytes(32), epoch: 1 };
   /** Where nodes open their sessions (set once the node serves them). */
   sessionAddress = '';
 
@@ -167,6 +171,11 @@ export class MetaService {
 
   get fsid(): string {
     return this.store.fs.fsid;
+  }
+
+  /** A node whose credentials were revoked (kdfs node revoke): refused on every channel. */
+  isRevoked(nodeId: number): boolean {
+    return this.store.nodes.get(nodeId)?.admin === 'revoked';
   }
 
   /** The root's disk is full: see reserve.ts. */
@@ -349,6 +358,7 @@ export class MetaService {
         cluster, store: this.store, mover: this.mover, recallDelegations: async () => (await this.coherence.enter([], 0, true))(),
       }),
       Scheduler: (request) => this.scheduler.handle(request),
+      DataKey: async () => ({ errno: 0, key: this.dataKey.key, epoch: this.dataKey.epoch }),
       Rebalance: async (request) => {
         if (request.op === REBALANCE_START) await this.mover.startRebalance();
         else if (request.op === REBALANCE_STOP) await this.mover.stopRebalance();

@@ -25,6 +25,9 @@ import type { Invalidation } from '../rpc/messages.js';
 import type { Superblock } from '../rpc/messages.js';
 import { AgentPool } from '../vfs/agents.js';
 import type { Vfs } from '../vfs/vfs.js';
+import { loadCredentials } from '../security/credentials.js';
+import { useIdentity } from '../security/tls.js';
+import { currentDataKey, setDataProtection, useDataKeySource } from '../security/dataAuth.js';
 import { ControlledVfs } from '../vfs/control.js';
 import { NodeScheduler } from '../scheduler/node.js';
 import { SchedulerTree } from '../scheduler/tree.js';
@@ -40,6 +43,8 @@ export interface NodeOptions {
   noSuid?: boolean;
   /** Root node: repair's grace period and the background scrub (see ReplicationOptions). */
   replication?: ReplicationOptions;
+  /** MAC every frame of this node's data connections (default); off only on trusted networks. */
+  dataProtection?: boolean;
 }
 
 const HEARTBEAT_MS = 5000;
@@ -102,6 +107,16 @@ export class KdfsNode {
     return node;
   }
 
+  /** Why a gRPC call is refused: only members (a certificate of the file
+   *  system's authority naming a node) call, a node registers as itself only,
+   *  and a revoked node not at all. */
+  private authorize(method: string, request: unknown, caller: number | null): string | null {
+    if (caller === null) return 'the caller\'s certificate names no node';
+    if (method === 'Register' && (request as { nodeId?: number }).nodeId !== caller) return `node ${caller} may not register as node ${(request as { nodeId?: number }).nodeId}`;
+    if (this.meta?.isRevoked(caller)) return `node ${caller} is revoked`;
+    return null;
+  }
+
   get nodeId(): number {
     return this.sb.nodeId;
   }
@@ -113,6 +128,12 @@ export class KdfsNode {
   private async startServices(): Promise<void> {
     const { dir, mountPoint } = this.options;
     const paths = nodePaths(dir);
+    try {
+      useIdentity(loadCredentials(dir, this.sb.nodeId, this.sb.fsid));
+      setDataProtection(this.options.dataProtection ?? true);
+    } catch (err) {
+      throw new StartError((err as Error).message);
+    }
     const objects = (this.objects = new ObjectStore(paths.objects));
     try {
       statSync(paths.objects);
@@ -127,7 +148,7 @@ export class KdfsNode {
       const meta = this.meta;
       objects.writesRefused = () => meta.spaceLow;
     }
-    const server = (this.server = new RpcServer(() => this.sb.fsid));
+    const server = (this.server = new RpcServer(() => this.sb.fsid, (method, request, caller) => this.authorize(method, request, caller)));
     if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
     server.addService('Agent', agentHandlers(objects, this.nodeId));
     const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
@@ -141,7 +162,7 @@ export class KdfsNode {
       const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller) => meta.call(method as never, request, caller), {
         opened: (session) => meta.attach(session),
         closed: (session) => meta.detach(session),
-      }));
+      }, (nodeId) => (meta.isRevoked(nodeId) ? `node ${nodeId} is revoked` : null)));
       meta.sessionAddress = `${host}:${await sessions.listen(host)}`;
       // the root's own kernel is called back in-process
       meta.attach({
@@ -154,6 +175,8 @@ export class KdfsNode {
     this.metaClient = this.meta
       ? new MetaClient(new LocalChannel(this.meta.handlers(), { nodeId: this.nodeId }))
       : MetaClient.remote(this.sb.rootAddress, this.sb.fsid);
+    const keys = this.metaClient;
+    useDataKeySource(() => keys.dataKey());
     const sessionAddress = await this.join();
     const metaClient = this.sessionMeta = this.meta ? this.metaClient : new MetaClient((this.sessionClient = new SessionClient(
       sessionAddress,
@@ -168,6 +191,8 @@ export class KdfsNode {
     void this.recordMembers();
     this.heartbeat = setInterval(() => {
       void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`));
+      // a revocation replaces the data key: connections proved with the old one go
+      void currentDataKey(true).then((key) => this.dataServer?.keyReplaced(key.epoch), (err: Error) => log.debug(`data key: ${err.message}`));
       void this.recordMembers();
     }, HEARTBEAT_MS);
     this.heartbeat.unref();

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { E, FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { serviceDefinition } from './proto.js';
+import { MEMBER_SERVERNAME, grpcChannelCredentials } from '../security/tls.js';
 import { ERROR_MESSAGE_TRAILER, FSID_HEADER } from './server.js';
 import type { RpcChannel } from './local.js';
 import type { Methods } from './messages.js';
@@ -48,9 +49,10 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
   }
 
   private connect(address: string): grpc.Client {
-    const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    const client = new grpc.Client(address, grpcChannelCredentials(), {
       'grpc.max_receive_message_length': RPC_MESSAGE_MAX_BYTES,
       'grpc.max_send_message_length': RPC_MESSAGE_MAX_BYTES,
+      'grpc.ssl_target_name_override': MEMBER_SERVERNAME,
       // A restarted node is found again quickly.
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,

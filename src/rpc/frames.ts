@@ -37,10 +37,15 @@ export class FrameReader<H> {
 
   constructor(
     private readonly headerType: protobuf.Type,
-    private readonly dataMaxBytes: number,
+    private dataMaxBytes: number,
     private readonly destination: Destination<H>,
     private readonly onFrame: (header: H, data: Buffer) => void,
   ) {}
+
+  /** The largest frame data taken from now on (an unauthenticated peer gets no more than a handshake's). */
+  setDataMax(bytes: number): void {
+    this.dataMaxBytes = bytes;
+  }
 
   /** Takes received bytes; throws FrameError on a frame the channel must not carry. */
   push(chunk: Buffer): void {

@@ -40,7 +40,7 @@ export interface NodeRecord {
   admin?: AdminState | ''; adminSinceSec?: number;
 }
 /** See NodeRecord.admin in proto/kdfs.proto. */
-export type AdminState = 'joined' | 'active' | 'draining' | 'removed' | 'maintenance';
+export type AdminState = 'joined' | 'active' | 'draining' | 'removed' | 'maintenance' | 'revoked';
 
 export interface Attr {
   ino: number;
@@ -121,6 +121,7 @@ export const REBALANCE_START = 1;
 export const REBALANCE_STOP = 2;
 export interface RebalanceRequest { op: number }
 export interface SchedulerRequest { op: number; json: string; nodeId: number }
+export interface DataKeyReply { errno: number; key: Uint8Array; epoch: number }
 export interface SchedulerReply { errno: number; config: string; values: string; weights: string }
 export const SCHEDULER_GET = 0;
 export const SCHEDULER_CHANGE = 1;
@@ -256,6 +257,7 @@ export const DATA_WRITE = 2;
 export const DATA_READ = 3;
 export const DATA_ALLOCATED = 4;
 export const DATA_PING = 5;
+export const DATA_AUTH = 6;
 export interface DataHeader {
   id: number;
   op: number;
@@ -264,6 +266,11 @@ export interface DataHeader {
   length?: number;
   errno?: number;
   fsid?: string;
+  nodeId?: number;
+  nonce?: Uint8Array;
+  mac?: Uint8Array;
+  protect?: boolean;
+  keyEpoch?: number;
 }
 export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array }
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }
@@ -303,6 +310,7 @@ export type MetaMethods = {
   NodeAdmin: [NodeAdminRequest, NodeAdminReply];
   Rebalance: [RebalanceRequest, RebalanceReply];
   Scheduler: [SchedulerRequest, SchedulerReply];
+  DataKey: [Empty, DataKeyReply];
   Statfs: [Empty, StatfsReply];
   Getattr: [Target, AttrReply];
   Setattr: [SetattrRequest, AttrReply];

@@ -5,6 +5,7 @@ import { FsError, errnoName } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { serviceDefinition } from './proto.js';
+import { grpcCallerNodeId, grpcServerCredentials } from '../security/tls.js';
 
 /** The trailer carrying an error's message beside its errno (see RpcClient). */
 export const ERROR_MESSAGE_TRAILER = 'kdfs-error-message';
@@ -22,8 +23,13 @@ export class RpcServer {
     'grpc.max_send_message_length': RPC_MESSAGE_MAX_BYTES,
   });
 
-  /** fsid(): the identity callers must present; "" refuses every checked call. */
-  constructor(private readonly fsid: () => string) {}
+  /** fsid(): the identity callers must present; "" refuses every checked call.
+   *  authorize: why a call from the member node whose certificate this is
+   *  (null: it names none) is refused, or null to serve it. */
+  constructor(
+    private readonly fsid: () => string,
+    private readonly authorize: (method: string, request: unknown, callerNodeId: number | null) => string | null = () => null,
+  ) {}
 
   addService<M extends Methods>(name: 'Meta' | 'Agent', handlers: Handlers<M>, exempt: ReadonlyArray<keyof M> = []): void {
     const definition = serviceDefinition(name);
@@ -33,6 +39,12 @@ export class RpcServer {
       if (!handler) throw new Error(`no handler for ${name}.${method}`);
       const checked = !exempt.includes(method);
       implementation[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const refusal = this.authorize(method, call.request, grpcCallerNodeId(call));
+        if (refusal) {
+          log.warn(`refused ${name}.${method} from ${call.getPeer()}: ${refusal}`);
+          callback({ code: grpc.status.PERMISSION_DENIED, details: `kdfs: ${refusal}` });
+          return;
+        }
         if (checked) {
           const presented = call.metadata.get(FSID_HEADER)[0];
           const expected = this.fsid();
@@ -66,7 +78,7 @@ export class RpcServer {
   /** Binds HOST:PORT (port 0 picks a free one) and returns the port bound. */
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      this.server.bindAsync(address, grpcServerCredentials(), (err, port) => {
         if (err) reject(new Error(`cannot listen on ${address}: ${err.message}`));
         else resolve(port);
       });

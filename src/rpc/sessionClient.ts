@@ -6,6 +6,8 @@
 // made (dead, stopped, cut off: it answers pings otherwise, however busy), and
 // later calls after CONNECT_TIMEOUT_MS until a session is open again (see
 // docs/failures.md).
+import tls from 'node:tls';
+import { MEMBER_SERVERNAME, tlsClientOptions } from '../security/tls.js';
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { CONNECT_TIMEOUT_MS, PEER_BOUND_MS } from '../common/limits.js';
@@ -210,7 +212,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
       const colon = this.address.lastIndexOf(':');
       const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '');
-      const socket = net.connect({ port: Number(this.address.slice(colon + 1)), host });
+      const socket = tls.connect({ port: Number(this.address.slice(colon + 1)), host, servername: MEMBER_SERVERNAME, ...tlsClientOptions() });
       socket.setNoDelay(true);
       let greeted = false;
       const reader = new FrameReader<SessionHeader>(sessionHeader, SESSION_PAYLOAD_MAX_BYTES, () => null, (header, payload) => {
@@ -266,7 +268,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
         if (!greeted) socket.destroy();
       }, SESSION_SILENCE_MS);
       greeting.unref();
-      socket.on('connect', () => {
+      socket.on('secureConnect', () => {
         const hello = Buffer.from(sessionHello.encode(this.hello).finish());
         socket.write(frameHead(sessionHeader, { id: 0, kind: SESSION_HELLO }, hello.length));
         socket.write(hello);

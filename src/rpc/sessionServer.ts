@@ -4,6 +4,8 @@
 // caches. Cheaper than gRPC for small calls (a gRPC unary call on loopback costs
 // several times the CPU of the operation it carries), and the connection is what
 // the service calls a node back on.
+import tls from 'node:tls';
+import { HANDSHAKE_TIMEOUT_MS, peerNodeId, tlsServerOptions } from '../security/tls.js';
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
@@ -105,14 +107,22 @@ export class ServerSession {
 }
 
 export class SessionServer {
-  private readonly server: net.Server;
+  private readonly server: tls.Server;
   /** Each connection, and when it was last heard from. */
   private readonly sockets = new Map<net.Socket, number>();
   private readonly definition = serviceDefinition('Meta');
   private readonly watchdog: NodeJS.Timeout;
 
-  constructor(private readonly fsid: () => string, private readonly handler: SessionHandler, private readonly events: SessionEvents) {
-    this.server = net.createServer((socket) => this.serve(socket));
+  /** refused(nodeId): why a member may not open a session (revoked), or null. */
+  constructor(
+    private readonly fsid: () => string,
+    private readonly handler: SessionHandler,
+    private readonly events: SessionEvents,
+    private readonly refused: (nodeId: number) => string | null = () => null,
+  ) {
+    // members only: a peer without a certificate of the file system's authority never gets past TLS
+    this.server = tls.createServer({ ...tlsServerOptions(), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => this.serve(socket));
+    this.server.on('tlsClientError', (err, socket) => log.warn(`session refused to ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`));
     this.watchdog = setInterval(() => {
       const silentSince = Date.now() - SESSION_SILENCE_MS;
       for (const [socket, heardMs] of this.sockets) {
@@ -138,7 +148,7 @@ export class SessionServer {
     this.server.close();
   }
 
-  private serve(socket: net.Socket): void {
+  private serve(socket: tls.TLSSocket): void {
     this.sockets.set(socket, Date.now());
     socket.setNoDelay(true);
     let session: ServerSession | null = null;
@@ -207,7 +217,7 @@ export class SessionServer {
   }
 
   /** The session a HELLO opens, or null if it is refused. */
-  private greet(socket: net.Socket, out: FrameWriter, header: SessionHeader, payload: Buffer): ServerSession | null {
+  private greet(socket: tls.TLSSocket, out: FrameWriter, header: SessionHeader, payload: Buffer): ServerSession | null {
     if (header.kind !== SESSION_HELLO) return null;
     let hello: SessionHello;
     try {
@@ -217,6 +227,13 @@ export class SessionServer {
     }
     const expected = this.fsid();
     if (!expected || hello.fsid !== expected || !hello.nodeId) return null;
+    // a member speaks for itself only
+    const member = peerNodeId(socket);
+    const refusal = member !== hello.nodeId ? `its certificate is node ${member}'s, not node ${hello.nodeId}'s` : this.refused(member);
+    if (refusal) {
+      log.warn(`session of node ${hello.nodeId} from ${socket.remoteAddress}:${socket.remotePort} refused: ${refusal}`);
+      return null;
+    }
     return new ServerSession(hello.nodeId, hello.incarnation, socket, out);
   }
 }

@@ -1,5 +1,7 @@
-// mkfs.kdfs: what it makes, and what it refuses without changing anything.
-import { createHash } from 'node:crypto';
+// mkfs.kdfs: what it makes, and what it refuses without changing anything. The
+// root node makes the file system's credentials; every other node is formatted
+// with a join token made on the root (kdfs token create, see token.test.ts).
+import { createHash, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,10 +11,10 @@ import { CLI, command } from '../harness/cluster.js';
 
 let base: string;
 
-/** Every file and directory under dir, with contents hashed: equal snapshots, equal bytes. */
+/** Every file and directory under dir (and dir's own mode), with contents hashed: equal snapshots, equal bytes. */
 function snapshot(dir: string): string[] {
   if (!fs.existsSync(dir)) return ['(absent)'];
-  const out: string[] = [];
+  const out: string[] = [`./ ${fs.statSync(dir).mode}`];
   const walk = (at: string) => {
     for (const name of fs.readdirSync(at).sort()) {
       const file = path.join(at, name);
@@ -30,6 +32,44 @@ function snapshot(dir: string): string[] {
 }
 
 const mkfs = (args: string[], env: NodeJS.ProcessEnv = {}) => command(CLI.mkfs, args, env);
+
+/** The permission bits of a file or directory. */
+const modeOf = (file: string) => fs.statSync(file).mode & 0o7777;
+
+/** Formats a root node in base/name, listening at `listen`; its directory. */
+async function formatRoot(name: string, listen = '127.0.0.1:7777'): Promise<string> {
+  const dir = path.join(base, name);
+  fs.mkdirSync(dir);
+  const result = await mkfs(['--node-id', '1', '--listen', listen, dir, '1']);
+  expect(result.code, result.stderr).toBe(0);
+  return dir;
+}
+
+/** kdfs token create on the root, as an administrator does it: the token's path. */
+async function tokenFor(rootDir: string, nodeId: number, name = `node${nodeId}.token`): Promise<string> {
+  const out = path.join(base, name);
+  const made = await command(CLI.kdfs, ['token', 'create', '--node-id', String(nodeId), '--out', out, '--dir', rootDir]);
+  expect(made.code, made.stderr).toBe(0);
+  expect(made.stdout).toContain(`mkfs.kdfs --token ${out}`);
+  return out;
+}
+
+/** Expects dir to hold node `nodeId`'s credentials of file system fsid, readable by root only. */
+function expectCredentials(dir: string, nodeId: number, fsid: string, rootCa?: string): void {
+  const creds = path.join(dir, 'credentials');
+  expect(modeOf(dir), 'the node directory').toBe(0o700);
+  expect(modeOf(creds), 'credentials/').toBe(0o700);
+  const files = fs.readdirSync(creds).sort();
+  // the authority's key stays on the root
+  expect(files).toEqual(nodeId === 1 && !rootCa ? ['ca.key', 'ca.pem', 'node.key', 'node.pem'] : ['ca.pem', 'node.key', 'node.pem']);
+  for (const name of files) expect(modeOf(path.join(creds, name)), `credentials/${name}`).toBe(0o600);
+  const ca = new X509Certificate(fs.readFileSync(path.join(creds, 'ca.pem')));
+  const cert = new X509Certificate(fs.readFileSync(path.join(creds, 'node.pem')));
+  expect(cert.verify(ca.publicKey)).toBe(true);
+  expect(cert.subject).toContain(`CN=kdfs-node-${nodeId}`);
+  expect(cert.subject).toContain(`O=kdfs ${fsid}`);
+  if (rootCa) expect(fs.readFileSync(path.join(creds, 'ca.pem'), 'utf8')).toBe(rootCa);
+}
 
 /** Runs mkfs expecting a refusal: non-zero exit, one line on stderr, dir unchanged. */
 async function refused(args: string[], dir: string, pattern: RegExp, env: NodeJS.ProcessEnv = {}): Promise<void> {
@@ -49,7 +89,7 @@ afterEach(() => {
 });
 
 describe('mkfs.kdfs', () => {
-  it('formats a root node: superblock, object directories and the root meta-file', async () => {
+  it('formats a root node: superblock, object directories, the root meta-file, and the credentials, root\'s only', async () => {
     const dir = path.join(base, 'root');
     fs.mkdirSync(dir);
     const result = await mkfs(['--node-id', '1', '--listen', '127.0.0.1:7777', dir, '1']);
@@ -60,16 +100,38 @@ describe('mkfs.kdfs', () => {
     expect(sb.fsid).toMatch(/^[0-9a-f-]{36}$/);
     expect(fs.readdirSync(path.join(dir, 'objects'))).toHaveLength(256);
     expect(fs.existsSync(path.join(dir, 'meta', 'CURRENT'))).toBe(true);
+    // the authority and the root's certificate; the directory 0700, credentials/ 0700, its files 0600
+    expectCredentials(dir, 1, sb.fsid);
   });
 
-  it('formats a node that is not the root, taking its id from KDFS_NODE_ID', async () => {
+  it('formats a node that is not the root with a join token from the root, taking its id from KDFS_NODE_ID', async () => {
+    const root = await formatRoot('root');
+    const fsid = (await readSuperblock(root)).fsid;
+    const token = await tokenFor(root, 2);
+    expect(modeOf(token)).toBe(0o600);
     const dir = path.join(base, 'n2');
     fs.mkdirSync(dir);
-    const result = await mkfs(['--root', '127.0.0.1:7777', dir, '1'], { KDFS_NODE_ID: '2' });
+    const result = await mkfs(['--token', token, '--root', '127.0.0.1:7777', dir, '1'], { KDFS_NODE_ID: '2' });
+    expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const sb = await readSuperblock(dir);
-    expect(sb).toMatchObject({ nodeId: 2, rootNodeId: 1, rootAddress: '127.0.0.1:7777', fsid: '' });
+    // the token tells the node its file system
+    expect(sb).toMatchObject({ nodeId: 2, rootNodeId: 1, rootAddress: '127.0.0.1:7777', fsid });
     expect(fs.existsSync(path.join(dir, 'meta'))).toBe(false);
+    // node 2's certificate, the root's authority (not its key)
+    expectCredentials(dir, 2, fsid, fs.readFileSync(path.join(root, 'credentials', 'ca.pem'), 'utf8'));
+  });
+
+  it('takes the node id and the root\'s address from the token', async () => {
+    const root = await formatRoot('root', '127.0.0.1:7788');
+    const token = await tokenFor(root, 3);
+    const dir = path.join(base, 'n3');
+    fs.mkdirSync(dir);
+    const result = await mkfs(['--token', token, dir, '1']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('root node 1 at 127.0.0.1:7788');
+    expect(await readSuperblock(dir)).toMatchObject({ nodeId: 3, rootNodeId: 1, rootAddress: '127.0.0.1:7788', fsid: (await readSuperblock(root)).fsid });
+    expectCredentials(dir, 3, (await readSuperblock(root)).fsid, fs.readFileSync(path.join(root, 'credentials', 'ca.pem'), 'utf8'));
   });
 
   it('refuses a relative path', async () => {
@@ -95,10 +157,14 @@ describe('mkfs.kdfs', () => {
     expect((await mkfs(['--node-id', '1', dir, '1'])).code).toBe(0);
     fs.writeFileSync(path.join(dir, 'objects', 'aa', 'marker'), 'data');
     const fsid = (await readSuperblock(dir)).fsid;
+    const ca = fs.readFileSync(path.join(dir, 'credentials', 'ca.pem'), 'utf8');
     await refused(['--node-id', '1', dir, '1'], dir, /already formatted/);
     expect((await mkfs(['--node-id', '1', '--force', dir, '1'])).code).toBe(0);
     expect((await readSuperblock(dir)).fsid).not.toBe(fsid);
     expect(fs.existsSync(path.join(dir, 'objects', 'aa', 'marker'))).toBe(false);
+    // a new file system, a new authority: the old one's members are not its
+    expect(fs.readFileSync(path.join(dir, 'credentials', 'ca.pem'), 'utf8')).not.toBe(ca);
+    expectCredentials(dir, 1, (await readSuperblock(dir)).fsid);
   });
 
   it('refuses a non-empty directory that is not formatted, even with --force', async () => {
@@ -119,10 +185,74 @@ describe('mkfs.kdfs', () => {
     await refused([dir, '1'], dir, /node id/, { KDFS_NODE_ID: '' });
   });
 
-  it('refuses a node that is not the root without --root', async () => {
-    const dir = path.join(base, 'noroot');
+  it('refuses a node that is not the root without a join token, naming kdfs token create', async () => {
+    const dir = path.join(base, 'notoken');
     fs.mkdirSync(dir);
-    await refused(['--node-id', '2', dir, '1'], dir, /--root/);
+    for (const args of [['--node-id', '2', dir, '1'], ['--node-id', '2', '--root', '127.0.0.1:7777', dir, '1']]) {
+      const before = snapshot(dir);
+      const result = await mkfs(args);
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toMatch(/join token is required.*kdfs token create --node-id 2/);
+      expect(snapshot(dir)).toEqual(before);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    }
+    await refused([dir, '1'], dir, /kdfs token create/, { KDFS_NODE_ID: '5' });
+  });
+
+  it('refuses a token of another node, and a token for the root', async () => {
+    const root = await formatRoot('root');
+    const token = await tokenFor(root, 3);
+    const dir = path.join(base, 'n2');
+    fs.mkdirSync(dir);
+    await refused(['--node-id', '2', '--token', token, dir, '1'], dir, /node 3's, not node 2's/);
+    await refused(['--token', token, dir, '1'], dir, /node 3's, not node 2's/, { KDFS_NODE_ID: '2' });
+    // the root makes the credentials: it takes none
+    await refused(['--node-id', '1', '--token', token, dir, '1'], dir, /root node .*takes no --token/);
+    // a token for node 3, formatting node 3 of a file system whose root is node 3: the root again
+    await refused(['--token', token, dir, '3'], dir, /takes no --token/);
+  });
+
+  it('refuses a corrupted token, and one made of another file system\'s credentials', async () => {
+    const root = await formatRoot('root');
+    const other = await formatRoot('other', '127.0.0.1:7799');
+    const good = JSON.parse(fs.readFileSync(await tokenFor(root, 2), 'utf8')) as Record<string, unknown>;
+    const foreign = JSON.parse(fs.readFileSync(await tokenFor(other, 2, 'foreign.token'), 'utf8')) as Record<string, unknown>;
+    const dir = path.join(base, 'n2');
+    fs.mkdirSync(dir);
+    const write = (name: string, content: string | Buffer) => {
+      const file = path.join(base, name);
+      fs.writeFileSync(file, content, { mode: 0o600 });
+      return file;
+    };
+    const text = JSON.stringify(good);
+    const pem = good.cert as string;
+    // a character of the certificate's signature changed (the last line of base64 before the footer)
+    const at = pem.lastIndexOf('-----END') - 6;
+    const flipped = pem.slice(0, at) + (pem[at] === 'A' ? 'B' : 'A') + pem.slice(at + 1);
+    const cases: [string, string | Buffer, RegExp][] = [
+      ['truncated', text.slice(0, text.length / 2), /not a kDFS join token/],
+      ['garbage', Buffer.from([0x00, 0xff, 0x13, 0x37, 0x80]), /not a kDFS join token/],
+      ['empty', '', /not a kDFS join token/],
+      ['not-a-token', JSON.stringify({ hello: 'world' }), /not a kDFS join token/],
+      ['flipped', JSON.stringify({ ...good, cert: flipped }), /unreadable certificate|not signed by the file system's authority/],
+      ['no-cert', JSON.stringify({ ...good, cert: 'not a certificate' }), /unreadable certificate/],
+      // another file system's certificate and key, under this one's authority: not signed by it
+      ['mixed', JSON.stringify({ ...good, cert: foreign.cert, key: foreign.key }), /not signed by the file system's authority/],
+      // another file system's authority under this one's certificate
+      ['other-ca', JSON.stringify({ ...good, ca: foreign.ca }), /not signed by the file system's authority/],
+      // the token's fields edited: its certificate says otherwise
+      ['relabelled-fsid', JSON.stringify({ ...good, fsid: foreign.fsid }), /another file system/],
+      ['relabelled-node', JSON.stringify({ ...good, nodeId: 3 }), /not node 3's/],
+      ['other-key', JSON.stringify({ ...good, key: foreign.key }), /key does not match/],
+      ['huge', JSON.stringify({ ...good, padding: 'x'.repeat(100 * 1024) }), /not a kDFS join token: too large/],
+    ];
+    for (const [name, content, pattern] of cases) {
+      await refused(['--node-id', '2', '--token', write(name, content), dir, '1'], dir, pattern);
+    }
+    await refused(['--node-id', '2', '--token', path.join(base, 'missing.token'), dir, '1'], dir, /missing\.token is not a kDFS join token/);
+    await refused(['--node-id', '2', '--token', base, dir, '1'], dir, /not a kDFS join token/);
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 
   it('refuses malformed addresses and options, and a wrong number of operands', async () => {

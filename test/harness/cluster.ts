@@ -157,11 +157,19 @@ export class Cluster {
   async format(id: number): Promise<void> {
     mkdirSync(this.nodeDir(id), { recursive: true });
     mkdirSync(this.mnt(id), { recursive: true });
+    // every node but the root joins with a token made on the root (kdfs token create), as an administrator would
+    const token = path.join(this.dir, `node${id}.token`);
+    if (id !== 1) {
+      rmSync(token, { force: true });
+      const made = await this.kdfs(['token', 'create', '--node-id', String(id), '--out', token, '--dir', this.nodeDir(1)]);
+      if (made.code !== 0) throw new Error(`kdfs token create --node-id ${id}: ${made.stderr}`);
+    }
     const args = id === 1
       ? ['--node-id', '1', '--listen', this.rootAddress, ...(this.options.replicas ? ['--replicas', String(this.options.replicas)] : []), this.nodeDir(id), '1']
-      : ['--node-id', String(id), '--listen', `${this.host(id)}:0`, '--root', this.rootAddress, this.nodeDir(id), '1'];
+      : ['--node-id', String(id), '--token', token, '--listen', `${this.host(id)}:0`, '--root', this.rootAddress, this.nodeDir(id), '1'];
     const domain = this.options.domains?.[id - 1];
     const result = await command(CLI.mkfs, domain ? ['--domain', domain, ...args] : args);
+    rmSync(token, { force: true });
     if (result.code !== 0) throw new Error(`mkfs.kdfs node ${id}: ${result.stderr}`);
   }
 
