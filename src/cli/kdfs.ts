@@ -27,7 +27,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { CliError, formatBytes, locate, metaClientFor, packageVersion, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
 import { scrub } from './scrub.js';
-import { nodeAdd, nodeMaintenance, nodeRemove, nodeStatus, progressLine, rebalance } from './nodes.js';
+import { nodeAdd, nodeMaintenance, nodeRevoke, nodeRemove, nodeStatus, progressLine, rebalance } from './nodes.js';
 import { NODE_ADD, REBALANCE_STATUS } from '../rpc/messages.js';
 import { REPLICAS_MAX, replicaCount, replicasOf } from '../layout/replicas.js';
 
@@ -397,6 +397,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--background', 'do not wait for the drain to end')
     .allowUnknownOption() // -n21:34, the seed's ranges
     .action(async (words, options) => done(await nodeRemove(words, options, rootDirOf)));
+  node.command('revoke').description('lock nodes out: their credentials are refused at once, their connections closed, their copies made again on the others')
+    .argument('<ids...>', idsHelp)
+    .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .allowUnknownOption()
+    .action(async (words, options) => done(await nodeRevoke(words, options, rootDirOf)));
   node.command('maintenance').description('a node down on purpose (a reboot): its copies are not made elsewhere while it is down')
     .argument('<args...>', 'node ids, then on or off')
     .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)

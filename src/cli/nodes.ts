@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { MetaClient } from '../meta/client.js';
 import { parseNodeIds } from '../rebalance/plan.js';
 import {
-  NODE_ADD, NODE_MAINTENANCE_OFF, NODE_MAINTENANCE_ON, NODE_REMOVE, NODE_REMOVE_FORCE, REBALANCE_START, REBALANCE_STATUS, REBALANCE_STOP,
+  NODE_ADD, NODE_REVOKE, NODE_MAINTENANCE_OFF, NODE_MAINTENANCE_ON, NODE_REMOVE, NODE_REMOVE_FORCE, REBALANCE_START, REBALANCE_STATUS, REBALANCE_STOP,
   type MoveProgress,
 } from '../rpc/messages.js';
 import { CliError, formatBytes, locate, metaClientFor } from './common.js';
@@ -47,6 +47,13 @@ export async function nodeAdd(words: string[], options: Where, nodeDirOf: (dir: 
   const { ids, nodeDir } = idsAndPlace(words, options, nodeDirOf);
   await withMeta(nodeDir, (meta) => meta.nodeAdmin(NODE_ADD, ids));
   process.stdout.write(`kdfs: node${ids.length > 1 ? 's' : ''} ${ids.join(', ')} take${ids.length > 1 ? '' : 's'} new data; run "kdfs rebalance start" to give ${ids.length > 1 ? 'them' : 'it'} a share of the existing data\n`);
+  return 0;
+}
+
+export async function nodeRevoke(words: string[], options: Where, nodeDirOf: (dir: string) => string): Promise<number> {
+  const { ids, nodeDir } = idsAndPlace(words, options, nodeDirOf);
+  await withMeta(nodeDir, (meta) => meta.nodeAdmin(NODE_REVOKE, ids));
+  process.stdout.write(`kdfs: node${ids.length > 1 ? 's' : ''} ${ids.join(', ')} revoked: ${ids.length > 1 ? 'their' : 'its'} credentials are refused and ${ids.length > 1 ? 'their' : 'its'} connections closed; ${ids.length > 1 ? 'their' : 'its'} copies are made again on the others\n`);
   return 0;
 }
 

@@ -173,6 +173,16 @@ export class MetaService {
     return this.store.fs.fsid;
   }
 
+  /** Told of revocations (the node process closes the revoked nodes' sessions and its agent's old connections). */
+  onRevoked: (ids: number[], dataKeyEpoch: number) => void = () => {};
+
+  /** kdfs node revoke: a new data key, which the revoked nodes will never get, and their connections closed. */
+  private revoke(ids: number[]): void {
+    this.dataKey = { key: randomBytes(32), epoch: this.dataKey.epoch + 1 };
+    log.warn(`node${ids.length > 1 ? 's' : ''} ${ids.join(', ')} revoked: data key replaced (epoch ${this.dataKey.epoch})`);
+    this.onRevoked(ids, this.dataKey.epoch);
+  }
+
   /** A node whose credentials were revoked (kdfs node revoke): refused on every channel. */
   isRevoked(nodeId: number): boolean {
     return this.store.nodes.get(nodeId)?.admin === 'revoked';
@@ -355,7 +365,7 @@ export class MetaService {
         return { errno: 0, ...counts, repairedCopies: this.repairer.repairedCopies };
       },
       NodeAdmin: async (request) => nodeAdmin(request, {
-        cluster, store: this.store, mover: this.mover, recallDelegations: async () => (await this.coherence.enter([], 0, true))(),
+        cluster, store: this.store, mover: this.mover, recallDelegations: async () => (await this.coherence.enter([], 0, true))(), revoked: (ids) => this.revoke(ids),
       }),
       Scheduler: (request) => this.scheduler.handle(request),
       DataKey: async () => ({ errno: 0, key: this.dataKey.key, epoch: this.dataKey.epoch }),

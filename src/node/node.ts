@@ -27,7 +27,7 @@ import { AgentPool } from '../vfs/agents.js';
 import type { Vfs } from '../vfs/vfs.js';
 import { loadCredentials } from '../security/credentials.js';
 import { useIdentity } from '../security/tls.js';
-import { currentDataKey, setDataProtection, useDataKeySource } from '../security/dataAuth.js';
+import { currentDataKey, forgetDataKey, setDataProtection, useDataKeySource } from '../security/dataAuth.js';
 import { ControlledVfs } from '../vfs/control.js';
 import { NodeScheduler } from '../scheduler/node.js';
 import { SchedulerTree } from '../scheduler/tree.js';
@@ -164,6 +164,11 @@ export class KdfsNode {
         closed: (session) => meta.detach(session),
       }, (nodeId) => (meta.isRevoked(nodeId) ? `node ${nodeId} is revoked` : null)));
       meta.sessionAddress = `${host}:${await sessions.listen(host)}`;
+      meta.onRevoked = (ids, epoch) => {
+        for (const id of ids) sessions.closeNode(id);
+        forgetDataKey();
+        this.dataServer?.keyReplaced(epoch);
+      };
       // the root's own kernel is called back in-process
       meta.attach({
         nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items), waitingForCallbacks: 0,

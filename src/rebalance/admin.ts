@@ -5,7 +5,7 @@ import { log } from '../common/log.js';
 import type { Cluster } from '../meta/cluster.js';
 import type { MetaStore } from '../meta/store.js';
 import {
-  NODE_ADD, NODE_MAINTENANCE_OFF, NODE_MAINTENANCE_ON, NODE_REMOVE, NODE_REMOVE_FORCE,
+  NODE_ADD, NODE_MAINTENANCE_OFF, NODE_MAINTENANCE_ON, NODE_REMOVE, NODE_REMOVE_FORCE, NODE_REVOKE,
   type AdminState, type NodeAdminReply, type NodeAdminRequest,
 } from '../rpc/messages.js';
 import type { Mover } from './mover.js';
@@ -20,6 +20,8 @@ export interface AdminContext {
   /** Recalls every directory's delegation, waiting for the creates made under
    *  them: they place new files on the nodes placeable when they were given. */
   recallDelegations: () => Promise<void>;
+  /** Nodes were revoked: their connections go and the data key is replaced. */
+  revoked: (ids: number[]) => void;
 }
 
 export async function nodeAdmin(request: NodeAdminRequest, on: AdminContext): Promise<NodeAdminReply> {
@@ -79,6 +81,11 @@ export async function nodeAdmin(request: NodeAdminRequest, on: AdminContext): Pr
       }
       break;
     }
+    case NODE_REVOKE:
+      if (ids.includes(rootId)) refuse(`node ${rootId} is the root node: it holds the authority and cannot be revoked`);
+      // a revoked node is treated as dead from now on: its copies are made again from the others
+      for (const id of ids) if (cluster.adminOf(id) !== 'revoked') changes.set(id, 'revoked');
+      break;
     default:
       refuse(`unknown operation ${request.op}`);
   }
@@ -88,6 +95,8 @@ export async function nodeAdmin(request: NodeAdminRequest, on: AdminContext): Pr
     await cluster.setAdmin(changed, admin);
     log.info(`node${changed.length > 1 ? 's' : ''} ${changed.join(', ')}: ${admin}`);
   }
+  const revoked = [...changes].filter(([, admin]) => admin === 'revoked').map(([id]) => id);
+  if (revoked.length > 0) on.revoked(revoked);
   if (changes.size > 0) {
     await on.recallDelegations();
     on.mover.recalledAtMs = Date.now();

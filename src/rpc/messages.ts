@@ -109,6 +109,7 @@ export const NODE_REMOVE = 1;
 export const NODE_REMOVE_FORCE = 2;
 export const NODE_MAINTENANCE_ON = 3;
 export const NODE_MAINTENANCE_OFF = 4;
+export const NODE_REVOKE = 5;
 export interface NodeAdminRequest { op: number; ids: number[] }
 export interface NodeAdminReply { errno: number; message: string }
 export type MoveState = 'idle' | 'running' | 'done' | 'stopped' | 'failed';

@@ -142,6 +142,13 @@ export class SessionServer {
     });
   }
 
+  /** Closes the sessions of a node (revoked). */
+  closeNode(nodeId: number): void {
+    for (const [socket] of this.sockets) {
+      if (peerNodeId(socket as tls.TLSSocket) === nodeId) socket.destroy();
+    }
+  }
+
   close(): void {
     clearInterval(this.watchdog);
     for (const socket of this.sockets.keys()) socket.destroy();

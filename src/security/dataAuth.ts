@@ -36,6 +36,11 @@ export function useDataKeySource(fetch: () => Promise<DataKey>): void {
   cached = null;
 }
 
+/** Drops the key this process holds: the next use asks for the current one. */
+export function forgetDataKey(): void {
+  cached = null;
+}
+
 /** The current data key; `fresh` asks the service again unless it was asked just now. */
 export async function currentDataKey(fresh = false): Promise<DataKey> {
   if (cached && (!fresh || Date.now() - cached.atMs < KEY_REFRESH_MS)) return cached.key;
