@@ -12,7 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LABELS, SYSTEMS, chart, median, table, type CheckpointResults, type Figure, type Results, type Row } from './report.js';
-import { KDFS, ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, type System } from './systems.js';
+import { KDFS, ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, unprotectedKdfsSystem, type System } from './systems.js';
 import { WRITERS, kdfsCheckpointTargets, runCheckpoint, type CheckpointTarget } from './checkpoint.js';
 import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
 
@@ -74,6 +74,8 @@ async function main(): Promise<void> {
     results.systems.kdfs = 'ok';
     results.systems.kdfs2 = 'ok';
     results.systems.kdfs1r = 'ok';
+    systems.push(await unprotectedKdfsSystem(scratch));
+    results.systems.kdfsopen = 'ok';
     if (options.glusterfs) {
       try {
         systems.push(await glusterSystem(scratch));
@@ -94,7 +96,7 @@ async function main(): Promise<void> {
     for (let run = 1; run <= options.runs; run++) {
       for (const [w, workload] of list.entries()) {
         for (const system of systems) {
-          if (errors[w].has(system.name)) continue;
+          if (errors[w].has(system.name) || (system.only && !system.only.test(workload.name))) continue;
           process.stdout.write(`bench: run ${run}/${options.runs}, ${workload.name}, ${LABELS[system.name] ?? system.name}... `);
           try {
             const figure = await workload.run(system.dir);
@@ -121,7 +123,7 @@ async function main(): Promise<void> {
         workload: workload.name,
         unit: workload.unit,
         figures: byName,
-        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r') },
+        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r'), protectedToUnprotected: over('kdfs', 'kdfsopen') },
       };
     });
     if (selected('checkpoint')) results.checkpoint = await checkpoints(systems, sizes.checkpointMiB, options.runs);

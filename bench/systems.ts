@@ -16,6 +16,8 @@ export interface System {
   /** Pids whose resident memory matters (the kDFS node serving the mount). */
   pids(): number[];
   stop(): Promise<void>;
+  /** The workloads it runs (all when absent). */
+  only?: RegExp;
 }
 
 function run(file: string, args: string[], options: { allowFail?: boolean; timeoutMs?: number } = {}): string {
@@ -79,6 +81,22 @@ export async function kdfsSystems(scratch: string): Promise<[System, System, Sys
     await down();
     throw err;
   }
+}
+
+/** A second 3-node kDFS cluster whose data channels are authenticated but not
+ *  MACed (mount option data_protection=off): the reference of protection's cost,
+ *  through node 1's mount, for sequential I/O and creates. */
+export async function unprotectedKdfsSystem(scratch: string): Promise<System> {
+  const clusterDir = path.join(scratch, 'kdfs-open');
+  const down = async () => {
+    run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
+    rmSync(clusterDir, { recursive: true, force: true });
+  };
+  await down();
+  run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir, '-o', 'data_protection=off']);
+  const dir = path.join(clusterDir, 'mnt', 'bench');
+  mkdirSync(dir, { recursive: true });
+  return { name: 'kdfsopen', dir, pids: () => [], stop: down, only: /^sequential|^metadata: create/ };
 }
 
 const GLUSTER_VOLUME = 'kdfsbench';

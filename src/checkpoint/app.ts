@@ -3,7 +3,6 @@
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { readSuperblock } from '../format/superblock.js';
 import { CliError, locate } from '../cli/common.js';
 import { COMMAND_FILE, parseAppDirName } from './names.js';
 
@@ -45,12 +44,15 @@ export function checkpointDir(): { dir: string; mountPoint: string; nodeDir: str
   return { dir: real, mountPoint: where.mountPoint, nodeDir: where.dir };
 }
 
-/** The kDFS node id of the mount a node directory serves. */
-export async function nodeIdOf(nodeDir: string): Promise<number> {
+/** The kDFS node id of a mount: MOUNT/.kdfs/node, readable by every user
+ *  (the node's directory is root's only). */
+export async function nodeIdOf(mountPoint: string): Promise<number> {
   try {
-    return (await readSuperblock(nodeDir)).nodeId;
+    const text = await readFile(path.join(mountPoint, '.kdfs', 'node'), 'utf8');
+    if (!/^\d+\n$/.test(text)) throw new Error(`unexpected content ${JSON.stringify(text)}`);
+    return Number(text);
   } catch (err) {
-    throw new CliError(`cannot tell which kDFS node this is: ${(err as Error).message}`);
+    throw new CliError(`cannot tell which kDFS node ${mountPoint} is: ${(err as Error).message}`);
   }
 }
 

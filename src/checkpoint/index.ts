@@ -23,7 +23,7 @@ export const CHECKPOINT_TIMEOUT_DEFAULT_MS = 300_000;
 export async function prepareRun(pid: number, argv: string[]): Promise<{ appDir: string; nodeId: number }> {
   if (argv.length === 0) throw new CliError('usage: kdfs run [--] CMD ARGS...', 2);
   const where = checkpointDir();
-  const nodeId = await nodeIdOf(where.nodeDir);
+  const nodeId = await nodeIdOf(where.mountPoint);
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   let appDir = '';
@@ -57,7 +57,7 @@ export async function takeCheckpoint(pid: number, options: CheckpointOptions): P
   const callerUid = process.getuid?.() ?? 0;
   if (callerUid !== 0 && callerUid !== owner.uid) throw new CliError(`permission denied: process ${pid} belongs to uid ${owner.uid}`);
   const where = checkpointDir();
-  const nodeId = await nodeIdOf(where.nodeDir);
+  const nodeId = await nodeIdOf(where.mountPoint);
   setLocalNode(nodeId);
   const { appDir, capture, command } = await applicationOf(pid, where.dir, nodeId, owner);
   const staging = await allocate(appDir, nodeId, owner);
@@ -153,7 +153,7 @@ export async function chooseSet(appDir: string, sn: number | null, warn: (messag
  *  verified set; resolves with its exit status. */
 export async function restart(pidArg: string, sn: number | null, nodeArg: number | null, warn: (message: string) => void): Promise<number> {
   const where = checkpointDir();
-  const nodeId = await nodeIdOf(where.nodeDir);
+  const nodeId = await nodeIdOf(where.mountPoint);
   const appDir = await oneAppDir(where.dir, pidArg, nodeArg);
   const callerUid = process.getuid?.() ?? 0;
   const ownerUid = (await stat(appDir)).uid;
@@ -183,7 +183,7 @@ export interface AppListing { app: string; command: string[]; sets: SetInfo[] }
 /** `kdfs checkpoint list [PID]`: every application's sets, or PID's. */
 export async function listCheckpoints(pidArg: string | null, nodeArg: number | null): Promise<AppListing[]> {
   const where = checkpointDir();
-  setLocalNode(await nodeIdOf(where.nodeDir));
+  setLocalNode(await nodeIdOf(where.mountPoint));
   const dirs = pidArg === null
     ? (await readdir(where.dir)).filter((n) => parseAppDirName(n)).sort().map((n) => path.join(where.dir, n))
     : [await oneAppDir(where.dir, pidArg, nodeArg)];

@@ -6,7 +6,7 @@
 //   kdfs getstripe [--json] PATH
 //   kdfs node add|remove|maintenance|status ...   (see src/cli/nodes.ts)
 //   kdfs rebalance start|status|stop
-import { credentialPaths, makeToken, writeToken } from '../security/credentials.js';
+import { credentialPaths, installCredentials, makeToken, readToken, writeToken, type Token } from '../security/credentials.js';
 import { BUILTIN_PLACEMENTS, PLACEMENT_NAME, ROUND_ROBIN } from '../layout/placement.js';
 import { addCheckpointCommands } from './checkpoints.js';
 import { spawn } from 'node:child_process';
@@ -57,9 +57,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-function mountNode(dir: string, mountPoint: string): Promise<void> {
+function mountNode(dir: string, mountPoint: string, options = ''): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MOUNT_HELPER, dir, mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [MOUNT_HELPER, ...(options ? ['-o', options] : []), dir, mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new CliError(stderr.trim() || `mount.kdfs exited with status ${code}`))));
@@ -77,7 +77,7 @@ function nodeDirs(dir: string): Map<number, string> {
   return found;
 }
 
-async function up(options: { nodes: number; dir: string }): Promise<number> {
+async function up(options: { nodes: number; dir: string; options?: string }): Promise<number> {
   const count = options.nodes;
   const dir = path.resolve(options.dir);
   for (const [id, nodeDir] of nodeDirs(dir)) {
@@ -106,9 +106,9 @@ async function up(options: { nodes: number; dir: string }): Promise<number> {
       await format({ dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress, token });
     }
   }
-  await mountNode(rootDir, mountPointOf(dir, 1));
+  await mountNode(rootDir, mountPointOf(dir, 1), options.options);
   const others = Array.from({ length: count - 1 }, (_, i) => i + 2);
-  const results = await Promise.allSettled(others.map((id) => mountNode(nodeDirOf(dir, id), mountPointOf(dir, id))));
+  const results = await Promise.allSettled(others.map((id) => mountNode(nodeDirOf(dir, id), mountPointOf(dir, id), options.options)));
   const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`node ${others[i]}: ${(r.reason as Error).message}`] : []));
   if (failed.length) {
     await down({ dir });
@@ -348,6 +348,7 @@ export async function main(argv: string[]): Promise<number> {
   program.command('up').description('format (if needed) and mount N nodes on this machine, on free loopback ports')
     .option('--nodes <n>', `how many nodes, 1 to ${NODES_MAX}`, integerIn(1, NODES_MAX), 3)
     .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
+    .option('-o, --options <list>', 'mount options of every node (mount.kdfs -o), e.g. data_protection=off')
     .action(async (options) => done(await up(options)));
   program.command('down').description('stop the nodes kdfs up started')
     .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
@@ -382,6 +383,10 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('--out <file>', 'where to write it (mode 0600; it must not exist)')
     .option('--dir <dir>', 'the root node\'s directory, or where kdfs up put the nodes', DEFAULT_DIR)
     .action(async (options: { nodeId: number; out: string; dir: string }) => done(await tokenCreate(options)));
+  token.command('install').description('replace a formatted node\'s credentials with those of a new token (rotation); they serve from the node\'s next mount')
+    .argument('<file>', 'the token, from kdfs token create on the root')
+    .requiredOption('--dir <dir>', 'the node\'s directory')
+    .action(async (file: string, options: { dir: string }) => done(await tokenInstall(file, options.dir)));
   const node = program.command('node').description('add, drain and remove nodes; maintenance; whether each is safe to stop');
   const rootDirOf = (dir: string) => nodeDirOf(dir, 1);
   const idsHelp = 'node ids: N, N:M or -nN:M ranges, and optionally a path in a kDFS mount (else the root node under --dir)';
@@ -480,5 +485,24 @@ async function tokenCreate(options: { nodeId: number; out: string; dir: string }
     throw new CliError((err as Error).message);
   }
   process.stdout.write(`kdfs: ${out}: join token of node ${options.nodeId} (file system ${sb.fsid}, root at ${rootAddress}); format the node with: mkfs.kdfs --token ${out} DIRECTORY ${sb.rootNodeId}\n`);
+  return 0;
+}
+
+/** kdfs token install: new credentials for a formatted node (rotation), checked against its superblock. */
+async function tokenInstall(file: string, dir: string): Promise<number> {
+  const nodeDir = path.resolve(dir);
+  const sb = await readSuperblock(nodeDir).catch((err: Error) => {
+    throw new CliError(err.message);
+  });
+  let token: Token;
+  try {
+    token = readToken(path.resolve(file));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  if (token.fsid !== sb.fsid) throw new CliError(`the token is for file system ${token.fsid}, ${nodeDir} belongs to ${sb.fsid}`);
+  if (token.nodeId !== sb.nodeId) throw new CliError(`the token is node ${token.nodeId}'s, ${nodeDir} is node ${sb.nodeId}`);
+  installCredentials(nodeDir, token);
+  process.stdout.write(`kdfs: ${nodeDir}: new credentials of node ${sb.nodeId} installed; they serve from its next mount\n`);
   return 0;
 }

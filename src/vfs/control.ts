@@ -6,10 +6,13 @@
 import { E, FsError } from '../common/errno.js';
 import { ROOT_INO } from '../meta/records.js';
 import { CONTROL_DIR, MODULES_DIR, MODULE_SOURCE_MAX_BYTES, SCHEDULER_DIR } from '../scheduler/modules.js';
-import type { SchedulerTree } from '../scheduler/tree.js';
+import { VIRTUAL_INO_BASE, type SchedulerTree } from '../scheduler/tree.js';
 import { SETATTR_SIZE, type Attr, type DirEntry } from '../rpc/messages.js';
 import { Vfs, type Caller, type Changes, type Opened, type Told, type Writer } from './vfs.js';
 
+/** MOUNT/.kdfs/node: this mount's node id, for programs that run as any user (checkpoint, kdfs run). */
+export const NODE_FILE = 'node';
+const NODE_FILE_INO = VIRTUAL_INO_BASE - 1;
 /** File handles of the tree's files and directories: above every real one. */
 const VIRTUAL_FH_BASE = 2 ** 40;
 const VIRTUAL_HANDLES_MAX = 4096;
@@ -68,6 +71,7 @@ export class ControlledVfs extends Vfs {
   }
 
   override async lookup(parent: number, name: string): Promise<Told> {
+    if (this.controlIno !== 0 && parent === this.controlIno && name === NODE_FILE) return this.uncached(this.nodeFileAttr());
     const tree = this.serves(parent);
     if (tree) return this.uncached(await tree.lookup(parent, name));
     const told = await super.lookup(parent, name);
@@ -77,6 +81,7 @@ export class ControlledVfs extends Vfs {
   }
 
   override async getattr(ino: number): Promise<Told> {
+    if (ino === NODE_FILE_INO) return this.uncached(this.nodeFileAttr());
     const tree = this.virtual(ino);
     return tree ? this.uncached(await tree.getattr(ino)) : super.getattr(ino);
   }
@@ -139,6 +144,7 @@ export class ControlledVfs extends Vfs {
   }
 
   override async open(ino: number, flags: number): Promise<Opened> {
+    if (ino === NODE_FILE_INO) return { fh: this.addHandle(ino, null), keepCache: false, directIo: true };
     const tree = this.virtual(ino);
     if (!tree) return super.open(ino, flags);
     await tree.getattr(ino);
@@ -148,6 +154,7 @@ export class ControlledVfs extends Vfs {
   override async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
     const handle = this.handles.get(fh);
     if (!handle) return super.read(fh, size, offset);
+    if (handle.ino === NODE_FILE_INO) return [Buffer.from(`${this.nodeId}\n`).subarray(offset, offset + size)];
     const content = await this.tree!.read(handle.ino);
     return [content.subarray(offset, offset + size)];
   }
@@ -155,6 +162,7 @@ export class ControlledVfs extends Vfs {
   override async write(fh: number, data: Buffer, offset: number, killSetIdOf: Writer | null = null): Promise<number> {
     const handle = this.handles.get(fh);
     if (!handle) return super.write(fh, data, offset, killSetIdOf);
+    if (handle.ino === NODE_FILE_INO) throw new FsError(E.EACCES);
     if (offset !== 0) throw new FsError(E.EINVAL, 'an attribute is written whole, from its start');
     await this.tree!.write(handle.ino, data);
     return data.length;
@@ -211,6 +219,11 @@ export class ControlledVfs extends Vfs {
   override async removexattr(ino: number, name: string): Promise<void> {
     if (this.virtual(ino)) throw new FsError(E.ENODATA);
     return super.removexattr(ino, name);
+  }
+
+  private nodeFileAttr(): Attr {
+    const time = { sec: Math.floor(Date.now() / 1000), nsec: 0 };
+    return { ino: NODE_FILE_INO, mode: 0o100444, uid: 0, gid: 0, nlink: 1, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time, blocks: 0 };
   }
 
   private addHandle(ino: number, entries: DirEntry[] | null): number {
