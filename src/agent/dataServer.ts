@@ -10,6 +10,7 @@ import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
 import { adoptReusing } from './reusedReads.js';
 import { AgentHandshake } from '../security/agentHandshake.js';
+import { PendingConnections } from '../security/pending.js';
 import { HANDSHAKE_TIMEOUT_MS } from '../security/tls.js';
 import type { ObjectStore } from './objectStore.js';
 
@@ -35,6 +36,7 @@ export class DataServer {
   private readonly sockets = new Set<net.Socket>();
   /** The data key epoch each authenticated connection proved. */
   private readonly epochs = new Map<net.Socket, number>();
+  private readonly unauthenticated = new PendingConnections();
 
   constructor(private readonly store: ObjectStore, private readonly fsid: () => string) {
     // paused: adoptReusing takes each connection over before it is read from
@@ -106,6 +108,7 @@ export class DataServer {
             greeted = true;
             reader.setDataMax(RPC_MESSAGE_MAX_BYTES);
             this.epochs.set(socket, handshake.epoch);
+            this.unauthenticated.authenticated(socket);
             clearTimeout(deadline);
           }
           socket.resume();
@@ -143,6 +146,7 @@ export class DataServer {
       }
     });
     this.sockets.add(socket);
+    this.unauthenticated.add(socket);
     // a peer that does not authenticate in time is dropped
     const deadline = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
     socket.setNoDelay(true);
