@@ -57,6 +57,8 @@ export type CallbackHandler = (items: Invalidation[]) => Promise<void>;
 
 export class SessionClient implements RpcChannel<MetaMethods> {
   private readonly definition = serviceDefinition('Meta');
+  /** The service refused this node's session (a revoked node): calls fail at once until one is opened. */
+  private refused = false;
   private socket: net.Socket | null = null;
   private out: FrameWriter | null = null;
   private connecting: Promise<net.Socket> | null = null;
@@ -153,6 +155,8 @@ export class SessionClient implements RpcChannel<MetaMethods> {
 
   async call<K extends keyof MetaMethods & string>(method: K, request: MetaMethods[K][0], deadlineMs = this.deadlineMs): Promise<MetaMethods[K][1]> {
     if (this.closed) throw new FsError(E.EIO, 'session closed');
+    // refused (revoked): callers hear it at once instead of waiting for a session that will not come
+    if (this.refused) throw new FsError(E.EACCES, `the metadata service at ${this.address} refuses this node`);
     while (this.pending.size >= IN_FLIGHT_MAX) await new Promise<void>((resolve) => this.waitingForRoom.push(resolve));
     const definition = this.definition[method];
     const payload = definition.requestSerialize(request) as Buffer;
@@ -198,6 +202,11 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           return;
         } catch (err) {
           if (!(err instanceof ConnectionLost)) log.warn(`metadata session: ${(err as Error).message}`);
+          if (err instanceof FsError && err.errno === E.EACCES) {
+            this.refused = true;
+            for (const p of this.pending.values()) p.reject(err);
+            this.pending.clear();
+          }
           this.onUnreachable();
           await new Promise((resolve) => setTimeout(resolve, backoffMs));
         }
@@ -223,6 +232,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
             return;
           }
           greeted = true;
+          this.refused = false;
           this.socket = socket;
           this.out = new FrameWriter(socket);
           this.heardMs = this.sentMs = Date.now();
