@@ -459,7 +459,11 @@ function stripeUnit(text: string): number {
 }
 
 export function run(): Promise<void> {
-  return runMain('kdfs', () => main(process.argv.slice(2)));
+  // a command is done when main is: a connection still in its TLS handshake
+  // with a stopped node (which gRPC does not time out) must not keep it alive
+  return runMain('kdfs', () => main(process.argv.slice(2))).then(() => {
+    process.stdout.write('', () => process.exit());
+  });
 }
 
 function placementName(text: string): string {

@@ -26,7 +26,7 @@ import type { Superblock } from '../rpc/messages.js';
 import { AgentPool } from '../vfs/agents.js';
 import type { Vfs } from '../vfs/vfs.js';
 import { loadCredentials } from '../security/credentials.js';
-import { useIdentity } from '../security/tls.js';
+import { credentialsRefusedBy, useIdentity } from '../security/tls.js';
 import { currentDataKey, forgetDataKey, setDataProtection, useDataKeySource } from '../security/dataAuth.js';
 import { ControlledVfs } from '../vfs/control.js';
 import { NodeScheduler } from '../scheduler/node.js';
@@ -234,6 +234,11 @@ export class KdfsNode {
         return await this.register(JOIN_CALL_DEADLINE_MS);
       } catch (err) {
         if (err instanceof StartError) throw err;
+        // credentials the root refuses will never do: say so now, not after the join timeout
+        const refused = await credentialsRefusedBy(this.sb.rootAddress);
+        if (refused) {
+          throw new StartError(`the root node at ${this.sb.rootAddress} refuses this node's credentials (${refused}): ${this.options.dir} belongs to another kDFS file system, or its token was not made on this root`);
+        }
         if (Date.now() > deadline) {
           throw new StartError(`the root node at ${this.sb.rootAddress} did not answer within ${JOIN_TIMEOUT_MS / 1000} s`);
         }

@@ -57,6 +57,7 @@ export function createAuthority(nodeDir: string, fsid: string, nodeId: number): 
     '-days', String(CA_DAYS), '-subj', `/O=kdfs ${fsid}/CN=kdfs authority`, '-addext', 'basicConstraints=critical,CA:TRUE',
     '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], paths.dir);
   chmodSync(paths.caKey, 0o600);
+  chmodSync(paths.ca, 0o600);
   const issued = issue(nodeDir, fsid, nodeId);
   writeSecret(paths.key, issued.key);
   writeSecret(paths.cert, issued.cert);

@@ -3,7 +3,7 @@
 // makes or takes. Peers are members: certificates signed by the file system's
 // authority; who they are is the node id their certificate names.
 import * as grpc from '@grpc/grpc-js';
-import type { PeerCertificate, TLSSocket, ConnectionOptions, TlsOptions } from 'node:tls';
+import tls, { type PeerCertificate, type TLSSocket, type ConnectionOptions, type TlsOptions } from 'node:tls';
 import { nodeIdOfCert, type Credentials } from './credentials.js';
 
 let identity: Credentials | null = null;
@@ -57,6 +57,28 @@ export function tlsServerOptions(): TlsOptions {
 export function tlsClientOptions(): ConnectionOptions {
   const id = required();
   return { key: id.key, cert: id.cert, ca: id.ca, checkServerIdentity: checkMember, minVersion: 'TLSv1.3' };
+}
+
+/** Why a member at `address` refuses this process's credentials (another file
+ *  system's, or not signed by its authority), or null if it takes them or
+ *  cannot be reached (a TLS handshake, then closed). */
+export function credentialsRefusedBy(address: string, timeoutMs = 3000): Promise<string | null> {
+  const colon = address.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)), servername: MEMBER_SERVERNAME, ...tlsClientOptions(), ALPNProtocols: ['h2'] });
+    const done = (why: string | null) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(null), timeoutMs);
+    // TLS 1.3: the server's verdict on the client's certificate comes after the client's handshake ends
+    socket.once('secureConnect', () => socket.once('data', () => done(null)).once('end', () => done(null)));
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const certificate = /certificate|unknown ca|self.signed|verify|alert/i.test(err.message) || /CERT|SSL/.test(err.code ?? '');
+      done(certificate ? err.message : null);
+    });
+  });
 }
 
 /** The node a TLS peer's certificate names (null: none). */

@@ -14,8 +14,8 @@ describe('kdfs', () => {
       expect(shown.code, tool).toBe(0);
       expect(shown.stdout.trim()).toBe(version);
     }
-    for (const [sub, mentions] of [['up', '--nodes'], ['down', '--dir'], ['status', '--json'], ['setstripe', '--unit'], ['getstripe', '--json']]) {
-      const help = await command(CLI.kdfs, [sub, '--help']);
+    for (const [sub, mentions] of [['up', '--nodes'], ['down', '--dir'], ['status', '--json'], ['setstripe', '--unit'], ['getstripe', '--json'], ['token create', '--node-id']]) {
+      const help = await command(CLI.kdfs, [...sub.split(' '), '--help']);
       expect(help.code, sub).toBe(0);
       expect(help.stdout).toContain(`Usage: kdfs ${sub}`);
       expect(help.stdout).toContain(mentions);
@@ -23,7 +23,7 @@ describe('kdfs', () => {
   });
 
   it('refuses bad input with one line and exit status 2', async () => {
-    for (const args of [['bogus'], ['status', '--bogus'], ['getstripe'], ['up', '--nodes', '0'], ['up', '--nodes', '65'], ['setstripe', '--unit', '100G', '/tmp'], ['setstripe', '--count', 'x', '/tmp']]) {
+    for (const args of [['bogus'], ['status', '--bogus'], ['getstripe'], ['up', '--nodes', '0'], ['up', '--nodes', '65'], ['setstripe', '--unit', '100G', '/tmp'], ['setstripe', '--count', 'x', '/tmp'], ['token', 'create'], ['token', 'create', '--node-id', '2'], ['token', 'create', '--node-id', 'x', '--out', '/tmp/never']]) {
       const refused = await command(CLI.kdfs, args);
       expect(refused.code, args.join(' ')).toBe(2);
       expect(refused.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);

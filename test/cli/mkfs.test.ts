@@ -71,11 +71,12 @@ function expectCredentials(dir: string, nodeId: number, fsid: string, rootCa?: s
   if (rootCa) expect(fs.readFileSync(path.join(creds, 'ca.pem'), 'utf8')).toBe(rootCa);
 }
 
-/** Runs mkfs expecting a refusal: non-zero exit, one line on stderr, dir unchanged. */
-async function refused(args: string[], dir: string, pattern: RegExp, env: NodeJS.ProcessEnv = {}): Promise<void> {
+/** Runs mkfs expecting a refusal: non-zero exit (`code` if given), one line on stderr, dir unchanged. */
+async function refused(args: string[], dir: string, pattern: RegExp, env: NodeJS.ProcessEnv = {}, code?: number): Promise<void> {
   const before = snapshot(dir);
   const result = await mkfs(args, env);
   expect(result.code).not.toBe(0);
+  if (code !== undefined) expect(result.code, result.stderr).toBe(code);
   expect(result.stderr.trim().split('\n')).toHaveLength(1);
   expect(result.stderr).toMatch(pattern);
   expect(snapshot(dir)).toEqual(before);
@@ -197,7 +198,7 @@ describe('mkfs.kdfs', () => {
       expect(snapshot(dir)).toEqual(before);
       expect(fs.readdirSync(dir)).toEqual([]);
     }
-    await refused([dir, '1'], dir, /kdfs token create/, { KDFS_NODE_ID: '5' });
+    await refused([dir, '1'], dir, /kdfs token create/, { KDFS_NODE_ID: '5' }, 1);
   });
 
   it('refuses a token of another node, and a token for the root', async () => {
@@ -205,12 +206,12 @@ describe('mkfs.kdfs', () => {
     const token = await tokenFor(root, 3);
     const dir = path.join(base, 'n2');
     fs.mkdirSync(dir);
-    await refused(['--node-id', '2', '--token', token, dir, '1'], dir, /node 3's, not node 2's/);
-    await refused(['--token', token, dir, '1'], dir, /node 3's, not node 2's/, { KDFS_NODE_ID: '2' });
+    await refused(['--node-id', '2', '--token', token, dir, '1'], dir, /node 3's, not node 2's/, {}, 1);
+    await refused(['--token', token, dir, '1'], dir, /node 3's, not node 2's/, { KDFS_NODE_ID: '2' }, 1);
     // the root makes the credentials: it takes none
-    await refused(['--node-id', '1', '--token', token, dir, '1'], dir, /root node .*takes no --token/);
+    await refused(['--node-id', '1', '--token', token, dir, '1'], dir, /root node .*takes no --token/, {}, 1);
     // a token for node 3, formatting node 3 of a file system whose root is node 3: the root again
-    await refused(['--token', token, dir, '3'], dir, /takes no --token/);
+    await refused(['--token', token, dir, '3'], dir, /takes no --token/, {}, 1);
   });
 
   it('refuses a corrupted token, and one made of another file system\'s credentials', async () => {
@@ -248,10 +249,10 @@ describe('mkfs.kdfs', () => {
       ['huge', JSON.stringify({ ...good, padding: 'x'.repeat(100 * 1024) }), /not a kDFS join token: too large/],
     ];
     for (const [name, content, pattern] of cases) {
-      await refused(['--node-id', '2', '--token', write(name, content), dir, '1'], dir, pattern);
+      await refused(['--node-id', '2', '--token', write(name, content), dir, '1'], dir, pattern, {}, 1);
     }
-    await refused(['--node-id', '2', '--token', path.join(base, 'missing.token'), dir, '1'], dir, /missing\.token is not a kDFS join token/);
-    await refused(['--node-id', '2', '--token', base, dir, '1'], dir, /not a kDFS join token/);
+    await refused(['--node-id', '2', '--token', path.join(base, 'missing.token'), dir, '1'], dir, /missing\.token is not a kDFS join token/, {}, 1);
+    await refused(['--node-id', '2', '--token', base, dir, '1'], dir, /not a kDFS join token/, {}, 1);
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 

@@ -88,12 +88,28 @@ describe('mount.kdfs', () => {
 
   it('refuses a node of another file system, and a second directory for one node id', async () => {
     const c = (cluster = await Cluster.start({ nodes: 2 }));
-    // a directory formatted as node 2 of this cluster, but not the one that joined
+    // a directory formatted as node 2 of this cluster (with a token the administrator made for node 2), but not the one that joined
     const impostor = path.join(c.dir, 'impostor');
     fs.mkdirSync(impostor);
-    expect((await command(CLI.mkfs, ['--node-id', '2', '--root', c.rootAddress, impostor, '1'])).code).toBe(0);
+    const token = path.join(c.dir, 'impostor.token');
+    expect((await c.kdfs(['token', 'create', '--node-id', '2', '--out', token, '--dir', c.nodeDir(1)])).code).toBe(0);
+    expect((await command(CLI.mkfs, ['--node-id', '2', '--token', token, '--root', c.rootAddress, impostor, '1'])).code).toBe(0);
     fs.mkdirSync(path.join(c.dir, 'mnt-impostor'));
     await refused([impostor, path.join(c.dir, 'mnt-impostor')], path.join(c.dir, 'mnt-impostor'), /node id 2 is already a member/);
+
+    // a directory formatted with a token of another file system's root, told this cluster's root: not let in
+    const other = path.join(c.dir, 'other-root');
+    fs.mkdirSync(other);
+    expect((await command(CLI.mkfs, ['--node-id', '1', '--listen', '127.0.0.1:1', other, '1'])).code).toBe(0);
+    const foreignToken = path.join(c.dir, 'foreign.token');
+    expect((await c.kdfs(['token', 'create', '--node-id', '3', '--out', foreignToken, '--dir', other])).code).toBe(0);
+    const stranger = path.join(c.dir, 'stranger');
+    fs.mkdirSync(stranger);
+    expect((await command(CLI.mkfs, ['--token', foreignToken, '--root', c.rootAddress, stranger, '1'])).code).toBe(0);
+    fs.mkdirSync(path.join(c.dir, 'mnt-stranger'));
+    await refused([stranger, path.join(c.dir, 'mnt-stranger')], path.join(c.dir, 'mnt-stranger'), /another kDFS file system/);
+    const members = JSON.parse((await c.kdfs(['status', '--json', '--dir', c.dir])).stdout) as { nodes: { id: number }[] };
+    expect(members.nodes.map((n) => n.id)).toEqual([1, 2]);
 
     // the root formatted anew: node 2 belongs to the old file system
     for (const id of [2, 1]) await c.unmount(id);

@@ -121,12 +121,27 @@ async function degradedObjects(c: Cluster, via = 1): Promise<number | null> {
   return result.code === 0 ? (JSON.parse(result.stdout) as { degradedObjects: number | null }).degradedObjects : null;
 }
 
+/** Formats node `id`'s directory as an administrator does: a join token made
+ *  on the root (kdfs token create), mkfs.kdfs --token on the node, the token deleted. */
+async function formatNode(c: Cluster, id: number, extraMkfsArgs: string[] = []): Promise<void> {
+  const token = path.join(c.dir, `node${id}.token`);
+  const made = await c.kdfs(['token', 'create', '--node-id', String(id), '--out', token, '--dir', c.nodeDir(1)]);
+  expect(made.code, made.stderr).toBe(0);
+  try {
+    // the node id and the root's address come from the token
+    const formatted = await command(CLI.mkfs, [...extraMkfsArgs, '--token', token, c.nodeDir(id), '1']);
+    expect(formatted.code, formatted.stderr).toBe(0);
+    expect(formatted.stdout).toContain(`kDFS node ${id}, serving at 127.0.0.1:0, root node 1 at ${c.rootAddress}`);
+  } finally {
+    fs.rmSync(token, { force: true });
+  }
+}
+
 /** Formats and mounts node `id` into the running cluster (not yet added). */
 async function join(c: Cluster, id: number, extraMkfsArgs: string[] = []): Promise<void> {
   fs.mkdirSync(c.nodeDir(id), { recursive: true });
   fs.mkdirSync(c.mnt(id), { recursive: true });
-  const formatted = await command(CLI.mkfs, [...extraMkfsArgs, '--node-id', String(id), '--root', c.rootAddress, c.nodeDir(id), '1']);
-  expect(formatted.code, formatted.stderr).toBe(0);
+  await formatNode(c, id, extraMkfsArgs);
   await c.mount(id);
 }
 
@@ -249,8 +264,8 @@ describe('a node whose directory was lost', () => {
     expect(await poll(async () => (await nodeStates(c))[3] === 'down', MOVE_WAIT_MS, 250)).not.toBeNull();
     fs.rmSync(c.nodeDir(3), { recursive: true, force: true });
     fs.mkdirSync(c.nodeDir(3));
-    const formatted = await command(CLI.mkfs, ['--node-id', '3', '--root', c.rootAddress, c.nodeDir(3), '1']);
-    expect(formatted.code, formatted.stderr).toBe(0);
+    // a new token for node 3 (the old one went with the directory)
+    await formatNode(c, 3);
     await expect(c.mount(3)).rejects.toThrow(/already a member, with another directory.*--replace/);
 
     await join(c, 3, ['--force', '--replace']);
