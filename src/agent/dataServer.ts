@@ -19,6 +19,10 @@ const dataHeader = messageType('DataHeader');
 /** Requests one connection may have in progress; past it the agent stops reading
  *  from the connection, and TCP makes the client wait. */
 const IN_FLIGHT_PER_CONNECTION_MAX = 64;
+/** Requests one connection may have waiting past that (those of the chunks read before the pause took effect). */
+const QUEUED_PER_CONNECTION_MAX = 16384;
+/** Bytes the reads in flight on one connection may take. */
+const READ_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 function validKey(key: ObjectKey | null | undefined): ObjectKey {
@@ -91,18 +95,52 @@ export class DataServer {
       pooled.set(header.id, buffer);
       return buffer;
     };
+    /** Requests received past the limits, in order: a chunk read holds many (the pause only stops the next). */
+    const queued: { header: DataHeader; data: Buffer }[] = [];
+    let readBytesInFlight = 0;
+    const dispatch = () => {
+      while (queued.length > 0 && inFlight < IN_FLIGHT_PER_CONNECTION_MAX) {
+        const { header, data } = queued[0];
+        const readBytes = header.op === DATA_READ ? Math.min(header.length ?? 0, OBJECT_READ_MAX_BYTES) : 0;
+        // the buffers of reads in flight are bounded too: a read waits for room (one always goes)
+        if (inFlight > 0 && readBytesInFlight + readBytes > READ_BYTES_IN_FLIGHT_MAX) break;
+        queued.shift();
+        inFlight++;
+        readBytesInFlight += readBytes;
+        this.handle(header, data).then(
+          ({ out, pooled, offset }) => reply(header.id, 0, out, pooled && (() => buffers.give(pooled)), offset),
+          (err) => reply(header.id, errnoOf(err), EMPTY),
+        ).finally(() => {
+          const buffer = pooled.get(header.id);
+          if (buffer) {
+            pooled.delete(header.id);
+            buffers.give(buffer);
+          }
+          inFlight--;
+          readBytesInFlight -= readBytes;
+          dispatch();
+        });
+      }
+      if (queued.length === 0 && inFlight < IN_FLIGHT_PER_CONNECTION_MAX) socket.resume();
+      else socket.pause();
+    };
+    // the handshake's steps, one after the other, even if a peer sends its frames at once
+    let handshaking = Promise.resolve();
+    const refuse = (header: DataHeader, why: string) => {
+      log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort} refused: ${why}`);
+      socket.write(frameHead(dataHeader, { id: header.id, op: DATA_REPLY, errno: E.EACCES }, 0));
+      socket.end();
+    };
     // before it is authenticated, a peer sends handshake frames only: no data
     const reader = new FrameReader<DataHeader>(dataHeader, 0, destination, (header, data) => {
       if (!greeted) {
         socket.pause();
-        void handshake.step(header).then((answer) => {
+        handshaking = handshaking.then(async () => {
+          if (socket.destroyed || socket.writableEnded) return;
+          if (greeted) return refuse(header, 'a request sent before the handshake was answered');
+          const answer = await handshake.step(header);
           if (socket.destroyed) return;
-          if (!answer.ok) {
-            log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort} refused: ${answer.why}`);
-            socket.write(frameHead(dataHeader, { id: header.id, op: DATA_REPLY, errno: E.EACCES }, 0));
-            socket.end();
-            return;
-          }
+          if (!answer.ok) return refuse(header, answer.why);
           socket.write(frameHead(dataHeader, { id: header.id, op: DATA_REPLY, errno: 0, ...answer.reply }, 0));
           if (handshake.done) {
             greeted = true;
@@ -112,6 +150,9 @@ export class DataServer {
             clearTimeout(deadline);
           }
           socket.resume();
+        }).catch((err: Error) => {
+          log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort}: handshake failed: ${err.message}`);
+          socket.destroy();
         });
         return;
       }
@@ -124,18 +165,13 @@ export class DataServer {
         reply(header.id, 0, EMPTY);
         return;
       }
-      if (++inFlight === IN_FLIGHT_PER_CONNECTION_MAX) socket.pause();
-      this.handle(header, data).then(
-        ({ out, pooled, offset }) => reply(header.id, 0, out, pooled && (() => buffers.give(pooled)), offset),
-        (err) => reply(header.id, errnoOf(err), EMPTY),
-      ).finally(() => {
-        const buffer = pooled.get(header.id);
-        if (buffer) {
-          pooled.delete(header.id);
-          buffers.give(buffer);
-        }
-        if (inFlight-- === IN_FLIGHT_PER_CONNECTION_MAX) socket.resume();
-      });
+      if (queued.length >= QUEUED_PER_CONNECTION_MAX) {
+        log.warn(`data channel from ${socket.remoteAddress}:${socket.remotePort}: more than ${QUEUED_PER_CONNECTION_MAX} requests waiting; closing it`);
+        socket.destroy();
+        return;
+      }
+      queued.push({ header, data });
+      dispatch();
     });
     const socket = adoptReusing(accepted, (chunk) => {
       try {

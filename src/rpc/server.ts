@@ -1,11 +1,14 @@
 // A gRPC server for the Meta and Agent services of one node process. Every call
 // but the exempt ones (Meta.Register) must carry this file system's fsid.
 import * as grpc from '@grpc/grpc-js';
-import { FsError, errnoName } from '../common/errno.js';
+import { E, FsError, errnoName } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { serviceDefinition } from './proto.js';
-import { grpcCallerNodeId, grpcServerCredentials } from '../security/tls.js';
+import { HANDSHAKE_TIMEOUT_MS, grpcCallerNodeId, grpcServerCredentials } from '../security/tls.js';
+import { boundHandshakes } from '../security/pending.js';
+import assert from 'node:assert';
+import type tls from 'node:tls';
 
 /** The trailer carrying an error's message beside its errno (see RpcClient). */
 export const ERROR_MESSAGE_TRAILER = 'kdfs-error-message';
@@ -14,11 +17,23 @@ import type { Handlers, Methods } from './messages.js';
 
 export const FSID_HEADER = 'kdfs-fsid';
 
+/** grpc-js's server, with its TLS handshakes bounded in time and number as
+ *  kDFS's other listeners' are (grpc-js has no option for it: its HTTP/2
+ *  server is taken as it is made). */
+class BoundedServer extends grpc.Server {}
+const made = (grpc.Server.prototype as unknown as { createHttp2Server: (credentials: unknown) => tls.Server }).createHttp2Server;
+assert(typeof made === 'function', 'grpc-js no longer makes its HTTP/2 servers in createHttp2Server');
+(BoundedServer.prototype as unknown as { createHttp2Server: (credentials: unknown) => tls.Server }).createHttp2Server = function (this: grpc.Server, credentials: unknown) {
+  const server = made.call(this, credentials);
+  boundHandshakes(server, HANDSHAKE_TIMEOUT_MS);
+  return server;
+};
+
 export class RpcServer {
   /** Calls being handled, and who waits for there to be none. */
   private inFlight = 0;
   private idle: (() => void) | null = null;
-  private readonly server = new grpc.Server({
+  private readonly server = new BoundedServer({
     'grpc.max_receive_message_length': RPC_MESSAGE_MAX_BYTES,
     'grpc.max_send_message_length': RPC_MESSAGE_MAX_BYTES,
   });
@@ -62,6 +77,11 @@ export class RpcServer {
               const trailer = new grpc.Metadata();
               if (err.message && err.message !== errnoName(err.errno)) trailer.set(ERROR_MESSAGE_TRAILER, err.message.slice(0, ERROR_MESSAGE_MAX_CHARS));
               callback(null, { errno: err.errno }, trailer);
+              return;
+            }
+            // a request whose numbers or JSON do not fit: the caller's mistake, not the service's
+            if (err instanceof RangeError || err instanceof SyntaxError) {
+              callback(null, { errno: E.EINVAL });
               return;
             }
             log.error(`${name}.${method}: ${(err as Error)?.stack ?? String(err)}`);

@@ -5,7 +5,7 @@
 // several times the CPU of the operation it carries), and the connection is what
 // the service calls a node back on.
 import tls from 'node:tls';
-import { PendingConnections } from '../security/pending.js';
+import { boundHandshakes } from '../security/pending.js';
 import { HANDSHAKE_TIMEOUT_MS, peerNodeId, tlsServerOptions } from '../security/tls.js';
 import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
@@ -113,7 +113,6 @@ export class SessionServer {
   private readonly sockets = new Map<net.Socket, number>();
   private readonly definition = serviceDefinition('Meta');
   private readonly watchdog: NodeJS.Timeout;
-  private readonly handshaking = new PendingConnections();
 
   /** refused(nodeId): why a member may not open a session (revoked), or null. */
   constructor(
@@ -124,9 +123,7 @@ export class SessionServer {
   ) {
     // members only: a peer without a certificate of the file system's authority never gets past TLS
     this.server = tls.createServer({ ...tlsServerOptions(), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => this.serve(socket));
-    this.server.on('tlsClientError', (err, socket) => log.warn(`session refused to ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`));
-    // TCP connections still in their TLS handshake: bounded, the oldest dropped first
-    this.server.on('connection', (socket: net.Socket) => this.handshaking.add(socket));
+    boundHandshakes(this.server, HANDSHAKE_TIMEOUT_MS, (err, socket) => log.warn(`session refused to ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`));
     this.watchdog = setInterval(() => {
       const silentSince = Date.now() - SESSION_SILENCE_MS;
       for (const [socket, heardMs] of this.sockets) {
@@ -160,7 +157,6 @@ export class SessionServer {
   }
 
   private serve(socket: tls.TLSSocket): void {
-    this.handshaking.authenticated((socket as unknown as { _parent?: net.Socket })._parent ?? socket);
     this.sockets.set(socket, Date.now());
     socket.setNoDelay(true);
     let session: ServerSession | null = null;

@@ -30,7 +30,7 @@ export class AgentHandshake {
       if (!header.nodeId || header.nonce?.length !== NONCE_BYTES) return { ok: false, why: 'a HELLO without node or nonce' };
       this.hello = { nodeId: header.nodeId, nonce: header.nonce, protect: header.protect ?? false };
       // a client with a newer key than this node's: ask for the current one
-      this.key = await currentDataKey((header.keyEpoch ?? 0) > (await currentDataKey()).epoch).catch(() => null);
+      this.key = await currentDataKey(false, header.keyEpoch ?? 0).catch(() => null);
       if (!this.key) return { ok: false, why: 'this node has no data key' };
       this.agentNonce = newNonce();
       return { ok: true, reply: { nonce: this.agentNonce, mac: agentProof(this.key.key, this.hello.nonce, this.agentNonce), keyEpoch: this.key.epoch } };

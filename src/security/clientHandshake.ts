@@ -29,7 +29,7 @@ export class ClientHandshake {
     }
     if (!reply.nonce || reply.nonce.length !== this.nonce.length) throw Object.assign(new Error('the agent sent no nonce'), { errno: E.EACCES });
     // an agent with a newer key (a revocation replaced it): ask for it
-    if ((reply.keyEpoch ?? 0) > this.key!.epoch) this.key = await currentDataKey(true);
+    if ((reply.keyEpoch ?? 0) > this.key!.epoch) this.key = await currentDataKey(false, reply.keyEpoch ?? 0);
     if (!proofsEqual(reply.mac, agentProof(this.key!.key, this.nonce, reply.nonce))) throw new Error('the agent could not prove it is a member');
     this.agentNonce = reply.nonce;
     return { id: 0, op: DATA_AUTH, mac: clientProof(this.key!.key, this.nonce, this.agentNonce, this.nodeId, this.protect) };

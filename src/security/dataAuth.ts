@@ -41,9 +41,10 @@ export function forgetDataKey(): void {
   cached = null;
 }
 
-/** The current data key; `fresh` asks the service again unless it was asked just now. */
-export async function currentDataKey(fresh = false): Promise<DataKey> {
-  if (cached && (!fresh || Date.now() - cached.atMs < KEY_REFRESH_MS)) return cached.key;
+/** The current data key; `fresh` asks the service again unless it was asked
+ *  just now, and a peer's newer epoch (atLeastEpoch) always does. */
+export async function currentDataKey(fresh = false, atLeastEpoch = 0): Promise<DataKey> {
+  if (cached && cached.key.epoch >= atLeastEpoch && (!fresh || Date.now() - cached.atMs < KEY_REFRESH_MS)) return cached.key;
   if (!source) throw new Error('this process has no data key: it is not a member');
   fetching ??= source().then((key) => {
     cached = { key, atMs: Date.now() };
