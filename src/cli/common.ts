@@ -116,6 +116,7 @@ export function locate(file: string): { dir: string; mountPoint: string; fsPath:
 /** A client of the metadata service of the cluster a node directory belongs to. */
 export async function metaClientFor(dir: string): Promise<MetaClient> {
   const sb = await readSuperblock(dir).catch((err: Error) => {
+    if (/EACCES/.test(err.message)) throw new CliError(`this command speaks for node ${dir}, whose directory and credentials are root's: run it as root`);
     throw new CliError(err.message);
   });
   let address = sb.rootAddress;

@@ -25,7 +25,7 @@ const made = (grpc.Server.prototype as unknown as { createHttp2Server: (credenti
 assert(typeof made === 'function', 'grpc-js no longer makes its HTTP/2 servers in createHttp2Server');
 (BoundedServer.prototype as unknown as { createHttp2Server: (credentials: unknown) => tls.Server }).createHttp2Server = function (this: grpc.Server, credentials: unknown) {
   const server = made.call(this, credentials);
-  boundHandshakes(server, HANDSHAKE_TIMEOUT_MS);
+  boundHandshakes(server, HANDSHAKE_TIMEOUT_MS, (err, socket) => log.warn(`gRPC connection refused to ${socket.remoteAddress}:${socket.remotePort}: ${err.message}`));
   return server;
 };
 
