@@ -40,9 +40,9 @@ export interface CheckpointResults {
  *  own process), kdfs2 the same cluster through node 2's (metadata over the network);
  *  both with two copies of each object (the default), and kdfs1r through node 1's
  *  mount in a directory of files with one copy. */
-export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'kdfs1r', 'kdfsopen', 'glusterfs'] as const;
+export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'kdfs1r', 'kdfsprot', 'kdfsopen', 'glusterfs'] as const;
 
-export const LABELS: Record<string, string> = { local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', kdfs1r: 'kdfs 1 copy', kdfsopen: 'kdfs unprotected', glusterfs: 'glusterfs' };
+export const LABELS: Record<string, string> = { local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', kdfs1r: 'kdfs 1 copy', kdfsprot: 'kdfs protected', kdfsopen: 'kdfs unprotected', glusterfs: 'glusterfs' };
 
 export function median(values: number[]): number | null {
   if (values.length === 0) return null;
@@ -80,7 +80,7 @@ export function table(results: Results): string {
   return out.join('\n');
 }
 
-const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', kdfs1r: '#2ca02c', kdfsopen: '#9467bd', glusterfs: '#d62728' };
+const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', kdfs1r: '#2ca02c', kdfsprot: '#17becf', kdfsopen: '#9467bd', glusterfs: '#d62728' };
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 

@@ -12,7 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LABELS, SYSTEMS, chart, median, table, type CheckpointResults, type Figure, type Results, type Row } from './report.js';
-import { KDFS, ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, unprotectedKdfsSystem, type System } from './systems.js';
+import { KDFS, ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, protectionSystems, type System } from './systems.js';
 import { WRITERS, kdfsCheckpointTargets, runCheckpoint, type CheckpointTarget } from './checkpoint.js';
 import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
 
@@ -74,7 +74,8 @@ async function main(): Promise<void> {
     results.systems.kdfs = 'ok';
     results.systems.kdfs2 = 'ok';
     results.systems.kdfs1r = 'ok';
-    systems.push(await unprotectedKdfsSystem(scratch));
+    systems.push(...(await protectionSystems(scratch)));
+    results.systems.kdfsprot = 'ok';
     results.systems.kdfsopen = 'ok';
     if (options.glusterfs) {
       try {
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
         workload: workload.name,
         unit: workload.unit,
         figures: byName,
-        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r'), protectedToUnprotected: over('kdfs', 'kdfsopen') },
+        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r'), protectedToUnprotected: over('kdfsprot', 'kdfsopen') },
       };
     });
     if (selected('checkpoint')) results.checkpoint = await checkpoints(systems, sizes.checkpointMiB, options.runs);

@@ -83,20 +83,30 @@ export async function kdfsSystems(scratch: string): Promise<[System, System, Sys
   }
 }
 
-/** A second 3-node kDFS cluster whose data channels are authenticated but not
- *  MACed (mount option data_protection=off): the reference of protection's cost,
- *  through node 1's mount, for sequential I/O and creates. */
-export async function unprotectedKdfsSystem(scratch: string): Promise<System> {
-  const clusterDir = path.join(scratch, 'kdfs-open');
-  const down = async () => {
-    run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
-    rmSync(clusterDir, { recursive: true, force: true });
+/** The cost of protecting the data channel: two more 3-node clusters made
+ *  alike and used alike (sequential I/O and creates, through node 1's mount),
+ *  one protected (the default), one with data_protection=off (frames
+ *  authenticated at connection time, not MACed). */
+export async function protectionSystems(scratch: string): Promise<[System, System]> {
+  const cluster = async (name: string, options: string[]): Promise<System> => {
+    const clusterDir = path.join(scratch, name);
+    const down = async () => {
+      run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
+      rmSync(clusterDir, { recursive: true, force: true });
+    };
+    await down();
+    run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir, ...options]);
+    const dir = path.join(clusterDir, 'mnt', 'bench');
+    mkdirSync(dir, { recursive: true });
+    return { name, dir, pids: () => [], stop: down, only: /^sequential|^metadata: create/ };
   };
-  await down();
-  run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir, '-o', 'data_protection=off']);
-  const dir = path.join(clusterDir, 'mnt', 'bench');
-  mkdirSync(dir, { recursive: true });
-  return { name: 'kdfsopen', dir, pids: () => [], stop: down, only: /^sequential|^metadata: create/ };
+  const protectedOne = await cluster('kdfsprot', []);
+  try {
+    return [protectedOne, await cluster('kdfsopen', ['-o', 'data_protection=off'])];
+  } catch (err) {
+    await protectedOne.stop();
+    throw err;
+  }
 }
 
 const GLUSTER_VOLUME = 'kdfsbench';

@@ -55,6 +55,12 @@ it('runs every workload on kDFS (node 1 and node 2), the local disk and GlusterF
   if (existsSync(fuseCeilingScript())) expect(results.fuseCeiling).toMatchObject({ write: expect.any(Number), read: expect.any(Number) });
   else expect(results.fuseCeiling).toMatch(/is not there/);
   expect(results.memory).toMatchObject({ peakRssMiB: expect.any(Number) });
+  // the cost of protecting the data channel: two clusters alike, one with data_protection=off
+  expect(results.systems).toMatchObject({ kdfsprot: 'ok', kdfsopen: 'ok' });
+  for (const row of results.rows.filter((r) => /^sequential|^metadata: create/.test(r.workload))) {
+    expect((row.ratios as { protectedToUnprotected?: number | null }).protectedToUnprotected, row.workload).toBeGreaterThan(0);
+  }
+  expect(run.stdout).toContain('protected/unprotected');
   // the checkpoint workload: 3 writers on each target, kDFS's on its 3 nodes
   const checkpoint = results.checkpoint as { figures: Record<string, Figure>; ratios: Record<string, number | null> };
   for (const target of ['local', 'kdfs-lf1', 'kdfs-lf2', 'kdfs-rr2', ...(gluster ? ['glusterfs'] : [])]) {

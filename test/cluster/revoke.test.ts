@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../harness/cluster.js';
+import { CLI, Cluster, command } from '../harness/cluster.js';
 import { sha256 } from '../harness/faults.js';
 import { RpcClient } from '../../src/rpc/client.js';
 import { readSuperblock } from '../../src/format/superblock.js';
@@ -22,6 +22,31 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cluster?.stop();
+});
+
+describe('local users', () => {
+  it('go through the mount only: node directories and administrative commands are root\'s, the mount is everyone\'s', async () => {
+    const asNobody = (...args: string[]) => command('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...args]);
+    fs.mkdirSync(cluster.path(1, 'shared'), { mode: 0o1777 });
+    fs.chmodSync(cluster.path(1, 'shared'), 0o1777);
+    const wrote = await asNobody('sh', '-c', `echo mine > ${cluster.path(2, 'shared', 'nobody')} && cat ${cluster.path(3, 'shared', 'nobody')}`);
+    expect(wrote.code, wrote.stderr).toBe(0);
+    expect(wrote.stdout).toBe('mine\n');
+    for (const id of [1, 2]) {
+      const listed = await asNobody('ls', cluster.nodeDir(id));
+      expect(listed.code).not.toBe(0);
+      expect(listed.stderr).toMatch(/Permission denied/);
+      for (const file of ['kdfs.log', 'superblock', 'credentials/node.key']) {
+        expect((await asNobody('cat', path.join(cluster.nodeDir(id), file))).code, file).not.toBe(0);
+      }
+    }
+    const setstripe = await asNobody(CLI.kdfs, 'setstripe', '--count', '1', cluster.path(1, 'shared'));
+    expect(setstripe.code).toBe(1);
+    expect(setstripe.stderr.trim().split('\n')).toHaveLength(1);
+    expect(setstripe.stderr).toMatch(/run it as root/);
+    const status = await asNobody(CLI.kdfs, 'status', '--dir', cluster.dir);
+    expect(status.code).toBe(1);
+  }, 60_000);
 });
 
 describe('kdfs node revoke', () => {
