@@ -113,7 +113,8 @@ export class MetaService {
   private graceTimer: NodeJS.Timeout | null = null;
   private readonly ops: Ops;
   /** The members' key of the data channel (src/security/dataAuth.ts): new at every start, replaced at a revocation. */
-  dataKey: DataKey = { key: randomBytes(32), epoch: 1 };
+  // epochs from the clock: a key made after a restart is never taken for the one before it
+  dataKey: DataKey = { key: randomBytes(32), epoch: Math.floor(Date.now() / 1000) };
   /** Where nodes open their sessions (set once the node serves them). */
   sessionAddress = '';
 
@@ -178,7 +179,7 @@ export class MetaService {
 
   /** kdfs node revoke: a new data key, which the revoked nodes will never get, and their connections closed. */
   private revoke(ids: number[]): void {
-    this.dataKey = { key: randomBytes(32), epoch: this.dataKey.epoch + 1 };
+    this.dataKey = { key: randomBytes(32), epoch: Math.max(this.dataKey.epoch + 1, Math.floor(Date.now() / 1000)) };
     log.warn(`node${ids.length > 1 ? 's' : ''} ${ids.join(', ')} revoked: data key replaced (epoch ${this.dataKey.epoch})`);
     this.onRevoked(ids, this.dataKey.epoch);
   }

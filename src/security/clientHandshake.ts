@@ -2,7 +2,7 @@
 // agentHandshake.ts): it checks the agent's proof before giving its own.
 import { E } from '../common/errno.js';
 import { DATA_AUTH, DATA_HELLO, type DataHeader } from '../rpc/messages.js';
-import { FrameMacs, agentProof, clientProof, currentDataKey, dataProtection, newNonce, proofsEqual, type DataKey } from './dataAuth.js';
+import { FrameMacs, agentProof, clientProof, currentDataKey, dataProtection, forgetDataKey, newNonce, proofsEqual, type DataKey } from './dataAuth.js';
 import { currentIdentity } from './tls.js';
 
 export class ClientHandshake {
@@ -30,7 +30,12 @@ export class ClientHandshake {
     if (!reply.nonce || reply.nonce.length !== this.nonce.length) throw Object.assign(new Error('the agent sent no nonce'), { errno: E.EACCES });
     // an agent with a newer key (a revocation replaced it): ask for it
     if ((reply.keyEpoch ?? 0) > this.key!.epoch) this.key = await currentDataKey(false, reply.keyEpoch ?? 0);
-    if (!proofsEqual(reply.mac, agentProof(this.key!.key, this.nonce, reply.nonce))) throw new Error('the agent could not prove it is a member');
+    if (!proofsEqual(reply.mac, agentProof(this.key!.key, this.nonce, reply.nonce))) {
+      // this node's key may be the one before a restart of the metadata service: ask again, once
+      forgetDataKey();
+      this.key = await currentDataKey();
+      if (!proofsEqual(reply.mac, agentProof(this.key.key, this.nonce, reply.nonce))) throw new Error('the agent could not prove it is a member');
+    }
     this.agentNonce = reply.nonce;
     return { id: 0, op: DATA_AUTH, mac: clientProof(this.key!.key, this.nonce, this.agentNonce, this.nodeId, this.protect) };
   }
