@@ -107,17 +107,9 @@ export class DataServer {
         queued.shift();
         inFlight++;
         readBytesInFlight += readBytes;
-        // a read's bytes count until its reply has left: a peer that does not read its replies gets no more
-        const replied = () => {
-          readBytesInFlight -= readBytes;
-          dispatch();
-        };
         this.handle(header, data).then(
-          ({ out, pooled, offset }) => reply(header.id, 0, out, () => {
-            if (pooled) buffers.give(pooled);
-            replied();
-          }, offset),
-          (err) => reply(header.id, errnoOf(err), EMPTY, replied),
+          ({ out, pooled, offset }) => reply(header.id, 0, out, pooled && (() => buffers.give(pooled)), offset),
+          (err) => reply(header.id, errnoOf(err), EMPTY),
         ).finally(() => {
           const buffer = pooled.get(header.id);
           if (buffer) {
@@ -125,6 +117,7 @@ export class DataServer {
             buffers.give(buffer);
           }
           inFlight--;
+          readBytesInFlight -= readBytes;
           dispatch();
         });
       }
