@@ -227,7 +227,9 @@ export class SessionClient implements RpcChannel<MetaMethods> {
       const reader = new FrameReader<SessionHeader>(sessionHeader, SESSION_PAYLOAD_MAX_BYTES, () => null, (header, payload) => {
         if (!greeted) {
           if (header.kind !== SESSION_REPLY || header.errno) {
-            reject(new FsError(E.EACCES, `the metadata service at ${this.address} refused the session`));
+            // only a refusal for good (revoked) fails the calls; anything else is tried again
+            const why = `the metadata service at ${this.address} refused the session (errno ${header.errno})`;
+            reject(header.errno === E.EACCES ? new FsError(E.EACCES, why) : new Error(why));
             socket.destroy();
             return;
           }

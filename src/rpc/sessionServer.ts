@@ -166,10 +166,15 @@ export class SessionServer {
     };
     const reader = new FrameReader<SessionHeader>(sessionHeader, SESSION_PAYLOAD_MAX_BYTES, () => null, (header, payload) => {
       if (!session) {
-        session = this.greet(socket, out, header, payload);
-        reply(header.id, session ? 0 : E.EACCES, EMPTY);
-        if (!session) socket.end();
-        else this.events.opened(session);
+        const greeting = this.greet(socket, out, header, payload);
+        if (typeof greeting === 'number') {
+          reply(header.id, greeting, EMPTY);
+          socket.end();
+          return;
+        }
+        session = greeting;
+        reply(header.id, 0, EMPTY);
+        this.events.opened(session);
         return;
       }
       if (header.kind === SESSION_CALLBACK_DONE) {
@@ -224,23 +229,28 @@ export class SessionServer {
     });
   }
 
-  /** The session a HELLO opens, or null if it is refused. */
-  private greet(socket: tls.TLSSocket, out: FrameWriter, header: SessionHeader, payload: Buffer): ServerSession | null {
-    if (header.kind !== SESSION_HELLO) return null;
+  /** The session a HELLO opens, or why not: EACCES only for a member refused
+   *  for good (revoked, or speaking for another node), which its client stops
+   *  retrying on; EINVAL for a malformed or foreign HELLO. */
+  private greet(socket: tls.TLSSocket, out: FrameWriter, header: SessionHeader, payload: Buffer): ServerSession | number {
+    if (header.kind !== SESSION_HELLO) return E.EINVAL;
     let hello: SessionHello;
     try {
       hello = sessionHello.decode(payload) as unknown as SessionHello;
     } catch {
-      return null;
+      return E.EINVAL;
     }
     const expected = this.fsid();
-    if (!expected || hello.fsid !== expected || !hello.nodeId) return null;
+    if (!expected || hello.fsid !== expected || !hello.nodeId) {
+      log.warn(`session from ${socket.remoteAddress}:${socket.remotePort} refused: a HELLO of another file system or no node`);
+      return E.EINVAL;
+    }
     // a member speaks for itself only
     const member = peerNodeId(socket);
     const refusal = member !== hello.nodeId ? `its certificate is node ${member}'s, not node ${hello.nodeId}'s` : this.refused(member);
     if (refusal) {
       log.warn(`session of node ${hello.nodeId} from ${socket.remoteAddress}:${socket.remotePort} refused: ${refusal}`);
-      return null;
+      return E.EACCES;
     }
     return new ServerSession(hello.nodeId, hello.incarnation, socket, out);
   }
