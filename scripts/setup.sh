@@ -3,7 +3,9 @@
 # A second run finds everything in place and changes nothing.
 #  1. Debian packages: libfuse3 (its -dev and a C toolchain to build the FUSE
 #     binding), fuse for fusermount, attr for setfattr/getfattr, fio for the
-#     benchmark, sqlite3 for the test of SQLite used from two nodes.
+#     benchmark, sqlite3 for the test of SQLite used from two nodes, etcd-server
+#     for metadata in etcd (kdfs up --meta etcd; the service Debian starts with
+#     it is stopped and disabled when this installs it: kdfs runs its own).
 #  2. npm dependencies, exactly as package-lock.json pins them.
 #  3. The FUSE binding (native/fuse, which npm links as node_modules/kdfs-fuse)
 #     built against the system libfuse3, when its sources changed.
@@ -17,7 +19,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. Debian packages
 need=()
-for pkg in libfuse3-3 libfuse3-dev fuse pkg-config make g++ python3 attr fio sqlite3; do
+for pkg in libfuse3-3 libfuse3-dev fuse pkg-config make g++ python3 attr fio sqlite3 etcd-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -25,6 +27,9 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
 fi
 [ -c /dev/fuse ] || { say "/dev/fuse is missing: load the fuse module (modprobe fuse)"; exit 1; }
 

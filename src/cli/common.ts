@@ -1,5 +1,9 @@
 // What the command-line tools share: argument parsing, one-line errors, sizes,
 // addresses, and finding the cluster a path or directory belongs to.
+import { connectEtcd } from '../meta/kv/etcd.js';
+import { etcdTargetOf } from '../meta/kv/target.js';
+import { findLeader } from '../meta/leader/follow.js';
+import type { LeaderRecord } from '../meta/leader/election.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readSuperblock } from '../format/superblock.js';
@@ -131,9 +135,29 @@ export async function metaClientFor(dir: string): Promise<MetaClient> {
   } catch (err) {
     throw new CliError((err as Error).message);
   }
+  // metadata in etcd: the service is wherever its leader is
+  if (sb.meta) address = (await metaLeaderOf(dir, sb.meta, sb.fsid))?.address ?? address;
   const client = MetaClient.remote(address, sb.fsid);
   useDataKeySource(() => client.dataKey());
   return client;
+}
+
+/** How long a command waits for a metadata leader (one may be being elected). */
+const LEADER_WAIT_MS = 10_000;
+
+/** The metadata leader of a file system whose metadata is in etcd, or null if none is elected. */
+export async function metaLeaderOf(dir: string, meta: string, fsid: string): Promise<LeaderRecord | null> {
+  let client;
+  try {
+    client = connectEtcd(etcdTargetOf(dir, meta));
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  try {
+    return await findLeader(client, fsid, LEADER_WAIT_MS);
+  } finally {
+    client.close();
+  }
 }
 
 /** kDFS's version, from package.json (the commands run from dist/src/cli). */

@@ -12,6 +12,9 @@ import { addCheckpointCommands } from './checkpoints.js';
 import { spawn } from 'node:child_process';
 import fs, { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
+import { freePort } from '../common/freePort.js';
+import { clientCredentials, startLocalEtcd, stopLocalEtcd } from '../etcd/local.js';
+import { etcdUrl } from '../meta/kv/target.js';
 import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
 import { MiB, PEER_BOUND_MS, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
@@ -24,7 +27,7 @@ import { readSuperblock } from '../format/superblock.js';
 import { detach, isStaleKdfsMount, mountAt } from '../node/mounts.js';
 import { isAlive, readRunFile, runningNode } from '../node/runfile.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { CliError, formatBytes, locate, metaClientFor, packageVersion, parseSize, runMain } from './common.js';
+import { CliError, formatBytes, locate, metaClientFor, metaLeaderOf, packageVersion, parseSize, runMain } from './common.js';
 import { format } from './mkfs.js';
 import { scrub } from './scrub.js';
 import { nodeAdd, nodeMaintenance, nodeRevoke, nodeRemove, nodeStatus, progressLine, rebalance } from './nodes.js';
@@ -45,17 +48,7 @@ const MOUNT_HELPER = path.join(__dirname, '..', '..', '..', 'cli', 'mount.kdfs')
 export const nodeDirOf = (dir: string, id: number) => path.join(dir, `node${id}`);
 export const mountPointOf = (dir: string, id: number) => path.join(dir, id === 1 ? 'mnt' : `mnt${id}`);
 
-/** A TCP port free on the loopback interface right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 function mountNode(dir: string, mountPoint: string, options = ''): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -77,9 +70,10 @@ function nodeDirs(dir: string): Map<number, string> {
   return found;
 }
 
-async function up(options: { nodes: number; dir: string; options?: string }): Promise<number> {
+async function up(options: { nodes: number; dir: string; options?: string; meta?: string }): Promise<number> {
   const count = options.nodes;
   const dir = path.resolve(options.dir);
+  if (options.meta !== undefined && options.meta !== 'level' && options.meta !== 'etcd') throw new CliError(`--meta is level or etcd, not ${options.meta}`, 2);
   for (const [id, nodeDir] of nodeDirs(dir)) {
     const run = runningNode(nodeDir);
     if (run) throw new CliError(`node ${id} of ${dir} is already up (process ${run.pid}); run "kdfs down --dir ${dir}" first`);
@@ -92,6 +86,18 @@ async function up(options: { nodes: number; dir: string; options?: string }): Pr
   } else {
     rootAddress = `127.0.0.1:${await freePort()}`;
   }
+  const rootFormatted = existsSync(nodePaths(rootDir).superblock);
+  if (rootFormatted && options.meta === 'etcd' && !(await readSuperblock(rootDir)).meta) throw new CliError(`the file system in ${dir} keeps its metadata in level: --meta etcd is for a new one`);
+  // an etcd cluster of a file system made with --meta etcd comes up first, and with every kdfs up after
+  const etcdDir = path.join(dir, 'etcd');
+  let meta = '';
+  if (options.meta === 'etcd' || (rootFormatted && (await readSuperblock(rootDir)).meta)) {
+    try {
+      meta = etcdUrl(await startLocalEtcd(etcdDir));
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+  }
   /** Nodes formatted now: they take data from the start (kdfs node add); the
    *  others keep the state they had (a node removed stays removed). */
   const formatted: number[] = [];
@@ -102,8 +108,11 @@ async function up(options: { nodes: number; dir: string; options?: string }): Pr
     if (!existsSync(nodePaths(nodeDir).superblock)) {
       if (id !== 1) formatted.push(id);
       // the token made and used at once: on one machine, the root's directory is at hand
-      const token = id === 1 ? undefined : makeToken(rootDir, (await readSuperblock(rootDir)).fsid, rootAddress, id);
-      await format({ dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress, token });
+      const token = id === 1 ? undefined : makeToken(rootDir, (await readSuperblock(rootDir)).fsid, rootAddress, id, meta);
+      await format({
+        dir: nodeDir, nodeId: id, rootNodeId: 1, listen: id === 1 ? rootAddress : '127.0.0.1:0', root: id === 1 ? undefined : rootAddress, token,
+        ...(id === 1 && meta ? { meta, etcd: clientCredentials(path.join(etcdDir, 'pki')) } : {}),
+      });
     }
   }
   await mountNode(rootDir, mountPointOf(dir, 1), options.options);
@@ -131,6 +140,7 @@ async function up(options: { nodes: number; dir: string; options?: string }): Pr
     const run = readRunFile(nodeDirOf(dir, id));
     lines.push(`  node ${id}${id === 1 ? ' (root)' : '       '}  ${run?.address ?? '?'}  ${nodeDirOf(dir, id)}  mounted at ${mountPointOf(dir, id)}`);
   }
+  if (meta) lines.push(`  metadata in etcd: ${meta} (${etcdDir})`);
   lines.push(`stop them with: kdfs down --dir ${dir}`);
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
@@ -156,7 +166,9 @@ async function down(options: { dir: string }): Promise<number> {
     const mounted = mountAt(mountPointOf(dir, id));
     if (mounted && isStaleKdfsMount(mounted)) detach(mounted.mountPoint);
   }
-  process.stdout.write(`kdfs: ${running.length} node${running.length === 1 ? '' : 's'} stopped in ${dir}\n`);
+  // the metadata's etcd last: the nodes wrote to it until they stopped
+  const members = await stopLocalEtcd(path.join(dir, 'etcd'));
+  process.stdout.write(`kdfs: ${running.length} node${running.length === 1 ? '' : 's'}${members ? ` and ${members} etcd members` : ''} stopped in ${dir}\n`);
   return 0;
 }
 
@@ -171,6 +183,9 @@ function signal(pid: number, name: NodeJS.Signals): void {
 
 async function status(where: string | undefined, options: { dir: string; json?: boolean; degraded?: boolean }): Promise<number> {
   const nodeDir = where !== undefined ? locate(where).dir : nodeDirOf(path.resolve(options.dir), 1);
+  const sb = await readSuperblock(nodeDir).catch(() => null);
+  // metadata in etcd: its leader, from etcd (null: none elected now)
+  const leader = sb?.meta ? await metaLeaderOf(nodeDir, sb.meta, sb.fsid).catch(() => null) : undefined;
   const meta = await metaClientFor(nodeDir);
   let nodes: NodeInfo[];
   // null: the root does not answer, so no one knows
@@ -206,6 +221,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
     process.stdout.write(JSON.stringify({
       nodes: json, degradedObjects: health?.degradedObjects ?? null, repairingObjects: health?.repairingObjects ?? null, checksumErrors,
       drain: moves?.drain ?? null, rebalance: moves?.rebalance ?? null,
+      metaEngine: sb?.meta ? 'etcd' : 'level', metaLeader: leader === undefined ? sb?.rootNodeId ?? null : leader?.nodeId ?? null,
       ...(degradedFiles ? { degradedFiles } : {}),
     }) + '\n');
     return 0;
@@ -219,6 +235,8 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   const count = (n: number | undefined) => (n === undefined ? 'unknown (the root does not answer)' : String(n));
   lines.push('', `degraded objects: ${count(health?.degradedObjects)}`, `objects being repaired: ${count(health?.repairingObjects)}`,
     `checksum mismatches found: ${checksumErrors}`);
+  lines.push(leader === undefined ? `metadata: level, on the root node ${sb?.rootNodeId ?? '?'}`
+    : `metadata: etcd (${sb!.meta}), leader ${leader ? `node ${leader.nodeId} at ${leader.address}` : 'none elected now'}`);
   if (degradedFiles) lines.push('files with degraded objects:', ...degradedFiles.map((f) => `  ${f}`));
   if (moves?.drain?.state === 'running') lines.push(`drain of node${moves.drain.draining.length > 1 ? 's' : ''} ${moves.drain.draining.join(', ')}: ${progressLine(moves.drain)}`);
   if (moves?.rebalance?.state === 'running') lines.push(`rebalance: ${progressLine(moves.rebalance)}`);
@@ -349,6 +367,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--nodes <n>', `how many nodes, 1 to ${NODES_MAX}`, integerIn(1, NODES_MAX), 3)
     .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
     .option('-o, --options <list>', 'mount options of every node (mount.kdfs -o), e.g. data_protection=off')
+    .option('--meta <engine>', 'where the metadata lives: level (on the root node) or etcd (a 3-member etcd cluster started beside the nodes)', 'level')
     .action(async (options) => done(await up(options)));
   program.command('down').description('stop the nodes kdfs up started')
     .option('--dir <dir>', 'where the nodes live', DEFAULT_DIR)
@@ -484,7 +503,7 @@ async function tokenCreate(options: { nodeId: number; out: string; dir: string }
   if (existsSync(out)) throw new CliError(`${out} exists: a token is written to a new file`);
   const rootAddress = readRunFile(rootDir)?.address ?? sb.listenAddress;
   try {
-    writeToken(out, makeToken(rootDir, sb.fsid, rootAddress, options.nodeId));
+    writeToken(out, makeToken(rootDir, sb.fsid, rootAddress, options.nodeId, sb.meta ?? ''));
   } catch (err) {
     throw new CliError((err as Error).message);
   }

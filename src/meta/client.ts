@@ -67,9 +67,15 @@ export class MetaClient {
     };
   }
 
-  /** The metadata service of the root node at address, over gRPC. */
-  static remote(address: string, fsid: string): MetaClient {
-    return new MetaClient(new RpcClient<MetaMethods>(address, 'Meta', fsid, META_DEADLINE_MS));
+  /** The metadata service of the root node (or leader) at address, over gRPC;
+   *  onUnreachable: it cannot be reached, or is not the leader any more. */
+  static remote(address: string, fsid: string, onUnreachable?: () => void): MetaClient {
+    return new MetaClient(new RpcClient<MetaMethods>(address, 'Meta', fsid, META_DEADLINE_MS, onUnreachable));
+  }
+
+  /** The service moved (a new metadata leader): calls go there. */
+  moveTo(address: string): void {
+    this.channel.moveTo?.(address);
   }
 
   setFsid(fsid: string): void {

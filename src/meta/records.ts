@@ -90,10 +90,11 @@ export function direntKey(parent: number, name: string): Buffer {
 }
 
 /** The key range of all entries of a directory, after a name if one is given. */
-export function direntRange(parent: number, after: string): { gt?: Buffer; gte?: Buffer; lt: Buffer } {
+export function direntRange(parent: number, after: string): { gte: Buffer; lt: Buffer } {
   const upper = u64Key(KIND_DIRENT, parent, 1);
   upper[9] = 0xff; // never in UTF-8
-  return after ? { gt: direntKey(parent, after), lt: upper } : { gte: u64Key(KIND_DIRENT, parent), lt: upper };
+  // the first key after `after`'s is `after`'s with a zero byte appended
+  return after ? { gte: Buffer.concat([direntKey(parent, after), Buffer.alloc(1)]), lt: upper } : { gte: u64Key(KIND_DIRENT, parent), lt: upper };
 }
 
 export function encodeDirent(d: Dirent): Buffer {

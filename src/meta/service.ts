@@ -34,6 +34,7 @@ import { placementOf } from '../layout/placement.js';
 import { SchedulerService } from '../scheduler/service.js';
 import { randomBytes } from 'node:crypto';
 import type { DataKey } from '../security/dataAuth.js';
+import type { KvEngine } from './kv/engine.js';
 import { CONTROL_DIR, MODULES_DIR, SCHEDULER_DIR } from '../scheduler/modules.js';
 
 type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects, caller?: Caller) => Promise<MetaMethods[K][1]> };
@@ -146,8 +147,10 @@ export class MetaService {
     this.ops = this.makeOps();
   }
 
-  static async open(metaDir: string, local: { nodeId: number; objects: ObjectStore }, options: ReplicationOptions = {}): Promise<MetaService> {
-    const service = new MetaService(await MetaStore.open(metaDir), local, options);
+  /** The service on its store: a level database at `where`, or an engine (etcd). */
+  static async open(where: string | KvEngine, local: { nodeId: number; objects: ObjectStore }, options: ReplicationOptions = {}): Promise<MetaService> {
+    const store = typeof where === 'string' ? await MetaStore.open(where) : await MetaStore.on(where);
+    const service = new MetaService(store, local, options);
     service.cluster.startReaper();
     service.repairer.start();
     service.mover.start();

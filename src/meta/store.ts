@@ -1,23 +1,25 @@
-// The metadata store: the root meta-file (level) behind a write-through cache of
-// its records.
+// The metadata store: the namespace's records in an engine (kv/: level on the
+// root node's disk, or etcd) behind a write-through cache.
 //
 // Operations run as transactions: a synchronous function reads records from the
 // cache and stages writes. A record not in the cache aborts the attempt (Miss);
 // the store loads it and runs the function again. Because the function is
 // synchronous and Node runs one thing at a time, an attempt that completes saw
 // one consistent state and its writes apply atomically: to the cache at once,
-// and to level in one batch. Batches of concurrent transactions are written by
-// one writer, in order, grouped into as few level writes as possible.
+// and to the engine as one transaction. Transactions are written by one
+// writer, in order, grouped into as few engine writes as possible.
 //
-// If level fails a write (a full disk), the store drops every transaction not
-// yet on disk, reopens level, and starts again from what is on disk: the callers
-// of those transactions get the errno (ENOSPC), nothing half-done remains.
-import { Level } from 'level';
+// If the engine fails a write (a full disk or quota), the store drops every
+// transaction not yet written, reopens the engine, and starts again from what
+// it holds: the callers of those transactions get the errno (ENOSPC), nothing
+// half-done remains.
 import { E, FsError } from '../common/errno.js';
 import { META_CACHE_BYTES_MAX, META_CACHE_RECORDS_MAX } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { Changes } from './coherence.js';
 import { SpaceReserve } from './reserve.js';
+import type { BatchOp, KvEngine } from './kv/engine.js';
+import { LevelEngine } from './kv/level.js';
 import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_REPAIR, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
@@ -29,7 +31,6 @@ import {
 /** Tx.dataChanges: the data changed, beside the CHANGED_* reasons. */
 const DATA_BIT = 1 << 30;
 
-type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
 /** A record the transaction needs is not in the cache. */
 class Miss {
@@ -68,13 +69,13 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
-/** Most records one level write takes: bigger groups wait for the next write. */
+/** Most records one engine write takes: bigger groups wait for the next write. */
 const WRITE_GROUP_OPS_MAX = 4096;
 /** Inode numbers reserved at a time in the file system record. */
 const INO_BLOCK = 4096;
 /** Loads a transaction may need before it gives up (a path deeper than this is absurd). */
 const TX_LOADS_MAX = 4096;
-/** After a failed write, how often to try to reopen level. */
+/** After a failed write, how often to try to reopen the engine. */
 const REOPEN_RETRY_MS = 1000;
 
 /** What the transactions of one request did: the changes to call nodes back
@@ -246,7 +247,7 @@ export class MetaStore {
   /** Transactions up to this one are on disk: their cache entries may be evicted. */
   private committedSeq = 0;
   private recovering: Promise<void> | null = null;
-  /** Set while level is closed after a failed write: the errno, and when to try to reopen it. */
+  /** Set while the engine is closed after a failed write: the errno, and when to try to reopen it. */
   private failed: { errno: number; retryAtMs: number; reopening: Promise<void> | null } | null = null;
   /** The file system record as of the last committed transaction; its nextIno
    *  is the end of the inode numbers reserved. */
@@ -263,49 +264,49 @@ export class MetaStore {
   /** The scheduler's records, by name (all small: kept in memory). */
   readonly schedulerRecords = new Map<string, Buffer>();
 
-  private constructor(private readonly db: Level<Buffer, Buffer>, private readonly reserve: SpaceReserve) {}
+  /** reserve: space kept aside on the local disk (level only: etcd has its quota). */
+  private constructor(private readonly db: KvEngine, private readonly reserve: SpaceReserve | null) {}
 
   /** The disk is full: only what frees space may be served (see reserve.ts). */
   get spaceLow(): boolean {
-    return this.reserve.low;
+    return this.reserve?.low ?? false;
   }
 
+  /** The store in a level database at location (the root meta-file). */
   static async open(location: string): Promise<MetaStore> {
-    const db = new Level<Buffer, Buffer>(location, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: false });
-    try {
-      await db.open();
-    } catch (err) {
-      throw new Error(`cannot open the root meta-file ${location}: ${(err as Error).cause ?? (err as Error).message}`);
-    }
     const reserve = new SpaceReserve(location);
     reserve.take();
-    const store = new MetaStore(db, reserve);
-    await store.loadGlobals();
+    return MetaStore.on(await LevelEngine.open(location), reserve);
+  }
+
+  /** The store in an open engine. */
+  static async on(engine: KvEngine, reserve: SpaceReserve | null = null): Promise<MetaStore> {
+    const store = new MetaStore(engine, reserve);
+    try {
+      await store.loadGlobals();
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
     return store;
   }
 
-  /** mkfs: a new root meta-file holding the file system record and the root directory. */
-  static async create(location: string, fs: FsRecord, root: Inode, rootNode: NodeRecord): Promise<void> {
-    const db = new Level<Buffer, Buffer>(location, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
-    await db.open();
-    try {
-      await db.batch([
-        { type: 'put', key: fsKey, value: Buffer.from(fsCodec.encode(fs)) },
-        { type: 'put', key: inodeKey(ROOT_INO), value: encodeInode(root) },
-        { type: 'put', key: nodeKey(rootNode.id), value: Buffer.from(nodeCodec.encode(rootNode)) },
-      ], { sync: true });
-    } finally {
-      await db.close();
-    }
+  /** mkfs: the records of a new file system: its own record, the root directory and the root node. */
+  static initialRecords(fs: FsRecord, root: Inode, rootNode: NodeRecord): BatchOp[] {
+    return [
+      { type: 'put', key: fsKey, value: Buffer.from(fsCodec.encode(fs)) },
+      { type: 'put', key: inodeKey(ROOT_INO), value: encodeInode(root) },
+      { type: 'put', key: nodeKey(rootNode.id), value: Buffer.from(nodeCodec.encode(rootNode)) },
+    ];
   }
 
   private async loadGlobals(): Promise<void> {
     const fs = await this.db.get(fsKey);
-    if (!fs) throw new Error('the root meta-file has no file system record');
+    if (!fs) throw new Error(`${this.db.description} has no file system record`);
     this.fs = fsCodec.decode(fs);
     this.nextFreeIno = this.fs.nextIno;
     this.nodes.clear();
-    for await (const [, value] of this.db.iterator({ gte: Buffer.from([KIND_NODE]), lt: Buffer.from([KIND_NODE + 1]) })) {
+    for await (const [, value] of this.db.range(kindRange(KIND_NODE))) {
       const node = nodeCodec.decode(value);
       this.nodes.set(node.id, {
         id: node.id, uuid: node.uuid, address: node.address, joinedSec: node.joinedSec, dataAddress: node.dataAddress, domain: node.domain ?? '',
@@ -313,19 +314,19 @@ export class MetaStore {
       });
     }
     this.zeroLinks.clear();
-    for await (const key of this.db.keys({ gte: Buffer.from([KIND_ZERO_LINKS]), lt: Buffer.from([KIND_ZERO_LINKS + 1]) })) {
+    for await (const [key] of this.db.range(kindRange(KIND_ZERO_LINKS))) {
       this.zeroLinks.add(readU64(key, 1));
     }
     this.needsRepair.clear();
-    for await (const key of this.db.keys({ gte: Buffer.from([KIND_REPAIR]), lt: Buffer.from([KIND_REPAIR + 1]) })) {
+    for await (const [key] of this.db.range(kindRange(KIND_REPAIR))) {
       this.needsRepair.add(readU64(key, 1));
     }
     this.schedulerRecords.clear();
-    for await (const [key, value] of this.db.iterator({ gte: Buffer.from([KIND_SCHEDULER]), lt: Buffer.from([KIND_SCHEDULER + 1]) })) {
+    for await (const [key, value] of this.db.range(kindRange(KIND_SCHEDULER))) {
       this.schedulerRecords.set(key.subarray(1).toString('utf8'), value);
     }
     this.strays.clear();
-    for await (const key of this.db.keys({ gte: Buffer.from([KIND_STRAY]), lt: Buffer.from([KIND_STRAY + 1]) })) {
+    for await (const [key] of this.db.range(kindRange(KIND_STRAY))) {
       this.strays.set(key.toString('hex'), decodeStrayKey(key));
     }
   }
@@ -407,7 +408,7 @@ export class MetaStore {
     // Entries of transactions still being written are in the cache only: wait for them.
     await this.barrier(false);
     const entries: { name: string; dirent: Dirent }[] = [];
-    for await (const [key, value] of this.db.iterator({ ...direntRange(parent, after), limit })) {
+    for await (const [key, value] of this.db.range({ ...direntRange(parent, after), limit })) {
       entries.push({ name: key.toString('utf8', 9), dirent: decodeDirent(value) });
     }
     return entries;
@@ -416,7 +417,7 @@ export class MetaStore {
   /** Inodes whose stripe objects are waiting for removal. */
   async orphans(limit: number): Promise<Inode[]> {
     const found: Inode[] = [];
-    for await (const value of this.db.values({ gte: Buffer.from([KIND_ORPHAN]), lt: Buffer.from([KIND_ORPHAN + 1]), limit })) {
+    for await (const [, value] of this.db.range({ ...kindRange(KIND_ORPHAN), limit })) {
       found.push(decodeInode(value));
     }
     return found;
@@ -425,13 +426,13 @@ export class MetaStore {
   /** Every inode as committed, in inode order: for scans of the whole file
    *  system (repair, status), which may see changes made while they run or not. */
   async *allInodes(fromIno = 0): AsyncIterable<Inode> {
-    for await (const value of this.db.values({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]) })) yield decodeInode(value);
+    for await (const [, value] of this.db.range({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]) })) yield decodeInode(value);
   }
 
   /** Up to limit inodes as committed, from inode fromIno on, in inode order. */
   async inodesFrom(fromIno: number, limit: number): Promise<Inode[]> {
     const found: Inode[] = [];
-    for await (const value of this.db.values({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]), limit })) found.push(decodeInode(value));
+    for await (const [, value] of this.db.range({ gte: inodeKey(fromIno), lt: Buffer.from([KIND_INODE + 1]), limit })) found.push(decodeInode(value));
     return found;
   }
 
@@ -441,7 +442,7 @@ export class MetaStore {
   }
 
   async close(): Promise<void> {
-    this.reserve.close();
+    this.reserve?.close();
     await this.barrier(false).catch(() => {});
     await this.db.close();
   }
@@ -524,20 +525,20 @@ export class MetaStore {
         count += next.ops.length;
         group.push(next);
       }
-      const ops = group.flatMap((p) => p.ops);
+      const transactions = group.filter((p) => p.ops.length > 0).map((p) => p.ops);
       const sync = group.some((p) => p.sync);
-      if (ops.length === 0 && !sync) {
+      if (transactions.length === 0 && !sync) {
         for (const p of group) p.resolve();
         continue;
       }
-      if (ops.length === 0) ops.push({ type: 'put', key: syncKey, value: Buffer.alloc(0) });
+      if (transactions.length === 0) transactions.push([{ type: 'put', key: syncKey, value: Buffer.alloc(0) }]);
       if (this.failed) {
         // queued before a failure was handled: the disk state they built on is gone
         for (const p of group) p.reject(new FsError(this.failed.errno, 'metadata write failed'));
         continue;
       }
       try {
-        await this.write(ops, sync);
+        await this.db.write(transactions, sync);
         const done = group[group.length - 1].seq;
         for (const p of group) p.resolve();
         this.committedSeq = done;
@@ -552,7 +553,7 @@ export class MetaStore {
 
   /** A level write failed: drop everything not on disk and start again from the disk. */
   private async recover(err: Error, group: Pending[]): Promise<void> {
-    const errno = errnoOfLevel(err);
+    const errno = this.db.errnoOf(err);
     log.error(`metadata write failed (${errno === E.ENOSPC ? 'ENOSPC' : 'EIO'}): ${err.message}; reloading from disk`);
     const failed = [...group, ...this.queue.splice(0)];
     let done!: () => void;
@@ -564,7 +565,7 @@ export class MetaStore {
     this.cacheBytes = 0;
     this.failed = { errno, retryAtMs: 0, reopening: null };
     // room for level to reopen, and for removals to free space
-    if (errno === E.ENOSPC) this.reserve.giveBack();
+    if (errno === E.ENOSPC) this.reserve?.giveBack();
     this.recovering = null;
     done();
     for (const p of failed) p.reject(new FsError(errno, 'metadata write failed'));
@@ -578,27 +579,19 @@ export class MetaStore {
     failed.retryAtMs = Date.now() + REOPEN_RETRY_MS;
     failed.reopening = (async () => {
       try {
-        await this.db.open();
+        await this.db.reopen();
         await this.loadGlobals();
         this.failed = null;
         log.info('the root meta-file is open again');
       } catch (err) {
         await this.db.close().catch(() => {});
-        failed.errno = errnoOfLevel(err as Error);
-        throw new FsError(failed.errno, `cannot reopen the root meta-file: ${(err as Error).message}`);
+        failed.errno = this.db.errnoOf(err as Error);
+        throw new FsError(failed.errno, `cannot reopen ${this.db.description}: ${(err as Error).message}`);
       } finally {
         failed.reopening = null;
       }
     })();
     return failed.reopening;
-  }
-
-  /** One atomic level write. Keys and values are buffers already: classic-level's
-   *  own batch (the hook abstract-level calls after cloning and checking every
-   *  operation) takes them as they are. */
-  private write(ops: BatchOp[], sync: boolean): Promise<void> {
-    const direct = (this.db as unknown as { _batch?: (ops: BatchOp[], options: { sync: boolean }) => Promise<void> })._batch;
-    return direct && this.db.status === 'open' ? direct.call(this.db, ops, { sync }) : this.db.batch(ops, { sync });
   }
 
   private cacheSet(name: string, value: Inode | Dirent | null, seq: number): void {
@@ -623,10 +616,9 @@ export class MetaStore {
   }
 }
 
-/** ENOSPC if level failed for want of space, else EIO. */
-function errnoOfLevel(err: Error): number {
-  const text = `${err.message} ${String((err as Error & { cause?: unknown }).cause ?? '')}`;
-  return /no space/i.test(text) ? E.ENOSPC : E.EIO;
+/** Every record of one kind. */
+function kindRange(kind: number): { gte: Buffer; lt: Buffer } {
+  return { gte: Buffer.from([kind]), lt: Buffer.from([kind + 1]) };
 }
 
 function decodeRecord(key: Buffer, value: Buffer): Inode | Dirent {

@@ -1,5 +1,14 @@
 // One kDFS node process: the storage agent of the node's directory, the metadata
 // service when the node is the root, and the FUSE mount of the global namespace.
+import type { Etcd3 } from 'etcd3';
+import { etcdTargetOf } from '../meta/kv/target.js';
+import { connectEtcd, type EtcdTarget } from '../meta/kv/etcd.js';
+import { LeaderRole } from '../meta/leader/role.js';
+import { FAILOVER_BOUND_MS } from '../meta/leader/election.js';
+import { LeaderWatch, findLeader } from '../meta/leader/follow.js';
+import { NotLeader } from '../rpc/server.js';
+import { serviceDefinition } from '../rpc/proto.js';
+import type { Handlers, MetaMethods } from '../rpc/messages.js';
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import path from 'node:path';
@@ -19,7 +28,7 @@ import { MetaService, type ReplicationOptions } from '../meta/service.js';
 import { LocalChannel } from '../rpc/local.js';
 import { RpcServer } from '../rpc/server.js';
 import { SessionClient } from '../rpc/sessionClient.js';
-import { SessionServer } from '../rpc/sessionServer.js';
+import { SessionServer, type Caller } from '../rpc/sessionServer.js';
 import { META_DEADLINE_MS } from '../common/limits.js';
 import type { Invalidation } from '../rpc/messages.js';
 import type { Superblock } from '../rpc/messages.js';
@@ -76,6 +85,10 @@ export class KdfsNode {
   private sessionClient: SessionClient | null = null;
   private sessionServer: SessionServer | null = null;
   private sessionMeta: MetaClient | null = null;
+  /** Metadata in etcd: this node's campaign and service, and where the leader is. */
+  private etcdClient: Etcd3 | null = null;
+  private leaderRole: LeaderRole | null = null;
+  private leaderWatch: LeaderWatch | null = null;
   /** What callbacks do before the mount exists: nothing is cached yet. */
   private invalidate = (items: Invalidation[]): Promise<void> => this.vfs ? this.vfs.invalidate(items) : Promise.resolve();
   private agents: AgentPool | null = null;
@@ -113,7 +126,7 @@ export class KdfsNode {
   private authorize(method: string, request: unknown, caller: number | null): string | null {
     if (caller === null) return 'the caller\'s certificate names no node';
     if (method === 'Register' && (request as { nodeId?: number }).nodeId !== caller) return `node ${caller} may not register as node ${(request as { nodeId?: number }).nodeId}`;
-    if (this.meta?.isRevoked(caller)) return `node ${caller} is revoked`;
+    if ((this.meta ?? this.leaderRole?.meta)?.isRevoked(caller)) return `node ${caller} is revoked`;
     return null;
   }
 
@@ -141,7 +154,14 @@ export class KdfsNode {
       throw new StartError(`${dir} has no object directories (run mkfs.kdfs)`);
     }
     void objects.measureInBackground();
-    if (this.isRoot) {
+    let etcd: EtcdTarget | null = null;
+    try {
+      if (this.sb.meta) etcd = etcdTargetOf(dir, this.sb.meta);
+    } catch (err) {
+      throw new StartError((err as Error).message);
+    }
+    // with etcd, the service runs on whichever node leads (see startLeadership)
+    if (this.isRoot && !etcd) {
       this.meta = await MetaService.open(paths.meta, { nodeId: this.nodeId, objects }, this.options.replication);
       if (this.meta.fsid !== this.sb.fsid) throw new StartError(`${dir}: the root meta-file belongs to another file system`);
       // the disk of the metadata is the objects': what the store gave back is for removals
@@ -149,7 +169,8 @@ export class KdfsNode {
       objects.writesRefused = () => meta.spaceLow;
     }
     const server = (this.server = new RpcServer(() => this.sb.fsid, (method, request, caller) => this.authorize(method, request, caller)));
-    if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
+    if (etcd) server.addService('Meta', this.leaderHandlers(), ['Register']);
+    else if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
     server.addService('Agent', agentHandlers(objects, this.nodeId));
     const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
     const port = await server.listen(this.sb.listenAddress);
@@ -177,9 +198,11 @@ export class KdfsNode {
       // the root's own locks went with its mount
       meta.locks.reclaim(this.nodeId, []);
     }
+    const rootAddress = etcd ? await this.startLeadership(etcd, host) : this.sb.rootAddress;
     this.metaClient = this.meta
       ? new MetaClient(new LocalChannel(this.meta.handlers(), { nodeId: this.nodeId }))
-      : MetaClient.remote(this.sb.rootAddress, this.sb.fsid);
+      : MetaClient.remote(rootAddress, this.sb.fsid, etcd ? () => this.relocateRoot() : undefined);
+    await this.leaderWatch?.start();
     const keys = this.metaClient;
     useDataKeySource(() => keys.dataKey());
     const sessionAddress = await this.join();
@@ -190,6 +213,7 @@ export class KdfsNode {
       (items) => this.invalidate(items),
       (first) => this.sessionOpened(first),
       () => this.relocateRoot(),
+      ...(etcd ? [FAILOVER_BOUND_MS, FAILOVER_BOUND_MS] : []),
     )));
     // not ready before the root hears this node: until then it places no new files here
     if (this.sessionClient) await this.firstSession();
@@ -207,6 +231,7 @@ export class KdfsNode {
     this.scheduler = new NodeScheduler(metaClient, this.nodeId, dir, (name) => vfs.readModule(name));
     vfs.attachScheduler(new SchedulerTree(this.scheduler));
     if (this.meta) this.meta.scheduler.readModule = (name) => vfs.readModule(name);
+    if (this.leaderRole?.meta) this.leaderRole.meta.scheduler.readModule = (name) => vfs.readModule(name);
     this.fuse = new FuseMount(mountPoint, this.vfs, {
       fsname: `kdfs:${dir}`, readOnly: this.options.readOnly, debug: this.options.debug, noDev: this.options.noDev, noSuid: this.options.noSuid,
     });
@@ -214,6 +239,69 @@ export class KdfsNode {
     this.scheduler.start();
     writeRunFile(dir, { pid: process.pid, startTicks: startTicks(process.pid) ?? 0, mountPoint, address: this.address });
     log.info(`node ${this.nodeId}${this.isRoot ? ' (root)' : ''} serving at ${this.address}, mounted at ${mountPoint}`);
+  }
+
+  /** Metadata in etcd: this node campaigns for the leadership, serves sessions
+   *  while it leads, and follows the leader. Returns the leader's address. */
+  private async startLeadership(etcd: EtcdTarget, host: string): Promise<string> {
+    const client = (this.etcdClient = connectEtcd(etcd));
+    const servedBy = new WeakMap<object, MetaService>();
+    const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller) => this.leaderCall(method, request, caller), {
+      opened: (session) => {
+        const meta = this.leaderRole?.meta;
+        if (!meta) return;
+        servedBy.set(session, meta);
+        meta.attach(session);
+      },
+      closed: (session) => servedBy.get(session)?.detach(session),
+    }, (nodeId) => (this.leaderRole?.meta?.isRevoked(nodeId) ? `node ${nodeId} is revoked` : null), () => !!this.leaderRole?.meta));
+    const sessionAddress = `${host}:${await sessions.listen(host)}`;
+    this.leaderRole = new LeaderRole(etcd, client, {
+      nodeId: this.nodeId, fsid: this.sb.fsid, objects: this.objects!, replication: this.options.replication,
+      leading: (meta) => {
+        meta.sessionAddress = sessionAddress;
+        meta.onRevoked = (ids, epoch) => {
+          for (const id of ids) sessions.closeNode(id);
+          forgetDataKey();
+          this.dataServer?.keyReplaced(epoch);
+        };
+        const vfs = this.vfs as ControlledVfs | null;
+        if (vfs) meta.scheduler.readModule = (name) => vfs.readModule(name);
+        // this node's own session and everyone's: to the new leader
+        void this.leaderWatch?.refresh();
+      },
+      deposed: () => sessions.closeAll(),
+    }, { nodeId: this.nodeId, address: this.address, sessionAddress }, this.isRoot);
+    this.leaderWatch = new LeaderWatch(client, this.sb.fsid, (leader) => {
+      log.info(`metadata leader: node ${leader.nodeId} at ${leader.address} (epoch ${leader.epoch})`);
+      this.metaClient?.moveTo(leader.address);
+      this.sessionClient?.moveTo(leader.sessionAddress);
+      this.relocateRoot();
+    });
+    const leader = await findLeader(client, this.sb.fsid, JOIN_TIMEOUT_MS);
+    if (!leader) throw new StartError(`no metadata leader in etcd (${this.sb.meta}) within ${JOIN_TIMEOUT_MS / 1000} s`);
+    return leader.address;
+  }
+
+  /** A call for the metadata service, served if this node leads it; NotLeader
+   *  otherwise, also for a call its service failed because it was deposed
+   *  meanwhile: the caller sends it again to the new leader. */
+  private async leaderCall(method: string, request: unknown, caller?: Caller): Promise<unknown> {
+    const meta = this.leaderRole?.meta;
+    if (!meta) throw new NotLeader(`node ${this.nodeId} does not lead the metadata service`);
+    try {
+      return await meta.call(method as never, request as never, caller);
+    } catch (err) {
+      if (this.leaderRole?.meta !== meta) throw new NotLeader(`node ${this.nodeId} stopped leading the metadata service`);
+      throw err;
+    }
+  }
+
+  /** The Meta gRPC service of a node that may lead it (metadata in etcd). */
+  private leaderHandlers(): Handlers<MetaMethods> {
+    const handlers: Record<string, (request: unknown) => Promise<unknown>> = {};
+    for (const method of Object.keys(serviceDefinition('Meta'))) handlers[method] = (request) => this.leaderCall(method, request);
+    return handlers as unknown as Handlers<MetaMethods>;
   }
 
   /** A session with the root was opened: after a lost one, callbacks may have been
@@ -291,7 +379,9 @@ export class KdfsNode {
    *  heartbeat. */
   private relocateRoot(): void {
     if (this.relocating || this.stopping) return;
-    this.relocating = this.register(JOIN_CALL_DEADLINE_MS)
+    // with etcd, the leader may have changed: etcd says which it is now
+    this.relocating = (this.leaderWatch ? this.leaderWatch.refresh() : Promise.resolve())
+      .then(() => this.register(JOIN_CALL_DEADLINE_MS))
       .catch((err) => log.debug(`looking for the root: ${(err as Error).message}`))
       .finally(() => (this.relocating = null));
   }
@@ -313,6 +403,9 @@ export class KdfsNode {
       this.agents?.close();
       this.sessionClient?.close();
       this.metaClient?.disconnect();
+      await this.leaderWatch?.stop();
+      await this.leaderRole?.stop();
+      this.etcdClient?.close();
       await this.meta?.close().catch((err) => log.error(`closing the metadata store: ${(err as Error).message}`));
       this.objects?.close();
       const run = readRunFile(this.options.dir);

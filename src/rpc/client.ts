@@ -8,7 +8,7 @@ import { E, FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { serviceDefinition } from './proto.js';
 import { MEMBER_SERVERNAME, grpcChannelCredentials } from '../security/tls.js';
-import { ERROR_MESSAGE_TRAILER, FSID_HEADER } from './server.js';
+import { ERROR_MESSAGE_TRAILER, FSID_HEADER, NOT_LEADER_DETAILS } from './server.js';
 import type { RpcChannel } from './local.js';
 import type { Methods } from './messages.js';
 
@@ -83,6 +83,8 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
         return await this.once(method, request, deadline);
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
+        // a node that does not lead the metadata service any more: where is the leader?
+        if (code === grpc.status.UNAVAILABLE && (err as grpc.ServiceError).details?.startsWith(NOT_LEADER_DETAILS)) this.onUnreachable?.();
         if (code !== grpc.status.UNAVAILABLE || Date.now() + backoffMs >= deadline) {
           throw new FsError(E.EIO, `${this.service}.${method} at ${this.address}: ${(err as grpc.ServiceError).details || (err as Error).message}`);
         }

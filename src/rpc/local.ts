@@ -14,6 +14,8 @@ export interface RpcChannel<M extends Methods> {
   /** How long the caller may still use what the service granted it (see
    *  src/meta/coherence.ts); none: forever (in-process, or no grants). */
   leaseRemainingMs?(): number;
+  /** The service now listens at another address (a new metadata leader). */
+  moveTo?(address: string): void;
 }
 
 export class LocalChannel<M extends Methods> implements RpcChannel<M> {

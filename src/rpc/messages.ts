@@ -16,6 +16,8 @@ export interface Superblock {
   domain?: string;
   /** Formatted to take the place of a member whose directory was lost (mkfs.kdfs --replace). */
   replace?: boolean;
+  /** Where the metadata lives: empty for level (DIR/meta on the root), or etcd://HOST:PORT,... */
+  meta?: string;
 }
 
 export interface StripePolicy { unitBytes: number; count: number; replicas?: number; placement?: string }

@@ -10,6 +10,10 @@ import { boundHandshakes } from '../security/pending.js';
 import assert from 'node:assert';
 import type tls from 'node:tls';
 
+/** This node does not lead the metadata service (metadata in etcd): the caller looks for the leader. */
+export class NotLeader extends Error {}
+export const NOT_LEADER_DETAILS = 'kdfs: not the metadata leader';
+
 /** The trailer carrying an error's message beside its errno (see RpcClient). */
 export const ERROR_MESSAGE_TRAILER = 'kdfs-error-message';
 const ERROR_MESSAGE_MAX_CHARS = 1024;
@@ -72,6 +76,10 @@ export class RpcServer {
         handler.call(handlers, call.request).then(
           (reply) => callback(null, reply),
           (err: unknown) => {
+            if (err instanceof NotLeader) {
+              callback({ code: grpc.status.UNAVAILABLE, details: `${NOT_LEADER_DETAILS}: ${err.message}` });
+              return;
+            }
             if (err instanceof FsError) {
               // what the service says beyond the errno goes back too, for the commands to show
               const trailer = new grpc.Metadata();

@@ -95,6 +95,10 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     private readonly onSession: (first: boolean) => void,
     /** A connection could not be made: the root may have restarted elsewhere (see moveTo). */
     private readonly onUnreachable: () => void = () => {},
+    /** How long a call waits for a service not heard from: PEER_BOUND_MS, or
+     *  with etcd, the failover's bound (a new leader is elected meanwhile). */
+    private readonly peerBoundMs = PEER_BOUND_MS,
+    private readonly reconnectBoundMs = CONNECT_TIMEOUT_MS,
   ) {
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
@@ -164,7 +168,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return new Promise((resolve, reject) => {
       // the root failed a call lately: a short wait, in case it is back
-      const boundMs = this.socket || this.failedAtMs === null ? PEER_BOUND_MS : CONNECT_TIMEOUT_MS;
+      const boundMs = this.socket || this.failedAtMs === null ? this.peerBoundMs : this.reconnectBoundMs;
       const entry: Pending = { method, payload, startMs: Date.now(), boundMs, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
       this.pending.set(id, entry);
       if (this.socket) this.send(this.socket, id, entry);

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
+import { NotLeader } from './server.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { messageType, serviceDefinition } from './proto.js';
 import {
@@ -114,12 +115,15 @@ export class SessionServer {
   private readonly definition = serviceDefinition('Meta');
   private readonly watchdog: NodeJS.Timeout;
 
-  /** refused(nodeId): why a member may not open a session (revoked), or null. */
+  /** refused(nodeId): why a member may not open a session (revoked), or null;
+   *  serving(): whether this node serves the metadata now (with etcd, only its
+   *  leader does: the others refuse sessions with EAGAIN, and clients look for it). */
   constructor(
     private readonly fsid: () => string,
     private readonly handler: SessionHandler,
     private readonly events: SessionEvents,
     private readonly refused: (nodeId: number) => string | null = () => null,
+    private readonly serving: () => boolean = () => true,
   ) {
     // members only: a peer without a certificate of the file system's authority never gets past TLS
     this.server = tls.createServer({ ...tlsServerOptions(), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => this.serve(socket));
@@ -141,6 +145,11 @@ export class SessionServer {
       this.server.once('error', reject);
       this.server.listen(0, host.replace(/^\[|\]$/g, ''), () => resolve((this.server.address() as net.AddressInfo).port));
     });
+  }
+
+  /** Closes every session (this node stopped leading the metadata service). */
+  closeAll(): void {
+    for (const socket of this.sockets.keys()) socket.destroy();
   }
 
   /** Closes the sessions of a node (revoked). */
@@ -197,7 +206,10 @@ export class SessionServer {
       this.handler(header.method!, request, current).then(
         (result) => reply(header.id, 0, method.responseSerialize(result) as Buffer),
         (err: unknown) => {
-          if (err instanceof FsError) {
+          if (err instanceof NotLeader) {
+            // no reply: the client sends its calls again to the new leader
+            socket.destroy();
+          } else if (err instanceof FsError) {
             reply(header.id, 0, method.responseSerialize({ errno: err.errno }) as Buffer);
           } else {
             log.error(`session ${header.method}: ${(err as Error)?.stack ?? String(err)}`);
@@ -240,6 +252,7 @@ export class SessionServer {
     } catch {
       return E.EINVAL;
     }
+    if (!this.serving()) return E.EAGAIN;
     const expected = this.fsid();
     if (!expected || hello.fsid !== expected || !hello.nodeId) {
       log.warn(`session from ${socket.remoteAddress}:${socket.remotePort} refused: a HELLO of another file system or no node`);

@@ -14,8 +14,12 @@ import path from 'node:path';
 /** The credentials of one node (and of the commands run with its directory). */
 export interface Credentials { ca: string; key: string; cert: string; nodeId: number; fsid: string }
 
-/** What a join token holds: a node's credentials and where to find its file system. */
-export interface Token extends Credentials { version: 1; rootAddress: string }
+/** An etcd client's credentials (PEM): etcd's authority, a key and its certificate. */
+export interface EtcdCredentials { ca: string; cert: string; key: string }
+
+/** What a join token holds: a node's credentials and where to find its file system
+ *  (and, for metadata in etcd, where it is and the credentials to reach it). */
+export interface Token extends Credentials { version: 1; rootAddress: string; meta?: string; etcd?: EtcdCredentials }
 
 const CERT_DAYS = 3650;
 const CA_DAYS = 36500;
@@ -34,7 +38,7 @@ export function nodeIdOfCert(commonName: string | undefined): number | null {
   return match ? Number(match[1]) : null;
 }
 
-function openssl(args: string[], cwd: string): void {
+export function openssl(args: string[], cwd: string): void {
   try {
     execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
@@ -80,10 +84,36 @@ export function issue(rootDir: string, fsid: string, nodeId: number): { key: str
   }
 }
 
-/** A join token for node `nodeId` (kdfs token create). */
-export function makeToken(rootDir: string, fsid: string, rootAddress: string, nodeId: number): Token {
+/** A join token for node `nodeId` (kdfs token create); meta: the root's superblock's. */
+export function makeToken(rootDir: string, fsid: string, rootAddress: string, nodeId: number, meta = ''): Token {
   const { key, cert } = issue(rootDir, fsid, nodeId);
-  return { version: 1, fsid, rootAddress, nodeId, ca: readFileSync(credentialPaths(rootDir).ca, 'utf8'), key, cert };
+  const token: Token = { version: 1, fsid, rootAddress, nodeId, ca: readFileSync(credentialPaths(rootDir).ca, 'utf8'), key, cert };
+  if (meta) return { ...token, meta, etcd: readEtcdCredentials(rootDir) };
+  return token;
+}
+
+export function etcdCredentialPaths(nodeDir: string) {
+  const dir = credentialPaths(nodeDir).dir;
+  return { ca: path.join(dir, 'etcd-ca.pem'), cert: path.join(dir, 'etcd.pem'), key: path.join(dir, 'etcd.key') };
+}
+
+/** The etcd client credentials of a node directory; throws a one-line reason if it has none. */
+export function readEtcdCredentials(nodeDir: string): EtcdCredentials {
+  const paths = etcdCredentialPaths(nodeDir);
+  try {
+    return { ca: readFileSync(paths.ca, 'utf8'), cert: readFileSync(paths.cert, 'utf8'), key: readFileSync(paths.key, 'utf8') };
+  } catch {
+    throw new Error(`${nodeDir} has no etcd credentials (mkfs.kdfs --etcd-ca, --etcd-cert and --etcd-key on the root; a token of such a root on the others)`);
+  }
+}
+
+/** Installs etcd client credentials into a node directory, readable by root only. */
+export function installEtcdCredentials(nodeDir: string, creds: EtcdCredentials): void {
+  const paths = etcdCredentialPaths(nodeDir);
+  mkdirSync(path.dirname(paths.ca), { recursive: true, mode: 0o700 });
+  writeSecret(paths.ca, creds.ca);
+  writeSecret(paths.cert, creds.cert);
+  writeSecret(paths.key, creds.key);
 }
 
 export function writeToken(file: string, token: Token): void {

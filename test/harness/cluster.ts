@@ -11,6 +11,8 @@ import { promisify } from 'node:util';
 import { freePort } from '../../src/cli/kdfs.js';
 import { isAlive as alive } from '../../src/node/runfile.js';
 import { TestNetwork } from './netns.js';
+import { memberPid, startLocalEtcd, stopLocalEtcd } from '../../src/etcd/local.js';
+import { pkiPaths } from '../../src/etcd/pki.js';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI = {
@@ -72,6 +74,12 @@ export async function sweep(dir: string): Promise<void> {
     const pid = pidOf(nodeDir);
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
   }
+  // etcd members of a cluster with its metadata in etcd
+  const etcdDir = path.join(dir, 'etcd');
+  for (const member of existsSync(etcdDir) ? readdirSync(etcdDir).filter((n) => /^m\d+$/.test(n)) : []) {
+    const pid = memberPid(etcdDir, member);
+    if (pid) process.kill(pid, 'SIGKILL');
+  }
   // the deepest first: FUSE mounts, then a tmpfs the cluster may live on
   const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((line) => line.split(' ')[1])
     .filter((m) => m !== undefined && (m === dir || m.startsWith(dir + '/')))
@@ -100,6 +108,8 @@ export interface ClusterOptions {
   network?: boolean;
   /** The failure domain of each node (mkfs.kdfs --domain), node 1 first. */
   domains?: string[];
+  /** The metadata in a 3-member etcd cluster on loopback (DIR/etcd), not in level on node 1. */
+  etcd?: boolean;
 }
 
 export class Cluster {
@@ -120,6 +130,7 @@ export class Cluster {
       }
       chmodSync(dir, 0o755); // the tmpfs mounted over it, if any, too
       if (options.network) cluster.network = TestNetwork.create(size);
+      if (options.etcd) cluster.etcdEndpoints = await startLocalEtcd(cluster.etcdDir);
       for (let id = 1; id <= size; id++) await cluster.format(id);
       await cluster.mount(1);
       await Promise.all(Array.from({ length: size - 1 }, (_, i) => cluster.mount(i + 2)));
@@ -135,6 +146,13 @@ export class Cluster {
   nodeDir(id: number): string {
     return path.join(this.dir, `node${id}`);
   }
+
+  /** With etcd: where its members live, and their client endpoints. */
+  get etcdDir(): string {
+    return path.join(this.dir, 'etcd');
+  }
+
+  etcdEndpoints: string[] = [];
 
   mnt(id: number): string {
     return path.join(this.dir, `mnt${id}`);
@@ -164,8 +182,10 @@ export class Cluster {
       const made = await this.kdfs(['token', 'create', '--node-id', String(id), '--out', token, '--dir', this.nodeDir(1)]);
       if (made.code !== 0) throw new Error(`kdfs token create --node-id ${id}: ${made.stderr}`);
     }
+    const pki = pkiPaths(path.join(this.etcdDir, 'pki'));
+    const etcdArgs = this.options.etcd ? ['--meta', `etcd://${this.etcdEndpoints.join(',')}`, '--etcd-ca', pki.ca, '--etcd-cert', pki.client, '--etcd-key', pki.clientKey] : [];
     const args = id === 1
-      ? ['--node-id', '1', '--listen', this.rootAddress, ...(this.options.replicas ? ['--replicas', String(this.options.replicas)] : []), this.nodeDir(id), '1']
+      ? ['--node-id', '1', '--listen', this.rootAddress, ...(this.options.replicas ? ['--replicas', String(this.options.replicas)] : []), ...etcdArgs, this.nodeDir(id), '1']
       : ['--node-id', String(id), '--token', token, '--listen', `${this.host(id)}:0`, '--root', this.rootAddress, this.nodeDir(id), '1'];
     const domain = this.options.domains?.[id - 1];
     const result = await command(CLI.mkfs, domain ? ['--domain', domain, ...args] : args);
@@ -217,6 +237,7 @@ export class Cluster {
         if (!(await waitGone(pid, 10_000))) process.kill(pid, 'SIGKILL');
       }
     }
+    if (this.options.etcd) await stopLocalEtcd(this.etcdDir);
     await sweep(this.dir);
     this.network?.destroy();
   }

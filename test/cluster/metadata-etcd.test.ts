@@ -1,0 +1,203 @@
+// The metadata in etcd (mkfs.kdfs --meta etcd://...): a 3-member etcd cluster on
+// loopback with mutual TLS, every node a candidate for the metadata service's
+// leadership. The leader killed with kill -9 during creates, renames and
+// removes from node 2: the workload goes on without an error and loses nothing
+// it was told was done; a leader stopped (SIGSTOP) past its lease is deposed
+// and commits nothing when it wakes; an etcd member killed changes nothing.
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../harness/cluster.js';
+import { stopMember, clientCredentials } from '../../src/etcd/local.js';
+import { connectEtcd, fsPrefix } from '../../src/meta/kv/etcd.js';
+import { openEtcdEngine } from '../../src/meta/kv/target.js';
+import { readLeader } from '../../src/meta/leader/election.js';
+import { readSuperblock } from '../../src/format/superblock.js';
+import { FAILOVER_BOUND_MS } from '../../src/meta/leader/election.js';
+
+const CHURN = path.resolve(__dirname, '..', 'tools', 'churn.js');
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** Runs test/tools/churn.js on a mount; resolves with its exit status and stderr. */
+function churn(dir: string, tag: string, rounds: number, log: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CHURN, dir, tag, String(rounds), log], { timeout: 120_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr });
+    });
+  });
+}
+
+/** What a churn log says exists at the end: created or renamed to, and not removed. */
+function survivors(log: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)) {
+    const [what, name, renamed] = line.split(' ');
+    if (what === 'created') names.add(name);
+    else if (what === 'renamed') {
+      names.delete(name);
+      names.add(renamed);
+    } else if (what === 'removed') names.delete(name);
+  }
+  return names;
+}
+
+function lines(file: string): number {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
+}
+
+/** Waits (polling, within boundMs) until check() holds; returns how long it took. */
+async function until(check: () => boolean | Promise<boolean>, boundMs: number, what: string): Promise<number> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > boundMs) throw new Error(`${what}: not within ${boundMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return Date.now() - start;
+}
+
+async function leaderOf(cluster: Cluster): Promise<number | null> {
+  const sb = await readSuperblock(cluster.nodeDir(2));
+  const client = connectEtcd({ endpoints: cluster.etcdEndpoints, ...clientCredentials(path.join(cluster.etcdDir, 'pki')) });
+  try {
+    return (await readLeader(client, sb.fsid))?.nodeId ?? null;
+  } finally {
+    client.close();
+  }
+}
+
+describe('metadata in etcd: the leader killed during a metadata workload', () => {
+  let cluster: Cluster;
+  let logs: string;
+  beforeAll(async () => {
+    cluster = await Cluster.start({ nodes: 3, etcd: true, replicas: 2 });
+    logs = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-churn-'));
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    if (logs) fs.rmSync(logs, { recursive: true, force: true });
+  });
+
+  it('serves from every node, node 1 leading; kdfs status names the leader', async () => {
+    fs.mkdirSync(cluster.path(2, 'first'));
+    fs.writeFileSync(cluster.path(2, 'first', 'a'), 'made on node 2');
+    expect(fs.readFileSync(cluster.path(3, 'first', 'a'), 'utf8')).toBe('made on node 2');
+    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(3)])).stdout) as { metaLeader: number; metaEngine: string };
+    expect(status).toMatchObject({ metaLeader: 1, metaEngine: 'etcd' });
+  });
+
+  it('kill -9 of the leader: the processes on node 2 finish without errors, nothing they were told is lost, files read back identical', async () => {
+    fs.mkdirSync(cluster.path(2, 'work'));
+    // files written and closed before the kill
+    const before = new Map<string, string>();
+    for (let i = 0; i < 12; i++) {
+      const data = randomBytes(64 * 1024 + i * 4099);
+      fs.writeFileSync(cluster.path(2, 'work', `before${i}`), data);
+      before.set(`before${i}`, sha(data));
+    }
+    const logA = path.join(logs, 'a.log');
+    const logB = path.join(logs, 'b.log');
+    const runs = [churn(cluster.path(2, 'work'), 'a', 300, logA), churn(cluster.path(2, 'work'), 'b', 300, logB)];
+    // well into the workload, the leader dies
+    await until(() => lines(logA) + lines(logB) >= 80, 60_000, 'the workload started');
+    await cluster.kill9(1);
+    const electedMs = await until(async () => {
+      const leader = await leaderOf(cluster).catch(() => null);
+      return leader !== null && leader !== 1;
+    }, FAILOVER_BOUND_MS, 'another node leads');
+    const [a, b] = await Promise.all(runs);
+    expect(a.stderr + b.stderr).toBe('');
+    expect([a.code, b.code]).toEqual([0, 0]);
+    // what each process was told, as node 3 sees it
+    const present = new Set(fs.readdirSync(cluster.path(3, 'work')));
+    for (const log of [logA, logB]) {
+      for (const name of survivors(log)) expect(present.has(name), `${name} is there`).toBe(true);
+    }
+    const expected = new Set([...survivors(logA), ...survivors(logB), ...before.keys()]);
+    expect([...present].filter((name) => !expected.has(name))).toEqual([]);
+    for (const [name, digest] of before) expect(sha(fs.readFileSync(cluster.path(3, 'work', name))), name).toBe(digest);
+    process.stdout.write(`a new leader within ${electedMs} ms of the kill\n`);
+    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(3)])).stdout) as { metaLeader: number };
+    expect([2, 3]).toContain(status.metaLeader);
+  }, 150_000);
+
+  it('node 1 mounted again follows the new leader and sees everything', async () => {
+    await cluster.mount(1);
+    expect(fs.readdirSync(cluster.path(1, 'first'))).toEqual(['a']);
+    fs.writeFileSync(cluster.path(1, 'first', 'b'), 'made on node 1, not leading');
+    expect(fs.readFileSync(cluster.path(2, 'first', 'b'), 'utf8')).toBe('made on node 1, not leading');
+    expect(await leaderOf(cluster)).not.toBe(1);
+  }, 60_000);
+
+  it('one etcd member killed: the service goes on', async () => {
+    await stopMember(cluster.etcdDir, 'm3', 'SIGKILL');
+    fs.mkdirSync(cluster.path(2, 'after-member'));
+    for (let i = 0; i < 20; i++) fs.writeFileSync(cluster.path(2, 'after-member', `f${i}`), `f${i}`);
+    expect(fs.readdirSync(cluster.path(3, 'after-member')).length).toBe(20);
+  }, 60_000);
+});
+
+describe('metadata in etcd: a leader stopped past its lease', () => {
+  let cluster: Cluster;
+  let logs: string;
+  beforeAll(async () => {
+    cluster = await Cluster.start({ nodes: 3, etcd: true });
+    logs = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-churn-'));
+  }, 120_000);
+  afterAll(async () => {
+    const pid = cluster?.pid(1);
+    if (pid) process.kill(pid, 'SIGCONT');
+    await cluster?.stop();
+    if (logs) fs.rmSync(logs, { recursive: true, force: true });
+  });
+
+  it('SIGSTOP of the leader for 30 s: another leads; woken, it commits nothing, steps down, and its mount follows the new leader', async () => {
+    fs.mkdirSync(cluster.path(2, 'work'));
+    const pid = cluster.pid(1)!;
+    const log = path.join(logs, 'n1.log');
+    process.kill(pid, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    // node 1's own mount has calls waiting in its stopped process
+    const onNode1 = churn(cluster.path(1, 'work'), 'n1', 40, log);
+    try {
+      await until(async () => ![1, null].includes(await leaderOf(cluster).catch(() => null)), FAILOVER_BOUND_MS + 5000, 'another node leads');
+      for (let i = 0; i < 20; i++) fs.writeFileSync(cluster.path(2, 'work', `during${i}`), `during${i}`);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 30_000 - (Date.now() - stoppedAt))));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const n1 = await onNode1;
+    expect(n1.stderr).toBe('');
+    expect(n1.code).toBe(0);
+    const nodeLog = fs.readFileSync(path.join(cluster.nodeDir(1), 'kdfs.log'), 'utf8');
+    expect(nodeLog).toMatch(/metadata leadership of node 1 lost/);
+    const leader = await leaderOf(cluster);
+    expect(leader).not.toBe(1);
+    const present = new Set(fs.readdirSync(cluster.path(3, 'work')));
+    for (const name of survivors(log)) expect(present.has(name), `${name} is there`).toBe(true);
+    for (let i = 0; i < 20; i++) expect(present.has(`during${i}`)).toBe(true);
+  }, 120_000);
+
+  it('a commit fenced by an old epoch changes nothing in etcd', async () => {
+    const sb = await readSuperblock(cluster.nodeDir(2));
+    const target = { endpoints: cluster.etcdEndpoints, ...clientCredentials(path.join(cluster.etcdDir, 'pki')) };
+    const engine = openEtcdEngine(target, sb.fsid);
+    try {
+      const key = Buffer.from('fence-probe');
+      // the leader key's create revision of the first leadership, long gone
+      engine.fenceOn(Buffer.from(`kdfs/${sb.fsid}!leader`), '1');
+      await expect(engine.write([[{ type: 'put', key, value: Buffer.from('stale') }]], true)).rejects.toThrow(/no longer the leader/);
+      expect(await engine.get(key)).toBeUndefined();
+      const client = connectEtcd(target);
+      try {
+        expect((await client.kv.range({ key: Buffer.concat([fsPrefix(sb.fsid), key]) })).kvs).toEqual([]);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await engine.close();
+    }
+  });
+});
