@@ -12,7 +12,11 @@ export interface Row {
   figures: Record<string, Figure>;
   /** Of the medians: kdfs (node 1's mount) / local and / glusterfs, and kdfs2 (node 2's
    *  mount) / kdfs (node 1's) and / glusterfs. */
-  ratios: { local: number | null; glusterfs: number | null; node2ToNode1: number | null; node2ToGlusterfs: number | null; replicas2To1?: number | null; protectedToUnprotected?: number | null };
+  ratios: {
+    local: number | null; glusterfs: number | null; node2ToNode1: number | null; node2ToGlusterfs: number | null; replicas2To1?: number | null; protectedToUnprotected?: number | null;
+    /** Node 2's mount with the metadata in etcd, / node 2's with level, and / glusterfs. */
+    etcdToLevel?: number | null; etcdToGlusterfs?: number | null;
+  };
 }
 
 export interface Results {
@@ -40,9 +44,12 @@ export interface CheckpointResults {
  *  own process), kdfs2 the same cluster through node 2's (metadata over the network);
  *  both with two copies of each object (the default), and kdfs1r through node 1's
  *  mount in a directory of files with one copy. */
-export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'kdfs1r', 'kdfsprot', 'kdfsopen', 'glusterfs'] as const;
+export const SYSTEMS = ['local', 'kdfs', 'kdfs2', 'kdfs1r', 'kdfsprot', 'kdfsopen', 'kdfsetcd2', 'glusterfs'] as const;
 
-export const LABELS: Record<string, string> = { local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', kdfs1r: 'kdfs 1 copy', kdfsprot: 'kdfs protected', kdfsopen: 'kdfs unprotected', glusterfs: 'glusterfs' };
+export const LABELS: Record<string, string> = {
+  local: 'local', kdfs: 'kdfs node 1', kdfs2: 'kdfs node 2', kdfs1r: 'kdfs 1 copy', kdfsprot: 'kdfs protected', kdfsopen: 'kdfs unprotected',
+  kdfsetcd2: 'kdfs etcd node 2', glusterfs: 'glusterfs',
+};
 
 export function median(values: number[]): number | null {
   if (values.length === 0) return null;
@@ -55,10 +62,11 @@ const format = (value: number | null) => (value === null ? '-' : value >= 100 ? 
 const ratio = (value: number | null) => (value === null ? '-' : `${value.toFixed(2)}x`);
 
 export function table(results: Results): string {
-  const header = ['workload', 'unit', ...SYSTEMS.map((s) => LABELS[s]), 'node 1/local', 'node 1/glusterfs', 'node 2/node 1', 'node 2/glusterfs', '2 copies/1', 'protected/unprotected'];
+  const header = ['workload', 'unit', ...SYSTEMS.map((s) => LABELS[s]), 'node 1/local', 'node 1/glusterfs', 'node 2/node 1', 'node 2/glusterfs', '2 copies/1', 'protected/unprotected', 'etcd/level (node 2)', 'etcd node 2/glusterfs'];
   const rows = results.rows.map((row) => [
     row.workload, row.unit, ...SYSTEMS.map((s) => format(row.figures[s]?.median ?? null)),
     ratio(row.ratios.local), ratio(row.ratios.glusterfs), ratio(row.ratios.node2ToNode1), ratio(row.ratios.node2ToGlusterfs), ratio(row.ratios.replicas2To1 ?? null), ratio(row.ratios.protectedToUnprotected ?? null),
+    ratio(row.ratios.etcdToLevel ?? null), ratio(row.ratios.etcdToGlusterfs ?? null),
   ]);
   const widths = header.map((_, c) => Math.max(header[c].length, ...rows.map((r) => r[c].length)));
   const line = (cells: string[]) => cells.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
@@ -80,7 +88,7 @@ export function table(results: Results): string {
   return out.join('\n');
 }
 
-const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', kdfs1r: '#2ca02c', kdfsprot: '#17becf', kdfsopen: '#9467bd', glusterfs: '#d62728' };
+const COLOURS: Record<string, string> = { local: '#8c8c8c', kdfs: '#1f77b4', kdfs2: '#9ecae1', kdfs1r: '#2ca02c', kdfsprot: '#17becf', kdfsopen: '#9467bd', kdfsetcd2: '#ff7f0e', glusterfs: '#d62728' };
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 

@@ -1,7 +1,8 @@
 // npm run bench: the same workloads, in one invocation, on a local directory, a
 // 3-node kDFS cluster with two copies of each object (through node 1's mount,
 // the root node's, and through node 2's, whose metadata goes over the network;
-// and through node 1's in a directory of one-copy files) and a 3-brick
+// and through node 1's in a directory of one-copy files), the metadata
+// workloads on a cluster whose metadata is in etcd (through node 2), and a 3-brick
 // GlusterFS volume on this machine, with the FUSE ceiling beside them. Medians of repeated runs, one
 // table, JSON and SVG under bench/results/.
 //   node dist/bench/run.js [--runs N] [--quick] [--no-glusterfs] [--no-ceiling] [--only WORDS] [--out DIR]
@@ -12,7 +13,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LABELS, SYSTEMS, chart, median, table, type CheckpointResults, type Figure, type Results, type Row } from './report.js';
-import { KDFS, ROOT, ensurePackages, fuseCeiling, glusterSystem, kdfsSystems, localSystem, protectionSystems, type System } from './systems.js';
+import { KDFS, ROOT, ensurePackages, etcdSystem, fuseCeiling, glusterSystem, kdfsSystems, localSystem, protectionSystems, type System } from './systems.js';
 import { WRITERS, kdfsCheckpointTargets, runCheckpoint, type CheckpointTarget } from './checkpoint.js';
 import { FULL, QUICK, peakMemoryWhileWriting, workloads } from './workloads.js';
 
@@ -77,6 +78,8 @@ async function main(): Promise<void> {
     systems.push(...(await protectionSystems(scratch)));
     results.systems.kdfsprot = 'ok';
     results.systems.kdfsopen = 'ok';
+    systems.push(await etcdSystem(scratch));
+    results.systems.kdfsetcd2 = 'ok';
     if (options.glusterfs) {
       try {
         systems.push(await glusterSystem(scratch));
@@ -124,7 +127,8 @@ async function main(): Promise<void> {
         workload: workload.name,
         unit: workload.unit,
         figures: byName,
-        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r'), protectedToUnprotected: over('kdfsprot', 'kdfsopen') },
+        ratios: { local: over('kdfs', 'local'), glusterfs: over('kdfs', 'glusterfs'), node2ToNode1: over('kdfs2', 'kdfs'), node2ToGlusterfs: over('kdfs2', 'glusterfs'), replicas2To1: over('kdfs', 'kdfs1r'), protectedToUnprotected: over('kdfsprot', 'kdfsopen'),
+          etcdToLevel: over('kdfsetcd2', 'kdfs2'), etcdToGlusterfs: over('kdfsetcd2', 'glusterfs') },
       };
     });
     if (selected('checkpoint')) results.checkpoint = await checkpoints(systems, sizes.checkpointMiB, options.runs);

@@ -109,6 +109,21 @@ export async function protectionSystems(scratch: string): Promise<[System, Syste
   }
 }
 
+/** A 3-node cluster whose metadata is in a 3-member etcd (kdfs up --meta etcd),
+ *  through node 2's mount (node 1 leads): its metadata workloads only. */
+export async function etcdSystem(scratch: string): Promise<System> {
+  const clusterDir = path.join(scratch, 'kdfsetcd');
+  const down = async () => {
+    run(KDFS, ['down', '--dir', clusterDir], { allowFail: true });
+    rmSync(clusterDir, { recursive: true, force: true });
+  };
+  await down();
+  run(KDFS, ['up', '--nodes', '3', '--dir', clusterDir, '--meta', 'etcd']);
+  const dir = path.join(clusterDir, 'mnt2', 'bench');
+  mkdirSync(dir, { recursive: true });
+  return { name: 'kdfsetcd2', dir, pids: () => [], stop: down, only: /^metadata|^small files/ };
+}
+
 const GLUSTER_VOLUME = 'kdfsbench';
 
 /** A 3-brick distributed GlusterFS volume with its FUSE client; throws why it cannot be had. */

@@ -14,6 +14,11 @@
 //   "Y"                      written by a sync barrier with nothing else to write
 //   "C" + name (utf8)        the scheduler's state: its configuration ("config"), and
 //                            the latest probe values of each node ("values"), as JSON
+//   "Q" + node (u32) + incarnation (16 bytes) + call id (u32)
+//                            the call was applied (metadata in etcd only, written
+//                            with its changes; see src/meta/replay.ts); empty, or
+//                            the reply to give it again (Append); etcd lets it
+//                            expire with a lease
 // Integers are big-endian so that keys sort by number, and names by bytes.
 import { codec } from '../rpc/proto.js';
 import type { FsRecord, Inode, Layout, NodeRecord, StripePolicy, Timespec } from '../rpc/messages.js';
@@ -28,6 +33,7 @@ export const KIND_REPAIR = 0x52;
 export const KIND_SYNC = 0x59;
 export const KIND_STRAY = 0x47;
 export const KIND_SCHEDULER = 0x43;
+export const KIND_REQUEST = 0x51;
 
 export const ROOT_INO = 1;
 /** Inode numbers below 2^32 are reserved (the root is 1): every inode number a
@@ -37,6 +43,16 @@ export const FIRST_INO = 2 ** 32;
 export interface Dirent { ino: number; mode: number }
 
 export const fsKey = Buffer.from([KIND_FS]);
+
+/** The key marking a node's call as applied: its node, its process's incarnation (a UUID), its id. */
+export function requestKey(nodeId: number, incarnation: string, callId: number): Buffer {
+  const key = Buffer.alloc(1 + 4 + 16 + 4);
+  key[0] = KIND_REQUEST;
+  key.writeUInt32BE(nodeId, 1);
+  Buffer.from(incarnation.replace(/-/g, '').padEnd(32, '0').slice(0, 32), 'hex').copy(key, 5);
+  key.writeUInt32BE(callId >>> 0, 21);
+  return key;
+}
 export const syncKey = Buffer.from([KIND_SYNC]);
 
 function u64Key(kind: number, n: number, extra = 0): Buffer {

@@ -35,6 +35,7 @@ import { SchedulerService } from '../scheduler/service.js';
 import { randomBytes } from 'node:crypto';
 import type { DataKey } from '../security/dataAuth.js';
 import type { KvEngine } from './kv/engine.js';
+import { MARKED_METHODS, replayed } from './replay.js';
 import { CONTROL_DIR, MODULES_DIR, SCHEDULER_DIR } from '../scheduler/modules.js';
 
 type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects, caller?: Caller) => Promise<MetaMethods[K][1]> };
@@ -255,7 +256,9 @@ export class MetaService {
 
   /** Serves a call: the operation, then the callbacks its changes need, then
    *  what the caller's kernel may cache of the reply. */
-  async call(method: keyof MetaMethods, request: unknown, caller?: Caller): Promise<unknown> {
+  /** call: a node's call on its session (its mark's key, and whether it was sent
+   *  before: see replay.ts), when the store keeps marks. */
+  async call(method: keyof MetaMethods, request: unknown, caller?: Caller, call?: { key: Buffer; resent: boolean }): Promise<unknown> {
     switch (method) {
       case 'Lock':
         return this.locks.lock(lockCaller(caller), request as MetaMethods['Lock'][0]);
@@ -270,19 +273,25 @@ export class MetaService {
     if (!op) throw new FsError(E.EINVAL, `no method ${method}`);
     if (this.store.spaceLow && SPACE_TAKING_METHODS.has(method)) throw new FsError(E.ENOSPC, 'the root node\'s disk is full: only removals are served');
     const origin = caller?.nodeId ?? 0;
+    const mark = call && this.store.marksRequests && MARKED_METHODS.has(method) ? call.key : null;
+    if (mark && call!.resent && (await this.store.requestMark(mark)) !== undefined) {
+      log.info(`${method} of node ${origin}, sent again after a failover, was applied: answered from the state now`);
+      return replayed(method, request, (again) => this.call(method, again, caller), (target) => this.call('Getattr', target, caller));
+    }
     const named = namedDirectories(method, request);
     // what other nodes create under delegations in those directories comes first
     const leave = await this.coherence.enter(named.inos, origin, named.anywhere);
     try {
-      return await this.serve(method, op, request, caller, origin);
+      return await this.serve(method, op, request, caller, origin, mark);
     } finally {
       leave();
     }
   }
 
-  private async serve(method: keyof MetaMethods, op: (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>, request: unknown, caller: Caller | undefined, origin: number): Promise<unknown> {
+  private async serve(method: keyof MetaMethods, op: (request: unknown, effects: Effects, caller?: Caller) => Promise<unknown>, request: unknown, caller: Caller | undefined, origin: number, mark: Buffer | null): Promise<unknown> {
     const effects = new Effects();
     effects.origin = origin;
+    effects.requestKey = mark;
     // a copy: some replies are shared constants (OK), and what follows adds to them
     const reply = { ...(await op(request, effects, caller)) as object } as ChangedInReply & {
       attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean; delegation?: Delegation | null;

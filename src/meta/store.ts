@@ -24,10 +24,11 @@ import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_REPAIR, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
   decodeInode, direntKey, direntRange, encodeDirent, encodeInode, fsCodec, fsKey, inodeKey, nodeCodec, nodeKey,
-  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey, KIND_SCHEDULER, schedulerKey,
+  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey, KIND_SCHEDULER, schedulerKey, KIND_REQUEST,
   type Dirent, type Stray,
 } from './records.js';
 
+const EMPTY_MARK = Buffer.alloc(0);
 /** Tx.dataChanges: the data changed, beside the CHANGED_* reasons. */
 const DATA_BIT = 1 << 30;
 
@@ -87,6 +88,8 @@ export class Effects {
   origin = 0;
   /** Unlinked inodes kept because other nodes may have them open unannounced. */
   readonly maybeOpen = new Set<number>();
+  /** The call's mark, written with every transaction of it that changes something (see replay.ts). */
+  requestKey: Buffer | null = null;
 }
 
 export class Tx {
@@ -187,6 +190,11 @@ export class Tx {
   /** One record of the scheduler's state (see records.ts), or none. */
   putSchedulerRecord(name: string, value: Buffer | null): void {
     this.stage(schedulerKey(name), value);
+  }
+
+  /** The call whose transaction this is was applied (see replay.ts). */
+  markRequest(key: Buffer): void {
+    this.stage(key, EMPTY_MARK);
   }
 
   /** A rebalance is under way, or no longer. */
@@ -357,6 +365,7 @@ export class MetaStore {
         if (err instanceof Miss) throw new FsError(E.EIO, 'transaction needs too many records');
         throw err;
       }
+      if (tx.staged.size > 0 && effects?.requestKey) tx.markRequest(effects.requestKey);
       if (tx.staged.size === 0) {
         // numbers taken within a block already on disk: nothing to write
         this.nextFreeIno += tx.allocated;
@@ -412,6 +421,17 @@ export class MetaStore {
       entries.push({ name: key.toString('utf8', 9), dirent: decodeDirent(value) });
     }
     return entries;
+  }
+
+  /** Whether the engine keeps calls' marks (etcd: a call may be sent again to the next leader). */
+  get marksRequests(): boolean {
+    return this.db.marksRequests ?? false;
+  }
+
+  /** A call's mark, if it was applied (read from the engine: marks are not cached). */
+  async requestMark(key: Buffer): Promise<Buffer | undefined> {
+    await this.barrier(false);
+    return this.db.get(key);
   }
 
   /** Inodes whose stripe objects are waiting for removal. */
@@ -641,6 +661,7 @@ function encodeRecord(key: Buffer, value: NonNullable<Staged['value']>): Buffer 
     case KIND_STRAY:
       return Buffer.alloc(0);
     case KIND_SCHEDULER:
+    case KIND_REQUEST:
       return value as Buffer;
     default:
       throw new Error(`unknown record kind ${key[0]}`);

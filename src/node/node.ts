@@ -28,7 +28,8 @@ import { MetaService, type ReplicationOptions } from '../meta/service.js';
 import { LocalChannel } from '../rpc/local.js';
 import { RpcServer } from '../rpc/server.js';
 import { SessionClient } from '../rpc/sessionClient.js';
-import { SessionServer, type Caller } from '../rpc/sessionServer.js';
+import { SessionServer, type Caller, type SessionCall } from '../rpc/sessionServer.js';
+import { requestKey } from '../meta/records.js';
 import { META_DEADLINE_MS } from '../common/limits.js';
 import type { Invalidation } from '../rpc/messages.js';
 import type { Superblock } from '../rpc/messages.js';
@@ -246,7 +247,7 @@ export class KdfsNode {
   private async startLeadership(etcd: EtcdTarget, host: string): Promise<string> {
     const client = (this.etcdClient = connectEtcd(etcd));
     const servedBy = new WeakMap<object, MetaService>();
-    const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller) => this.leaderCall(method, request, caller), {
+    const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller, call) => this.leaderCall(method, request, caller, call), {
       opened: (session) => {
         const meta = this.leaderRole?.meta;
         if (!meta) return;
@@ -286,11 +287,14 @@ export class KdfsNode {
   /** A call for the metadata service, served if this node leads it; NotLeader
    *  otherwise, also for a call its service failed because it was deposed
    *  meanwhile: the caller sends it again to the new leader. */
-  private async leaderCall(method: string, request: unknown, caller?: Caller): Promise<unknown> {
+  private async leaderCall(method: string, request: unknown, caller?: Caller, call?: SessionCall): Promise<unknown> {
     const meta = this.leaderRole?.meta;
     if (!meta) throw new NotLeader(`node ${this.nodeId} does not lead the metadata service`);
+    // a node's call is marked when applied, so that sent again to the next leader it is not applied twice
+    const session = caller as (Caller & { incarnation?: string }) | undefined;
+    const mark = call && session?.incarnation ? { key: requestKey(session.nodeId, session.incarnation, call.id), resent: call.resent } : undefined;
     try {
-      return await meta.call(method as never, request as never, caller);
+      return await meta.call(method as never, request as never, caller, mark);
     } catch (err) {
       if (this.leaderRole?.meta !== meta) throw new NotLeader(`node ${this.nodeId} stopped leading the metadata service`);
       throw err;

@@ -48,6 +48,8 @@ interface Pending {
   reject: (err: Error) => void;
   /** The connection it was sent on, if any. */
   sentOn: net.Socket | null;
+  /** Times sent: a call sent again may have been applied by a service that died before answering. */
+  sends: number;
 }
 
 class ConnectionLost extends Error {}
@@ -169,7 +171,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     return new Promise((resolve, reject) => {
       // the root failed a call lately: a short wait, in case it is back
       const boundMs = this.socket || this.failedAtMs === null ? this.peerBoundMs : this.reconnectBoundMs;
-      const entry: Pending = { method, payload, startMs: Date.now(), boundMs, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null };
+      const entry: Pending = { method, payload, startMs: Date.now(), boundMs, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null, sends: 0 };
       this.pending.set(id, entry);
       if (this.socket) this.send(this.socket, id, entry);
       else void this.connectAndFlush();
@@ -189,7 +191,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     entry.sentOn = socket;
     if (this.out === null || this.socket !== socket) return;
     this.sentMs = entry.sentMs = Date.now();
-    this.out.write(frameHead(sessionHeader, { id, kind: SESSION_REQUEST, method: entry.method }, entry.payload.length), entry.payload);
+    this.out.write(frameHead(sessionHeader, { id, kind: SESSION_REQUEST, method: entry.method, resent: entry.sends++ > 0 }, entry.payload.length), entry.payload);
   }
 
   /** Keeps a session open, calls waiting or not (the root must hear of this

@@ -39,8 +39,11 @@ const EMPTY = Buffer.alloc(0);
 /** Who is calling: the node of a session, or none (a gRPC caller, a command). */
 export interface Caller { nodeId: number }
 
-/** Serves one request of a session; FsError becomes an errno reply. */
-export type SessionHandler = (method: string, request: unknown, caller: Caller) => Promise<unknown>;
+/** Serves one request of a session; FsError becomes an errno reply. call: the
+ *  call's id in its session and whether it was sent before (see src/meta/replay.ts). */
+export type SessionHandler = (method: string, request: unknown, caller: Caller, call: SessionCall) => Promise<unknown>;
+
+export interface SessionCall { id: number; resent: boolean }
 
 export interface SessionEvents {
   opened(session: ServerSession): void;
@@ -203,7 +206,7 @@ export class SessionServer {
       const current = session;
       if (++current.inFlight === IN_FLIGHT_PER_SESSION_MAX) socket.pause();
       const request = method.requestDeserialize(payload);
-      this.handler(header.method!, request, current).then(
+      this.handler(header.method!, request, current, { id: header.id, resent: header.resent ?? false }).then(
         (result) => reply(header.id, 0, method.responseSerialize(result) as Buffer),
         (err: unknown) => {
           if (err instanceof NotLeader) {

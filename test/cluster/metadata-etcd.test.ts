@@ -17,6 +17,11 @@ import { openEtcdEngine } from '../../src/meta/kv/target.js';
 import { readLeader } from '../../src/meta/leader/election.js';
 import { readSuperblock } from '../../src/format/superblock.js';
 import { FAILOVER_BOUND_MS } from '../../src/meta/leader/election.js';
+import { MetaStore } from '../../src/meta/store.js';
+import { MetaService } from '../../src/meta/service.js';
+import { ObjectStore } from '../../src/agent/objectStore.js';
+import { FIRST_INO, ROOT_INO, requestKey } from '../../src/meta/records.js';
+import { E } from '../../src/common/errno.js';
 
 const CHURN = path.resolve(__dirname, '..', 'tools', 'churn.js');
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -198,6 +203,56 @@ describe('metadata in etcd: a leader stopped past its lease', () => {
       }
     } finally {
       await engine.close();
+    }
+  });
+});
+
+describe('metadata in etcd: a call applied, then sent again to the next leader', () => {
+  let cluster: Cluster;
+  let scratch: string;
+  beforeAll(async () => {
+    cluster = await Cluster.start({ nodes: 1, etcd: true });
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-replay-'));
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('is answered as the first time (no ENOENT, no EEXIST, no second append); a call never applied runs', async () => {
+    // a service of its own file system in the cluster's etcd, as a new leader would run it
+    const fsid = `replay-${randomBytes(4).toString('hex')}`;
+    const target = { endpoints: cluster.etcdEndpoints, ...clientCredentials(path.join(cluster.etcdDir, 'pki')) };
+    const now = { sec: Math.floor(Date.now() / 1000), nsec: 0 };
+    const records = MetaStore.initialRecords(
+      { fsid, nextIno: FIRST_INO, defaultPolicy: { unitBytes: 0, count: 0, replicas: 1 }, rootNodeId: 1, createdSec: now.sec },
+      { attr: { ino: ROOT_INO, mode: 0o40755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: now, mtime: now, ctime: now },
+        layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {}, inlined: false, inlineData: Buffer.alloc(0) },
+      { id: 1, uuid: 'u', address: '127.0.0.1:1', joinedSec: now.sec, dataAddress: '', domain: '' },
+    );
+    const setup = openEtcdEngine(target, fsid);
+    await setup.write([records], true);
+    await setup.close();
+    ObjectStore.create(path.join(scratch, 'objects'));
+    const meta = await MetaService.open(openEtcdEngine(target, fsid), { nodeId: 1, objects: new ObjectStore(path.join(scratch, 'objects')) });
+    try {
+      const caller = { nodeId: 2 };
+      const incarnation = randomBytes(16).toString('hex');
+      const call = (id: number, resent: boolean) => ({ key: requestKey(2, incarnation, id), resent });
+      const dir = { ino: ROOT_INO, name: 'd' };
+      const made = await meta.call('Create', { entry: dir, mode: 0o40755, uid: 0, gid: 0, exclusive: true }, caller, call(1, false)) as { attr: { ino: number } };
+      // the reply was lost: sent again, with the same id
+      const again = await meta.call('Create', { entry: dir, mode: 0o40755, uid: 0, gid: 0, exclusive: true }, caller, call(1, true)) as { errno: number; attr: { ino: number } };
+      expect(again.errno ?? 0).toBe(0);
+      expect(again.attr.ino).toBe(made.attr.ino);
+      // a new call of the same thing is refused, as it must be
+      await expect(meta.call('Create', { entry: dir, mode: 0o40755, uid: 0, gid: 0, exclusive: true }, caller, call(2, false))).rejects.toMatchObject({ errno: E.EEXIST });
+      await meta.call('Remove', { entry: dir, directory: true }, caller, call(3, false));
+      expect((await meta.call('Remove', { entry: dir, directory: true }, caller, call(3, true)) as { errno?: number }).errno ?? 0).toBe(0);
+      // sent again but never applied (the leader died before): it runs
+      await expect(meta.call('Remove', { entry: dir, directory: true }, caller, call(4, true))).rejects.toMatchObject({ errno: E.ENOENT });
+    } finally {
+      await meta.close();
     }
   });
 });

@@ -28,4 +28,6 @@ export interface KvEngine {
   close(): Promise<void>;
   /** The errno a failed write or read stands for (ENOSPC for a full disk or quota, else EIO). */
   errnoOf(err: Error): number;
+  /** Keeps calls' marks ("Q" records, see ../replay.ts), expiring them itself. */
+  readonly marksRequests?: boolean;
 }

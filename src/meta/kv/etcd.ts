@@ -29,6 +29,12 @@ const RANGE_PAGE = 256;
 const REPLY_BYTES_MAX = 64 * 1024 * 1024;
 /** Bound on one etcd call: past it, the call fails and the store's caller sees EIO. */
 const CALL_TIMEOUT_MS = 5000;
+/** Calls' marks (see ../replay.ts) live at least this long: a call is sent again within
+ *  its deadline (META_DEADLINE_MS), far less. They are attached to a lease taken
+ *  every MARK_LEASE_EVERY_MS that lives MARK_TTL_S, and expire with it. */
+const MARK_TTL_S = 600;
+const MARK_LEASE_EVERY_MS = 60_000;
+const KIND_REQUEST = 0x51;
 
 /** Where and how to reach an etcd cluster. */
 export interface EtcdTarget {
@@ -66,6 +72,8 @@ export class EtcdEngine implements KvEngine {
   private fence: ICompare | null = null;
   /** Told when a commit was refused by the fence, before the commit's caller hears of it. */
   onFenced: (() => void) | null = null;
+  readonly marksRequests = true;
+  private markLease: { id: Promise<string>; takenMs: number } | null = null;
 
   constructor(private readonly client: Etcd3, private readonly prefix: Buffer, endpoints: string[]) {
     this.kv = client.kv;
@@ -112,8 +120,10 @@ export class EtcdEngine implements KvEngine {
       last.delete(name); // keeps the order of last writes
       last.set(name, op);
     }
+    const marked = [...last.values()].some((op) => op.type === 'put' && op.key[0] === KIND_REQUEST);
+    const lease = marked ? await this.leaseForMarks() : undefined;
     const success: IRequestOp[] = [...last.values()].map((op) => op.type === 'put'
-      ? { request_put: { key: this.full(op.key), value: op.value } }
+      ? { request_put: { key: this.full(op.key), value: op.value, ...(op.key[0] === KIND_REQUEST ? { lease } : {}) } }
       : { request_delete_range: { key: this.full(op.key) } });
     let reply;
     try {
@@ -128,6 +138,16 @@ export class EtcdEngine implements KvEngine {
       this.onFenced?.();
       throw new Fenced();
     }
+  }
+
+  /** The lease marks are written with now (a new one every MARK_LEASE_EVERY_MS). */
+  private leaseForMarks(): Promise<string> {
+    if (!this.markLease || Date.now() - this.markLease.takenMs > MARK_LEASE_EVERY_MS) {
+      const id = this.client.leaseClient.leaseGrant({ TTL: MARK_TTL_S }).then((reply) => reply.ID);
+      this.markLease = { id, takenMs: Date.now() };
+      id.catch(() => (this.markLease = null));
+    }
+    return this.markLease.id;
   }
 
   async reopen(): Promise<void> {

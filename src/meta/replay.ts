@@ -1,0 +1,65 @@
+// Calls sent again after a failover (metadata in etcd). A node sends a call
+// again when the connection it went on was lost before the reply came: the
+// leader may have applied it and died before answering. Applying it again
+// would fail (unlink: ENOENT, O_EXCL: EEXIST) or do it twice (O_APPEND). So
+// every transaction of a call that changes something also writes the call's
+// mark ("Q" record: node, process incarnation, call id) in the same etcd
+// commit; a call sent again whose mark is there was applied, and gets the
+// reply it would have had, rebuilt from the state now, without being applied
+// again. Marks expire with an etcd lease (kv/etcd.ts), long after any call's
+// deadline.
+import { E, FsError } from '../common/errno.js';
+import type { MetaMethods, Target } from '../rpc/messages.js';
+
+/** Calls that change something: they are marked, and answered again from their mark. */
+export const MARKED_METHODS: ReadonlySet<string> = new Set<keyof MetaMethods>([
+  'Setattr', 'Create', 'Remove', 'Rename', 'Link', 'Open', 'Close', 'CommitWrite', 'Publish', 'ReserveInos',
+  'SetXattr', 'RemoveXattr', 'SetStripe', 'MarkStale', 'Append',
+]);
+
+type Call = (request: unknown) => Promise<unknown>;
+
+/** Runs again, turning "already done" (errno) into success. */
+async function doneIf(again: Promise<unknown>, errno: number, reply: () => Promise<unknown> = async () => ({ errno: 0 })): Promise<unknown> {
+  try {
+    const result = await again;
+    return (result as { errno?: number }).errno === errno ? reply() : result;
+  } catch (err) {
+    if (err instanceof FsError && err.errno === errno) return reply();
+    throw err;
+  }
+}
+
+/** The reply to a call applied before (its mark was found). `again` runs a
+ *  request without marking it; getattr looks an entry or inode up. */
+export function replayed(method: string, request: unknown, again: Call, getattr: (target: Target) => Promise<unknown>): Promise<unknown> {
+  switch (method) {
+    case 'Remove':
+    case 'Rename':
+      return doneIf(again(request), E.ENOENT);
+    case 'Create': {
+      const create = request as MetaMethods['Create'][0];
+      // a file opens as it is now; anything else is looked up
+      return doneIf(again({ ...create, exclusive: false }).then((reply) => ({ ...(reply as object), created: true })), E.EEXIST,
+        async () => ({ ...(await getattr(create.entry as Target) as object), created: true }));
+    }
+    case 'Link':
+      return doneIf(again(request), E.EEXIST, () => getattr((request as MetaMethods['Link'][0]).inode as Target));
+    case 'SetXattr':
+      return doneIf(again(request), E.EEXIST);
+    case 'RemoveXattr':
+      return doneIf(again(request), E.ENODATA);
+    case 'Append':
+      // its data is in the file already: the file as it is now
+      return getattr({ ino: (request as MetaMethods['Append'][0]).ino } as Target);
+    case 'Publish':
+      // the creates that went in the first time are there now
+      return again(request).then((reply) => {
+        const published = reply as MetaMethods['Publish'][1];
+        return { ...published, failed: (published.failed ?? []).filter((f) => f.errno !== E.EEXIST) };
+      });
+    default:
+      // the others set what they set: applying them again changes nothing
+      return again(request);
+  }
+}
