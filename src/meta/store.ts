@@ -581,7 +581,7 @@ export class MetaStore {
     this.cache.clear();
     this.complete.clear();
     // level refuses all writes after a failed one until it is reopened
-    await this.db.close().catch(() => {});
+    await this.db.halt().catch(() => {});
     this.cacheBytes = 0;
     this.failed = { errno, retryAtMs: 0, reopening: null };
     // room for level to reopen, and for removals to free space
@@ -604,7 +604,7 @@ export class MetaStore {
         this.failed = null;
         log.info('the root meta-file is open again');
       } catch (err) {
-        await this.db.close().catch(() => {});
+        await this.db.halt().catch(() => {});
         failed.errno = this.db.errnoOf(err as Error);
         throw new FsError(failed.errno, `cannot reopen ${this.db.description}: ${(err as Error).message}`);
       } finally {

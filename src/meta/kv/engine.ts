@@ -23,11 +23,16 @@ export interface KvEngine {
    *  prefix of them written, never part of one. sync: durable before return
    *  (etcd's commits always are). */
   write(transactions: BatchOp[][], sync: boolean): Promise<void>;
-  /** Opens again after a failure (level refuses every write after a failed one). */
+  /** Stops after a failed write, until reopen (level refuses every write after a failed one). */
+  halt(): Promise<void>;
+  /** Opens again after a failure. */
   reopen(): Promise<void>;
   close(): Promise<void>;
   /** The errno a failed write or read stands for (ENOSPC for a full disk or quota, else EIO). */
   errnoOf(err: Error): number;
   /** Keeps calls' marks ("Q" records, see ../replay.ts), expiring them itself. */
   readonly marksRequests?: boolean;
+  /** Writes it takes before the first is done, applying them in the order they
+   *  were given all the same (1, absent: one at a time). */
+  readonly writesInFlightMax?: number;
 }

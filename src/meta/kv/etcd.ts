@@ -150,6 +150,9 @@ export class EtcdEngine implements KvEngine {
     return this.markLease.id;
   }
 
+  /** After a failed write: nothing to stop (the client reconnects by itself). */
+  async halt(): Promise<void> {}
+
   async reopen(): Promise<void> {
     // the client reconnects by itself; a read says whether etcd answers again
     await this.kv.range({ key: this.full(Buffer.from('S')) });

@@ -48,6 +48,10 @@ export class LevelEngine implements KvEngine {
     return direct && this.db.status === 'open' ? direct.call(this.db, ops, { sync }) : this.db.batch(ops, { sync });
   }
 
+  async halt(): Promise<void> {
+    await this.db.close().catch(() => {});
+  }
+
   async reopen(): Promise<void> {
     await this.db.close().catch(() => {});
     await this.db.open();
