@@ -13,6 +13,8 @@ const PING_WHILE_WAITING_MS = 1000;
 export class RemoteAgent implements Agent {
   readonly rpc: RpcClient<AgentMethods>;
   private data: DataClient | null;
+  /** Set by the metadata service with etcd: its removals and truncations carry it (see ObjectsRequest). */
+  leaderEpoch = 0;
 
   /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
    *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo). */
@@ -70,7 +72,7 @@ export class RemoteAgent implements Agent {
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
-    check((await this.watched(this.rpc.call('Truncate', { key, length }, AGENT_DEADLINE_MS))).errno);
+    check((await this.watched(this.rpc.call('Truncate', { key, length, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS))).errno);
   }
 
   async sync(keys: ObjectKey[]): Promise<void> {
@@ -78,7 +80,7 @@ export class RemoteAgent implements Agent {
   }
 
   async remove(keys: ObjectKey[]): Promise<void> {
-    check((await this.watched(this.rpc.call('Remove', { keys }, AGENT_DEADLINE_MS))).errno);
+    check((await this.watched(this.rpc.call('Remove', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS))).errno);
   }
 
   /** A call over gRPC may take long on a busy disk (a sync, a truncation, many

@@ -16,7 +16,13 @@ function validOffset(offset: number): number {
   return offset;
 }
 
-export function agentHandlers(store: ObjectStore, nodeId: number): Handlers<AgentMethods> {
+/** leaderEpoch(): the metadata leadership's epoch this node knows of (etcd; 0: none, or level). */
+export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: () => number = () => 0): Handlers<AgentMethods> {
+  // a deposed metadata leader may not have noticed yet: its removals and truncations are refused
+  const fenced = (epoch: number | undefined) => {
+    const known = leaderEpoch();
+    if (epoch && known && Number(epoch) < known) throw new FsError(E.ESTALE, `a call of the metadata leadership of epoch ${epoch}, deposed by ${known}`);
+  };
   return {
     async Write(request) {
       const data = request.data ?? Buffer.alloc(0);
@@ -32,6 +38,7 @@ export function agentHandlers(store: ObjectStore, nodeId: number): Handlers<Agen
       return { errno: 0, data };
     },
     async Truncate(request) {
+      fenced(request.leaderEpoch);
       await store.truncate(validKey(request.key), validOffset(request.length));
       return OK;
     },
@@ -40,6 +47,7 @@ export function agentHandlers(store: ObjectStore, nodeId: number): Handlers<Agen
       return OK;
     },
     async Remove(request) {
+      fenced(request.leaderEpoch);
       await store.remove(request.keys.map(validKey));
       return OK;
     },

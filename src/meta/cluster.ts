@@ -23,6 +23,10 @@ const PROBE_CACHE_MS = 1000;
 const REAP_INTERVAL_MS = 2000;
 const REAP_BATCH_INODES = 256;
 
+/** The node the metadata service runs on: its id, its own objects, and with
+ *  etcd, the epoch of its leadership. */
+export interface MetaLocal { nodeId: number; objects: ObjectStore; leaderEpoch?: number }
+
 export class Cluster {
   private readonly agents = new Map<number, RemoteAgent>();
   /** Object data over the copies of each object: for appends, removals and repairs. */
@@ -48,7 +52,8 @@ export class Cluster {
   constructor(
     private readonly store: MetaStore,
     private readonly namespace: Namespace,
-    private readonly local: { nodeId: number; objects: ObjectStore },
+    /** leaderEpoch: the metadata leadership this service runs under (etcd), which agents check. */
+    private readonly local: MetaLocal,
     /** How long ago a node's session was last heard from (null: it has none). */
     private readonly silentMs: (nodeId: number) => number | null,
   ) {
@@ -220,7 +225,11 @@ export class Cluster {
     const node = this.store.nodes.get(nodeId);
     if (!node) throw new FsError(E.EIO, `node ${nodeId} is not a member`);
     let agent = this.agents.get(nodeId);
-    if (!agent) this.agents.set(nodeId, (agent = new RemoteAgent(node.address, node.dataAddress, this.fsid)));
+    if (!agent) {
+      agent = new RemoteAgent(node.address, node.dataAddress, this.fsid);
+      agent.leaderEpoch = this.local.leaderEpoch ?? 0;
+      this.agents.set(nodeId, agent);
+    }
     else agent.moveTo(node.address, node.dataAddress); // restarted elsewhere: requests waiting go there
     return agent;
   }

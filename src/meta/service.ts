@@ -6,7 +6,7 @@ import type { ObjectStore } from '../agent/objectStore.js';
 import { CHANGED_LAYOUT, REBALANCE_START, REBALANCE_STOP } from '../rpc/messages.js';
 import type { ChangedInReply, Delegation, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
-import { Cluster } from './cluster.js';
+import { Cluster, type MetaLocal } from './cluster.js';
 import { Changes, Coherence, type CallbackTarget } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
@@ -120,7 +120,7 @@ export class MetaService {
   /** Where nodes open their sessions (set once the node serves them). */
   sessionAddress = '';
 
-  private constructor(readonly store: MetaStore, local: { nodeId: number; objects: ObjectStore }, options: ReplicationOptions) {
+  private constructor(readonly store: MetaStore, local: MetaLocal, options: ReplicationOptions) {
     this.namespace = new Namespace(store);
     this.cluster = new Cluster(store, this.namespace, local, (nodeId) => this.coherence.silentMs(nodeId));
     this.coherence = new Coherence((ino) => this.namespace.openOn(ino));
@@ -149,7 +149,7 @@ export class MetaService {
   }
 
   /** The service on its store: a level database at `where`, or an engine (etcd). */
-  static async open(where: string | KvEngine, local: { nodeId: number; objects: ObjectStore }, options: ReplicationOptions = {}): Promise<MetaService> {
+  static async open(where: string | KvEngine, local: MetaLocal, options: ReplicationOptions = {}): Promise<MetaService> {
     const store = typeof where === 'string' ? await MetaStore.open(where) : await MetaStore.on(where);
     const service = new MetaService(store, local, options);
     service.cluster.startReaper();

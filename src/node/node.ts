@@ -172,7 +172,7 @@ export class KdfsNode {
     const server = (this.server = new RpcServer(() => this.sb.fsid, (method, request, caller) => this.authorize(method, request, caller)));
     if (etcd) server.addService('Meta', this.leaderHandlers(), ['Register']);
     else if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
-    server.addService('Agent', agentHandlers(objects, this.nodeId));
+    server.addService('Agent', agentHandlers(objects, this.nodeId, () => Number(this.leaderWatch?.epoch ?? 0)));
     const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
     const port = await server.listen(this.sb.listenAddress);
     this.address = `${host}:${port}`;

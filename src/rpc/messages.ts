@@ -278,8 +278,8 @@ export interface DataHeader {
 export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array }
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }
 export interface ObjectReadReply { errno: number; data: Buffer }
-export interface ObjectTruncateRequest { key: ObjectKey; length: number }
-export interface ObjectsRequest { keys: ObjectKey[] }
+export interface ObjectTruncateRequest { key: ObjectKey; length: number; leaderEpoch?: number }
+export interface ObjectsRequest { keys: ObjectKey[]; leaderEpoch?: number }
 export interface AgentStatReply { nodeId: number; capacityBytes: number; freeBytes: number; usedBytes: number; checksumErrors?: number }
 export interface SumsRequest { key: ObjectKey; first: number; count: number }
 export interface SumsReply { errno: number; length: number; sums: Buffer }

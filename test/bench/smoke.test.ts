@@ -61,6 +61,14 @@ it('runs every workload on kDFS (node 1 and node 2), the local disk and GlusterF
     expect((row.ratios as { protectedToUnprotected?: number | null }).protectedToUnprotected, row.workload).toBeGreaterThan(0);
   }
   expect(run.stdout).toContain('protected/unprotected');
+  // the metadata in etcd, through node 2: its metadata and small-file workloads, beside level and GlusterFS
+  expect(results.systems).toMatchObject({ kdfsetcd2: 'ok' });
+  for (const row of results.rows.filter((r) => /^metadata|^small files/.test(r.workload))) {
+    expect(row.figures.kdfsetcd2.error, row.workload).toBeUndefined();
+    expect((row.ratios as { etcdToLevel?: number | null }).etcdToLevel, row.workload).toBeGreaterThan(0);
+    if (gluster) expect((row.ratios as { etcdToGlusterfs?: number | null }).etcdToGlusterfs, row.workload).toBeGreaterThan(0);
+  }
+  expect(run.stdout).toContain('etcd/level (node 2)');
   // the checkpoint workload: 3 writers on each target, kDFS's on its 3 nodes
   const checkpoint = results.checkpoint as { figures: Record<string, Figure>; ratios: Record<string, number | null> };
   for (const target of ['local', 'kdfs-lf1', 'kdfs-lf2', 'kdfs-rr2', ...(gluster ? ['glusterfs'] : [])]) {

@@ -10,7 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../harness/cluster.js';
+import { Cluster, objectBytes } from '../harness/cluster.js';
+import { RemoteAgent } from '../../src/agent/remote.js';
+import { loadCredentials } from '../../src/security/credentials.js';
+import { useIdentity } from '../../src/security/tls.js';
 import { stopMember, clientCredentials } from '../../src/etcd/local.js';
 import { connectEtcd, fsPrefix } from '../../src/meta/kv/etcd.js';
 import { openEtcdEngine } from '../../src/meta/kv/target.js';
@@ -127,6 +130,28 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(3)])).stdout) as { metaLeader: number };
     expect([2, 3]).toContain(status.metaLeader);
   }, 150_000);
+
+  it('a removal of objects by the deposed leader is refused by the agents (ESTALE): nothing removed', async () => {
+    const sb = await readSuperblock(cluster.nodeDir(2));
+    const data = randomBytes(3 * 1024 * 1024);
+    fs.writeFileSync(cluster.path(2, 'work', 'kept'), data);
+    const ino = Number(fs.statSync(cluster.path(2, 'work', 'kept')).ino);
+    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(2)])).stdout) as { nodes: { id: number; address: string }[] };
+    const held = objectBytes(cluster.nodeDir(3));
+    // as node 1 would, still believing it leads under the first epoch
+    useIdentity(loadCredentials(cluster.nodeDir(1), 1, sb.fsid));
+    const agent = new RemoteAgent(status.nodes.find((n) => n.id === 3)!.address, '', sb.fsid);
+    agent.leaderEpoch = 1;
+    try {
+      const keys = [0, 1, 2].flatMap((index) => [0, 1].map((replica) => ({ ino, index, replica })));
+      await expect(agent.remove(keys)).rejects.toMatchObject({ errno: E.ESTALE });
+      await expect(agent.truncate(keys[0], 0)).rejects.toMatchObject({ errno: E.ESTALE });
+    } finally {
+      agent.close();
+    }
+    expect(objectBytes(cluster.nodeDir(3))).toBe(held);
+    expect(sha(fs.readFileSync(cluster.path(3, 'work', 'kept')))).toBe(sha(data));
+  });
 
   it('node 1 mounted again follows the new leader and sees everything', async () => {
     await cluster.mount(1);

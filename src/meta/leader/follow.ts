@@ -26,6 +26,11 @@ export async function findLeader(client: Etcd3, fsid: string, waitMs: number): P
 export class LeaderWatch {
   private watcher: Watcher | null = null;
   private current: string | null = null;
+
+  /** The latest leadership's epoch seen (null: none yet). */
+  get epoch(): string | null {
+    return this.current;
+  }
   private stopped = false;
 
   constructor(private readonly client: Etcd3, private readonly fsid: string, private readonly onChange: (leader: LeaderRecord) => void) {}
@@ -44,6 +49,8 @@ export class LeaderWatch {
     const leader = await readLeader(this.client, this.fsid).catch(() => null);
     if (this.stopped || !leader) return leader;
     const id = `${leader.epoch}`;
+    // an older leadership read late never replaces a newer one
+    if (this.current !== null && Number(id) < Number(this.current)) return leader;
     if (id !== this.current) {
       this.current = id;
       this.onChange(leader);
