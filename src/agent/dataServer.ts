@@ -23,6 +23,10 @@ const IN_FLIGHT_PER_CONNECTION_MAX = 64;
 const QUEUED_PER_CONNECTION_MAX = 16384;
 /** Bytes the reads in flight on one connection may take. */
 const READ_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
+/** Bytes of replies waiting to leave on one connection past which no request is
+ *  started and none read, until they have left ('drain'): a peer that does not
+ *  read its replies gets no more (held at most: this, plus the reads in flight). */
+const REPLY_BACKLOG_MAX_BYTES = 32 * 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 function validKey(key: ObjectKey | null | undefined): ObjectKey {
@@ -99,7 +103,8 @@ export class DataServer {
     const queued: { header: DataHeader; data: Buffer }[] = [];
     let readBytesInFlight = 0;
     const dispatch = () => {
-      while (queued.length > 0 && inFlight < IN_FLIGHT_PER_CONNECTION_MAX) {
+      const backlogged = () => socket.writableLength > REPLY_BACKLOG_MAX_BYTES;
+      while (queued.length > 0 && inFlight < IN_FLIGHT_PER_CONNECTION_MAX && !backlogged()) {
         const { header, data } = queued[0];
         const readBytes = header.op === DATA_READ ? Math.min(header.length ?? 0, OBJECT_READ_MAX_BYTES) : 0;
         // the buffers of reads in flight are bounded too: a read waits for room (one always goes)
@@ -121,7 +126,7 @@ export class DataServer {
           dispatch();
         });
       }
-      if (queued.length === 0 && inFlight < IN_FLIGHT_PER_CONNECTION_MAX) socket.resume();
+      if (queued.length === 0 && inFlight < IN_FLIGHT_PER_CONNECTION_MAX && !backlogged()) socket.resume();
       else socket.pause();
     };
     // the handshake's steps, one after the other, even if a peer sends its frames at once
@@ -186,6 +191,10 @@ export class DataServer {
     // a peer that does not authenticate in time is dropped
     const deadline = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
     socket.setNoDelay(true);
+    // replies that waited have left: what was held back goes on
+    socket.on('drain', () => {
+      if (greeted) dispatch();
+    });
     socket.on('error', () => {});
     socket.on('close', () => {
       clearTimeout(deadline);
