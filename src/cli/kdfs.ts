@@ -14,7 +14,8 @@ import fs, { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { freePort } from '../common/freePort.js';
 import { clientCredentials, startLocalEtcd, stopLocalEtcd } from '../etcd/local.js';
-import { etcdUrl } from '../meta/kv/target.js';
+import { etcdTargetOf, etcdUrl } from '../meta/kv/target.js';
+import { membersHealth } from '../meta/kv/maintenance.js';
 import path from 'node:path';
 import { RemoteAgent } from '../agent/remote.js';
 import { MiB, PEER_BOUND_MS, STRIPE_COUNT_MAX, STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES } from '../common/limits.js';
@@ -186,6 +187,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   const sb = await readSuperblock(nodeDir).catch(() => null);
   // metadata in etcd: its leader, from etcd (null: none elected now)
   const leader = sb?.meta ? await metaLeaderOf(nodeDir, sb.meta, sb.fsid).catch(() => null) : undefined;
+  const etcdMembers = sb?.meta ? await membersHealth(etcdTargetOf(nodeDir, sb.meta)).catch(() => null) : null;
   const meta = await metaClientFor(nodeDir);
   let nodes: NodeInfo[];
   // null: the root does not answer, so no one knows
@@ -212,6 +214,8 @@ async function status(where: string | undefined, options: { dir: string; json?: 
     meta.disconnect();
   }
   const checksumErrors = nodes.reduce((sum, n) => sum + (n.checksumErrors ?? 0), 0);
+  // with etcd, every node up and not leading stands by to take over
+  const standbys = nodes.filter((n) => n.state === 'up' && n.id !== leader?.nodeId).map((n) => n.id);
   const degradedFiles = options.degraded && health ? await pathsOf(nodeDir, health.degradedInos) : null;
   if (options.json) {
     const json = nodes.map((n) => ({
@@ -222,6 +226,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
       nodes: json, degradedObjects: health?.degradedObjects ?? null, repairingObjects: health?.repairingObjects ?? null, checksumErrors,
       drain: moves?.drain ?? null, rebalance: moves?.rebalance ?? null,
       metaEngine: sb?.meta ? 'etcd' : 'level', metaLeader: leader === undefined ? sb?.rootNodeId ?? null : leader?.nodeId ?? null,
+      ...(sb?.meta ? { metaStandbys: standbys, etcdMembers } : {}),
       ...(degradedFiles ? { degradedFiles } : {}),
     }) + '\n');
     return 0;
@@ -236,7 +241,10 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   lines.push('', `degraded objects: ${count(health?.degradedObjects)}`, `objects being repaired: ${count(health?.repairingObjects)}`,
     `checksum mismatches found: ${checksumErrors}`);
   lines.push(leader === undefined ? `metadata: level, on the root node ${sb?.rootNodeId ?? '?'}`
-    : `metadata: etcd (${sb!.meta}), leader ${leader ? `node ${leader.nodeId} at ${leader.address}` : 'none elected now'}`);
+    : `metadata: etcd (${sb!.meta}), leader ${leader ? `node ${leader.nodeId} at ${leader.address}` : 'none elected now'}, standing by: ${standbys.length ? standbys.map((id) => `node ${id}`).join(', ') : 'none'}`);
+  for (const m of etcdMembers ?? []) {
+    lines.push(`  etcd member ${m.endpoint}: ${m.healthy ? `healthy${m.leader ? ' (Raft leader)' : ''}, ${formatBytes(m.dbBytes)}` : `unreachable or failing (${m.error ?? '?'})`}`);
+  }
   if (degradedFiles) lines.push('files with degraded objects:', ...degradedFiles.map((f) => `  ${f}`));
   if (moves?.drain?.state === 'running') lines.push(`drain of node${moves.drain.draining.length > 1 ? 's' : ''} ${moves.drain.draining.join(', ')}: ${progressLine(moves.drain)}`);
   if (moves?.rebalance?.state === 'running') lines.push(`rebalance: ${progressLine(moves.rebalance)}`);

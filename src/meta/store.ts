@@ -282,9 +282,11 @@ export class MetaStore {
 
   /** The store in a level database at location (the root meta-file). */
   static async open(location: string): Promise<MetaStore> {
+    const engine = await LevelEngine.open(location);
+    // taken once level is open: opening may need to write
     const reserve = new SpaceReserve(location);
     reserve.take();
-    return MetaStore.on(await LevelEngine.open(location), reserve);
+    return MetaStore.on(engine, reserve);
   }
 
   /** The store in an open engine. */
@@ -297,6 +299,11 @@ export class MetaStore {
       throw err;
     }
     return store;
+  }
+
+  /** mkfs with level: a new root meta-file at location holding the first records. */
+  static async create(location: string, fs: FsRecord, root: Inode, rootNode: NodeRecord): Promise<void> {
+    await LevelEngine.create(location, MetaStore.initialRecords(fs, root, rootNode));
   }
 
   /** mkfs: the records of a new file system: its own record, the root directory and the root node. */

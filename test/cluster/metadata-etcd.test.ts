@@ -92,8 +92,12 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     fs.mkdirSync(cluster.path(2, 'first'));
     fs.writeFileSync(cluster.path(2, 'first', 'a'), 'made on node 2');
     expect(fs.readFileSync(cluster.path(3, 'first', 'a'), 'utf8')).toBe('made on node 2');
-    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(3)])).stdout) as { metaLeader: number; metaEngine: string };
-    expect(status).toMatchObject({ metaLeader: 1, metaEngine: 'etcd' });
+    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(3)])).stdout) as {
+      metaLeader: number; metaEngine: string; metaStandbys: number[]; etcdMembers: { healthy: boolean; leader: boolean }[];
+    };
+    expect(status).toMatchObject({ metaLeader: 1, metaEngine: 'etcd', metaStandbys: [2, 3] });
+    expect(status.etcdMembers.map((m) => m.healthy)).toEqual([true, true, true]);
+    expect(status.etcdMembers.filter((m) => m.leader).length).toBe(1);
   });
 
   it('kill -9 of the leader: the processes on node 2 finish without errors, nothing they were told is lost, files read back identical', async () => {
@@ -166,6 +170,10 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     fs.mkdirSync(cluster.path(2, 'after-member'));
     for (let i = 0; i < 20; i++) fs.writeFileSync(cluster.path(2, 'after-member', `f${i}`), `f${i}`);
     expect(fs.readdirSync(cluster.path(3, 'after-member')).length).toBe(20);
+    // kdfs status tells which member is down
+    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(2)])).stdout) as { etcdMembers: { endpoint: string; healthy: boolean }[] };
+    const m3 = cluster.etcdEndpoints[2];
+    expect(status.etcdMembers.map((m) => [m.endpoint, m.healthy])).toEqual(cluster.etcdEndpoints.map((e) => [e, e !== m3]));
   }, 60_000);
 });
 
