@@ -100,7 +100,7 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     expect(status.etcdMembers.filter((m) => m.leader).length).toBe(1);
   });
 
-  it('kill -9 of the leader: the processes on node 2 finish without errors, nothing they were told is lost, files read back identical', async () => {
+  it('kill -9 of the leader: the processes on nodes 2 and 3 (creates, renames, removes; a 24 MiB write) finish without errors, nothing they were told is lost, files read back identical', async () => {
     fs.mkdirSync(cluster.path(2, 'work'));
     // files written and closed before the kill
     const before = new Map<string, string>();
@@ -111,23 +111,33 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     }
     const logA = path.join(logs, 'a.log');
     const logB = path.join(logs, 'b.log');
-    const runs = [churn(cluster.path(2, 'work'), 'a', 300, logA), churn(cluster.path(2, 'work'), 'b', 300, logB)];
+    const logC = path.join(logs, 'c.log');
+    const runs = [churn(cluster.path(2, 'work'), 'a', 300, logA), churn(cluster.path(2, 'work'), 'b', 300, logB), churn(cluster.path(3, 'work'), 'c', 200, logC)];
+    // and a file written through node 3 across the kill, synced at its end
+    const source = path.join(logs, 'big.src');
+    fs.writeFileSync(source, randomBytes(24 * 1024 * 1024));
     // well into the workload, the leader dies
     await until(() => lines(logA) + lines(logB) >= 80, 60_000, 'the workload started');
+    const writing = new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile('dd', [`if=${source}`, `of=${cluster.path(3, 'work', 'big')}`, 'bs=1M', 'conv=fsync', 'status=none'], { timeout: 120_000 }, (err, _out, stderr) =>
+        resolve({ code: err ? 1 : 0, stderr }));
+    });
     await cluster.kill9(1);
     const electedMs = await until(async () => {
       const leader = await leaderOf(cluster).catch(() => null);
       return leader !== null && leader !== 1;
     }, FAILOVER_BOUND_MS, 'another node leads');
-    const [a, b] = await Promise.all(runs);
-    expect(a.stderr + b.stderr).toBe('');
-    expect([a.code, b.code]).toEqual([0, 0]);
-    // what each process was told, as node 3 sees it
-    const present = new Set(fs.readdirSync(cluster.path(3, 'work')));
-    for (const log of [logA, logB]) {
+    const [a, b, c] = await Promise.all(runs);
+    const written = await writing;
+    expect(a.stderr + b.stderr + c.stderr + written.stderr).toBe('');
+    expect([a.code, b.code, c.code, written.code]).toEqual([0, 0, 0, 0]);
+    // what each process was told, as node 2 sees it (node 3 made some)
+    const present = new Set(fs.readdirSync(cluster.path(2, 'work')));
+    for (const log of [logA, logB, logC]) {
       for (const name of survivors(log)) expect(present.has(name), `${name} is there`).toBe(true);
     }
-    const expected = new Set([...survivors(logA), ...survivors(logB), ...before.keys()]);
+    expect(sha(fs.readFileSync(cluster.path(2, 'work', 'big')))).toBe(sha(fs.readFileSync(source)));
+    const expected = new Set([...survivors(logA), ...survivors(logB), ...survivors(logC), ...before.keys(), 'big']);
     expect([...present].filter((name) => !expected.has(name))).toEqual([]);
     for (const [name, digest] of before) expect(sha(fs.readFileSync(cluster.path(3, 'work', name))), name).toBe(digest);
     process.stdout.write(`a new leader within ${electedMs} ms of the kill\n`);
