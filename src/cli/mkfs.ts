@@ -7,7 +7,7 @@
 import { createAuthority, credentialPaths, installCredentials, installEtcdCredentials, readToken, type EtcdCredentials, type Token } from '../security/credentials.js';
 import type { BatchOp } from '../meta/kv/engine.js';
 import { openEtcdEngine, parseEtcdUrl } from '../meta/kv/target.js';
-import { randomUUID } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { now } from '../common/clock.js';
@@ -60,8 +60,6 @@ export async function format(options: FormatOptions): Promise<string> {
   if (!isRoot && !options.token) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): its join token is required (--token FILE, made on the root with kdfs token create --node-id ${nodeId})`);
   if (isRoot && options.token) throw new CliError('the root node makes the file system\'s credentials: it takes no --token');
   if (!isRoot && (options.meta || options.etcd)) throw new CliError('--meta and the etcd credentials are given when formatting the root node; the others take them from their token');
-  if (options.meta && !options.etcd) throw new CliError('--meta etcd://... needs the etcd client\'s credentials: --etcd-ca FILE --etcd-cert FILE --etcd-key FILE');
-  if (options.etcd && !options.meta) throw new CliError('the etcd credentials are for --meta etcd://...');
   if (options.meta) {
     try {
       parseEtcdUrl(options.meta);
@@ -69,6 +67,8 @@ export async function format(options: FormatOptions): Promise<string> {
       throw new CliError((err as Error).message, 2);
     }
   }
+  if (options.meta && !options.etcd) throw new CliError('--meta etcd://... needs the etcd client\'s credentials: --etcd-ca FILE --etcd-cert FILE --etcd-key FILE');
+  if (options.etcd && !options.meta) throw new CliError('the etcd credentials are for --meta etcd://...');
   if (options.token && options.token.nodeId !== nodeId) throw new CliError(`the token is node ${options.token.nodeId}'s, not node ${nodeId}'s`);
   const root = options.root ?? options.token?.rootAddress;
   if (!isRoot && !root) throw new CliError(`node ${nodeId} is not the root node (${rootNodeId}): --root HOST:PORT of the root node is required`);
@@ -134,7 +134,9 @@ async function createInEtcd(url: string, credentials: EtcdCredentials, fsid: str
   try {
     await engine.write([records], true);
   } catch (err) {
-    throw new CliError(`cannot write the metadata into etcd at ${url}: ${(err as Error).message}`);
+    // gRPC's message: its first sentence
+    const why = (err as Error).message.split('\n')[0].replace(/\s*Resolution note:.*$/, '').replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)\.?$/, '');
+    throw new CliError(`cannot write the metadata into etcd at ${url}: ${why}`);
   } finally {
     await engine.close();
   }
@@ -153,7 +155,20 @@ function etcdCredentialsOf(flags: Map<string, string | boolean>): EtcdCredential
       throw new CliError(`--${name}: ${(err as Error).message}`);
     }
   };
-  return { ca: read('etcd-ca'), cert: read('etcd-cert'), key: read('etcd-key') };
+  const credentials = { ca: read('etcd-ca'), cert: read('etcd-cert'), key: read('etcd-key') };
+  for (const [name, pem] of [['etcd-ca', credentials.ca], ['etcd-cert', credentials.cert]]) {
+    try {
+      new X509Certificate(pem);
+    } catch {
+      throw new CliError(`--${name}: ${flags.get(name) as string} is not a PEM certificate`);
+    }
+  }
+  try {
+    createPrivateKey(credentials.key);
+  } catch {
+    throw new CliError(`--etcd-key: ${flags.get('etcd-key') as string} is not a PEM private key`);
+  }
+  return credentials;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readSuperblock } from '../../src/format/superblock.js';
 import { CLI, command } from '../harness/cluster.js';
+import { freePort } from '../../src/common/freePort.js';
 
 let base: string;
 
@@ -254,6 +255,29 @@ describe('mkfs.kdfs', () => {
     await refused(['--node-id', '2', '--token', path.join(base, 'missing.token'), dir, '1'], dir, /missing\.token is not a kDFS join token/, {}, 1);
     await refused(['--node-id', '2', '--token', base, dir, '1'], dir, /not a kDFS join token/, {}, 1);
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses bad --meta addresses, missing or unreadable etcd credentials, and an etcd it cannot reach', async () => {
+    const dir = path.join(base, 'n1');
+    fs.mkdirSync(dir);
+    const pem = path.join(base, 'x.pem');
+    const key = path.join(base, 'x.key');
+    const made = await command('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', pem, '-subj', '/CN=x', '-days', '1']);
+    expect(made.code, made.stderr).toBe(0);
+    const creds = ['--etcd-ca', pem, '--etcd-cert', pem, '--etcd-key', key];
+    const garbage = path.join(base, 'garbage.pem');
+    fs.writeFileSync(garbage, 'not a certificate');
+    await refused(['--node-id', '1', '--meta', 'http://h:1', ...creds, dir, '1'], dir, /--meta takes etcd:\/\/HOST:PORT/, {}, 2);
+    await refused(['--node-id', '1', '--meta', 'etcd://h:99999', ...creds, dir, '1'], dir, /is not HOST:PORT/, {}, 2);
+    await refused(['--node-id', '1', '--meta', 'etcd://localhost:1', dir, '1'], dir, /needs the etcd client's credentials/);
+    await refused(['--node-id', '1', '--meta', 'etcd://localhost:1', '--etcd-ca', pem, dir, '1'], dir, /three files/, {}, 2);
+    await refused(['--node-id', '1', '--meta', 'etcd://localhost:1', '--etcd-ca', path.join(base, 'absent'), '--etcd-cert', pem, '--etcd-key', key, dir, '1'], dir, /--etcd-ca: ENOENT/);
+    await refused(['--node-id', '1', ...creds, dir, '1'], dir, /are for --meta/);
+    await refused(['--node-id', '1', '--meta', 'etcd://localhost:1', '--etcd-ca', garbage, '--etcd-cert', pem, '--etcd-key', key, dir, '1'], dir, /--etcd-ca: .* is not a PEM certificate/);
+    await refused(['--node-id', '1', '--meta', 'etcd://localhost:1', '--etcd-ca', pem, '--etcd-cert', pem, '--etcd-key', pem, dir, '1'], dir, /--etcd-key: .* is not a PEM private key/);
+    // a port nothing listens on: refused at once, the directory untouched
+    const port = await freePort();
+    await refused(['--node-id', '1', '--meta', `etcd://localhost:${port}`, ...creds, dir, '1'], dir, /cannot write the metadata into etcd/);
   });
 
   it('refuses malformed addresses and options, and a wrong number of operands', async () => {
