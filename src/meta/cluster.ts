@@ -25,7 +25,14 @@ const REAP_BATCH_INODES = 256;
 
 /** The node the metadata service runs on: its id, its own objects, and with
  *  etcd, the epoch of its leadership. */
-export interface MetaLocal { nodeId: number; objects: ObjectStore; leaderEpoch?: number }
+export interface MetaLocal {
+  nodeId: number;
+  objects: ObjectStore;
+  leaderEpoch?: number;
+  /** With etcd: whether the leadership still holds. Its own node's objects are
+   *  called in-process, so it checks this itself before removing or truncating. */
+  leading?: () => boolean;
+}
 
 export class Cluster {
   private readonly agents = new Map<number, RemoteAgent>();
@@ -221,7 +228,7 @@ export class Cluster {
   }
 
   agent(nodeId: number): Agent {
-    if (nodeId === this.local.nodeId) return this.local.objects;
+    if (nodeId === this.local.nodeId) return this.localAgent;
     const node = this.store.nodes.get(nodeId);
     if (!node) throw new FsError(E.EIO, `node ${nodeId} is not a member`);
     let agent = this.agents.get(nodeId);
@@ -232,6 +239,35 @@ export class Cluster {
     }
     else agent.moveTo(node.address, node.dataAddress); // restarted elsewhere: requests waiting go there
     return agent;
+  }
+
+  /** This node's objects; with etcd, removals and truncations refused (ESTALE)
+   *  once the leadership is lost, as other agents refuse them (see ObjectsRequest). */
+  private localAgentMade: Agent | null = null;
+
+  private get localAgent(): Agent {
+    this.localAgentMade ??= this.fencedLocalAgent();
+    return this.localAgentMade;
+  }
+
+  private fencedLocalAgent(): Agent {
+    const { objects, leading } = this.local;
+    if (!leading) return objects;
+    const fenced = () => {
+      if (!leading()) throw new FsError(E.ESTALE, 'this metadata service no longer leads');
+    };
+    return new Proxy(objects, {
+      get(target, name) {
+        if (name === 'remove' || name === 'truncate') {
+          return async (...args: unknown[]) => {
+            fenced();
+            return (target[name] as (...a: unknown[]) => Promise<void>).apply(target, args);
+          };
+        }
+        const value = target[name as keyof ObjectStore];
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
   }
 
   startReaper(): void {

@@ -277,7 +277,9 @@ describe('metadata in etcd: a call applied, then sent again to the next leader',
     await setup.write([records], true);
     await setup.close();
     ObjectStore.create(path.join(scratch, 'objects'));
-    const meta = await MetaService.open(openEtcdEngine(target, fsid), { nodeId: 1, objects: new ObjectStore(path.join(scratch, 'objects')) });
+    const objects = new ObjectStore(path.join(scratch, 'objects'));
+    let leading = true;
+    const meta = await MetaService.open(openEtcdEngine(target, fsid), { nodeId: 1, objects, leaderEpoch: 7, leading: () => leading });
     try {
       const caller = { nodeId: 2 };
       const incarnation = randomBytes(16).toString('hex');
@@ -294,6 +296,13 @@ describe('metadata in etcd: a call applied, then sent again to the next leader',
       expect((await meta.call('Remove', { entry: dir, directory: true }, caller, call(3, true)) as { errno?: number }).errno ?? 0).toBe(0);
       // sent again but never applied (the leader died before): it runs
       await expect(meta.call('Remove', { entry: dir, directory: true }, caller, call(4, true))).rejects.toMatchObject({ errno: E.ENOENT });
+      // its own node's objects are called in-process: once deposed, it removes and truncates nothing there either
+      const key = { ino: FIRST_INO + 99, index: 0, replica: 0 };
+      await objects.write(key, 0, Buffer.from('kept'));
+      leading = false;
+      await expect(meta.cluster.agent(1).remove([key])).rejects.toMatchObject({ errno: E.ESTALE });
+      await expect(meta.cluster.agent(1).truncate(key, 0)).rejects.toMatchObject({ errno: E.ESTALE });
+      expect((await objects.read(key, 0, 4)).toString()).toBe('kept');
     } finally {
       await meta.close();
     }

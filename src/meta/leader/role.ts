@@ -49,7 +49,9 @@ export class LeaderRole {
     engine.onFenced = () => this.campaign.abandon();
     let meta: MetaService;
     try {
-      meta = await MetaService.open(engine, { nodeId: this.host.nodeId, objects: this.host.objects, leaderEpoch: Number(epoch) }, this.host.replication);
+      meta = await MetaService.open(engine, {
+        nodeId: this.host.nodeId, objects: this.host.objects, leaderEpoch: Number(epoch), leading: () => this.campaign.epoch === epoch,
+      }, this.host.replication);
     } catch (err) {
       log.error(`node ${this.host.nodeId} could not open the metadata service: ${(err as Error).message}; leadership given up`);
       await engine.close();
