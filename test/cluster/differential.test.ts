@@ -112,15 +112,26 @@ function describeTree(root: string): string[] {
   return lines;
 }
 
+/** One step: op made on the local directory and through node `doer`'s mount;
+ *  the outcomes must be the same, and the tree as node `viewer` sees it. */
+function compareStep(local: string, remote: (node: number) => string, op: Op, doer: number, viewer: number, step: number, history: string[]): void {
+  const expected = apply(local, op);
+  const got = apply(remote(doer), op);
+  history.push(`${step}: node ${doer}: ${JSON.stringify(op)} -> ${expected}`);
+  const context = `seed ${SEED}, step ${step}, seen from node ${viewer}\n${history.slice(-8).join('\n')}`;
+  expect(got, context).toBe(expected);
+  expect(describeTree(remote(viewer)), context).toEqual(describeTree(local));
+}
+
 /** A 3-node cluster and a local directory, made before the tests of a describe
  *  and removed after: `cluster()` and `local()` once made; `remote(node)` is the
  *  directory compared, as that node mounts it. */
-function clusterAndLocal(options: { etcd?: boolean } = {}): { cluster: () => Cluster; local: () => string; remote: (node: number) => string } {
+function clusterAndLocal(): { cluster: () => Cluster; local: () => string; remote: (node: number) => string } {
   let cluster: Cluster | null = null;
   let local = '';
   const remote = (node: number) => cluster!.path(node, 'diff');
   beforeAll(async () => {
-    cluster = await Cluster.start({ nodes: 3, ...options });
+    cluster = await Cluster.start({ nodes: 3 });
     local = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-diff-local-'));
     fs.mkdirSync(remote(1));
     // small stripe units: every file spans objects on all three nodes
@@ -147,12 +158,7 @@ describe(`differential test against a local directory (seed ${SEED})`, () => {
       // once what the other did (and now and then through the root)
       const doer = step % 5 === 4 ? 1 : 2 + (step % 2);
       const viewer = doer === 2 ? 3 : 2;
-      const expected = apply(local(), op);
-      const got = apply(remote(doer), op);
-      history.push(`${step}: node ${doer}: ${JSON.stringify(op)} -> ${expected}`);
-      const context = `seed ${SEED}, step ${step}, seen from node ${viewer}\n${history.slice(-8).join('\n')}`;
-      expect(got, context).toBe(expected);
-      expect(describeTree(remote(viewer)), context).toEqual(describeTree(local()));
+      compareStep(local(), remote, op, doer, viewer, step, history);
     }
   });
 });
@@ -174,12 +180,7 @@ describe(`differential test with a node killed and brought back between steps (s
       const op = randomOp(random);
       const doer = step % 4 === 3 ? 1 : 2;
       const viewer = doer === 2 ? 1 : 2;
-      const expected = apply(local(), op);
-      const got = apply(remote(doer), op);
-      history.push(`${step}: node ${doer}: ${JSON.stringify(op)} -> ${expected}`);
-      const context = `seed ${SEED}, step ${step}, seen from node ${viewer}\n${history.slice(-8).join('\n')}`;
-      expect(got, context).toBe(expected);
-      expect(describeTree(remote(viewer)), context).toEqual(describeTree(local()));
+      compareStep(local(), remote, op, doer, viewer, step, history);
     }
     // node 3 back for good: its copies are brought up to date, and it reads the same
     const degraded = async () => JSON.parse((await cluster().kdfs(['status', '--json', cluster().mnt(2)])).stdout).degradedObjects as number;
@@ -192,39 +193,5 @@ describe(`differential test with a node killed and brought back between steps (s
     const scrub = await cluster().kdfs(['scrub', remote(1)]);
     expect(scrub.code, scrub.stdout + scrub.stderr).toBe(0);
     expect(describeTree(remote(3))).toEqual(describeTree(local()));
-  }, 300_000);
-});
-
-describe(`differential test with the metadata in etcd and its leader killed between steps (seed ${SEED})`, () => {
-  const { cluster, local, remote } = clusterAndLocal({ etcd: true });
-  /** Node 1 leads at first: killed at step 40 (another takes over), mounted again at 90 (it stands by). */
-  const EVENTS = new Map([[40, 'kill'], [90, 'mount']]);
-  const LEADER_STEPS = Math.min(STEPS, 150);
-
-  it('gives the same outcomes and trees through nodes 2 and 3 across the failover, and through node 1 once back', async () => {
-    const random = generator(SEED ^ 0x2545f491);
-    const history: string[] = [];
-    let nodeOneUp = true;
-    for (let step = 0; step < LEADER_STEPS; step++) {
-      const event = EVENTS.get(step);
-      if (event === 'kill') await cluster().kill9(1);
-      if (event === 'mount') await cluster().mount(1);
-      if (event) {
-        nodeOneUp = event === 'mount';
-        history.push(`${step}: node 1 (leader at first): ${event}`);
-      }
-      const op = randomOp(random);
-      const doer = nodeOneUp && step % 5 === 4 ? 1 : 2 + (step % 2);
-      const viewer = doer === 2 ? 3 : 2;
-      const expected = apply(local(), op);
-      const got = apply(remote(doer), op);
-      history.push(`${step}: node ${doer}: ${JSON.stringify(op)} -> ${expected}`);
-      const context = `seed ${SEED}, step ${step}, seen from node ${viewer}\n${history.slice(-8).join('\n')}`;
-      expect(got, context).toBe(expected);
-      expect(describeTree(remote(viewer)), context).toEqual(describeTree(local()));
-    }
-    const status = JSON.parse((await cluster().kdfs(['status', '--json', cluster().mnt(2)])).stdout) as { metaLeader: number };
-    expect([2, 3]).toContain(status.metaLeader);
-    expect(describeTree(remote(1))).toEqual(describeTree(local()));
   }, 300_000);
 });
