@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../common/freePort.js';
+import { isAlive as alive } from '../node/runfile.js';
 import { TXN_BYTES_MAX, TXN_OPS_MAX, connectEtcd } from '../meta/kv/etcd.js';
 import { clientCredentials, createEtcdPki, pkiPaths } from './pki.js';
 
@@ -47,15 +48,6 @@ function readCluster(dir: string): ClusterFile | null {
 export function endpointsOf(dir: string): string[] {
   // by name: TLS checks the certificate against it (an address as TLS server name is deprecated)
   return (readCluster(dir)?.members ?? []).map((m) => `localhost:${m.clientPort}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The pid of a running member, or null. */
