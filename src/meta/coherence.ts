@@ -92,6 +92,9 @@ export class Coherence {
   private readonly busy = new Map<number, Map<number, number>>();
   /** Requests being served that may touch any directory. */
   private busyAnywhere = 0;
+  /** Until when nodes' kernels may still cache what an earlier instance of the
+   *  service granted (a failover, a restart): grants this one does not know. */
+  private unknownGrantsUntilMs = 0;
 
   constructor(private readonly openOn: (ino: number) => Iterable<number>) {
     this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_INTERVAL_MS);
@@ -121,6 +124,14 @@ export class Coherence {
     clearInterval(this.sweeper);
   }
 
+  /** This service took over from an earlier instance (a new metadata leader, a
+   *  restarted root), whose grants it never saw: until every node's lease from
+   *  that instance has run out, changes are acknowledged only once it has (as
+   *  NFS's grace period), and nothing is delegated. */
+  tookOver(): void {
+    this.unknownGrantsUntilMs = Date.now() + CACHE_LEASE_MS + DELIVERY_MARGIN_MS;
+  }
+
   /** Grants a node the attributes of ino and, if dir is given, the entries of
    *  dir; returns how long its kernel may cache them (0: not at all). */
   grant(nodeId: number, ino: number, dir: number | null): number {
@@ -143,7 +154,7 @@ export class Coherence {
    *  told anything about its entries; returns for how long (0: not delegated). */
   delegate(nodeId: number, dir: number): number {
     const now = Date.now();
-    if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId) || this.busyAnywhere > 0) return 0;
+    if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId) || this.busyAnywhere > 0 || now < this.unknownGrantsUntilMs) return 0;
     if ((this.contended.get(dir) ?? 0) > now) return 0;
     const held = this.delegations.get(dir);
     if (held && held.nodeId !== nodeId && held.untilMs > now) return 0;
@@ -200,6 +211,9 @@ export class Coherence {
    *  the changes make wrong; resolves once they all dropped it, or their grants
    *  expired. */
   async invalidate(changes: Changes, originNodeId: number): Promise<void> {
+    // what an earlier instance granted is not known here: it expires first
+    const unknownMs = this.unknownGrantsUntilMs - Date.now();
+    if (unknownMs > 0) await new Promise((resolve) => setTimeout(resolve, unknownMs));
     const now = Date.now();
     const byNode = new Map<number, { items: Invalidation[]; untilMs: number }>();
     const add = (nodeId: number, grantUntilMs: number, item: Invalidation) => {

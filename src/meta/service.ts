@@ -152,6 +152,8 @@ export class MetaService {
   static async open(where: string | KvEngine, local: MetaLocal, options: ReplicationOptions = {}): Promise<MetaService> {
     const store = typeof where === 'string' ? await MetaStore.open(where) : await MetaStore.on(where);
     const service = new MetaService(store, local, options);
+    // other nodes may have been granted caches by the service before this one
+    if ([...store.nodes.keys()].some((id) => id !== local.nodeId)) service.coherence.tookOver();
     service.cluster.startReaper();
     service.repairer.start();
     service.mover.start();
