@@ -46,12 +46,29 @@ export async function readLeader(client: Etcd3, fsid: string): Promise<LeaderRec
   }
 }
 
+/** The leadership ends this long before its lease does as this process counts
+ *  it: its clock may run slower than etcd's, and a request already read is
+ *  still answered. */
+const LEASE_MARGIN_MS = 500;
+/** How often a leader checks that its lease was renewed in time. */
+const LEASE_CHECK_MS = 100;
+
 /** A node's campaign: emits 'elected' (epoch) when it takes the key, 'deposed'
- *  when its lease is lost, then campaigns again until stopped. */
+ *  when its leadership ends, then campaigns again until stopped.
+ *
+ *  A leader counts its lease's end itself, from when it sent the keepalives
+ *  etcd answered: etcd expires the lease from when it received them, later.
+ *  So a leader cut off from etcd (or stopped) stops leading before any other
+ *  node can be elected, even when the etcd client has not said the lease is
+ *  lost (it says so only 2 TTLs later). */
 export class Campaign extends EventEmitter {
   private lease: Lease | null = null;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  private checker: NodeJS.Timeout | null = null;
+  /** When the lease ends at the earliest, and when the oldest keepalive not yet answered went. */
+  private leaseEndMs = 0;
+  private unansweredSinceMs: number | null = null;
   epoch: string | null = null;
 
   constructor(private readonly client: Etcd3, private readonly fsid: string, private readonly record: LeaderRecord, firstDelayMs: number) {
@@ -59,12 +76,14 @@ export class Campaign extends EventEmitter {
     this.schedule(firstDelayMs);
   }
 
-  get leading(): boolean {
-    return this.epoch !== null;
+  /** Whether this node leads, with that epoch (any, if absent). */
+  leads(epoch?: string): boolean {
+    return this.epoch !== null && (epoch === undefined || epoch === this.epoch) && Date.now() < this.leaseEndMs - LEASE_MARGIN_MS;
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.attempt(), delayMs);
   }
 
@@ -83,6 +102,9 @@ export class Campaign extends EventEmitter {
       if (reply.succeeded) {
         this.epoch = reply.header.revision;
         log.warn(`metadata leadership taken by node ${this.record.nodeId} (epoch ${this.epoch})`);
+        this.checker = setInterval(() => {
+          if (!this.leads()) this.leave('its lease was not renewed in time', CAMPAIGN_RETRY_MS, true);
+        }, LEASE_CHECK_MS);
         this.emit('elected', this.epoch);
         return;
       }
@@ -93,50 +115,55 @@ export class Campaign extends EventEmitter {
   }
 
   private newLease(): Lease {
+    this.leaseEndMs = Date.now() + LEASE_TTL_S * 1000;
+    this.unansweredSinceMs = null;
     const lease = this.client.lease(LEASE_TTL_S, { autoKeepAlive: true });
+    lease.on('keepaliveFired', () => {
+      if (this.lease === lease) this.unansweredSinceMs ??= Date.now();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      if (this.lease !== lease || this.unansweredSinceMs === null) return;
+      this.leaseEndMs = Math.max(this.leaseEndMs, this.unansweredSinceMs + LEASE_TTL_S * 1000);
+      this.unansweredSinceMs = null;
+    });
     lease.on('lost', (err) => {
-      if (this.lease !== lease) return;
-      this.lease = null;
-      lease.release();
-      if (this.epoch !== null) {
-        log.warn(`metadata leadership of node ${this.record.nodeId} lost (epoch ${this.epoch}): ${err.message}`);
-        this.epoch = null;
-        this.emit('deposed');
-      }
-      this.schedule(CAMPAIGN_RETRY_MS);
+      if (this.lease === lease) this.leave(err.message, CAMPAIGN_RETRY_MS, false);
     });
     return lease;
+  }
+
+  /** Ends this node's lease and leadership (why: said, and 'deposed' emitted, if
+   *  it led), and campaigns again after nextCampaignMs. revoke: tell etcd, so
+   *  that the others need not wait for the lease to end. */
+  private leave(why: string | null, nextCampaignMs: number, revoke: boolean): Promise<void> {
+    const lease = this.lease;
+    const led = this.epoch !== null;
+    if (led && why) log.warn(`metadata leadership of node ${this.record.nodeId} lost (epoch ${this.epoch}): ${why}`);
+    this.lease = null;
+    this.epoch = null;
+    if (this.checker) clearInterval(this.checker);
+    this.checker = null;
+    const ended = lease && revoke ? lease.revoke().catch(() => lease.release()) : Promise.resolve(lease?.release());
+    if (led && why) this.emit('deposed');
+    this.schedule(nextCampaignMs);
+    return ended;
   }
 
   /** The leadership is gone (a commit was refused by the fence): deposed now,
    *  without waiting for the lease's keepalive to say so. */
   abandon(): void {
-    if (this.epoch === null) return;
-    log.warn(`metadata leadership of node ${this.record.nodeId} lost (epoch ${this.epoch}): a commit was fenced off`);
-    const lease = this.lease;
-    this.lease = null;
-    this.epoch = null;
-    if (lease) void lease.revoke().catch(() => lease.release());
-    this.emit('deposed');
-    this.schedule(CAMPAIGN_RETRY_MS);
+    if (this.epoch !== null) void this.leave('a commit was fenced off', CAMPAIGN_RETRY_MS, true);
   }
 
   /** Gives the leadership up and campaigns again later (this node could not serve). */
   async resign(): Promise<void> {
-    const lease = this.lease;
-    this.lease = null;
-    this.epoch = null;
-    if (lease) await lease.revoke().catch(() => lease.release());
-    this.schedule(NON_ROOT_FIRST_CAMPAIGN_DELAY_MS);
+    await this.leave(null, NON_ROOT_FIRST_CAMPAIGN_DELAY_MS, true);
   }
 
   /** Gives the leadership up (a clean stop): the others need not wait for the lease to end. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.epoch = null;
     if (this.timer) clearTimeout(this.timer);
-    const lease = this.lease;
-    this.lease = null;
-    if (lease) await lease.revoke().catch(() => lease.release());
+    await this.leave(null, 0, true);
   }
 }

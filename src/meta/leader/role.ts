@@ -23,7 +23,7 @@ export interface LeaderHost {
 }
 
 export class LeaderRole {
-  meta: MetaService | null = null;
+  private serving: MetaService | null = null;
   private readonly campaign: Campaign;
   private stopDefragmenter: (() => void) | null = null;
   /** Leadership changes are handled one at a time, in order. */
@@ -33,6 +33,11 @@ export class LeaderRole {
     this.campaign = new Campaign(client, host.fsid, record, firstLeader ? 0 : NON_ROOT_FIRST_CAMPAIGN_DELAY_MS);
     this.campaign.on('elected', (epoch: string) => this.serialize(() => this.lead(epoch)));
     this.campaign.on('deposed', () => this.serialize(() => this.stepDown()));
+  }
+
+  /** The service, while this node leads (null from the moment its lease may have ended). */
+  get meta(): MetaService | null {
+    return this.serving && this.campaign.leads() ? this.serving : null;
   }
 
   get epoch(): string | null {
@@ -50,7 +55,7 @@ export class LeaderRole {
     let meta: MetaService;
     try {
       meta = await MetaService.open(engine, {
-        nodeId: this.host.nodeId, objects: this.host.objects, leaderEpoch: Number(epoch), leading: () => this.campaign.epoch === epoch,
+        nodeId: this.host.nodeId, objects: this.host.objects, leaderEpoch: Number(epoch), leading: () => this.campaign.leads(epoch),
       }, this.host.replication);
     } catch (err) {
       log.error(`node ${this.host.nodeId} could not open the metadata service: ${(err as Error).message}; leadership given up`);
@@ -58,20 +63,20 @@ export class LeaderRole {
       await this.campaign.resign();
       return;
     }
-    if (this.campaign.epoch !== epoch) {
+    if (!this.campaign.leads(epoch)) {
       // deposed while opening
       await meta.close().catch(() => {});
       return;
     }
-    this.meta = meta;
+    this.serving = meta;
     this.stopDefragmenter = startDefragmenter(this.target);
     this.host.leading(meta);
   }
 
   private async stepDown(): Promise<void> {
-    const meta = this.meta;
+    const meta = this.serving;
     if (!meta) return;
-    this.meta = null;
+    this.serving = null;
     this.stopDefragmenter?.();
     this.stopDefragmenter = null;
     this.host.deposed();
