@@ -87,8 +87,9 @@ export class DataClient {
     this.attempt?.destroy();
   }
 
-  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
-    await this.call({ id: 0, op: DATA_WRITE, key, offset }, data, null);
+  /** leaderEpoch: the metadata service's (with etcd), for agents to refuse a deposed leader's writes. */
+  async write(key: ObjectKey, offset: number, data: Uint8Array, leaderEpoch = 0): Promise<void> {
+    await this.call({ id: 0, op: DATA_WRITE, key, offset, ...(leaderEpoch ? { leaderEpoch } : {}) }, data, null);
   }
 
   /** Bytes of disk the object takes. */

@@ -5,6 +5,7 @@ import { E, FsError, errnoOf } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { checkLeaderEpoch } from './service.js';
 import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
@@ -46,7 +47,8 @@ export class DataServer {
   private readonly epochs = new Map<net.Socket, number>();
   private readonly unauthenticated = new PendingConnections();
 
-  constructor(private readonly store: ObjectStore, private readonly fsid: () => string) {
+  /** leaderEpoch(): as the Agent service's (see checkLeaderEpoch). */
+  constructor(private readonly store: ObjectStore, private readonly fsid: () => string, private readonly leaderEpoch: () => number = () => 0) {
     // paused: adoptReusing takes each connection over before it is read from
     this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.serve(socket));
   }
@@ -209,6 +211,7 @@ export class DataServer {
       case DATA_ALLOCATED:
         return { out: EMPTY, offset: await this.store.allocated(validKey(header.key)) };
       case DATA_WRITE: {
+        checkLeaderEpoch(header.leaderEpoch, this.leaderEpoch());
         const offset = validOffset(header.offset);
         if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
         await this.store.write(validKey(header.key), offset, data);

@@ -13,7 +13,7 @@ const PING_WHILE_WAITING_MS = 1000;
 export class RemoteAgent implements Agent {
   readonly rpc: RpcClient<AgentMethods>;
   private data: DataClient | null;
-  /** Set by the metadata service with etcd: its removals and truncations carry it (see ObjectsRequest). */
+  /** Set by the metadata service with etcd: its removals, truncations and writes carry it (see ObjectsRequest). */
   leaderEpoch = 0;
 
   /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
@@ -46,8 +46,8 @@ export class RemoteAgent implements Agent {
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
-    if (this.data) return this.data.write(key, offset, data);
-    check((await this.rpc.call('Write', { key, offset, data })).errno);
+    if (this.data) return this.data.write(key, offset, data, this.leaderEpoch);
+    check((await this.rpc.call('Write', { key, offset, data, leaderEpoch: this.leaderEpoch })).errno);
   }
 
   async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {

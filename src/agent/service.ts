@@ -16,15 +16,19 @@ function validOffset(offset: number): number {
   return offset;
 }
 
+/** A deposed metadata leader may not have noticed yet: its removals,
+ *  truncations and writes (epoch: its leadership's) are refused once this node
+ *  knows of a later one (known; 0: none, or level). Nodes' own calls carry none. */
+export function checkLeaderEpoch(epoch: number | undefined, known: number): void {
+  if (epoch && known && Number(epoch) < known) throw new FsError(E.ESTALE, `a call of the metadata leadership of epoch ${epoch}, deposed by ${known}`);
+}
+
 /** leaderEpoch(): the metadata leadership's epoch this node knows of (etcd; 0: none, or level). */
 export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: () => number = () => 0): Handlers<AgentMethods> {
-  // a deposed metadata leader may not have noticed yet: its removals and truncations are refused
-  const fenced = (epoch: number | undefined) => {
-    const known = leaderEpoch();
-    if (epoch && known && Number(epoch) < known) throw new FsError(E.ESTALE, `a call of the metadata leadership of epoch ${epoch}, deposed by ${known}`);
-  };
+  const fenced = (epoch: number | undefined) => checkLeaderEpoch(epoch, leaderEpoch());
   return {
     async Write(request) {
+      fenced(request.leaderEpoch);
       const data = request.data ?? Buffer.alloc(0);
       if (data.length > RPC_MESSAGE_MAX_BYTES) throw new FsError(E.EINVAL);
       const offset = validOffset(request.offset);

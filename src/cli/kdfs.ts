@@ -219,7 +219,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   const degradedFiles = options.degraded && health ? await pathsOf(nodeDir, health.degradedInos) : null;
   if (options.json) {
     const json = nodes.map((n) => ({
-      id: n.id, address: n.address, state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
+      id: n.id, address: n.address, dataAddress: n.dataAddress ?? '', state: n.state, capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, freeBytes: n.freeBytes,
       checksumErrors: n.checksumErrors ?? 0, domain: n.domain ?? '', admin: n.admin ?? 'active', weight: n.weight ?? 0,
     }));
     process.stdout.write(JSON.stringify({

@@ -241,7 +241,7 @@ export class Cluster {
     return agent;
   }
 
-  /** This node's objects; with etcd, removals and truncations refused (ESTALE)
+  /** This node's objects; with etcd, removals, truncations and writes refused (ESTALE)
    *  once the leadership is lost, as other agents refuse them (see ObjectsRequest). */
   private localAgentMade: Agent | null = null;
 
@@ -258,7 +258,7 @@ export class Cluster {
     };
     return new Proxy(objects, {
       get(target, name) {
-        if (name === 'remove' || name === 'truncate') {
+        if (name === 'remove' || name === 'truncate' || name === 'write') {
           return async (...args: unknown[]) => {
             fenced();
             return (target[name] as (...a: unknown[]) => Promise<void>).apply(target, args);

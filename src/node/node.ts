@@ -176,7 +176,7 @@ export class KdfsNode {
     const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
     const port = await server.listen(this.sb.listenAddress);
     this.address = `${host}:${port}`;
-    this.dataServer = new DataServer(objects, () => this.sb.fsid);
+    this.dataServer = new DataServer(objects, () => this.sb.fsid, () => Number(this.leaderWatch?.epoch ?? 0));
     this.dataAddress = `${host}:${await this.dataServer.listen(host)}`;
 
     if (this.meta) {

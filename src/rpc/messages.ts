@@ -274,8 +274,9 @@ export interface DataHeader {
   mac?: Uint8Array;
   protect?: boolean;
   keyEpoch?: number;
+  leaderEpoch?: number;
 }
-export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array }
+export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array; leaderEpoch?: number }
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }
 export interface ObjectReadReply { errno: number; data: Buffer }
 export interface ObjectTruncateRequest { key: ObjectKey; length: number; leaderEpoch?: number }

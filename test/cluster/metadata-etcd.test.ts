@@ -12,8 +12,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, objectBytes } from '../harness/cluster.js';
 import { RemoteAgent } from '../../src/agent/remote.js';
-import { loadCredentials } from '../../src/security/credentials.js';
-import { useIdentity } from '../../src/security/tls.js';
 import { stopMember, clientCredentials } from '../../src/etcd/local.js';
 import { connectEtcd, fsPrefix } from '../../src/meta/kv/etcd.js';
 import { openEtcdEngine } from '../../src/meta/kv/target.js';
@@ -25,6 +23,7 @@ import { MetaService } from '../../src/meta/service.js';
 import { ObjectStore } from '../../src/agent/objectStore.js';
 import { FIRST_INO, ROOT_INO, requestKey } from '../../src/meta/records.js';
 import { E } from '../../src/common/errno.js';
+import { metaClientFor } from '../../src/cli/common.js';
 
 const CHURN = path.resolve(__dirname, '..', 'tools', 'churn.js');
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -145,23 +144,30 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     expect([2, 3]).toContain(status.metaLeader);
   }, 150_000);
 
-  it('a removal of objects by the deposed leader is refused by the agents (ESTALE): nothing removed', async () => {
+  it('a removal, truncation or write of objects by the deposed leader is refused by the agents (ESTALE): nothing changed', async () => {
     const sb = await readSuperblock(cluster.nodeDir(2));
     const data = randomBytes(3 * 1024 * 1024);
     fs.writeFileSync(cluster.path(2, 'work', 'kept'), data);
     const ino = Number(fs.statSync(cluster.path(2, 'work', 'kept')).ino);
-    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(2)])).stdout) as { nodes: { id: number; address: string }[] };
+    const status = JSON.parse((await cluster.kdfs(['status', '--json', cluster.mnt(2)])).stdout) as { nodes: { id: number; address: string; dataAddress: string }[] };
     const held = objectBytes(cluster.nodeDir(3));
-    // as node 1 would, still believing it leads under the first epoch
-    useIdentity(loadCredentials(cluster.nodeDir(1), 1, sb.fsid));
-    const agent = new RemoteAgent(status.nodes.find((n) => n.id === 3)!.address, '', sb.fsid);
-    agent.leaderEpoch = 1;
+    // as node 1 would, still believing it leads under the first epoch: over gRPC, and writes over the data channel too
+    // (node 1's credentials, and the data key the service gives every member)
+    const meta = await metaClientFor(cluster.nodeDir(1));
+    const node3 = status.nodes.find((n) => n.id === 3)!;
+    expect(node3.dataAddress).toMatch(/:\d+$/);
+    const agents = [new RemoteAgent(node3.address, '', sb.fsid), new RemoteAgent(node3.address, node3.dataAddress, sb.fsid)];
     try {
       const keys = [0, 1, 2].flatMap((index) => [0, 1].map((replica) => ({ ino, index, replica })));
-      await expect(agent.remove(keys)).rejects.toMatchObject({ errno: E.ESTALE });
-      await expect(agent.truncate(keys[0], 0)).rejects.toMatchObject({ errno: E.ESTALE });
+      for (const agent of agents) {
+        agent.leaderEpoch = 1;
+        await expect(agent.remove(keys)).rejects.toMatchObject({ errno: E.ESTALE });
+        await expect(agent.truncate(keys[0], 0)).rejects.toMatchObject({ errno: E.ESTALE });
+        for (const key of keys) await expect(agent.write(key, 0, Buffer.alloc(4096, 7))).rejects.toMatchObject({ errno: E.ESTALE });
+      }
     } finally {
-      agent.close();
+      for (const agent of agents) agent.close();
+      meta.disconnect();
     }
     expect(objectBytes(cluster.nodeDir(3))).toBe(held);
     expect(sha(fs.readFileSync(cluster.path(3, 'work', 'kept')))).toBe(sha(data));
@@ -302,6 +308,7 @@ describe('metadata in etcd: a call applied, then sent again to the next leader',
       leading = false;
       await expect(meta.cluster.agent(1).remove([key])).rejects.toMatchObject({ errno: E.ESTALE });
       await expect(meta.cluster.agent(1).truncate(key, 0)).rejects.toMatchObject({ errno: E.ESTALE });
+      await expect(meta.cluster.agent(1).write(key, 0, Buffer.from('gone'))).rejects.toMatchObject({ errno: E.ESTALE });
       expect((await objects.read(key, 0, 4)).toString()).toBe('kept');
     } finally {
       await meta.close();
