@@ -50,25 +50,26 @@ export async function readLeader(client: Etcd3, fsid: string): Promise<LeaderRec
  *  it: its clock may run slower than etcd's, and a request already read is
  *  still answered. */
 const LEASE_MARGIN_MS = 500;
-/** How often a leader checks that its lease was renewed in time. */
-const LEASE_CHECK_MS = 100;
-
 /** A node's campaign: emits 'elected' (epoch) when it takes the key, 'deposed'
  *  when its leadership ends, then campaigns again until stopped.
  *
  *  A leader counts its lease's end itself, from when it sent the keepalives
  *  etcd answered: etcd expires the lease from when it received them, later.
- *  So a leader cut off from etcd (or stopped) stops leading before any other
- *  node can be elected, even when the etcd client has not said the lease is
- *  lost (it says so only 2 TTLs later). */
+ *  Past that end it serves nothing (leads() is false) until a keepalive is
+ *  answered again: so a leader cut off from etcd (or stopped) is silent before
+ *  any other node can be elected, even when the etcd client has not said the
+ *  lease is lost (it says so only 2 TTLs later). It is only suspended, not
+ *  deposed: etcd may have kept the lease (a new etcd Raft leader extends every
+ *  lease), and then it goes on as leader without a failover. */
 export class Campaign extends EventEmitter {
   private lease: Lease | null = null;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
-  private checker: NodeJS.Timeout | null = null;
   /** When the lease ends at the earliest, and when the oldest keepalive not yet answered went. */
   private leaseEndMs = 0;
   private unansweredSinceMs: number | null = null;
+  /** Past its own count of the lease (said once in the log). */
+  private suspended = false;
   epoch: string | null = null;
 
   constructor(private readonly client: Etcd3, private readonly fsid: string, private readonly record: LeaderRecord, firstDelayMs: number) {
@@ -78,7 +79,14 @@ export class Campaign extends EventEmitter {
 
   /** Whether this node leads, with that epoch (any, if absent). */
   leads(epoch?: string): boolean {
-    return this.epoch !== null && (epoch === undefined || epoch === this.epoch) && Date.now() < this.leaseEndMs - LEASE_MARGIN_MS;
+    if (this.epoch === null || (epoch !== undefined && epoch !== this.epoch)) return false;
+    const inTime = Date.now() < this.leaseEndMs - LEASE_MARGIN_MS;
+    if (inTime === this.suspended) {
+      this.suspended = !inTime;
+      if (this.suspended) log.warn(`metadata leadership of node ${this.record.nodeId} suspended: etcd has not answered its keepalives in time`);
+      else log.info(`metadata leadership of node ${this.record.nodeId} resumed: etcd kept its lease (epoch ${this.epoch})`);
+    }
+    return inTime;
   }
 
   private schedule(delayMs: number): void {
@@ -101,10 +109,8 @@ export class Campaign extends EventEmitter {
       if (this.stopped) return;
       if (reply.succeeded) {
         this.epoch = reply.header.revision;
+        this.suspended = false;
         log.warn(`metadata leadership taken by node ${this.record.nodeId} (epoch ${this.epoch})`);
-        this.checker = setInterval(() => {
-          if (!this.leads()) this.leave('its lease was not renewed in time', CAMPAIGN_RETRY_MS, true);
-        }, LEASE_CHECK_MS);
         this.emit('elected', this.epoch);
         return;
       }
@@ -141,8 +147,6 @@ export class Campaign extends EventEmitter {
     if (led && why) log.warn(`metadata leadership of node ${this.record.nodeId} lost (epoch ${this.epoch}): ${why}`);
     this.lease = null;
     this.epoch = null;
-    if (this.checker) clearInterval(this.checker);
-    this.checker = null;
     const ended = lease && revoke ? lease.revoke().catch(() => lease.release()) : Promise.resolve(lease?.release());
     if (led && why) this.emit('deposed');
     this.schedule(nextCampaignMs);
