@@ -251,6 +251,9 @@ export class MetaStore {
   private readonly loading = new Map<string, Promise<void>>();
   private readonly queue: Pending[] = [];
   private writing = false;
+  /** Transactions in the last write, and a drain waiting for as many (see gather). */
+  private lastGroupTransactions = 0;
+  private gathering: { count: number; done: () => void } | null = null;
   private seq = 0;
   /** Transactions up to this one are on disk: their cache entries may be evicted. */
   private committedSeq = 0;
@@ -535,6 +538,7 @@ export class MetaStore {
 
   private enqueue(pending: Pending): void {
     this.queue.push(pending);
+    if (this.gathering && this.queue.length >= this.gathering.count) this.gathering.done();
     if (this.writing) return;
     // at the end of this turn of the event loop: the transactions of all the
     // requests it handles go to disk in one write
@@ -542,9 +546,24 @@ export class MetaStore {
     setImmediate(() => void this.drain());
   }
 
+  /** Engines whose writes cost the same whatever they carry (etcd: a Raft round
+   *  and fsyncs on every member): the callers the last write answered usually
+   *  send their next transaction within a few milliseconds; waiting that long
+   *  for as many lets one write carry them all. */
+  private async gather(): Promise<void> {
+    const gatherMs = this.db.gatherMs ?? 0;
+    const count = this.lastGroupTransactions;
+    if (gatherMs <= 0 || this.queue.length >= count) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.gathering?.done(), gatherMs);
+      this.gathering = { count, done: () => { clearTimeout(timer); this.gathering = null; resolve(); } };
+    });
+  }
+
   private async drain(): Promise<void> {
     this.writing = true;
     while (this.queue.length > 0) {
+      await this.gather();
       const group: Pending[] = [];
       let count = 0;
       while (this.queue.length > 0 && (group.length === 0 || count + this.queue[0].ops.length <= WRITE_GROUP_OPS_MAX)) {
@@ -553,6 +572,7 @@ export class MetaStore {
         group.push(next);
       }
       const transactions = group.filter((p) => p.ops.length > 0).map((p) => p.ops);
+      this.lastGroupTransactions = transactions.length;
       const sync = group.some((p) => p.sync);
       if (transactions.length === 0 && !sync) {
         for (const p of group) p.resolve();

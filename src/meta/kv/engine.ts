@@ -32,7 +32,6 @@ export interface KvEngine {
   errnoOf(err: Error): number;
   /** Keeps calls' marks ("Q" records, see ../replay.ts), expiring them itself. */
   readonly marksRequests?: boolean;
-  /** Writes it takes before the first is done, applying them in the order they
-   *  were given all the same (1, absent: one at a time). */
-  readonly writesInFlightMax?: number;
+  /** How long a write may wait for more transactions to carry (absent: none). */
+  readonly gatherMs?: number;
 }

@@ -35,6 +35,10 @@ const CALL_TIMEOUT_MS = 5000;
 const MARK_TTL_S = 600;
 const MARK_LEASE_EVERY_MS = 60_000;
 const KIND_REQUEST = 0x51;
+/** A commit waits this long at most for as many transactions as the last one
+ *  carried: each costs about 2.5 ms of CPU (this client 0.8, the 3 members 1.7,
+ *  measured) whatever it carries, so fuller commits leave more for the rest. */
+const GATHER_MS = 2;
 
 /** Where and how to reach an etcd cluster. */
 export interface EtcdTarget {
@@ -73,6 +77,10 @@ export class EtcdEngine implements KvEngine {
   /** Told when a commit was refused by the fence, before the commit's caller hears of it. */
   onFenced: (() => void) | null = null;
   readonly marksRequests = true;
+  /** Measured (4 processes creating through node 2, medians of 3): 533 creates/s
+   *  without, 587 with 1 ms, 578 with 2, 600 with 3; waiting for more than the
+   *  last commit carried was slower (503 with 2 ms, 372 with 4). */
+  readonly gatherMs = GATHER_MS;
   private markLease: { id: Promise<string>; takenMs: number } | null = null;
 
   constructor(private readonly client: Etcd3, private readonly prefix: Buffer, endpoints: string[]) {
