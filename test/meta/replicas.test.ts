@@ -26,7 +26,7 @@ beforeEach(async () => {
     path.join(dir, 'meta'),
     { fsid: randomUUID(), nextIno: FIRST_INO, defaultPolicy: { unitBytes: 0, count: 0, replicas: 2 }, rootNodeId: 1, createdSec: 1 },
     { attr: { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 4096, rdev: 0, atime: time, mtime: time, ctime: time }, layout: null, target: '', parent: ROOT_INO, entries: 0, policy: null, xattrs: {}, inlined: false, inlineData: Buffer.alloc(0) },
-    { id: 1, uuid: randomUUID(), address: '127.0.0.1:1', joinedSec: 1 },
+    { id: 1, uuid: randomUUID(), address: '127.0.0.1:1', dataAddress: '', joinedSec: 1 },
   );
   store = await MetaStore.open(path.join(dir, 'meta'));
   ns = new Namespace(store);

@@ -232,7 +232,7 @@ describe('examples/count and the C library', () => {
     const app = appDir('missing');
     fs.writeFileSync(path.join(app, 'task_4242_v1.bin'), 'pid=4242\nrank=0\nstate_bytes=24\nnode=1\n');
     const vars = { KDFS_CKPT_APP: app, KDFS_CKPT_NODE: '1', KDFS_CKPT_RESTART_SN: '1' };
-    for (const extra of [{}, { KDFS_CKPT_RANK: '1' }, { KDFS_CKPT_RESTART_SN: '2' }]) {
+    for (const extra of [{}, { KDFS_CKPT_RANK: '1' }, { KDFS_CKPT_RESTART_SN: '2' }] as Record<string, string>[]) {
       const r = await run(COUNT, ['1000'], { ...vars, ...extra });
       expect(r).toMatchObject({ code: 1, stdout: '' });
       expect(r.stderr).toMatch(/^count: restore: No such file or directory\n$/);

@@ -24,6 +24,7 @@ function setup() {
     },
     async (count) => ({ inoFirst: INO_FIRST + 10_000, inoCount: count }),
     (create, errno) => refused.push({ ino: create.ino, errno }),
+    1,
   );
   const make = (dir: number, name: string) => delegations.create(dir, name, 0o100644, 1000, 1000, { sec: 1, nsec: 0 }, 10_000);
   return { delegations, published, refused, make, setReply: (r: typeof reply) => (reply = r) };
