@@ -117,8 +117,9 @@ export function locate(file: string): { dir: string; mountPoint: string; fsPath:
   return { dir: best.source.slice('kdfs:'.length), mountPoint: best.mountPoint, fsPath: '/' + relative.split(path.sep).filter(Boolean).join('/') };
 }
 
-/** A client of the metadata service of the cluster a node directory belongs to. */
-export async function metaClientFor(dir: string): Promise<MetaClient> {
+/** A client of the metadata service of the cluster a node directory belongs to.
+ *  leader: with etcd, the leader the caller already read (null: none), not read again. */
+export async function metaClientFor(dir: string, leader?: LeaderRecord | null): Promise<MetaClient> {
   const sb = await readSuperblock(dir).catch((err: Error) => {
     if (/EACCES/.test(err.message)) throw new CliError(`this command speaks for node ${dir}, whose directory and credentials are root's: run it as root`);
     throw new CliError(err.message);
@@ -136,7 +137,7 @@ export async function metaClientFor(dir: string): Promise<MetaClient> {
     throw new CliError((err as Error).message);
   }
   // metadata in etcd: the service is wherever its leader is
-  if (sb.meta) address = (await metaLeaderOf(dir, sb.meta, sb.fsid))?.address ?? address;
+  if (sb.meta) address = (leader !== undefined ? leader : await metaLeaderOf(dir, sb.meta, sb.fsid))?.address ?? address;
   const client = MetaClient.remote(address, sb.fsid);
   useDataKeySource(() => client.dataKey());
   return client;

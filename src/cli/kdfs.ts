@@ -188,7 +188,7 @@ async function status(where: string | undefined, options: { dir: string; json?: 
   // metadata in etcd: its leader, from etcd (null: none elected now)
   const leader = sb?.meta ? await metaLeaderOf(nodeDir, sb.meta, sb.fsid).catch(() => null) : undefined;
   const etcdMembers = sb?.meta ? await membersHealth(etcdTargetOf(nodeDir, sb.meta)).catch(() => null) : null;
-  const meta = await metaClientFor(nodeDir);
+  const meta = await metaClientFor(nodeDir, leader);
   let nodes: NodeInfo[];
   // null: the root does not answer, so no one knows
   let health: Awaited<ReturnType<MetaClient['health']>> | null = null;
