@@ -470,7 +470,10 @@ describe('hostile peers on every listener of the root and of node 2', () => {
         ['a message announcing 1000 bytes, 10 sent', Buffer.concat([Buffer.from([0, 0, 0, 0x03, 0xe8]), Buffer.alloc(10)])],
         ['half a message prefix', Buffer.from([0, 0, 0])],
         ['an undecodable message', Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34])])],
-        ['a "compressed" message', Buffer.concat([Buffer.from([1, 0, 0, 0, 16]), seeded('compressed', 16)])],
+        // grpc-js takes a "compressed" message without grpc-encoding as plain: it must be
+        // decoded like any other (not random bytes, which now and then decode to an empty
+        // request, answered with an errno and grpc-status 0: seed 1916156162)
+        ['a "compressed" undecodable message', Buffer.concat([Buffer.from([1, 0, 0, 0, 7]), Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34])])],
       ] as const) {
         const outcome = await grpcRaw(l.port, body, true);
         outcomes.push(`${l.name}: ${what} -> ${outcome}`);
