@@ -123,6 +123,29 @@ function compareStep(local: string, remote: (node: number) => string, op: Op, do
   expect(describeTree(remote(viewer)), context).toEqual(describeTree(local));
 }
 
+/** steps random operations from seed; before a step in events, node `node` is
+ *  killed (kill -9) or mounted again; pick names who makes each step and who
+ *  looks, knowing whether that node is up. */
+async function stepsWithEvents(
+  cluster: Cluster, local: string, remote: (node: number) => string, seed: number, steps: number,
+  node: number, events: Map<number, 'kill' | 'mount'>, pick: (step: number, nodeUp: boolean) => [doer: number, viewer: number],
+): Promise<void> {
+  const random = generator(seed);
+  const history: string[] = [];
+  let nodeUp = true;
+  for (let step = 0; step < steps; step++) {
+    const event = events.get(step);
+    if (event === 'kill') await cluster.kill9(node);
+    if (event === 'mount') await cluster.mount(node);
+    if (event) {
+      nodeUp = event === 'mount';
+      history.push(`${step}: node ${node}: ${event}`);
+    }
+    const [doer, viewer] = pick(step, nodeUp);
+    compareStep(local, remote, randomOp(random), doer, viewer, step, history);
+  }
+}
+
 /** A 3-node cluster and a local directory, made before the tests of a describe
  *  and removed after: `cluster()` and `local()` once made; `remote(node)` is the
  *  directory compared, as that node mounts it. */
@@ -166,22 +189,11 @@ describe(`differential test against a local directory (seed ${SEED})`, () => {
 describe(`differential test with a node killed and brought back between steps (seed ${SEED})`, () => {
   const { cluster, local, remote } = clusterAndLocal();
   /** Steps at which node 3, which holds copies but is not used, is killed, and mounted again. */
-  const KILLS = new Map([[40, 'kill'], [90, 'mount'], [120, 'kill'], [170, 'mount']]);
+  const KILLS = new Map<number, 'kill' | 'mount'>([[40, 'kill'], [90, 'mount'], [120, 'kill'], [170, 'mount']]);
   const KILL_STEPS = Math.min(STEPS, 200);
 
   it(`gives the same outcomes and trees through nodes 2 and 1 while node 3 dies and returns, then on node 3 once repaired`, async () => {
-    const random = generator(SEED ^ 0x5bd1e995);
-    const history: string[] = [];
-    for (let step = 0; step < KILL_STEPS; step++) {
-      const event = KILLS.get(step);
-      if (event === 'kill') await cluster().kill9(3);
-      if (event === 'mount') await cluster().mount(3);
-      if (event) history.push(`${step}: node 3: ${event}`);
-      const op = randomOp(random);
-      const doer = step % 4 === 3 ? 1 : 2;
-      const viewer = doer === 2 ? 1 : 2;
-      compareStep(local(), remote, op, doer, viewer, step, history);
-    }
+    await stepsWithEvents(cluster(), local(), remote, SEED ^ 0x5bd1e995, KILL_STEPS, 3, KILLS, (step) => (step % 4 === 3 ? [1, 2] : [2, 1]));
     // node 3 back for good: its copies are brought up to date, and it reads the same
     const degraded = async () => JSON.parse((await cluster().kdfs(['status', '--json', cluster().mnt(2)])).stdout).degradedObjects as number;
     const deadline = Date.now() + 60_000;
@@ -199,26 +211,14 @@ describe(`differential test with a node killed and brought back between steps (s
 describe(`differential test with the metadata in etcd and its leader killed between steps (seed ${SEED})`, () => {
   const { cluster, local, remote } = clusterAndLocal({ etcd: true });
   /** Node 1 leads at first: killed at step 40 (another takes over), mounted again at 90 (it stands by). */
-  const EVENTS = new Map([[40, 'kill'], [90, 'mount']]);
+  const EVENTS = new Map<number, 'kill' | 'mount'>([[40, 'kill'], [90, 'mount']]);
   const LEADER_STEPS = Math.min(STEPS, 150);
 
   it('gives the same outcomes and trees through nodes 2 and 3 across the failover, and through node 1 once back', async () => {
-    const random = generator(SEED ^ 0x2545f491);
-    const history: string[] = [];
-    let nodeOneUp = true;
-    for (let step = 0; step < LEADER_STEPS; step++) {
-      const event = EVENTS.get(step);
-      if (event === 'kill') await cluster().kill9(1);
-      if (event === 'mount') await cluster().mount(1);
-      if (event) {
-        nodeOneUp = event === 'mount';
-        history.push(`${step}: node 1 (leader at first): ${event}`);
-      }
-      const op = randomOp(random);
+    await stepsWithEvents(cluster(), local(), remote, SEED ^ 0x2545f491, LEADER_STEPS, 1, EVENTS, (step, nodeOneUp) => {
       const doer = nodeOneUp && step % 5 === 4 ? 1 : 2 + (step % 2);
-      const viewer = doer === 2 ? 3 : 2;
-      compareStep(local(), remote, op, doer, viewer, step, history);
-    }
+      return [doer, doer === 2 ? 3 : 2];
+    });
     const status = JSON.parse((await cluster().kdfs(['status', '--json', cluster().mnt(2)])).stdout) as { metaLeader: number };
     expect([2, 3]).toContain(status.metaLeader);
     expect(describeTree(remote(1))).toEqual(describeTree(local()));
