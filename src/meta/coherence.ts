@@ -142,6 +142,16 @@ export class Coherence {
     return GRANT_MS;
   }
 
+  /** A rename by this node succeeded: its kernel moved the entry into dir
+   *  (d_move), keeping the entry's timeout, which is within the node's lease.
+   *  The service must call the node back about dir's entries until then, whether
+   *  it granted them or not: the kernel holds the entry regardless. */
+  movedInto(nodeId: number, dir: number): void {
+    if (!this.targets.has(nodeId)) return;
+    const untilMs = Date.now() + CACHE_LEASE_MS + DELIVERY_MARGIN_MS;
+    if ((this.dirs.get(dir)?.get(nodeId) ?? 0) < untilMs) this.hold(this.dirs, dir, nodeId, untilMs);
+  }
+
   /** Whether a node other than origin holds the attributes of ino granted (it
    *  may have opened the file without a call, see src/vfs/contentCache.ts). */
   grantedElsewhere(ino: number, origin: number): boolean {

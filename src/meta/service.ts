@@ -294,6 +294,10 @@ export class MetaService {
     const effects = new Effects();
     effects.origin = origin;
     effects.requestKey = mark;
+    // before the rename is made: a change of the directory by another node made
+    // as soon as it is must call this node back
+    const movedInto = method === 'Rename' ? (request as MetaMethods['Rename'][0]).to?.ino : undefined;
+    if (caller && movedInto) this.coherence.movedInto(caller.nodeId, movedInto);
     // a copy: some replies are shared constants (OK), and what follows adds to them
     const reply = { ...(await op(request, effects, caller)) as object } as ChangedInReply & {
       attr?: { ino: number; mode: number } | null; cacheMs?: number; created?: boolean; delegation?: Delegation | null;

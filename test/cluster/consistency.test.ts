@@ -129,6 +129,22 @@ describe('metadata changes', () => {
     for (const id of [1, 3]) expectErrno(() => fs.statSync(cluster.path(id, dir, 'h')), 'ENOENT');
   });
 
+  it('drops the entry that a rename moved in the renaming node, when another node moves it on', () => {
+    // the kernel of the node that renames keeps the moved entry, with the
+    // timeout of the old one, in a directory it never looked up anything in
+    const [from, to] = [name('d'), name('d')];
+    fs.mkdirSync(cluster.path(3, to));
+    fs.mkdirSync(cluster.path(1, from));
+    fs.mkdirSync(cluster.path(1, from, 'sub'));
+    fs.writeFileSync(cluster.path(1, 'plain-' + to), 'x');
+    fs.renameSync(cluster.path(1, from, 'sub'), cluster.path(1, to, 'moved'));
+    fs.renameSync(cluster.path(2, to, 'moved'), cluster.path(2, to, 'away'));
+    expectErrno(() => fs.statSync(cluster.path(1, to, 'moved')), 'ENOENT');
+    // a directory onto a file: ENOTDIR if node 1 still believed in the entry
+    expectErrno(() => fs.renameSync(cluster.path(1, to, 'moved'), cluster.path(1, 'plain-' + to)), 'ENOENT');
+    expect(fs.statSync(cluster.path(1, to, 'away')).isDirectory()).toBe(true);
+  });
+
   it('shows a new name on other nodes at once (no negative caching)', () => {
     const file = name();
     expectErrno(() => fs.statSync(cluster.path(2, file)), 'ENOENT');
