@@ -22,6 +22,7 @@ import { E, FsError, errnoOf } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { h64, initHash } from '../common/hash.js';
 import { AGENT_OPEN_FILES_MAX } from '../common/limits.js';
+import { RecentMap } from '../common/recentMap.js';
 import { OBJECT_BUCKETS, bucketName } from '../format/paths.js';
 import type { ObjectKey } from '../rpc/messages.js';
 
@@ -87,7 +88,7 @@ export function objectFileName(key: ObjectKey): string {
 
 export class ObjectStore implements Agent {
   /** Open descriptors by object file path, least recently used first. */
-  private readonly open = new Map<string, OpenFile>();
+  private readonly open = new RecentMap<string, OpenFile>();
   /** Objects removed lately, by path, oldest first, with when (see rememberRemoved). */
   private readonly removedRecently = new Map<string, number>();
   /** Space the objects take, as last measured; measured again in the background
@@ -532,9 +533,7 @@ export class ObjectStore implements Agent {
   private async acquire(file: string, create: boolean): Promise<OpenFile | null> {
     let entry = this.open.get(file);
     if (entry) {
-      // most recently used goes last
-      this.open.delete(file);
-      this.open.set(file, entry);
+      this.open.set(file, entry); // used now: kept longer
       entry.users++;
       return entry;
     }

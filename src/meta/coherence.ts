@@ -242,7 +242,9 @@ export class Coherence {
       if (holders) {
         for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, item);
         this.count -= holders.size;
-        this.attrs.delete(ino);
+        // emptied, not deleted: a key deleted and set again and again is slow
+        // in a large Map (see src/common/recentMap.ts); the sweep deletes it
+        holders.clear();
       }
       // a node with the file open may hold its pages, granted or not
       if (data) for (const nodeId of this.openOn(ino)) if (this.targets.has(nodeId)) add(nodeId, Infinity, item);

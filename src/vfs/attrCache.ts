@@ -3,13 +3,14 @@
 // service calls back. The kernel forgets attributes after every write to a file
 // (its size and times are no longer its own), and asks again at the next stat:
 // without this, that stat costs a round trip to the root from any other node.
+import { RecentMap } from '../common/recentMap.js';
 import type { Attr } from '../rpc/messages.js';
 
 /** Inodes remembered; the oldest are forgotten first. */
 const INODES_MAX = 100_000;
 
 export class AttrCache {
-  private readonly entries = new Map<number, { attr: Attr; untilMs: number }>();
+  private readonly entries = new RecentMap<number, { attr: Attr; untilMs: number }>(INODES_MAX);
   /** Told of every grant of attributes (what depends on their coverage follows it). */
   onGranted: ((ino: number, cacheMs: number) => void) | null = null;
 
@@ -27,10 +28,11 @@ export class AttrCache {
 
   put(attr: Attr, cacheMs: number): void {
     this.onGranted?.(attr.ino, cacheMs);
-    this.entries.delete(attr.ino); // most recent last
-    if (cacheMs <= 0) return;
+    if (cacheMs <= 0) {
+      this.entries.delete(attr.ino);
+      return;
+    }
     this.entries.set(attr.ino, { attr, untilMs: Date.now() + cacheMs });
-    if (this.entries.size > INODES_MAX) this.entries.delete(this.entries.keys().next().value as number);
   }
 
   drop(ino: number): void {

@@ -8,6 +8,7 @@
 // node answered). An open and its close in one batch cancel out: a small file
 // read and closed within the batch's few milliseconds costs no call at all.
 import { log } from '../common/log.js';
+import { RecentMap } from '../common/recentMap.js';
 import type { MetaClient } from '../meta/client.js';
 
 /** How long a close may wait for others to go with it, and how many go at most. */
@@ -22,7 +23,7 @@ export class Closer {
   private readonly opens = new Set<number>();
   private readonly opensSent = new Set<number>();
   private readonly closesSent = new Map<number, number>();
-  private readonly epochs = new Map<number, number>();
+  private readonly epochs = new RecentMap<number, number>(EPOCHS_MAX);
   private sent: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   /** The batch each inode waiting or in flight goes with. */
@@ -124,9 +125,7 @@ export class Closer {
     for (const ino of opens) this.opensSent.add(ino);
     for (const ino of inos) {
       this.closesSent.set(ino, (this.closesSent.get(ino) ?? 0) + 1);
-      this.epochs.delete(ino); // most recent last
       this.epochs.set(ino, ++this.closesCounted);
-      if (this.epochs.size > EPOCHS_MAX) this.epochs.delete(this.epochs.keys().next().value as number);
     }
     // in order: a close never overtakes the one before it
     this.sent = this.sent.then(() => this.meta.close(inos, this.nodeId, opens)).catch((err) => {

@@ -5,6 +5,7 @@
 // long as a grant covers it. An entry is kept only while grants follow each
 // other without a gap (a change made in a gap would not have been told), and
 // goes at the first change made elsewhere.
+import { RecentMap } from '../common/recentMap.js';
 import type { Layout } from '../rpc/messages.js';
 
 /** Entries and bytes of content kept, at most; the oldest go first. */
@@ -16,7 +17,7 @@ export interface Content { layout: Layout; inlined: boolean; inlineData: Buffer 
 interface Entry extends Content { untilMs: number }
 
 export class ContentCache {
-  private readonly entries = new Map<number, Entry>();
+  private readonly entries = new RecentMap<number, Entry>();
   private bytes = 0;
 
   /** The file as this node left it at its last close, covered by a grant for coverMs. */
@@ -25,7 +26,7 @@ export class ContentCache {
     if (coverMs <= 0) return;
     this.entries.set(ino, { ...content, untilMs: Date.now() + coverMs });
     this.bytes += content.inlineData.length;
-    while (this.entries.size > ENTRIES_MAX || this.bytes > BYTES_MAX) this.drop(this.entries.keys().next().value as number);
+    while (this.entries.size > ENTRIES_MAX || this.bytes > BYTES_MAX) this.bytes -= this.entries.removeOldest()![1].inlineData.length;
   }
 
   /** The service granted the file's attributes again: coverage goes on if it had not lapsed. */

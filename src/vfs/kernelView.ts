@@ -2,6 +2,7 @@
 // to keep close-to-open consistency without throwing away good caches: at open,
 // if the file is as the kernel knows it, its cached pages stay; if another node
 // changed it, the kernel drops its attributes and pages.
+import { RecentMap } from '../common/recentMap.js';
 import type { Attr, Timespec } from '../rpc/messages.js';
 
 /** Files remembered; the oldest are forgotten first, and a forgotten file is treated as changed. */
@@ -10,11 +11,11 @@ const FILES_MAX = 100_000;
 interface Told { size: number; mtimeSec: number; mtimeNsec: number }
 
 export class KernelView {
-  private readonly told = new Map<number, Told>();
+  private readonly told = new RecentMap<number, Told>(FILES_MAX);
 
   /** The kernel was handed these attributes. */
   record(attr: Attr): void {
-    this.set(attr.ino, { size: attr.size, mtimeSec: attr.mtime?.sec ?? 0, mtimeNsec: attr.mtime?.nsec ?? 0 });
+    this.told.set(attr.ino, { size: attr.size, mtimeSec: attr.mtime?.sec ?? 0, mtimeNsec: attr.mtime?.nsec ?? 0 });
   }
 
   /** The kernel's page cache took a local write: it knows the new size and the mtime we will commit. */
@@ -34,11 +35,5 @@ export class KernelView {
 
   forget(ino: number): void {
     this.told.delete(ino);
-  }
-
-  private set(ino: number, told: Told): void {
-    this.told.delete(ino); // most recent last
-    this.told.set(ino, told);
-    if (this.told.size > FILES_MAX) this.told.delete(this.told.keys().next().value as number);
   }
 }
