@@ -181,7 +181,7 @@ export class SessionServer {
         const greeting = this.greet(socket, out, header, payload);
         if (typeof greeting === 'number') {
           reply(header.id, greeting, EMPTY);
-          socket.end();
+          out.end();
           return;
         }
         session = greeting;
