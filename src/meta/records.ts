@@ -53,6 +53,17 @@ export function requestKey(nodeId: number, incarnation: string, callId: number):
   key.writeUInt32BE(callId >>> 0, 21);
   return key;
 }
+/** A call's mark: when it was applied (ms), for engines that expire marks themselves. */
+export function markValue(nowMs: number): Buffer {
+  const value = Buffer.alloc(8);
+  value.writeDoubleBE(nowMs, 0);
+  return value;
+}
+
+/** When a mark was written; 0 for marks without a time (those of etcd's older records). */
+export function markTimeMs(value: Buffer): number {
+  return value.length >= 8 ? value.readDoubleBE(0) : 0;
+}
 export const syncKey = Buffer.from([KIND_SYNC]);
 
 function u64Key(kind: number, n: number, extra = 0): Buffer {

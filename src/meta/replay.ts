@@ -1,20 +1,21 @@
-// Calls sent again after a failover (metadata in etcd). A node sends a call
-// again when the connection it went on was lost before the reply came: the
-// leader may have applied it and died before answering. Applying it again
-// would fail (unlink: ENOENT, O_EXCL: EEXIST) or do it twice (O_APPEND). So
-// every transaction of a call that changes something also writes the call's
-// mark ("Q" record: node, process incarnation, call id) in the same etcd
-// commit; a call sent again whose mark is there was applied, and gets the
-// reply it would have had, rebuilt from the state now, without being applied
-// again. Marks expire with an etcd lease (kv/etcd.ts), long after any call's
-// deadline.
+// Calls sent again: a node sends a call again when the connection it went on
+// was lost before the reply came (the root restarted, a failover): the service
+// may have applied it and died before answering. Applying it again would fail
+// (unlink: ENOENT, O_EXCL: EEXIST) or do it twice (O_APPEND). So every
+// transaction of such a call also writes the call's mark ("Q" record: node,
+// process incarnation, call id) in the same atomic write; a call sent again
+// whose mark is there was applied, and gets the reply it would have had,
+// rebuilt from the state now, without being applied again. Marks expire: with
+// an etcd lease (kv/etcd.ts), or swept from level (kv/level.ts), long after any
+// call could be sent again.
 import { E, FsError } from '../common/errno.js';
 import type { MetaMethods, Target } from '../rpc/messages.js';
 
-/** Calls that change something: they are marked, and answered again from their mark. */
+/** Calls that cannot simply be applied again: they are marked, and answered
+ *  again from their mark (see replayed). The others set what they set, and are
+ *  applied again as they come: their marks would change nothing. */
 export const MARKED_METHODS: ReadonlySet<string> = new Set<keyof MetaMethods>([
-  'Setattr', 'Create', 'Remove', 'Rename', 'Link', 'Open', 'Close', 'CommitWrite', 'Publish', 'ReserveInos',
-  'SetXattr', 'RemoveXattr', 'SetStripe', 'MarkStale', 'Append',
+  'Create', 'Remove', 'Rename', 'Link', 'Publish', 'SetXattr', 'RemoveXattr', 'Append',
 ]);
 
 type Call = (request: unknown) => Promise<unknown>;

@@ -277,7 +277,7 @@ export class MetaService {
     const origin = caller?.nodeId ?? 0;
     const mark = call && this.store.marksRequests && MARKED_METHODS.has(method) ? call.key : null;
     if (mark && call!.resent && (await this.store.requestMark(mark)) !== undefined) {
-      log.info(`${method} of node ${origin}, sent again after a failover, was applied: answered from the state now`);
+      log.info(`${method} of node ${origin}, sent again (after a restart or failover), was applied: answered from the state now`);
       return replayed(method, request, (again) => this.call(method, again, caller), (target) => this.call('Getattr', target, caller));
     }
     const named = namedDirectories(method, request);

@@ -24,11 +24,10 @@ import type { FsRecord, Inode, NodeRecord } from '../rpc/messages.js';
 import {
   KIND_DIRENT, KIND_INODE, KIND_NODE, KIND_ORPHAN, KIND_REPAIR, KIND_ZERO_LINKS, ROOT_INO, cloneInode, decodeDirent,
   decodeInode, direntKey, direntRange, encodeDirent, encodeInode, fsCodec, fsKey, inodeKey, nodeCodec, nodeKey,
-  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey, KIND_SCHEDULER, schedulerKey, KIND_REQUEST,
+  orphanKey, readU64, repairKey, syncKey, zeroLinksKey, KIND_STRAY, strayKey, decodeStrayKey, KIND_SCHEDULER, schedulerKey, KIND_REQUEST, markValue,
   type Dirent, type Stray,
 } from './records.js';
 
-const EMPTY_MARK = Buffer.alloc(0);
 /** Tx.dataChanges: the data changed, beside the CHANGED_* reasons. */
 const DATA_BIT = 1 << 30;
 
@@ -194,7 +193,7 @@ export class Tx {
 
   /** The call whose transaction this is was applied (see replay.ts). */
   markRequest(key: Buffer): void {
-    this.stage(key, EMPTY_MARK);
+    this.stage(key, markValue(Date.now()));
   }
 
   /** A rebalance is under way, or no longer. */

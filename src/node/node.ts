@@ -63,6 +63,13 @@ const JOIN_CALL_DEADLINE_MS = 2000;
 const UNMOUNT_WAIT_MS = 3000;
 
 /** A refusal to start, with the one-line reason for the user. */
+/** The mark of a node's call on its session: applied, it is marked, so that sent
+ *  again (to a restarted root, to the next leader) it is not applied twice. */
+function callMark(caller: Caller | undefined, call: SessionCall | undefined): { key: Buffer; resent: boolean } | undefined {
+  const session = caller as (Caller & { incarnation?: string }) | undefined;
+  return call && session?.incarnation ? { key: requestKey(session.nodeId, session.incarnation, call.id), resent: call.resent } : undefined;
+}
+
 export class StartError extends Error {}
 
 export class KdfsNode {
@@ -181,7 +188,7 @@ export class KdfsNode {
 
     if (this.meta) {
       const meta = this.meta;
-      const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller) => meta.call(method as never, request, caller), {
+      const sessions = (this.sessionServer = new SessionServer(() => this.sb.fsid, (method, request, caller, call) => meta.call(method as never, request, caller, callMark(caller, call)), {
         opened: (session) => meta.attach(session),
         closed: (session) => meta.detach(session),
       }, (nodeId) => (meta.isRevoked(nodeId) ? `node ${nodeId} is revoked` : null)));
@@ -290,11 +297,8 @@ export class KdfsNode {
   private async leaderCall(method: string, request: unknown, caller?: Caller, call?: SessionCall): Promise<unknown> {
     const meta = this.leaderRole?.meta;
     if (!meta) throw new NotLeader(`node ${this.nodeId} does not lead the metadata service`);
-    // a node's call is marked when applied, so that sent again to the next leader it is not applied twice
-    const session = caller as (Caller & { incarnation?: string }) | undefined;
-    const mark = call && session?.incarnation ? { key: requestKey(session.nodeId, session.incarnation, call.id), resent: call.resent } : undefined;
     try {
-      return await meta.call(method as never, request as never, caller, mark);
+      return await meta.call(method as never, request as never, caller, callMark(caller, call));
     } catch (err) {
       if (this.leaderRole?.meta !== meta) throw new NotLeader(`node ${this.nodeId} stopped leading the metadata service`);
       throw err;

@@ -18,19 +18,17 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http2 from 'node:http2';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import type protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { E } from '../../src/common/errno.js';
 import { within } from '../../src/common/within.js';
 import { readSuperblock } from '../../src/format/superblock.js';
 import { isAlive } from '../../src/node/runfile.js';
 import { RpcClient } from '../../src/rpc/client.js';
-import { FrameReader, frameHead } from '../../src/rpc/frames.js';
+import { frameHead } from '../../src/rpc/frames.js';
 import {
   DATA_ALLOCATED, DATA_AUTH, DATA_HELLO, DATA_PING, DATA_READ, DATA_WRITE, NODE_ADD, NODE_REMOVE,
   SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
@@ -42,13 +40,12 @@ import { createAuthority, credentialPaths, loadCredentials, makeToken, type Cred
 import { agentProof, clientProof, FrameMacs } from '../../src/security/dataAuth.js';
 import { MEMBER_SERVERNAME, useIdentity } from '../../src/security/tls.js';
 import { Cluster } from '../harness/cluster.js';
+import { CLOSE_BOUND_MS, Peer, tcp, tlsTo, type TlsIdentity } from '../harness/peer.js';
 
 const MiB = 1024 * 1024;
 const SEED = process.env.KDFS_FUZZ_SEED ? Number(process.env.KDFS_FUZZ_SEED) : randomInt(2 ** 31);
 /** What the members are given to write and read back after an attack. */
 const MEMBER_BOUND_MS = 15_000;
-/** How long a listener may take to drop a connection it refuses (its handshake bound is 5 s). */
-const CLOSE_BOUND_MS = 8_000;
 /** The issue's criterion: what a node process may keep after frames announcing 4 GiB and 1 MiB of random bytes. */
 const RSS_SLACK_BYTES = 16 * MiB;
 const U32_MAX = 0xffffffff;
@@ -83,112 +80,6 @@ function listeningPorts(pid: number): number[] {
   return out.split('\n').filter((line) => line.includes(`pid=${pid},`)).map((line) => {
     const local = line.trim().split(/\s+/)[3];
     return Number(local.slice(local.lastIndexOf(':') + 1));
-  });
-}
-
-// ------------------------------------------------------------------ raw peers
-
-/** One connection of the test to a listener: what it received, frames if it speaks them, and when it closed. */
-class Peer<H extends object = object> {
-  readonly frames: { header: H; data: Buffer }[] = [];
-  /** The bytes received, when the peer speaks no frames of kDFS (the first MiB). */
-  readonly raw: Buffer[] = [];
-  received = 0;
-  closed = false;
-  error: Error | null = null;
-  garbled = false;
-  private wake: (() => void) | null = null;
-  private readonly reader: FrameReader<H> | null;
-
-  constructor(readonly socket: net.Socket, private readonly type: protobuf.Type | null = null) {
-    this.reader = type ? new FrameReader<H>(type, 64 * MiB, () => null, (header, data) => {
-      this.frames.push({ header, data });
-      this.poke();
-    }) : null;
-    socket.on('data', (chunk: Buffer) => {
-      if (!this.reader && this.received < MiB) this.raw.push(Buffer.from(chunk));
-      this.received += chunk.length;
-      try {
-        this.reader?.push(chunk);
-      } catch {
-        this.garbled = true;
-      }
-    });
-    socket.on('error', (err) => (this.error = err));
-    socket.on('close', () => {
-      this.closed = true;
-      this.poke();
-    });
-  }
-
-  private poke(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
-  }
-
-  private async until(condition: () => boolean, ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (!condition()) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    return true;
-  }
-
-  /** The next frame received, or null if the connection closed (or nothing came) first. */
-  async next(ms = 5000): Promise<{ header: H; data: Buffer } | null> {
-    await this.until(() => this.frames.length > 0 || this.closed, ms);
-    return this.frames.shift() ?? null;
-  }
-
-  /** Whether the listener closed the connection within `ms`. */
-  closedWithin(ms = CLOSE_BOUND_MS): Promise<boolean> {
-    return this.until(() => this.closed, ms);
-  }
-
-  send(header: H, data: Buffer | null = null): void {
-    this.write(frameHead(this.type!, header, data?.length ?? 0));
-    if (data && data.length > 0) this.write(data);
-  }
-
-  write(bytes: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(bytes, () => {});
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
-
-function tcp<H extends object>(port: number, type: protobuf.Type | null = null): Promise<Peer<H>> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => resolve(new Peer<H>(socket, type)));
-    socket.once('error', reject);
-  });
-}
-
-interface TlsIdentity { key?: string; cert?: string; ca: string }
-
-/** A TLS connection; resolves once the client side of the handshake is done (TLS 1.3: before the server checked its certificate). */
-function tlsTo<H extends object>(port: number, id: TlsIdentity, type: protobuf.Type | null = null, alpn?: string[]): Promise<Peer<H>> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: '127.0.0.1', port, servername: MEMBER_SERVERNAME, ca: id.ca, key: id.key, cert: id.cert,
-      checkServerIdentity: () => undefined, minVersion: 'TLSv1.2', ALPNProtocols: alpn,
-    });
-    const peer = new Peer<H>(socket, type);
-    socket.once('secureConnect', () => resolve(peer));
-    socket.once('error', reject);
-    socket.once('close', () => reject(new Error('closed during the TLS handshake')));
   });
 }
 

@@ -17,6 +17,7 @@
 import { Etcd3, type ICompare, type IRequestOp, type KVClient } from 'etcd3';
 import { E, FsError } from '../../common/errno.js';
 import { log } from '../../common/log.js';
+import { KIND_REQUEST } from '../records.js';
 import type { BatchOp, KeyRange, KvEngine } from './engine.js';
 
 /** Most operations in one etcd commit (etcd must run with --max-txn-ops at least this). */
@@ -34,7 +35,6 @@ const CALL_TIMEOUT_MS = 5000;
  *  every MARK_LEASE_EVERY_MS that lives MARK_TTL_S, and expire with it. */
 const MARK_TTL_S = 600;
 const MARK_LEASE_EVERY_MS = 60_000;
-const KIND_REQUEST = 0x51;
 /** A commit waits this long at most for as many transactions as the last one
  *  carried: each costs about 2.5 ms of CPU (this client 0.8, the 3 members 1.7,
  *  measured) whatever it carries, so fuller commits leave more for the rest. */

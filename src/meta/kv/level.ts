@@ -1,13 +1,30 @@
 // The embedded engine: a level database on the root node's disk.
 import { Level } from 'level';
 import { E } from '../../common/errno.js';
+import { log } from '../../common/log.js';
+import { PEER_BOUND_MS } from '../../common/limits.js';
+import { KIND_REQUEST, markTimeMs } from '../records.js';
 import type { BatchOp, KeyRange, KvEngine } from './engine.js';
+
+/** How long calls' marks (see ../replay.ts) are kept: a node sends a call again
+ *  once it reaches the restarted root, within PEER_BOUND_MS of the root going
+ *  silent, or the call fails; far more, for a slow restart. */
+const MARK_TTL_MS = Math.max(60_000, 10 * PEER_BOUND_MS);
+const MARK_SWEEP_EVERY_MS = 30_000;
+/** Marks forgotten per sweep, at most, and per level write. */
+const MARKS_SWEPT_MAX = 200_000;
+const MARKS_PER_DELETE = 1000;
 
 export class LevelEngine implements KvEngine {
   readonly description: string;
+  readonly marksRequests = true;
+  private readonly sweeper: NodeJS.Timeout;
+  private sweeping = false;
 
   private constructor(private readonly db: Level<Buffer, Buffer>, location: string) {
     this.description = `the root meta-file ${location}`;
+    this.sweeper = setInterval(() => void this.forgetOldMarks(), MARK_SWEEP_EVERY_MS);
+    this.sweeper.unref();
   }
 
   static async open(location: string): Promise<LevelEngine> {
@@ -58,7 +75,35 @@ export class LevelEngine implements KvEngine {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     await this.db.close().catch(() => {});
+  }
+
+  /** Deletes the marks older than MARK_TTL_MS (etcd expires its own with a lease). */
+  private async forgetOldMarks(): Promise<void> {
+    if (this.sweeping || this.db.status !== 'open') return;
+    this.sweeping = true;
+    const beforeMs = Date.now() - MARK_TTL_MS;
+    let old: BatchOp[] = [];
+    let forgotten = 0;
+    try {
+      for await (const [key, value] of this.range({ gte: Buffer.from([KIND_REQUEST]), lt: Buffer.from([KIND_REQUEST + 1]) })) {
+        if (markTimeMs(value) >= beforeMs) continue;
+        old.push({ type: 'del', key });
+        if (old.length === MARKS_PER_DELETE) {
+          await this.db.batch(old);
+          forgotten += old.length;
+          old = [];
+          if (forgotten >= MARKS_SWEPT_MAX) break;
+        }
+      }
+      if (old.length > 0) await this.db.batch(old);
+    } catch (err) {
+      // closed meanwhile, or the disk is full: the next sweep tries again
+      log.warn(`forgetting old calls' marks: ${(err as Error).message}`);
+    } finally {
+      this.sweeping = false;
+    }
   }
 
   /** ENOSPC if level failed for want of space, else EIO. */
