@@ -25,6 +25,9 @@ export const INOS_WANTED = 1024;
 const INOS_LOW = 256;
 /** Creates waiting to be sent, at most: past it, creates are made by the service. */
 const PENDING_MAX = 4096;
+/** Calls carrying a create that a call naming it waits for, one after the other,
+ *  at most (each fails within its bound while the service is away). */
+const FLIGHT_WAITS_MAX = 8;
 
 /** Calls that do not name the namespace: they need not wait for this node's creates. */
 const UNRELATED = new Set<keyof MetaMethods>(['Register', 'ListNodes', 'Statfs', 'CancelLock', 'ReclaimLocks', 'Publish', 'ReserveInos']);
@@ -179,10 +182,15 @@ export class Delegations implements PendingCreates {
       return null;
     }
     const concerned = (create: DelegatedCreate) => named.has(create.ino) || named.has(create.entry.ino ?? 0);
-    // on their way: the service knows them once their call is answered
-    const flights = new Set<Promise<unknown>>();
-    for (const [ino, flight] of this.inFlight) if (concerned(flight.create)) flights.add(flight.settled);
-    if (flights.size > 0) await Promise.allSettled(flights);
+    // on their way: the service knows them once their call is answered. A call
+    // that failed puts them back, and another call may take them before this one
+    // goes on: waited for again, so that this one never overtakes them.
+    for (let round = 0; round < FLIGHT_WAITS_MAX; round++) {
+      const flights = new Set<Promise<unknown>>();
+      for (const flight of this.inFlight.values()) if (concerned(flight.create)) flights.add(flight.settled);
+      if (flights.size === 0) break;
+      await Promise.allSettled(flights);
+    }
     // a commit takes every create made so far along: one transaction for them all
     if (method === 'CommitWrite') return this.pending.size > 0 ? this.take() : null;
     const creates = [...this.pending.values()].filter(concerned);

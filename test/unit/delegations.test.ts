@@ -93,6 +93,31 @@ describe('delegated creates on the node', () => {
     expect(delegations.unsent(c.ino)).toBe(false);
   });
 
+  it('carried by a call that fails and taken again by another, still hold up a commit that names them', async () => {
+    const { delegations, make } = setup();
+    delegations.granted(grant(DIR));
+    const a = make(DIR, 'a')!;
+    // a commit of another file carries a; a's own commit waits for that call
+    const first = (await delegations.before('CommitWrite', { ino: INO_FIRST + 99 }))!;
+    const waiting = delegations.before('CommitWrite', { ino: a.ino })!;
+    let passed = false;
+    void waiting.then(() => (passed = true));
+    // the first call fails (the root is away): a is put back, and a third call
+    // takes it before the waiting commit goes on
+    let settleSecond!: () => void;
+    const second = delegations.carry(first, Promise.reject(new Error('no answer in time'))).catch(() => {
+      const again = delegations.before('CommitWrite', { ino: INO_FIRST + 98 });
+      return again!.then((creates) => delegations.carry(creates!, new Promise<PublishReply>((resolve) => (settleSecond = () => resolve({ errno: 0, failed: [] })))));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // the waiting commit must not go on without a, nor before the call carrying it is answered
+    expect(passed).toBe(false);
+    settleSecond();
+    await second;
+    expect(await waiting).toBeNull();
+    expect(delegations.unsent(a.ino)).toBe(false);
+  });
+
   it('go again with the next call when a call carrying them fails, and are dropped when refused', async () => {
     const { delegations, published, refused, make, setReply } = setup();
     delegations.granted(grant(DIR));
