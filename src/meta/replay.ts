@@ -60,7 +60,7 @@ export function replayed(method: string, request: unknown, again: Call, getattr:
         return { ...published, failed: (published.failed ?? []).filter((f) => f.errno !== E.EEXIST) };
       });
     default:
-      // the others set what they set: applying them again changes nothing
-      return again(request);
+      // only the calls above are marked (MARKED_METHODS)
+      throw new Error(`no reply rebuilt for ${method}, a call sent again`);
   }
 }
