@@ -4,7 +4,7 @@ import net from 'node:net';
 import { E, FsError, errnoOf } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
-import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
+import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader } from '../rpc/messages.js';
 import { checkLeaderEpoch } from './service.js';
 import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from '../rpc/frames.js';
@@ -14,6 +14,7 @@ import { AgentHandshake } from '../security/agentHandshake.js';
 import { PendingConnections } from '../security/pending.js';
 import { HANDSHAKE_TIMEOUT_MS } from '../security/tls.js';
 import type { ObjectStore } from './objectStore.js';
+import { validKey, validOffset } from './validate.js';
 
 const dataHeader = messageType('DataHeader');
 
@@ -29,16 +30,6 @@ const READ_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
  *  read its replies gets no more (held at most: this, plus the reads in flight). */
 const REPLY_BACKLOG_MAX_BYTES = 32 * 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
-
-function validKey(key: ObjectKey | null | undefined): ObjectKey {
-  if (!key || !Number.isSafeInteger(key.ino) || key.ino <= 0) throw new FsError(E.EINVAL, 'bad object key');
-  return key;
-}
-
-function validOffset(offset: number | undefined): number {
-  if (offset === undefined || !Number.isSafeInteger(offset) || offset < 0 || offset > FILE_MAX_BYTES) throw new FsError(E.EINVAL, 'bad offset');
-  return offset;
-}
 
 export class DataServer {
   private readonly server: net.Server;

@@ -1,20 +1,11 @@
 // The Agent gRPC service: serves this node's stripe objects to every client.
 import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
-import type { AgentMethods, Handlers, ObjectKey } from '../rpc/messages.js';
+import type { AgentMethods, Handlers } from '../rpc/messages.js';
 import type { ObjectStore } from './objectStore.js';
+import { validKey, validOffset } from './validate.js';
 
 const OK = { errno: 0 };
-
-function validKey(key: ObjectKey | null | undefined): ObjectKey {
-  if (!key || !Number.isSafeInteger(key.ino) || key.ino <= 0) throw new FsError(E.EINVAL, 'bad object key');
-  return key;
-}
-
-function validOffset(offset: number): number {
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset > FILE_MAX_BYTES) throw new FsError(E.EINVAL, 'bad offset');
-  return offset;
-}
 
 /** A deposed metadata leader may not have noticed yet: its removals,
  *  truncations and writes (epoch: its leadership's) are refused once this node
