@@ -62,7 +62,6 @@ const JOIN_RETRY_MS = 200;
 const JOIN_CALL_DEADLINE_MS = 2000;
 const UNMOUNT_WAIT_MS = 3000;
 
-/** A refusal to start, with the one-line reason for the user. */
 /** The mark of a node's call on its session: applied, it is marked, so that sent
  *  again (to a restarted root, to the next leader) it is not applied twice. */
 function callMark(caller: Caller | undefined, call: SessionCall | undefined): { key: Buffer; resent: boolean } | undefined {
@@ -70,6 +69,7 @@ function callMark(caller: Caller | undefined, call: SessionCall | undefined): { 
   return call && session?.incarnation ? { key: requestKey(session.nodeId, session.incarnation, call.id), resent: call.resent } : undefined;
 }
 
+/** A refusal to start, with the one-line reason for the user. */
 export class StartError extends Error {}
 
 export class KdfsNode {
