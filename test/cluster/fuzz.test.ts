@@ -14,7 +14,6 @@
 // KDFS_FUZZ_SEED=N repeats a run. KDFS_FUZZ_KEEP_LOGS=DIR copies the nodes'
 // logs there before the cluster goes.
 import { createCipheriv, createHash, randomBytes, randomInt } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http2 from 'node:http2';
@@ -40,7 +39,7 @@ import { createAuthority, credentialPaths, loadCredentials, makeToken, type Cred
 import { agentProof, clientProof, FrameMacs } from '../../src/security/dataAuth.js';
 import { MEMBER_SERVERNAME, useIdentity } from '../../src/security/tls.js';
 import { Cluster } from '../harness/cluster.js';
-import { CLOSE_BOUND_MS, Peer, tcp, tlsTo, type TlsIdentity } from '../harness/peer.js';
+import { CLOSE_BOUND_MS, Peer, listeningPorts, tcp, tlsTo, type TlsIdentity } from '../harness/peer.js';
 
 const MiB = 1024 * 1024;
 const SEED = process.env.KDFS_FUZZ_SEED ? Number(process.env.KDFS_FUZZ_SEED) : randomInt(2 ** 31);
@@ -74,14 +73,6 @@ function rssOf(pid: number): number {
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? NaN) * 1024;
 }
 
-/** TCP ports a process listens on. */
-function listeningPorts(pid: number): number[] {
-  const out = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' });
-  return out.split('\n').filter((line) => line.includes(`pid=${pid},`)).map((line) => {
-    const local = line.trim().split(/\s+/)[3];
-    return Number(local.slice(local.lastIndexOf(':') + 1));
-  });
-}
 
 /** Sends bytes on a fresh plain TCP connection, then waits for the listener to close it. */
 async function blast(port: number, bytes: Buffer): Promise<boolean> {

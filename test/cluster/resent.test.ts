@@ -5,7 +5,6 @@
 // transaction wrote, never failed for having been applied nor applied again
 // (src/meta/replay.ts). The test speaks the session protocol itself, as a
 // member (node 4's credentials), so that it decides which call is sent again.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { E } from '../../src/common/errno.js';
@@ -17,7 +16,7 @@ import { sessionHeader, sessionHello } from '../../src/rpc/sessionServer.js';
 import { loadCredentials, makeToken } from '../../src/security/credentials.js';
 import { useIdentity } from '../../src/security/tls.js';
 import { Cluster } from '../harness/cluster.js';
-import { tlsTo, type Peer, type TlsIdentity } from '../harness/peer.js';
+import { listeningPorts, tlsTo, type Peer, type TlsIdentity } from '../harness/peer.js';
 
 const INCARNATION = '0b7c2d9e-5f4a-4e1b-9c3d-2a6f8e1d4c70';
 const REPLY_BOUND_MS = 10_000;
@@ -44,11 +43,7 @@ async function sessionPort(): Promise<number> {
     const root = (await meta.call('ListNodes', {})).nodes.find((n) => n.id === 1)!;
     const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
     const known = [cluster.rootPort, portOf(root.dataAddress)];
-    const pid = cluster.pid(1)!;
-    const ports = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' }).split('\n')
-      .filter((line) => line.includes(`pid=${pid},`))
-      .map((line) => portOf(line.trim().split(/\s+/)[3]))
-      .filter((port) => !known.includes(port));
+    const ports = listeningPorts(cluster.pid(1)!).filter((port) => !known.includes(port));
     expect(ports).toHaveLength(1);
     return ports[0];
   } finally {

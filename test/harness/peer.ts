@@ -1,5 +1,6 @@
 // Raw connections of a test to a node's listeners: what a peer received,
 // frames if it speaks them, and when the listener closed the connection.
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
 import type protobuf from 'protobufjs';
@@ -114,3 +115,12 @@ export function tlsTo<H extends object>(port: number, id: TlsIdentity, type: pro
   });
 }
 
+
+/** TCP ports a process listens on. */
+export function listeningPorts(pid: number): number[] {
+  const out = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' });
+  return out.split('\n').filter((line) => line.includes(`pid=${pid},`)).map((line) => {
+    const local = line.trim().split(/\s+/)[3];
+    return Number(local.slice(local.lastIndexOf(':') + 1));
+  });
+}
