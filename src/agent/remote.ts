@@ -66,27 +66,32 @@ export class RemoteAgent implements Agent {
   }
 
   async sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums> {
-    const reply = await this.watched(this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS));
+    const reply = await this.watched((signal) => this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS, signal));
     check(reply.errno);
     return { length: reply.length, sums: Buffer.from(reply.sums ?? []) };
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
-    check((await this.watched(this.rpc.call('Truncate', { key, length, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS))).errno);
+    check((await this.watched((signal) => this.rpc.call('Truncate', { key, length, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
   }
 
   async sync(keys: ObjectKey[]): Promise<void> {
-    check((await this.watched(this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS))).errno);
+    check((await this.watched((signal) => this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS, signal))).errno);
   }
 
   async remove(keys: ObjectKey[]): Promise<void> {
-    check((await this.watched(this.rpc.call('Remove', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS))).errno);
+    check((await this.watched((signal) => this.rpc.call('Remove', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
   }
 
   /** A call over gRPC may take long on a busy disk (a sync, a truncation, many
    *  removals): it is waited for as long as the agent answers pings on its data
-   *  channel, and fails with EIO when the agent stops answering them. */
-  private async watched<T>(call: Promise<T>): Promise<T> {
+   *  channel, and fails with EIO when the agent stops answering them. A call
+   *  given up is cancelled, not left to gRPC's retries: its caller took it as
+   *  failed (a copy marked stale, then repaired), and a truncation delivered
+   *  later, when the node is back, would cut the repaired copy. */
+  private async watched<T>(start: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const givenUp = new AbortController();
+    const call = start(givenUp.signal);
     const data = this.data;
     if (!data) return call;
     let done = false;
@@ -102,6 +107,7 @@ export class RemoteAgent implements Agent {
       return await Promise.race([call, alive.then(() => call)]);
     } finally {
       done = true;
+      givenUp.abort();
       // whichever lost the race may still fail: nobody waits for it
       alive.catch(() => {});
       call.catch(() => {});

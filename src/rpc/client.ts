@@ -2,7 +2,9 @@
 // (a node restarting) up to its deadline: calls not yet sent wait in gRPC
 // (waitForReady), calls cut off by a dropped connection are sent again, so
 // every RPC of kDFS must be safe to repeat. Failures past the deadline, and a
-// refused fsid, become FsError(EIO) with the reason.
+// refused fsid, become FsError(EIO) with the reason. A call its caller gave up
+// on (its signal aborted) is cancelled: never sent again, not even to the
+// peer's new address.
 import * as grpc from '@grpc/grpc-js';
 import { E, FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
@@ -76,11 +78,12 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
     this.metadata = metadata;
   }
 
-  async call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs = this.deadlineMs): Promise<M[K][1]> {
+  async call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs = this.deadlineMs, signal?: AbortSignal): Promise<M[K][1]> {
     const deadline = Date.now() + deadlineMs;
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
+      if (signal?.aborted) throw new FsError(E.EIO, `${this.service}.${method} at ${this.address}: given up`);
       try {
-        return await this.once(method, request, deadline);
+        return await this.once(method, request, deadline, signal);
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
         // a node that does not lead the metadata service any more: where is the leader?
@@ -93,7 +96,7 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
     }
   }
 
-  private once<K extends keyof M & string>(method: K, request: M[K][0], deadline: number): Promise<M[K][1]> {
+  private once<K extends keyof M & string>(method: K, request: M[K][0], deadline: number, signal?: AbortSignal): Promise<M[K][1]> {
     const definition = this.definition[method];
     return new Promise((resolve, reject) => {
       let trailer: grpc.Metadata | null = null;
@@ -112,6 +115,10 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
         },
       );
       call.on('status', (status: grpc.StatusObject) => (trailer = status.metadata));
+      if (!signal) return;
+      const cancel = () => call.cancel();
+      signal.addEventListener('abort', cancel, { once: true });
+      call.on('status', () => signal.removeEventListener('abort', cancel));
     });
   }
 

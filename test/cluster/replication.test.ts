@@ -7,6 +7,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RemoteAgent } from '../../src/agent/remote.js';
+import { metaClientFor } from '../../src/cli/common.js';
+import { E } from '../../src/common/errno.js';
+import { readSuperblock } from '../../src/format/superblock.js';
 import { Cluster, objectBytes, testDir } from '../harness/cluster.js';
 import { BOUND_ASSERTED_MS, MiB, sha256, stripeOf, timed } from '../harness/faults.js';
 import { poll } from '../harness/locker.js';
@@ -215,6 +219,45 @@ describe('a writer killed with its writes past the committed size', () => {
       expect(content, `read through node ${id}`).toBe(sha256(Buffer.concat([kept, Buffer.alloc(4 * MiB)])));
     }
   });
+});
+
+describe('a truncation of a copy on a dead node, given up by its caller', () => {
+  // The caller took it as failed (the copy marked stale, then repaired); sent
+  // later to the node back at new addresses, it would cut a good copy (found by
+  // the differential test with kills: a repaired copy cut short afterwards).
+  it('never reaches the node once it is back at new addresses', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const file = c.path(2, 'kept');
+    fs.writeFileSync(file, randomBytes(3 * MiB));
+    const index = (await stripeOf(c, file)).objects.find((o) => o.replicas.some((r) => r.node === 3))!.index;
+    const replica = (await stripeOf(c, file)).objects[index].replicas.findIndex((r) => r.node === 3);
+    const copy = copyPath(c, file, 3, index, replica);
+    const held = fs.statSync(copy).size;
+    expect(held).toBeGreaterThan(0);
+    const node3 = async () => (JSON.parse((await c.kdfs(['status', '--json', c.mnt(2)])).stdout) as { nodes: { id: number; address: string; dataAddress: string }[] }).nodes.find((n) => n.id === 3)!;
+    const before = await node3();
+    const { fsid } = await readSuperblock(c.nodeDir(2));
+    // as node 2 would: its credentials, the data key the service gives members
+    const meta = await metaClientFor(c.nodeDir(2));
+    const agent = new RemoteAgent(before.address, before.dataAddress, fsid);
+    try {
+      await c.kill9(3);
+      const key = { ino: Number(fs.statSync(file).ino), index, replica };
+      await expect(agent.truncate(key, 0)).rejects.toMatchObject({ errno: E.EIO });
+      await c.mount(3);
+      const after = await node3();
+      expect(after.address).not.toBe(before.address);
+      agent.moveTo(after.address, after.dataAddress);
+      // the agent answers at its new address (what the truncation would have waited for)...
+      expect((await agent.sums(key, 0, 0)).length).toBe(held);
+      // ...and the truncation never comes: gRPC sent a call it waited for again
+      // within a second of its channel closing (RETRY_MAX_MS)
+      expect(await poll(async () => fs.statSync(copy).size !== held, 3000, 50)).toBeNull();
+    } finally {
+      agent.close();
+      meta.disconnect();
+    }
+  }, 60_000);
 });
 
 describe('a node stopped with SIGSTOP, two copies', () => {
