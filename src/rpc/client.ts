@@ -114,11 +114,12 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
           else setImmediate(() => resolve(withErrorMessage(reply as object, trailer) as M[K][1]));
         },
       );
-      call.on('status', (status: grpc.StatusObject) => (trailer = status.metadata));
-      if (!signal) return;
       const cancel = () => call.cancel();
-      signal.addEventListener('abort', cancel, { once: true });
-      call.on('status', () => signal.removeEventListener('abort', cancel));
+      signal?.addEventListener('abort', cancel, { once: true });
+      call.on('status', (status: grpc.StatusObject) => {
+        trailer = status.metadata;
+        signal?.removeEventListener('abort', cancel);
+      });
     });
   }
 

@@ -229,8 +229,8 @@ describe('a truncation of a copy on a dead node, given up by its caller', () => 
     const c = (cluster = await Cluster.start({ nodes: 3 }));
     const file = c.path(2, 'kept');
     fs.writeFileSync(file, randomBytes(3 * MiB));
-    const index = (await stripeOf(c, file)).objects.find((o) => o.replicas.some((r) => r.node === 3))!.index;
-    const replica = (await stripeOf(c, file)).objects[index].replicas.findIndex((r) => r.node === 3);
+    const { index, replicas } = (await stripeOf(c, file)).objects.find((o) => o.replicas.some((r) => r.node === 3))!;
+    const replica = replicas.findIndex((r) => r.node === 3);
     const copy = copyPath(c, file, 3, index, replica);
     const held = fs.statSync(copy).size;
     expect(held).toBeGreaterThan(0);
