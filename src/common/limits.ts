@@ -31,6 +31,8 @@ export const STRIPE_COUNT_MAX = 256;
 export const RPC_MESSAGE_MAX_BYTES = STRIPE_UNIT_MAX_BYTES + 1 * MiB;
 /** Most directory entries in one ReadDir reply. */
 export const READDIR_PAGE_ENTRIES = 4096;
+/** ...and in one with the entries' attributes (each inode read, ~100 bytes each). */
+export const READDIR_PLUS_PAGE_ENTRIES = 1024;
 /** Longest read a client asks one agent for in one call. */
 export const OBJECT_READ_MAX_BYTES = 16 * MiB;
 

@@ -191,6 +191,14 @@ export class MetaClient {
     return reply;
   }
 
+  /** One page of a directory after `after`, with its entries' attributes and
+   *  how long they and the directory's entries are granted (see Coherence). */
+  async readDirPlus(dir: number, after: string): Promise<ReadDirReply> {
+    const reply = await this.rpc.call('ReadDir', { target: { ino: dir }, after, limit: 0, plus: true });
+    check(reply.errno);
+    return reply;
+  }
+
   async readLink(target: Target): Promise<string> {
     const reply = await this.rpc.call('ReadLink', target);
     check(reply.errno);

@@ -82,6 +82,24 @@ export class Namespace {
     return { ino: dir.attr.ino, parent: dir.parent || dir.attr.ino, entries, more };
   }
 
+  /** A page of the directory with each entry's attributes (null: gone since
+   *  listed), the names it has in all, and the store's sequence number before
+   *  the listing was read: what changed after it may be missing. */
+  async readDirPlus(target: Target, after: string, limit: number): Promise<{
+    ino: number; parent: number; entries: DirEntry[]; more: boolean; names: number; seenSeq: number;
+  }> {
+    const seenSeq = this.store.lastSeq;
+    const page = await this.readDir(target, after, limit);
+    const attrs = new Map<number, Attr | null>();
+    // a miss loads the record and runs the function again: what was read stays read
+    const names = await this.store.run((tx) => {
+      for (const { ino } of page.entries) if (!attrs.has(ino)) attrs.set(ino, tx.inode(ino)?.attr ?? null);
+      return tx.inode(page.ino)?.entries ?? 0;
+    });
+    const entries = page.entries.map((entry) => ({ ...entry, attr: attrs.get(entry.ino) ?? null }));
+    return { ...page, entries, names, seenSeq };
+  }
+
   // ------------------------------------------------------------ changes
 
   async create(request: CreateRequest, nodeIds: number[], defaultPolicy: StripePolicy | null, effects?: Effects): Promise<{ inode: Inode; existed: boolean }> {

@@ -1,10 +1,10 @@
 // The Meta gRPC service of the root node: the namespace and the membership.
 import { E, FsError } from '../common/errno.js';
-import { READDIR_PAGE_ENTRIES } from '../common/limits.js';
+import { READDIR_PAGE_ENTRIES, READDIR_PLUS_PAGE_ENTRIES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import type { ObjectStore } from '../agent/objectStore.js';
 import { CHANGED_LAYOUT, REBALANCE_START, REBALANCE_STOP } from '../rpc/messages.js';
-import type { ChangedInReply, Delegation, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
+import type { ChangedInReply, Delegation, DirEntry, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster, type MetaLocal } from './cluster.js';
 import { Changes, Coherence, type CallbackTarget } from './coherence.js';
@@ -357,6 +357,20 @@ export class MetaService {
     };
   }
 
+  /** Grants a node the entries of a listed directory and the attributes of its
+   *  entries, if none changed since seenSeq (before the listing was read);
+   *  attributes that did, or cannot be granted, are left out of the page.
+   *  Returns how long the grants last (0: none, every attribute left out). */
+  private grantListing(nodeId: number, page: { ino: number; entries: DirEntry[] }, seenSeq: number): number {
+    const cacheMs = this.store.unchangedSince(page.ino, seenSeq) ? this.coherence.grant(nodeId, page.ino, page.ino) : 0;
+    for (const entry of page.entries) {
+      if (!entry.attr) continue;
+      const current = cacheMs > 0 && this.store.unchangedSince(entry.ino, seenSeq) && this.coherence.grant(nodeId, entry.ino, null) > 0;
+      if (!current) entry.attr = null;
+    }
+    return cacheMs;
+  }
+
   /** What the call changed, in its reply: the inodes, and the new attributes of
    *  those the caller may cache (granted as any reply's). */
   private tellChanges(reply: ChangedInReply, effects: Effects, nodeId: number): void {
@@ -419,9 +433,14 @@ export class MetaService {
         return OK;
       },
       Link: async (request, fx) => ({ errno: 0, attr: await ns.link(target(request.inode), target(request.entry), fx) }),
-      async ReadDir(request) {
-        const limit = Math.min(request.limit || READDIR_PAGE_ENTRIES, READDIR_PAGE_ENTRIES);
-        return { errno: 0, ...(await ns.readDir(target(request.target), request.after, limit)) };
+      ReadDir: async (request, _fx, caller) => {
+        if (!request.plus) {
+          const limit = Math.min(request.limit || READDIR_PAGE_ENTRIES, READDIR_PAGE_ENTRIES);
+          return { errno: 0, ...(await ns.readDir(target(request.target), request.after, limit)) };
+        }
+        const limit = Math.min(request.limit || READDIR_PLUS_PAGE_ENTRIES, READDIR_PLUS_PAGE_ENTRIES);
+        const { seenSeq, ...page } = await ns.readDirPlus(target(request.target), request.after, limit);
+        return { errno: 0, ...page, cacheMs: caller ? this.grantListing(caller.nodeId, page, seenSeq) : 0 };
       },
       ReadLink: async (request, fx) => ({ errno: 0, target: await ns.readLink(target(request), fx) }),
       async Open(request, fx) {

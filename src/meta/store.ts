@@ -409,6 +409,11 @@ export class MetaStore {
     return value && 'attr' in value ? value : null;
   }
 
+  /** The sequence number of the last transaction run (see unchangedSince). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
   /** True if the inode is in the cache and no transaction after seq changed it. */
   unchangedSince(ino: number, seq: number): boolean {
     const entry = this.cache.get(inodeKey(ino).toString('latin1'));

@@ -205,9 +205,9 @@ export const RENAME_NOREPLACE = 1;
 export const RENAME_EXCHANGE = 2;
 export interface RenameRequest { from: Target; to: Target; flags?: number }
 export interface LinkRequest { inode: Target; entry: Target }
-export interface ReadDirRequest { target: Target; after: string; limit: number }
-export interface DirEntry { name: string; ino: number; mode: number }
-export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean }
+export interface ReadDirRequest { target: Target; after: string; limit: number; plus?: boolean }
+export interface DirEntry { name: string; ino: number; mode: number; attr?: Attr | null }
+export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean; cacheMs?: number; names?: number }
 export interface ReadLinkReply { errno: number; target: string }
 export interface OpenRequest { target: Target; nodeId: number }
 export interface CloseRequest { ino: number; nodeId: number; inos?: number[]; opens?: number[] }

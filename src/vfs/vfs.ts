@@ -31,6 +31,7 @@ import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
 import { Delegations } from './delegations.js';
+import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
 import type { LockReply, LockRequest } from '../rpc/messages.js';
 
@@ -107,12 +108,14 @@ export class Vfs {
   private kernelCache: KernelCache | null = null;
   private readonly attrs = new AttrCache();
   private readonly known = new DirKnowledge();
+  private readonly statahead: Statahead;
   private readonly delegations: Delegations;
   readonly locks: NodeLocks;
 
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
     this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
     this.dirs = new DirHandles(meta);
+    this.statahead = new Statahead(meta, this.known, this.attrs);
     this.delegations = new Delegations((creates) => meta.publish(creates), (count) => meta.reserveInos(count), (create, errno) => this.createRefused(create, errno), nodeId);
     meta.pendingCreates = this.delegations;
     this.locks = new NodeLocks(meta, {
@@ -182,11 +185,16 @@ export class Vfs {
     return cached ? this.told({ attr: cached.attr, cacheMs: cached.remainingMs }, false) : null;
   }
 
-  async lookup(parent: number, name: string): Promise<Told> {
+  /** The entry as this node knows it without a call: null if it does not. */
+  private knownEntry(parent: number, name: string): Told | null {
     const known = this.leaseHolds() ? this.known.lookup(parent, name) : null;
     if (known === 0) throw new FsError(E.ENOENT);
-    const cached = known === null ? null : this.cachedAttr(known);
-    if (cached) return cached;
+    return known === null ? null : this.cachedAttr(known);
+  }
+
+  async lookup(parent: number, name: string): Promise<Told> {
+    const here = this.knownEntry(parent, name) ?? ((await this.statahead.missed(parent)) ? this.knownEntry(parent, name) : null);
+    if (here) return here;
     try {
       return this.entryIn(parent, name, await this.meta.getattr({ ino: parent, name }), false);
     } catch (err) {

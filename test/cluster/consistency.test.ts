@@ -1,6 +1,7 @@
 // What one node sees of another's changes: close-to-open for data, and every
 // metadata change at once (the metadata service calls the other nodes back
 // before it acknowledges a change).
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -150,6 +151,56 @@ describe('metadata changes', () => {
     expectErrno(() => fs.statSync(cluster.path(2, file)), 'ENOENT');
     fs.writeFileSync(cluster.path(1, file), 'now');
     expect(fs.readFileSync(cluster.path(2, file), 'utf8')).toBe('now');
+  });
+});
+
+describe('statahead', () => {
+  it('answers the stats of a directory it listed without the root, names absent included', () => {
+    const dir = name('d');
+    const files = 200;
+    fs.mkdirSync(cluster.path(1, dir));
+    for (let i = 0; i < files; i++) fs.writeFileSync(cluster.path(1, dir, `f${i}`), Buffer.alloc(i));
+    // node 3 never saw the directory: its first lookups miss, and it lists the
+    // directory with the attributes of every entry
+    for (let i = 0; i < 3; i++) expect(fs.statSync(cluster.path(3, dir, `f${i}`)).size).toBe(i);
+    const root = cluster.pid(1)!;
+    // the rest needs no call: with the root stopped, a call would wait seconds and fail
+    process.kill(root, 'SIGSTOP');
+    const started = Date.now();
+    try {
+      for (let i = 3; i < files; i++) expect(fs.statSync(cluster.path(3, dir, `f${i}`)).size).toBe(i);
+      expectErrno(() => fs.statSync(cluster.path(3, dir, 'absent')), 'ENOENT');
+    } finally {
+      process.kill(root, 'SIGCONT');
+    }
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('sees at once what another node creates and removes in a directory it keeps listing', async () => {
+    const dir = name('d');
+    fs.mkdirSync(cluster.path(2, dir));
+    for (let i = 0; i < 50; i++) fs.writeFileSync(cluster.path(2, dir, `old${i}`), 'x');
+    // lookups of absent names on node 3 miss whenever the directory is not
+    // known, and have it listed again and again
+    const script = `const fs = require('fs'); for (let i = 0; ; i++) { try { fs.statSync(${JSON.stringify(cluster.path(3, dir))} + '/absent' + (i % 100)); } catch {} }`;
+    const reader = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    try {
+      const endMs = Date.now() + 6000;
+      let rounds = 0;
+      while (Date.now() < endMs) {
+        const file = `new${rounds++}`;
+        fs.writeFileSync(cluster.path(2, dir, file), file);
+        expect(fs.readFileSync(cluster.path(3, dir, file), 'utf8')).toBe(file);
+        fs.unlinkSync(cluster.path(2, dir, file));
+        expectErrno(() => fs.statSync(cluster.path(3, dir, file)), 'ENOENT');
+        fs.chmodSync(cluster.path(2, dir, `old${rounds % 50}`), 0o600 + (rounds % 8));
+        expect(fs.statSync(cluster.path(3, dir, `old${rounds % 50}`)).mode & 0o777).toBe(0o600 + (rounds % 8));
+      }
+      expect(rounds).toBeGreaterThan(10);
+    } finally {
+      reader.kill('SIGKILL');
+      await new Promise((resolve) => reader.once('exit', resolve));
+    }
   });
 });
 

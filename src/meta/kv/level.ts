@@ -14,6 +14,8 @@ const MARK_SWEEP_EVERY_MS = 30_000;
 /** Marks forgotten per sweep, at most, and per level write. */
 const MARKS_SWEPT_MAX = 200_000;
 const MARKS_PER_DELETE = 1000;
+/** Entries a range reads from level at once (it may give fewer: its byte bound). */
+const RANGE_BATCH_ENTRIES = 1000;
 
 export class LevelEngine implements KvEngine {
   readonly description: string;
@@ -52,8 +54,19 @@ export class LevelEngine implements KvEngine {
     return this.db.get(key);
   }
 
-  range(range: KeyRange): AsyncIterable<[Buffer, Buffer]> {
-    return this.db.iterator({ gte: range.gte, lt: range.lt, limit: range.limit ?? -1 });
+  /** Read in batches (nextv): the iterator's own async iteration costs ~10 us
+   *  per entry (measured), a directory listing's main cost. */
+  async *range(range: KeyRange): AsyncIterable<[Buffer, Buffer]> {
+    const iterator = this.db.iterator({ gte: range.gte, lt: range.lt, limit: range.limit ?? -1 });
+    try {
+      for (;;) {
+        const batch = await iterator.nextv(RANGE_BATCH_ENTRIES);
+        if (batch.length === 0) return;
+        yield* batch;
+      }
+    } finally {
+      await iterator.close();
+    }
   }
 
   /** One atomic level write for all the transactions. Keys and values are

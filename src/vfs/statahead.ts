@@ -1,0 +1,83 @@
+// Statahead: when lookups keep missing in one directory (a stat of each file,
+// `ls -l`, a walk of a tree this node has not seen), the directory is listed
+// with its entries' attributes, granted, in pages of one call each, instead of
+// a round trip to the metadata service per name (as Lustre's statahead, or NFS's
+// READDIRPLUS). The listing fills the attribute cache and, once complete and
+// unchanged throughout, makes the directory known (dirKnowledge.ts).
+import { RecentMap } from '../common/recentMap.js';
+import type { MetaClient } from '../meta/client.js';
+import type { AttrCache } from './attrCache.js';
+import { NAMES_MAX, type DirKnowledge } from './dirKnowledge.js';
+
+/** Lookups that need a call in one directory, within MISS_WINDOW_MS, before it is listed. */
+const MISSES_BEFORE_LISTING = 2;
+const MISS_WINDOW_MS = 1000;
+/** A directory is listed again no sooner than this: a directory changed
+ *  elsewhere all the time would be listed for nothing. */
+const RELIST_MS = 2000;
+/** Listings in progress at once; past it, lookups go one by one. */
+const LISTINGS_MAX = 4;
+/** Directories whose misses are counted. */
+const DIRS_TRACKED_MAX = 4096;
+
+interface Misses { count: number; firstMs: number; listedMs: number }
+
+export class Statahead {
+  private readonly misses = new RecentMap<number, Misses>(DIRS_TRACKED_MAX);
+  private readonly listings = new Map<number, Promise<void>>();
+
+  constructor(private readonly meta: MetaClient, private readonly known: DirKnowledge, private readonly attrs: AttrCache) {}
+
+  /** A lookup in dir needs a call: true once dir has been listed (ask what is
+   *  known again), false if it is not listed now. */
+  async missed(dir: number): Promise<boolean> {
+    const listing = this.listings.get(dir);
+    if (listing) {
+      await listing;
+      return true;
+    }
+    const nowMs = Date.now();
+    let misses = this.misses.get(dir);
+    if (!misses || nowMs - misses.firstMs > MISS_WINDOW_MS) {
+      misses = { count: 0, firstMs: nowMs, listedMs: misses?.listedMs ?? 0 };
+      this.misses.set(dir, misses);
+    }
+    misses.count++;
+    if (misses.count < MISSES_BEFORE_LISTING || nowMs - misses.listedMs < RELIST_MS || this.listings.size >= LISTINGS_MAX) return false;
+    misses.listedMs = nowMs;
+    misses.count = 0;
+    const work = this.list(dir).finally(() => this.listings.delete(dir));
+    this.listings.set(dir, work);
+    await work;
+    return true;
+  }
+
+  /** Lists dir page by page. Each page is taken in as it comes, before any
+   *  callback that follows it is handled (see SessionClient), so a callback
+   *  always drops what it names. */
+  private async list(dir: number): Promise<void> {
+    this.known.beginFill(dir);
+    let untilMs = Infinity;
+    let after = '';
+    try {
+      for (;;) {
+        const page = await this.meta.readDirPlus(dir, after);
+        const cacheMs = page.cacheMs ?? 0;
+        // changed while listed, or too large to know whole: the lookups go on one by one
+        if (cacheMs <= 0 || (page.names ?? 0) > NAMES_MAX) return;
+        untilMs = Math.min(untilMs, Date.now() + cacheMs);
+        for (const entry of page.entries) if (entry.attr) this.attrs.put(entry.attr, cacheMs);
+        if (!this.known.fillPage(dir, page.entries)) return;
+        if (!page.more || page.entries.length === 0) {
+          this.known.endFill(dir, untilMs);
+          return;
+        }
+        after = page.entries[page.entries.length - 1].name;
+      }
+    } catch {
+      // (the directory is gone, the service is away): the lookup itself will say
+    } finally {
+      this.known.abandonFill(dir);
+    }
+  }
+}
