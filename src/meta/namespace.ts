@@ -90,6 +90,7 @@ export class Namespace {
   }> {
     const seenSeq = this.store.lastSeq;
     const page = await this.readDir(target, after, limit);
+    await this.store.preloadInodes(page.entries.map((entry) => entry.ino));
     const attrs = new Map<number, Attr | null>();
     // a miss loads the record and runs the function again: what was read stays read
     const names = await this.store.run((tx) => {

@@ -75,6 +75,8 @@ const WRITE_GROUP_OPS_MAX = 4096;
 const INO_BLOCK = 4096;
 /** Loads a transaction may need before it gives up (a path deeper than this is absurd). */
 const TX_LOADS_MAX = 4096;
+/** Records read at once by preloadInodes. */
+const LOADS_IN_FLIGHT_MAX = 64;
 /** After a failed write, how often to try to reopen the engine. */
 const REOPEN_RETRY_MS = 1000;
 
@@ -407,6 +409,16 @@ export class MetaStore {
   cachedInode(ino: number): Inode | null {
     const value = this.cache.get(inodeKey(ino).toString('latin1'))?.value;
     return value && 'attr' in value ? value : null;
+  }
+
+  /** Reads into the cache the inodes it lacks, LOADS_IN_FLIGHT_MAX at a time:
+   *  a transaction over many of them then loads none one by one (each a round
+   *  trip to etcd). */
+  async preloadInodes(inos: number[]): Promise<void> {
+    const missing = inos.map(inodeKey).filter((key) => !this.cache.has(key.toString('latin1')));
+    for (let first = 0; first < missing.length; first += LOADS_IN_FLIGHT_MAX) {
+      await Promise.all(missing.slice(first, first + LOADS_IN_FLIGHT_MAX).map((key) => this.load(key)));
+    }
   }
 
   /** The sequence number of the last transaction run (see unchangedSince). */
