@@ -69,10 +69,11 @@ export class DirKnowledge {
   }
 
   /** What the directory has under `name`: its inode, 0 if nothing, or null if
-   *  the directory is not known. */
+   *  the directory is not known (while it is listed, only the names listed so
+   *  far are). */
   lookup(dir: number, name: string): number | null {
     const known = this.dirs.get(dir);
-    if (!known) return null;
+    if (!known) return this.filling.get(dir)?.get(name) ?? null;
     if (known.untilMs <= Date.now()) {
       this.dirs.delete(dir);
       return null;

@@ -24,12 +24,14 @@ interface Misses { count: number; firstMs: number; listedMs: number }
 
 export class Statahead {
   private readonly misses = new RecentMap<number, Misses>(DIRS_TRACKED_MAX);
+  /** Listings in progress: each resolves once its first page is in. */
   private readonly listings = new Map<number, Promise<void>>();
 
   constructor(private readonly meta: MetaClient, private readonly known: DirKnowledge, private readonly attrs: AttrCache) {}
 
-  /** A lookup in dir needs a call: true once dir has been listed (ask what is
-   *  known again), false if it is not listed now. */
+  /** A lookup in dir needs a call: true once the first page of a listing of
+   *  dir is in (ask what is known again), false if dir is not being listed.
+   *  The lookup does not wait for the rest: a large directory takes many pages. */
   async missed(dir: number): Promise<boolean> {
     const listing = this.listings.get(dir);
     if (listing) {
@@ -46,16 +48,21 @@ export class Statahead {
     if (misses.count < MISSES_BEFORE_LISTING || nowMs - misses.listedMs < RELIST_MS || this.listings.size >= LISTINGS_MAX) return false;
     misses.listedMs = nowMs;
     misses.count = 0;
-    const work = this.list(dir).finally(() => this.listings.delete(dir));
-    this.listings.set(dir, work);
-    await work;
+    const firstPage = new Promise<void>((resolve) => {
+      void this.list(dir, resolve).finally(() => {
+        resolve();
+        this.listings.delete(dir);
+      });
+    });
+    this.listings.set(dir, firstPage);
+    await firstPage;
     return true;
   }
 
   /** Lists dir page by page. Each page is taken in as it comes, before any
    *  callback that follows it is handled (see SessionClient), so a callback
    *  always drops what it names. */
-  private async list(dir: number): Promise<void> {
+  private async list(dir: number, firstPageIn: () => void): Promise<void> {
     this.known.beginFill(dir);
     let untilMs = Infinity;
     let after = '';
@@ -68,6 +75,7 @@ export class Statahead {
         untilMs = Math.min(untilMs, Date.now() + cacheMs);
         for (const entry of page.entries) if (entry.attr) this.attrs.put(entry.attr, cacheMs);
         if (!this.known.fillPage(dir, page.entries)) return;
+        firstPageIn();
         if (!page.more || page.entries.length === 0) {
           this.known.endFill(dir, untilMs);
           return;
