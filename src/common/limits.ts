@@ -33,6 +33,8 @@ export const RPC_MESSAGE_MAX_BYTES = STRIPE_UNIT_MAX_BYTES + 1 * MiB;
 export const READDIR_PAGE_ENTRIES = 4096;
 /** ...and in one with the entries' attributes (each inode read, ~100 bytes each). */
 export const READDIR_PLUS_PAGE_ENTRIES = 1024;
+/** ...and the small files' content it carries, at most. */
+export const READDIR_PLUS_INLINE_MAX_BYTES = 1024 * 1024;
 /** Longest read a client asks one agent for in one call. */
 export const OBJECT_READ_MAX_BYTES = 16 * MiB;
 

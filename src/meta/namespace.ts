@@ -5,7 +5,7 @@
 import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
 import {
-  FILE_MAX_BYTES, INLINE_MAX_BYTES, LINK_MAX, NAME_MAX_BYTES, PATH_MAX_BYTES, STRIPE_COUNT_MAX, STRIPE_UNIT_DEFAULT_BYTES,
+  FILE_MAX_BYTES, INLINE_MAX_BYTES, LINK_MAX, NAME_MAX_BYTES, PATH_MAX_BYTES, READDIR_PLUS_INLINE_MAX_BYTES, STRIPE_COUNT_MAX, STRIPE_UNIT_DEFAULT_BYTES,
   STRIPE_UNIT_MAX_BYTES, STRIPE_UNIT_MIN_BYTES, SYMLINK_MAX_BYTES, XATTR_NAME_MAX_BYTES, XATTR_TOTAL_MAX_BYTES,
   XATTR_VALUE_MAX_BYTES,
 } from '../common/limits.js';
@@ -91,13 +91,21 @@ export class Namespace {
     const seenSeq = this.store.lastSeq;
     const page = await this.readDir(target, after, limit);
     await this.store.preloadInodes(page.entries.map((entry) => entry.ino));
-    const attrs = new Map<number, Attr | null>();
+    const inodes = new Map<number, Inode | null>();
     // a miss loads the record and runs the function again: what was read stays read
     const names = await this.store.run((tx) => {
-      for (const { ino } of page.entries) if (!attrs.has(ino)) attrs.set(ino, tx.inode(ino)?.attr ?? null);
+      for (const { ino } of page.entries) if (!inodes.has(ino)) inodes.set(ino, tx.inode(ino));
       return tx.inode(page.ino)?.entries ?? 0;
     });
-    const entries = page.entries.map((entry) => ({ ...entry, attr: attrs.get(entry.ino) ?? null }));
+    let inlineBytes = 0;
+    const entries = page.entries.map((entry): DirEntry => {
+      const inode = inodes.get(entry.ino);
+      if (!inode) return { ...entry, attr: null };
+      const opens = isReg(inode.attr.mode) && inode.layout !== null && (!inode.inlined || inlineBytes + inode.inlineData.length <= READDIR_PLUS_INLINE_MAX_BYTES);
+      if (!opens) return { ...entry, attr: inode.attr };
+      if (inode.inlined) inlineBytes += inode.inlineData.length;
+      return { ...entry, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlined ? inode.inlineData : EMPTY };
+    });
     return { ...page, entries, names, seenSeq };
   }
 

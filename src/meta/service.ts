@@ -366,7 +366,7 @@ export class MetaService {
     for (const entry of page.entries) {
       if (!entry.attr) continue;
       const current = cacheMs > 0 && this.store.unchangedSince(entry.ino, seenSeq) && this.coherence.grant(nodeId, entry.ino, null) > 0;
-      if (!current) entry.attr = null;
+      if (!current) Object.assign(entry, { attr: null, layout: null, inlined: false, inlineData: undefined });
     }
     return cacheMs;
   }

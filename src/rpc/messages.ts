@@ -206,7 +206,11 @@ export const RENAME_EXCHANGE = 2;
 export interface RenameRequest { from: Target; to: Target; flags?: number }
 export interface LinkRequest { inode: Target; entry: Target }
 export interface ReadDirRequest { target: Target; after: string; limit: number; plus?: boolean }
-export interface DirEntry { name: string; ino: number; mode: number; attr?: Attr | null }
+export interface DirEntry {
+  name: string; ino: number; mode: number;
+  /** ReadDir plus: see DirEntry in proto/kdfs.proto. */
+  attr?: Attr | null; layout?: Layout | null; inlined?: boolean; inlineData?: Buffer;
+}
 export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean; cacheMs?: number; names?: number }
 export interface ReadLinkReply { errno: number; target: string }
 export interface OpenRequest { target: Target; nodeId: number }

@@ -1,4 +1,4 @@
-// What this node knows of files it closed: their layout and, for a small file,
+// What this node knows of files it closed, or listed (statahead.ts): their layout and, for a small file,
 // its whole content (kept in its inode). With it, and attributes the metadata
 // service granted, the next open of the file on this node needs no call: the
 // service calls this node back before another node changes the file, for as

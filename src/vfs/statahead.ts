@@ -2,11 +2,14 @@
 // `ls -l`, a walk of a tree this node has not seen), the directory is listed
 // with its entries' attributes, granted, in pages of one call each, instead of
 // a round trip to the metadata service per name (as Lustre's statahead, or NFS's
-// READDIRPLUS). The listing fills the attribute cache and, once complete and
-// unchanged throughout, makes the directory known (dirKnowledge.ts).
+// READDIRPLUS). The listing fills the attribute cache, and the layouts and small
+// files' content that let the files open without a call (contentCache.ts);
+// once complete and unchanged throughout, it makes the directory known
+// (dirKnowledge.ts).
 import { RecentMap } from '../common/recentMap.js';
 import type { MetaClient } from '../meta/client.js';
 import type { AttrCache } from './attrCache.js';
+import type { ContentCache } from './contentCache.js';
 import { NAMES_MAX, type DirKnowledge } from './dirKnowledge.js';
 
 /** Lookups that need a call in one directory, within MISS_WINDOW_MS, before it is listed. */
@@ -19,6 +22,7 @@ const RELIST_MS = 2000;
 const LISTINGS_MAX = 4;
 /** Directories whose misses are counted. */
 const DIRS_TRACKED_MAX = 4096;
+const EMPTY = Buffer.alloc(0);
 
 interface Misses { count: number; firstMs: number; listedMs: number }
 
@@ -27,7 +31,7 @@ export class Statahead {
   /** Listings in progress: each resolves once its first page is in. */
   private readonly listings = new Map<number, Promise<void>>();
 
-  constructor(private readonly meta: MetaClient, private readonly known: DirKnowledge, private readonly attrs: AttrCache) {}
+  constructor(private readonly meta: MetaClient, private readonly known: DirKnowledge, private readonly attrs: AttrCache, private readonly contents: ContentCache) {}
 
   /** A lookup in dir needs a call: true once the first page of a listing of
    *  dir is in (ask what is known again), false if dir is not being listed.
@@ -73,7 +77,12 @@ export class Statahead {
         // changed while listed, or too large to know whole: the lookups go on one by one
         if (cacheMs <= 0 || (page.names ?? 0) > NAMES_MAX) return;
         untilMs = Math.min(untilMs, Date.now() + cacheMs);
-        for (const entry of page.entries) if (entry.attr) this.attrs.put(entry.attr, cacheMs);
+        for (const entry of page.entries) {
+          if (!entry.attr) continue;
+          this.attrs.put(entry.attr, cacheMs);
+          // what an open needs: the file opens without a call while the grant holds
+          if (entry.layout) this.contents.put(entry.ino, { layout: entry.layout, inlined: entry.inlined ?? false, inlineData: entry.inlineData ?? EMPTY }, cacheMs);
+        }
         if (!this.known.fillPage(dir, page.entries)) return;
         firstPageIn();
         if (!page.more || page.entries.length === 0) {

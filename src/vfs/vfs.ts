@@ -115,7 +115,7 @@ export class Vfs {
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
     this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
     this.dirs = new DirHandles(meta);
-    this.statahead = new Statahead(meta, this.known, this.attrs);
+    this.statahead = new Statahead(meta, this.known, this.attrs, this.files.closedContent);
     this.delegations = new Delegations((creates) => meta.publish(creates), (count) => meta.reserveInos(count), (create, errno) => this.createRefused(create, errno), nodeId);
     meta.pendingCreates = this.delegations;
     this.locks = new NodeLocks(meta, {

@@ -155,11 +155,12 @@ describe('metadata changes', () => {
 });
 
 describe('statahead', () => {
-  it('answers the stats of a directory it listed without the root, names absent included', () => {
+  it('answers the stats and opens of a directory it listed without the root, names absent included', () => {
     const dir = name('d');
     const files = 200;
+    const content = (i: number) => Buffer.alloc(i, i);
     fs.mkdirSync(cluster.path(1, dir));
-    for (let i = 0; i < files; i++) fs.writeFileSync(cluster.path(1, dir, `f${i}`), Buffer.alloc(i));
+    for (let i = 0; i < files; i++) fs.writeFileSync(cluster.path(1, dir, `f${i}`), content(i));
     // node 3 never saw the directory: its first lookups miss, and it lists the
     // directory with the attributes of every entry
     for (let i = 0; i < 3; i++) expect(fs.statSync(cluster.path(3, dir, `f${i}`)).size).toBe(i);
@@ -169,6 +170,8 @@ describe('statahead', () => {
     const started = Date.now();
     try {
       for (let i = 3; i < files; i++) expect(fs.statSync(cluster.path(3, dir, `f${i}`)).size).toBe(i);
+      // small files' content came with the listing: they open and read without a call
+      for (let i = 3; i < files; i++) expect(fs.readFileSync(cluster.path(3, dir, `f${i}`)).equals(content(i))).toBe(true);
       expectErrno(() => fs.statSync(cluster.path(3, dir, 'absent')), 'ENOENT');
     } finally {
       process.kill(root, 'SIGCONT');
@@ -176,7 +179,7 @@ describe('statahead', () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
-  it('sees at once what another node creates and removes in a directory it keeps listing', async () => {
+  it('sees at once what another node creates, removes, changes and rewrites in a directory it keeps listing', async () => {
     const dir = name('d');
     fs.mkdirSync(cluster.path(2, dir));
     for (let i = 0; i < 50; i++) fs.writeFileSync(cluster.path(2, dir, `old${i}`), 'x');
@@ -193,8 +196,11 @@ describe('statahead', () => {
         expect(fs.readFileSync(cluster.path(3, dir, file), 'utf8')).toBe(file);
         fs.unlinkSync(cluster.path(2, dir, file));
         expectErrno(() => fs.statSync(cluster.path(3, dir, file)), 'ENOENT');
-        fs.chmodSync(cluster.path(2, dir, `old${rounds % 50}`), 0o600 + (rounds % 8));
-        expect(fs.statSync(cluster.path(3, dir, `old${rounds % 50}`)).mode & 0o777).toBe(0o600 + (rounds % 8));
+        const old = `old${rounds % 50}`;
+        fs.chmodSync(cluster.path(2, dir, old), 0o600 + (rounds % 8));
+        expect(fs.statSync(cluster.path(3, dir, old)).mode & 0o777).toBe(0o600 + (rounds % 8));
+        fs.writeFileSync(cluster.path(2, dir, old), `${old} in round ${rounds}`);
+        expect(fs.readFileSync(cluster.path(3, dir, old), 'utf8')).toBe(`${old} in round ${rounds}`);
       }
       expect(rounds).toBeGreaterThan(10);
     } finally {
