@@ -18,6 +18,8 @@ const MISS_WINDOW_MS = 1000;
 /** A directory is listed again no sooner than this: a directory changed
  *  elsewhere all the time would be listed for nothing. */
 const RELIST_MS = 2000;
+/** ...and no sooner than this one of more than NAMES_MAX names. */
+const TOO_LARGE_RELIST_MS = 60_000;
 /** Listings in progress at once; past it, lookups go one by one. */
 const LISTINGS_MAX = 4;
 /** Directories whose misses are counted. */
@@ -53,7 +55,11 @@ export class Statahead {
     misses.listedMs = nowMs;
     misses.count = 0;
     const firstPage = new Promise<void>((resolve) => {
-      void this.list(dir, resolve).finally(() => {
+      void this.list(dir, resolve).then((tooLarge) => {
+        // its first page again would bring the same names: not before long
+        const tracked = this.misses.get(dir);
+        if (tooLarge && tracked) tracked.listedMs = Date.now() + TOO_LARGE_RELIST_MS;
+      }).finally(() => {
         resolve();
         this.listings.delete(dir);
       });
@@ -65,8 +71,8 @@ export class Statahead {
 
   /** Lists dir page by page. Each page is taken in as it comes, before any
    *  callback that follows it is handled (see SessionClient), so a callback
-   *  always drops what it names. */
-  private async list(dir: number, firstPageIn: () => void): Promise<void> {
+   *  always drops what it names. True if dir is too large to be known whole. */
+  private async list(dir: number, firstPageIn: () => void): Promise<boolean> {
     this.known.beginFill(dir);
     let untilMs = Infinity;
     let after = '';
@@ -74,8 +80,8 @@ export class Statahead {
       for (;;) {
         const page = await this.meta.readDirPlus(dir, after);
         const cacheMs = page.cacheMs ?? 0;
-        // changed while listed, or too large to know whole: the lookups go on one by one
-        if (cacheMs <= 0 || (page.names ?? 0) > NAMES_MAX) return;
+        // changed while listed: the lookups go on one by one
+        if (cacheMs <= 0) return false;
         untilMs = Math.min(untilMs, Date.now() + cacheMs);
         for (const entry of page.entries) {
           if (!entry.attr) continue;
@@ -83,16 +89,19 @@ export class Statahead {
           // what an open needs: the file opens without a call while the grant holds
           if (entry.layout) this.contents.put(entry.ino, { layout: entry.layout, inlined: entry.inlined ?? false, inlineData: entry.inlineData ?? EMPTY }, cacheMs);
         }
-        if (!this.known.fillPage(dir, page.entries)) return;
+        // too large to know whole: what the page brought is kept, no more is asked
+        if ((page.names ?? 0) > NAMES_MAX) return true;
+        if (!this.known.fillPage(dir, page.entries)) return false;
         firstPageIn();
         if (!page.more || page.entries.length === 0) {
           this.known.endFill(dir, untilMs);
-          return;
+          return false;
         }
         after = page.entries[page.entries.length - 1].name;
       }
     } catch {
       // (the directory is gone, the service is away): the lookup itself will say
+      return false;
     } finally {
       this.known.abandonFill(dir);
     }
