@@ -535,6 +535,11 @@ export class Namespace {
     return true;
   }
 
+  /** Whether opens of the inode wait for a fence now. */
+  isFenced(ino: number): boolean {
+    return this.fences.has(ino);
+  }
+
   private checkFence(ino: number): void {
     const fence = this.fences.get(ino);
     if (fence) throw new Fenced(fence);

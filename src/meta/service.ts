@@ -4,7 +4,7 @@ import { READDIR_PAGE_ENTRIES, READDIR_PLUS_PAGE_ENTRIES } from '../common/limit
 import { log } from '../common/log.js';
 import type { ObjectStore } from '../agent/objectStore.js';
 import { CHANGED_LAYOUT, REBALANCE_START, REBALANCE_STOP } from '../rpc/messages.js';
-import type { ChangedInReply, Delegation, DirEntry, FailedCreate, Handlers, MetaMethods, Target } from '../rpc/messages.js';
+import type { ChangedInReply, Delegation, DirEntry, FailedCreate, Handlers, Layout, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster, type MetaLocal } from './cluster.js';
 import { Changes, Coherence, type CallbackTarget } from './coherence.js';
@@ -363,12 +363,22 @@ export class MetaService {
    *  Returns how long the grants last (0: none, every attribute left out). */
   private grantListing(nodeId: number, page: { ino: number; entries: DirEntry[] }, seenSeq: number): number {
     const cacheMs = this.store.unchangedSince(page.ino, seenSeq) ? this.coherence.grant(nodeId, page.ino, page.ino) : 0;
+    const moving = this.store.fs.rebalancing === true || this.cluster.nodeIds().some((id) => this.cluster.adminOf(id) === 'draining');
     for (const entry of page.entries) {
       if (!entry.attr) continue;
       const current = cacheMs > 0 && this.store.unchangedSince(entry.ino, seenSeq) && this.coherence.grant(nodeId, entry.ino, null) > 0;
       if (!current) Object.assign(entry, { attr: null, layout: null, inlined: false, inlineData: undefined });
+      else if (entry.layout && (moving || !this.layoutSettled(entry.ino, entry.layout))) Object.assign(entry, { layout: null, inlined: false, inlineData: undefined });
     }
     return cacheMs;
+  }
+
+  /** Whether a listing may give the file's layout, by which the node then opens
+   *  it without a call: not while a job of the service may change the layout
+   *  (repair, the cut after a dead writer, a move), as those rely on every open
+   *  made meanwhile being counted by an Open call (see Namespace.fenced). */
+  private layoutSettled(ino: number, layout: Layout): boolean {
+    return !this.store.needsRepair.has(ino) && !this.namespace.isFenced(ino) && (layout.moves?.length ?? 0) === 0;
   }
 
   /** What the call changed, in its reply: the inodes, and the new attributes of

@@ -498,8 +498,10 @@ export class MetaStore {
     let loading = this.loading.get(name);
     if (!loading) {
       loading = this.db.get(key).then((value) => {
-        // A record in the cache is newer than what was read: keep it.
-        if (!this.cache.has(name)) this.cacheSet(name, value === undefined ? null : decodeRecord(key, value), 0);
+        // A record in the cache is newer than what was read: keep it. What was
+        // read may hold any change written so far (it was evicted, or the cache
+        // was dropped): unchangedSince must not take it as older than those.
+        if (!this.cache.has(name)) this.cacheSet(name, value === undefined ? null : decodeRecord(key, value), this.committedSeq);
       }).finally(() => this.loading.delete(name));
       this.loading.set(name, loading);
     }
