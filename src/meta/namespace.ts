@@ -101,10 +101,11 @@ export class Namespace {
     const entries = page.entries.map((entry): DirEntry => {
       const inode = inodes.get(entry.ino);
       if (!inode) return { ...entry, attr: null };
+      const noXattrs = Object.keys(inode.xattrs ?? {}).length === 0;
       const opens = isReg(inode.attr.mode) && inode.layout !== null && (!inode.inlined || inlineBytes + inode.inlineData.length <= READDIR_PLUS_INLINE_MAX_BYTES);
-      if (!opens) return { ...entry, attr: inode.attr };
+      if (!opens) return { ...entry, attr: inode.attr, noXattrs };
       if (inode.inlined) inlineBytes += inode.inlineData.length;
-      return { ...entry, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlined ? inode.inlineData : EMPTY };
+      return { ...entry, attr: inode.attr, noXattrs, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlined ? inode.inlineData : EMPTY };
     });
     return { ...page, entries, names, seenSeq };
   }

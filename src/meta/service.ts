@@ -367,7 +367,7 @@ export class MetaService {
     for (const entry of page.entries) {
       if (!entry.attr) continue;
       const current = cacheMs > 0 && this.store.unchangedSince(entry.ino, seenSeq) && this.coherence.grant(nodeId, entry.ino, null) > 0;
-      if (!current) Object.assign(entry, { attr: null, layout: null, inlined: false, inlineData: undefined });
+      if (!current) Object.assign(entry, { attr: null, noXattrs: false, layout: null, inlined: false, inlineData: undefined });
       else if (entry.layout && (moving || !this.layoutSettled(entry.ino, entry.layout))) Object.assign(entry, { layout: null, inlined: false, inlineData: undefined });
     }
     return cacheMs;

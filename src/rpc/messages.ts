@@ -209,7 +209,7 @@ export interface ReadDirRequest { target: Target; after: string; limit: number; 
 export interface DirEntry {
   name: string; ino: number; mode: number;
   /** ReadDir plus: see DirEntry in proto/kdfs.proto. */
-  attr?: Attr | null; layout?: Layout | null; inlined?: boolean; inlineData?: Buffer;
+  attr?: Attr | null; layout?: Layout | null; inlined?: boolean; inlineData?: Buffer; noXattrs?: boolean;
 }
 export interface ReadDirReply { errno: number; ino: number; parent: number; entries: DirEntry[]; more: boolean; cacheMs?: number; names?: number }
 export interface ReadLinkReply { errno: number; target: string }

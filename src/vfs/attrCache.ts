@@ -10,7 +10,7 @@ import type { Attr } from '../rpc/messages.js';
 const INODES_MAX = 100_000;
 
 export class AttrCache {
-  private readonly entries = new RecentMap<number, { attr: Attr; untilMs: number }>(INODES_MAX);
+  private readonly entries = new RecentMap<number, { attr: Attr; untilMs: number; noXattrs: boolean }>(INODES_MAX);
   /** Told of every grant of attributes (what depends on their coverage follows it). */
   onGranted: ((ino: number, cacheMs: number) => void) | null = null;
 
@@ -26,13 +26,21 @@ export class AttrCache {
     return { attr: entry.attr, remainingMs };
   }
 
-  put(attr: Attr, cacheMs: number): void {
+  /** noXattrs: the service said the inode has no extended attributes (any
+   *  change of them changes the inode, and so ends the grant). */
+  put(attr: Attr, cacheMs: number, noXattrs = false): void {
     this.onGranted?.(attr.ino, cacheMs);
     if (cacheMs <= 0) {
       this.entries.delete(attr.ino);
       return;
     }
-    this.entries.set(attr.ino, { attr, untilMs: Date.now() + cacheMs });
+    this.entries.set(attr.ino, { attr, untilMs: Date.now() + cacheMs, noXattrs });
+  }
+
+  /** Whether the inode is granted and known to have no extended attributes. */
+  hasNoXattrs(ino: number): boolean {
+    const entry = this.entries.get(ino);
+    return entry !== undefined && entry.noXattrs && entry.untilMs > Date.now();
   }
 
   drop(ino: number): void {

@@ -85,7 +85,7 @@ export class Statahead {
         untilMs = Math.min(untilMs, Date.now() + cacheMs);
         for (const entry of page.entries) {
           if (!entry.attr) continue;
-          this.attrs.put(entry.attr, cacheMs);
+          this.attrs.put(entry.attr, cacheMs, entry.noXattrs === true);
           // what an open needs: the file opens without a call while the grant holds
           if (entry.layout) this.contents.put(entry.ino, { layout: entry.layout, inlined: entry.inlined ?? false, inlineData: entry.inlineData ?? EMPTY }, cacheMs);
         }

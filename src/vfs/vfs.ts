@@ -367,8 +367,14 @@ export class Vfs {
     return this.entryIn(newParent, newName, await this.changing(newParent, this.meta.link({ ino }, { ino: newParent, name: newName })), true);
   }
 
+  /** The inode has no extended attributes, as granted (the kernel asks for
+   *  security.capability and ACLs at every write, `ls -l` at every name). */
+  private hasNoXattrs(ino: number): boolean {
+    return this.leaseHolds() && this.attrs.hasNoXattrs(ino);
+  }
+
   async getxattr(ino: number, name: string): Promise<Buffer> {
-    if (this.absentXattrs.has(ino, name)) throw new FsError(E.ENODATA);
+    if (this.absentXattrs.has(ino, name) || this.hasNoXattrs(ino)) throw new FsError(E.ENODATA);
     try {
       return await byInode(this.meta.getXattr({ ino }, name));
     } catch (err) {
@@ -382,7 +388,8 @@ export class Vfs {
     await byInode(this.meta.setXattr({ ino }, name, value, flags));
   }
 
-  listxattr(ino: number): Promise<string[]> {
+  async listxattr(ino: number): Promise<string[]> {
+    if (this.hasNoXattrs(ino)) return [];
     return byInode(this.meta.listXattr({ ino }));
   }
 

@@ -155,12 +155,13 @@ describe('metadata changes', () => {
 });
 
 describe('statahead', () => {
-  it('answers the stats and opens of a directory it listed without the root, names absent included', () => {
+  it('answers the stats, opens and `ls -l` of a directory it listed without the root, names absent included', async () => {
     const dir = name('d');
     const files = 200;
     const content = (i: number) => Buffer.alloc(i, i);
     fs.mkdirSync(cluster.path(1, dir));
     for (let i = 0; i < files; i++) fs.writeFileSync(cluster.path(1, dir, `f${i}`), content(i));
+    expect((await command('setfattr', ['-n', 'user.tag', '-v', 'seven', cluster.path(1, dir, 'f7')])).code).toBe(0);
     // node 3 never saw the directory: its first lookups miss, and it lists the
     // directory with the attributes of every entry
     for (let i = 0; i < 3; i++) expect(fs.statSync(cluster.path(3, dir, `f${i}`)).size).toBe(i);
@@ -173,10 +174,15 @@ describe('statahead', () => {
       // small files' content came with the listing: they open and read without a call
       for (let i = 3; i < files; i++) expect(fs.readFileSync(cluster.path(3, dir, `f${i}`)).equals(content(i))).toBe(true);
       expectErrno(() => fs.statSync(cluster.path(3, dir, 'absent')), 'ENOENT');
+      // ls -l asks every name for its ACL and security label: the listing said which have none
+      const plain = Array.from({ length: 30 }, (_, i) => cluster.path(3, dir, `f${i + 10}`));
+      expect(await command('getfattr', ['-d', '-m', '-', ...plain])).toMatchObject({ code: 0, stdout: '' });
     } finally {
       process.kill(root, 'SIGCONT');
     }
     expect(Date.now() - started).toBeLessThan(2000);
+    expect((await command('getfattr', ['--only-values', '-n', 'user.tag', cluster.path(3, dir, 'f7')])).stdout).toBe('seven');
+    expect((await command('ls', ['-l', cluster.path(3, dir)])).stdout.trim().split('\n')).toHaveLength(files + 1);
   });
 
   it('sees at once what another node creates, removes, changes and rewrites in a directory it keeps listing', async () => {
@@ -201,6 +207,8 @@ describe('statahead', () => {
         expect(fs.statSync(cluster.path(3, dir, old)).mode & 0o777).toBe(0o600 + (rounds % 8));
         fs.writeFileSync(cluster.path(2, dir, old), `${old} in round ${rounds}`);
         expect(fs.readFileSync(cluster.path(3, dir, old), 'utf8')).toBe(`${old} in round ${rounds}`);
+        expect((await command('setfattr', ['-n', 'user.round', '-v', String(rounds), cluster.path(2, dir, old)])).code).toBe(0);
+        expect((await command('getfattr', ['--only-values', '-n', 'user.round', cluster.path(3, dir, old)])).stdout).toBe(String(rounds));
       }
       expect(rounds).toBeGreaterThan(10);
     } finally {
