@@ -363,7 +363,7 @@ export class MetaService {
    *  Returns how long the grants last (0: none, every attribute left out). */
   private grantListing(nodeId: number, page: { ino: number; entries: DirEntry[] }, seenSeq: number): number {
     const cacheMs = this.store.unchangedSince(page.ino, seenSeq) ? this.coherence.grant(nodeId, page.ino, page.ino) : 0;
-    const moving = this.store.fs.rebalancing === true || this.cluster.nodeIds().some((id) => this.cluster.adminOf(id) === 'draining');
+    const moving = this.mover.mayMove();
     for (const entry of page.entries) {
       if (!entry.attr) continue;
       const current = cacheMs > 0 && this.store.unchangedSince(entry.ino, seenSeq) && this.coherence.grant(nodeId, entry.ino, null) > 0;

@@ -153,6 +153,11 @@ export class Mover {
     void this.round();
   }
 
+  /** Whether a pass may move copies now (a node drains, or a rebalance runs). */
+  mayMove(): boolean {
+    return this.store.fs.rebalancing === true || this.draining().length > 0;
+  }
+
   private draining(): number[] {
     return this.cluster.nodeIds().filter((id) => this.cluster.adminOf(id) === 'draining').sort((a, b) => a - b);
   }

@@ -15,7 +15,7 @@ export class AttrCache {
   onGranted: ((ino: number, cacheMs: number) => void) | null = null;
 
   /** The attributes and how long they stay valid (ms), if they are. */
-  get(ino: number): { attr: Attr; remainingMs: number } | null {
+  get(ino: number): { attr: Attr; remainingMs: number; noXattrs: boolean } | null {
     const entry = this.entries.get(ino);
     if (!entry) return null;
     const remainingMs = entry.untilMs - Date.now();
@@ -23,7 +23,7 @@ export class AttrCache {
       this.entries.delete(ino);
       return null;
     }
-    return { attr: entry.attr, remainingMs };
+    return { attr: entry.attr, remainingMs, noXattrs: entry.noXattrs };
   }
 
   /** noXattrs: the service said the inode has no extended attributes (any
@@ -39,8 +39,7 @@ export class AttrCache {
 
   /** Whether the inode is granted and known to have no extended attributes. */
   hasNoXattrs(ino: number): boolean {
-    const entry = this.entries.get(ino);
-    return entry !== undefined && entry.noXattrs && entry.untilMs > Date.now();
+    return this.get(ino)?.noXattrs ?? false;
   }
 
   drop(ino: number): void {

@@ -20,9 +20,13 @@ export class DirKnowledge {
 
   /** This node made the directory, empty; its entries are granted for cacheMs. */
   created(dir: number, cacheMs: number): void {
-    if (cacheMs <= 0) return;
+    if (cacheMs > 0) this.install(dir, { names: new Map(), untilMs: Date.now() + cacheMs });
+  }
+
+  /** dir is known as `known`, the most recent of at most DIRS_MAX. */
+  private install(dir: number, known: Known): void {
     this.dirs.delete(dir);
-    this.dirs.set(dir, { names: new Map(), untilMs: Date.now() + cacheMs });
+    this.dirs.set(dir, known);
     if (this.dirs.size > DIRS_MAX) this.dirs.delete(this.dirs.keys().next().value as number);
   }
 
@@ -48,10 +52,7 @@ export class DirKnowledge {
   endFill(dir: number, untilMs: number): void {
     const names = this.filling.get(dir);
     this.filling.delete(dir);
-    if (!names || untilMs <= Date.now()) return;
-    this.dirs.delete(dir);
-    this.dirs.set(dir, { names, untilMs });
-    if (this.dirs.size > DIRS_MAX) this.dirs.delete(this.dirs.keys().next().value as number);
+    if (names && untilMs > Date.now()) this.install(dir, { names, untilMs });
   }
 
   abandonFill(dir: number): void {
