@@ -44,11 +44,12 @@ export class Delegations implements PendingCreates {
   private readonly inos: { next: number; end: number }[] = [];
   /** Creates not sent yet, by inode, in the order made. */
   private readonly pending = new Map<number, DelegatedCreate>();
-  /** Creates sent and not yet answered: the call that carries each. */
   private refilling: Promise<void> | null = null;
-  private readonly inFlight = new Map<number, { create: DelegatedCreate; settled: Promise<void> }>();
+  /** Creates sent and not yet answered: the calls that carry each (a commit
+   *  carries its file's create again rather than wait for another call). */
+  private readonly inFlight = new Map<number, { create: DelegatedCreate; calls: Set<Promise<void>> }>();
   /** Creates taken for a call, until it is answered: what tells their waiters. */
-  private readonly launched = new WeakMap<DelegatedCreate[], () => void>();
+  private readonly launched = new WeakMap<DelegatedCreate[], { landed: () => void; settled: Promise<void> }>();
 
   /** publish: sends creates on their own; failed: a create the service refused
    *  (its file does not exist: the node drops what it told its kernel). */
@@ -153,13 +154,12 @@ export class Delegations implements PendingCreates {
   async flush(): Promise<void> {
     while (this.pending.size > 0 || this.inFlight.size > 0) {
       if (this.pending.size > 0) await this.send(this.take());
-      else await Promise.allSettled(new Set([...this.inFlight.values()].map((flight) => flight.settled)));
+      else await Promise.allSettled(new Set([...this.inFlight.values()].flatMap((flight) => [...flight.calls])));
     }
   }
 
-  /** Sends creates on their own. */
+  /** Sends creates on their own (taken: see launch). */
   private async send(creates: DelegatedCreate[]): Promise<void> {
-    this.launch(creates);
     await this.carry(creates, this.publish(creates).then((reply) => {
       // the service refused the whole call: the creates were not made
       if (reply.errno !== 0) return { ...reply, failed: creates.map((c) => ({ ino: c.ino, errno: reply.errno })) };
@@ -182,48 +182,63 @@ export class Delegations implements PendingCreates {
       return null;
     }
     const concerned = (create: DelegatedCreate) => named.has(create.ino) || named.has(create.entry.ino ?? 0);
+    // A commit names its file alone. Its create on its way with another call
+    // (the commit of a file made just before) goes again with this one instead
+    // of being waited for: the service takes a create it made already, and the
+    // commits of files made one after the other go together, not one round trip
+    // after the other. Calls that wait for creates wait for both calls.
+    if (method === 'CommitWrite') {
+      const again = [...this.inFlight.values()].filter((flight) => concerned(flight.create)).map((flight) => flight.create);
+      return this.pending.size > 0 || again.length > 0 ? this.take(again) : null;
+    }
     // on their way: the service knows them once their call is answered. A call
     // that failed puts them back, and another call may take them before this one
     // goes on: waited for again, so that this one never overtakes them.
     for (let round = 0; round < FLIGHT_WAITS_MAX; round++) {
       const flights = new Set<Promise<unknown>>();
-      for (const flight of this.inFlight.values()) if (concerned(flight.create)) flights.add(flight.settled);
+      for (const flight of this.inFlight.values()) if (concerned(flight.create)) for (const call of flight.calls) flights.add(call);
       if (flights.size === 0) break;
       await Promise.allSettled(flights);
     }
-    // a commit takes every create made so far along: one transaction for them all
-    if (method === 'CommitWrite') return this.pending.size > 0 ? this.take() : null;
     const creates = [...this.pending.values()].filter(concerned);
-    if (creates.length > 0) await this.send(creates);
+    if (creates.length > 0) await this.send(this.launch(creates));
     return null;
   }
 
   /** A call carrying creates taken (take, send) was answered, or not (they go again). */
   async carry<T extends { errno: number; failed?: FailedCreate[] }>(creates: DelegatedCreate[], call: Promise<T>): Promise<T> {
-    const landed = this.launched.get(creates);
-    assert(landed, 'creates carried that were not taken');
+    const flight = this.launched.get(creates);
+    assert(flight, 'creates carried that were not taken');
     this.launched.delete(creates);
+    // a create another call still carries: that call's outcome decides whether it goes again
+    const landedHere = (create: DelegatedCreate): boolean => {
+      const calls = this.inFlight.get(create.ino)?.calls;
+      if (!calls?.delete(flight.settled)) return false;
+      if (calls.size > 0) return false;
+      this.inFlight.delete(create.ino);
+      return true;
+    };
     try {
       const reply = await call;
       const refused = new Map((reply.failed ?? []).map((f) => [f.ino, f.errno]));
       for (const create of creates) {
-        this.inFlight.delete(create.ino);
+        const last = landedHere(create);
         const errno = refused.get(create.ino);
-        if (errno !== undefined) this.refuse(create, errno);
-        // a CommitWrite refused as a whole made none of them: they go with the next call
-        else if (reply.errno !== 0 && !reply.failed?.length) this.pending.set(create.ino, create);
+        if (errno !== undefined) {
+          if (!this.refused.has(create.ino)) this.refuse(create, errno);
+        } else if (last && reply.errno !== 0 && !reply.failed?.length) {
+          // a CommitWrite refused as a whole made none of them: they go with the next call
+          this.pending.set(create.ino, create);
+        }
       }
       return reply;
     } catch (err) {
       // not answered: sent again with the next call (the service takes a create it made already)
-      for (const create of creates) {
-        this.inFlight.delete(create.ino);
-        this.pending.set(create.ino, create);
-      }
+      for (const create of creates) if (landedHere(create)) this.pending.set(create.ino, create);
       log.debug(`creates of this node not sent yet: ${(err as Error).message}`);
       throw err;
     } finally {
-      landed();
+      flight.landed();
     }
   }
 
@@ -231,19 +246,22 @@ export class Delegations implements PendingCreates {
    *  calls that name them wait for it (the service may serve calls of one node
    *  in another order than sent, a transaction waiting for a read from disk). */
   private launch(creates: DelegatedCreate[]): DelegatedCreate[] {
+    assert(!this.launched.has(creates), 'creates taken twice for one call');
     let landed!: () => void;
     const settled = new Promise<void>((resolve) => (landed = resolve));
     for (const create of creates) {
       this.pending.delete(create.ino);
-      this.inFlight.set(create.ino, { create, settled });
+      const flight = this.inFlight.get(create.ino);
+      if (flight) flight.calls.add(settled);
+      else this.inFlight.set(create.ino, { create, calls: new Set([settled]) });
     }
-    this.launched.set(creates, landed);
+    this.launched.set(creates, { landed, settled });
     return creates;
   }
 
-  /** Takes every create not sent yet. */
-  private take(): DelegatedCreate[] {
-    return this.launch([...this.pending.values()]);
+  /** Takes every create not sent yet, and `again`, on their way already. */
+  private take(again: DelegatedCreate[] = []): DelegatedCreate[] {
+    return this.launch([...this.pending.values(), ...again]);
   }
 }
 

@@ -71,46 +71,71 @@ describe('delegated creates on the node', () => {
     expect(delegations.before('Statfs', {})).toBeNull();
   });
 
-  it('taken by a call, hold up calls that name them until that call is answered', async () => {
+  it('taken by a call, go again with their own file\'s commit instead of holding it up; other calls naming them wait for every call carrying them', async () => {
     const { delegations, make } = setup();
     delegations.granted(grant(DIR));
     const a = make(DIR, 'a')!;
     const c = make(DIR, 'c')!;
     const along = (await delegations.before('CommitWrite', { ino: a.ino }))!;
     expect(along.map((x) => x.ino)).toEqual([a.ino, c.ino]);
-    // the commit that carries c is not answered yet: c's own commit waits for it
+    // the commit that carries c is not answered yet: c's own commit takes c again, at once
+    const again = (await delegations.before('CommitWrite', { ino: c.ino }))!;
+    expect(again.map((x) => x.ino)).toEqual([c.ino]);
+    // a lookup of c waits for both calls
     let passed = false;
-    const waiting = delegations.before('CommitWrite', { ino: c.ino });
-    expect(waiting).not.toBeNull();
-    const done = waiting!.then((creates) => {
-      passed = true;
-      return creates;
-    });
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(passed).toBe(false);
+    const lookup = delegations.before('Getattr', { ino: c.ino })!.then(() => (passed = true));
+    let answerAgain!: () => void;
+    const secondCall = delegations.carry(again, new Promise<PublishReply>((resolve) => (answerAgain = () => resolve({ errno: 0, failed: [] }))));
     await delegations.carry(along, Promise.resolve({ errno: 0, failed: [] }));
-    expect(await done).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(passed).toBe(false);
+    expect(delegations.unsent(c.ino)).toBe(true);
+    expect(delegations.unsent(a.ino)).toBe(false);
+    answerAgain();
+    await secondCall;
+    await lookup;
+    expect(passed).toBe(true);
     expect(delegations.unsent(c.ino)).toBe(false);
   });
 
-  it('carried by a call that fails and taken again by another, still hold up a commit that names them', async () => {
+  it('carried twice: a lost call puts a create back only if no other call still carries it; a refusal is told once', async () => {
+    const { delegations, refused, make } = setup();
+    delegations.granted(grant(DIR));
+    const a = make(DIR, 'a')!;
+    const first = (await delegations.before('CommitWrite', { ino: INO_FIRST + 99 }))!;
+    const second = (await delegations.before('CommitWrite', { ino: a.ino }))!;
+    expect(second.map((x) => x.ino)).toEqual([a.ino]);
+    // the second call is lost while the first still carries a: a is not sent again by itself
+    await expect(delegations.carry(second, Promise.reject(new Error('no answer in time')))).rejects.toThrow('no answer');
+    expect(await delegations.before('CommitWrite', { ino: INO_FIRST + 98 })).toBeNull();
+    expect(delegations.unsent(a.ino)).toBe(true);
+    // both calls refuse it: the node drops it once
+    const third = (await delegations.before('CommitWrite', { ino: a.ino }))!;
+    const refusal = { errno: 0, failed: [{ ino: a.ino, errno: 17 }] };
+    await delegations.carry(first, Promise.resolve(refusal));
+    await delegations.carry(third, Promise.resolve(refusal));
+    expect(refused).toEqual([{ ino: a.ino, errno: 17 }]);
+    expect(delegations.unsent(a.ino)).toBe(false);
+  });
+
+  it('carried by a call that fails and taken again by another, still hold up a call that names them', async () => {
     const { delegations, make } = setup();
     delegations.granted(grant(DIR));
     const a = make(DIR, 'a')!;
-    // a commit of another file carries a; a's own commit waits for that call
+    // a commit of another file carries a; a lookup of a waits for that call
     const first = (await delegations.before('CommitWrite', { ino: INO_FIRST + 99 }))!;
-    const waiting = delegations.before('CommitWrite', { ino: a.ino })!;
+    const waiting = delegations.before('Getattr', { ino: a.ino })!;
     let passed = false;
     void waiting.then(() => (passed = true));
     // the first call fails (the root is away): a is put back, and a third call
-    // takes it before the waiting commit goes on
+    // takes it before the waiting lookup goes on
     let settleSecond!: () => void;
     const second = delegations.carry(first, Promise.reject(new Error('no answer in time'))).catch(() => {
       const again = delegations.before('CommitWrite', { ino: INO_FIRST + 98 });
       return again!.then((creates) => delegations.carry(creates!, new Promise<PublishReply>((resolve) => (settleSecond = () => resolve({ errno: 0, failed: [] })))));
     });
     await new Promise((resolve) => setTimeout(resolve, 10));
-    // the waiting commit must not go on without a, nor before the call carrying it is answered
+    // the waiting lookup must not go on without a, nor before the call carrying it is answered
     expect(passed).toBe(false);
     settleSecond();
     await second;
