@@ -186,6 +186,67 @@ describe('creates under a delegation', () => {
     }
   }, 120_000);
 
+  it('files node 2 makes by itself and renames or removes at once, from other processes: each file once, under one name, with its content', async () => {
+    // Several writers' commits carry creates again (a file's commit does not
+    // wait for the call already carrying its create): a rename or unlink of such
+    // a file waits for every call carrying its create, or a create applied after
+    // the rename would bring the old name back, over the renamed inode. The root
+    // serves one node's calls nearly always in the order sent, so this seldom
+    // catches a missing wait by itself (test/unit/delegations.test.ts checks the
+    // waits); it checks the whole under concurrent renames and removals.
+    const dir = delegatedDir();
+    const where = cluster.path(2, dir);
+    const stopFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-renamer-')), 'stop');
+    const WRITERS = 3;
+    const FILES = 150;
+    const writer = (p: number) => `const fs = require('fs'); for (let i = 0; i < ${FILES}; i++) fs.writeFileSync(${JSON.stringify(where)} + '/c${p}_' + i, 'c${p}_' + i);`;
+    // renames every c name it lists to r, and removes every r name ending in 7
+    const renamer = `const fs = require('fs'); const dir = ${JSON.stringify(where)}; let last = false;
+      for (;;) {
+        const stop = fs.existsSync(${JSON.stringify(stopFile)});
+        for (const name of fs.readdirSync(dir)) {
+          try {
+            if (name.startsWith('c')) fs.renameSync(dir + '/' + name, dir + '/r' + name.slice(1));
+            else if (name.startsWith('r') && name.endsWith('7')) fs.unlinkSync(dir + '/' + name);
+          } catch (err) { if (err.code !== 'ENOENT') throw err; }
+        }
+        if (last) break;
+        last = stop;
+      }`;
+    const run = (script: string) => new Promise<void>((resolve, reject) => {
+      execFile(process.execPath, ['-e', script], { timeout: 60_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve()));
+    });
+    try {
+      const renaming = run(renamer);
+      await Promise.all(Array.from({ length: WRITERS }, (_, p) => run(writer(p))));
+      fs.writeFileSync(stopFile, '');
+      await renaming;
+    } finally {
+      fs.rmSync(path.dirname(stopFile), { recursive: true, force: true });
+    }
+    for (const id of [1, 3]) {
+      const names = new Set(fs.readdirSync(cluster.path(id, dir)));
+      const inos = new Set<number>();
+      for (let p = 0; p < WRITERS; p++) {
+        for (let i = 0; i < FILES; i++) {
+          const file = `${p}_${i}`;
+          // the renamer's last pass came after every writer ended: no c name is left
+          expect(names.has(`c${file}`), `c${file} on node ${id}`).toBe(false);
+          if (i % 10 === 7) {
+            expect(names.has(`r${file}`), `r${file} on node ${id}`).toBe(false);
+            continue;
+          }
+          expect(fs.readFileSync(cluster.path(id, dir, `r${file}`), 'utf8')).toBe(`c${file}`);
+          const stat = fs.statSync(cluster.path(id, dir, `r${file}`));
+          expect(stat.nlink).toBe(1);
+          inos.add(stat.ino);
+        }
+      }
+      expect(inos.size).toBe(WRITERS * (FILES - FILES / 10));
+      expect(names.size).toBe(WRITERS * (FILES - FILES / 10) + 1);
+    }
+  }, 120_000);
+
   it('a file node 2 made by itself, open across kill -9 and restart of the root, is made and kept at its close', async () => {
     const dir = delegatedDir();
     const fd = fs.openSync(cluster.path(2, dir, 'across'), 'w');
