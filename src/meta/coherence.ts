@@ -11,6 +11,7 @@
 // A grant is only given for what is still current once the reply is made: a
 // change committed after the transaction that read it (store sequence numbers)
 // makes the reply uncacheable, so that no grant outlives a change it missed.
+import assert from 'node:assert';
 import { log } from '../common/log.js';
 import { within } from '../common/within.js';
 import {
@@ -25,7 +26,10 @@ export const GRANT_MS = 60_000;
 /** Slack for the time a reply takes to reach the node's kernel. */
 const DELIVERY_MARGIN_MS = 250;
 /** Grants remembered in all; past it, replies are not cacheable (memory bound). */
-const GRANTS_MAX = 500_000;
+export const GRANTS_MAX = 500_000;
+/** Grants one node may hold: a node walking a huge tree (a listing grants up to
+ *  1,024 entries per call) leaves the rest of the table to the other nodes. */
+export const GRANTS_PER_NODE_MAX = GRANTS_MAX / 2;
 const SWEEP_INTERVAL_MS = 10_000;
 /** How long a delegation lasts (renewed by the node's next synchronous create). */
 export const DELEGATION_MS = 30_000;
@@ -78,6 +82,8 @@ export class Coherence {
   private readonly attrs = new Map<number, Holders>();
   private readonly dirs = new Map<number, Holders>();
   private count = 0;
+  /** Grants held, per node (count is their sum). */
+  private readonly countByNode = new Map<number, number>();
   private readonly targets = new Map<number, CallbackTarget>();
   /** Nodes that let a callback expire: no grants until they answer one again. */
   private readonly unresponsive = new Set<number>();
@@ -135,7 +141,10 @@ export class Coherence {
   /** Grants a node the attributes of ino and, if dir is given, the entries of
    *  dir; returns how long its kernel may cache them (0: not at all). */
   grant(nodeId: number, ino: number, dir: number | null): number {
-    if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId) || this.count >= GRANTS_MAX) return 0;
+    if (!this.targets.has(nodeId) || this.unresponsive.has(nodeId)) return 0;
+    // renewing what a node holds takes no room
+    const added = (this.attrs.get(ino)?.has(nodeId) ? 0 : 1) + (dir !== null && !this.dirs.get(dir)?.has(nodeId) ? 1 : 0);
+    if (added > 0 && (this.count + added > GRANTS_MAX || this.held(nodeId) + added > GRANTS_PER_NODE_MAX)) return 0;
     const until = Date.now() + GRANT_MS + DELIVERY_MARGIN_MS;
     this.hold(this.attrs, ino, nodeId, until);
     if (dir !== null) this.hold(this.dirs, dir, nodeId, until);
@@ -240,8 +249,10 @@ export class Coherence {
       const item = { kind: data ? INVALIDATE_DATA : INVALIDATE_ATTR, ino, parent: 0, name: '', reasons, size };
       const holders = this.attrs.get(ino);
       if (holders) {
-        for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, item);
-        this.count -= holders.size;
+        for (const [nodeId, until] of holders) {
+          if (until > now) add(nodeId, until, item);
+          this.countDown(nodeId);
+        }
         // emptied, not deleted: a key deleted and set again and again is slow
         // in a large Map (see src/common/recentMap.ts); the sweep deletes it
         holders.clear();
@@ -286,11 +297,27 @@ export class Coherence {
     }
   }
 
+  /** Grants the node holds (expired ones included until a sweep). */
+  held(nodeId: number): number {
+    return this.countByNode.get(nodeId) ?? 0;
+  }
+
   private hold(map: Map<number, Holders>, key: number, nodeId: number, until: number): void {
     let holders = map.get(key);
     if (!holders) map.set(key, (holders = new Map()));
-    if (!holders.has(nodeId)) this.count++;
+    if (!holders.has(nodeId)) {
+      this.count++;
+      this.countByNode.set(nodeId, this.held(nodeId) + 1);
+    }
     holders.set(nodeId, until);
+  }
+
+  private countDown(nodeId: number): void {
+    this.count--;
+    const left = this.held(nodeId) - 1;
+    assert(left >= 0 && this.count >= 0, 'grant counts below zero');
+    if (left > 0) this.countByNode.set(nodeId, left);
+    else this.countByNode.delete(nodeId);
   }
 
   /** Forgets expired grants and delegations. */
@@ -298,9 +325,13 @@ export class Coherence {
     for (const [dir, held] of this.delegations) if (held.untilMs <= now) this.delegations.delete(dir);
     for (const [dir, untilMs] of this.contended) if (untilMs <= now) this.contended.delete(dir);
     let count = 0;
+    this.countByNode.clear();
     for (const map of [this.attrs, this.dirs]) {
       for (const [key, holders] of map) {
-        for (const [nodeId, until] of holders) if (until <= now) holders.delete(nodeId);
+        for (const [nodeId, until] of holders) {
+          if (until <= now) holders.delete(nodeId);
+          else this.countByNode.set(nodeId, this.held(nodeId) + 1);
+        }
         if (holders.size === 0) map.delete(key);
         else count += holders.size;
       }
