@@ -5,22 +5,40 @@
 // the root from any other node), and a name they have gives its inode. A
 // directory is known from its creation by this node, or from a listing of it
 // (statahead.ts); the knowledge holds while grants follow each other without a
-// gap, and goes at the first change made elsewhere.
+// gap, and goes at the first change made elsewhere. A directory known, whose
+// parent is known too, is also listed without a call (readdir).
+import { S_IFDIR } from '../common/mode.js';
+import type { DirEntry } from '../rpc/messages.js';
 
 /** Directories known, and names in one, at most: past these, knowledge is dropped. */
 const DIRS_MAX = 1024;
 export const NAMES_MAX = 65_536;
 
-interface Known { names: Map<string, number>; untilMs: number }
+/** A name's inode and file type in one number: ino * TYPES + (mode >>> 12). */
+const TYPES = 16;
+const entryOf = (ino: number, mode: number): number => ino * TYPES + ((mode >>> 12) & (TYPES - 1));
+
+
+/** parent: the directory's "..", 0 if not known (then it is not listed here),
+ *  until parentUntilMs: the grant of the directory's own attributes, which calls
+ *  this node back when another node moves it (the names' grant is renewed by
+ *  lookups alone, which do not grant the directory's attributes). */
+interface Known { names: Map<string, number>; untilMs: number; parent: number; parentUntilMs: number }
 
 export class DirKnowledge {
+  /** The inode of an entry as `entry` gives it. */
+  static inoOf(entry: number): number {
+    return Math.floor(entry / TYPES);
+  }
+
   private readonly dirs = new Map<number, Known>();
   /** Directories being listed: the names gathered so far (a change drops them). */
-  private readonly filling = new Map<number, Map<string, number>>();
+  private readonly filling = new Map<number, { names: Map<string, number>; parent: number }>();
 
-  /** This node made the directory, empty; its entries are granted for cacheMs. */
-  created(dir: number, cacheMs: number): void {
-    if (cacheMs > 0) this.install(dir, { names: new Map(), untilMs: Date.now() + cacheMs });
+  /** This node made the directory, empty, in parent; its entries are granted for cacheMs. */
+  created(dir: number, parent: number, cacheMs: number): void {
+    const untilMs = Date.now() + cacheMs;
+    if (cacheMs > 0) this.install(dir, { names: new Map(), untilMs, parent, parentUntilMs: untilMs });
   }
 
   /** dir is known as `known`, the most recent of at most DIRS_MAX. */
@@ -33,16 +51,17 @@ export class DirKnowledge {
   /** A listing of dir begins (at most DIRS_MAX at once). */
   beginFill(dir: number): void {
     if (this.filling.size >= DIRS_MAX) return;
-    this.filling.set(dir, new Map());
+    this.filling.set(dir, { names: new Map(), parent: 0 });
   }
 
   /** A page of the listing; false if the listing is no longer wanted (a change
    *  came meanwhile, or the directory is too large to keep). */
-  fillPage(dir: number, entries: { name: string; ino: number }[]): boolean {
-    const names = this.filling.get(dir);
-    if (!names) return false;
-    for (const { name, ino } of entries) names.set(name, ino);
-    if (names.size <= NAMES_MAX) return true;
+  fillPage(dir: number, parent: number, entries: { name: string; ino: number; mode: number }[]): boolean {
+    const fill = this.filling.get(dir);
+    if (!fill) return false;
+    fill.parent = parent;
+    for (const { name, ino, mode } of entries) fill.names.set(name, entryOf(ino, mode));
+    if (fill.names.size <= NAMES_MAX) return true;
     this.filling.delete(dir);
     return false;
   }
@@ -50,9 +69,9 @@ export class DirKnowledge {
   /** The listing reached its end: dir is known until untilMs (the first
    *  page's grant). */
   endFill(dir: number, untilMs: number): void {
-    const names = this.filling.get(dir);
+    const fill = this.filling.get(dir);
     this.filling.delete(dir);
-    if (names && untilMs > Date.now()) this.install(dir, { names, untilMs });
+    if (fill && untilMs > Date.now()) this.install(dir, { names: fill.names, untilMs, parent: fill.parent, parentUntilMs: untilMs });
   }
 
   abandonFill(dir: number): void {
@@ -73,26 +92,71 @@ export class DirKnowledge {
    *  the directory is not known (while it is listed, only the names listed so
    *  far are). */
   lookup(dir: number, name: string): number | null {
-    const known = this.dirs.get(dir);
-    if (!known) return this.filling.get(dir)?.get(name) ?? null;
-    if (known.untilMs <= Date.now()) {
-      this.dirs.delete(dir);
-      return null;
-    }
+    const entry = this.entry(dir, name);
+    return entry === null || entry === 0 ? entry : DirKnowledge.inoOf(entry);
+  }
+
+  /** The inode and file type under `name` (see lookup), to give to added. */
+  entry(dir: number, name: string): number | null {
+    const known = this.current(dir);
+    if (!known) return this.filling.get(dir)?.names.get(name) ?? null;
     return known.names.get(name) ?? 0;
   }
 
-  /** This node added a name (of inode ino) or removed one. */
-  added(dir: number, name: string, ino: number): void {
-    this.filling.get(dir)?.set(name, ino);
+  /** Every entry of dir, "." and ".." first, the names in the service's order
+   *  (byte order): null unless dir and its parent are known. */
+  list(dir: number): DirEntry[] | null {
+    const known = this.current(dir);
+    if (!known || known.parent === 0 || known.parentUntilMs <= Date.now()) return null;
+    const entries: DirEntry[] = [{ name: '.', ino: dir, mode: S_IFDIR }, { name: '..', ino: known.parent, mode: S_IFDIR }];
+    const names = [...known.names.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const name of names) {
+      const entry = known.names.get(name)!;
+      entries.push({ name, ino: DirKnowledge.inoOf(entry), mode: (entry % TYPES) << 12 });
+    }
+    return entries;
+  }
+
+  private current(dir: number): Known | null {
+    const known = this.dirs.get(dir);
+    if (!known) return null;
+    if (known.untilMs > Date.now()) return known;
+    this.dirs.delete(dir);
+    return null;
+  }
+
+  /** This node added a name (of inode ino, of type mode) or removed one. */
+  added(dir: number, name: string, ino: number, mode: number): void {
+    this.put(dir, name, entryOf(ino, mode));
+  }
+
+  /** added, with an entry as `entry` gave it (a rename by this node). */
+  moved(dir: number, name: string, entry: number): void {
+    this.put(dir, name, entry);
+  }
+
+  private put(dir: number, name: string, entry: number): void {
+    this.filling.get(dir)?.names.set(name, entry);
     const known = this.dirs.get(dir);
     if (!known) return;
-    known.names.set(name, ino);
+    known.names.set(name, entry);
     if (known.names.size > NAMES_MAX) this.dirs.delete(dir);
   }
 
+  /** This node moved dir into parent. */
+  reparented(dir: number, parent: number): void {
+    const known = this.dirs.get(dir);
+    if (known) known.parent = parent;
+  }
+
+  /** dir's attributes changed elsewhere (it may have been moved): its ".." is not known. */
+  parentChanged(dir: number): void {
+    const known = this.dirs.get(dir);
+    if (known) known.parent = 0;
+  }
+
   removed(dir: number, name: string): void {
-    this.filling.get(dir)?.delete(name);
+    this.filling.get(dir)?.names.delete(name);
     this.dirs.get(dir)?.names.delete(name);
   }
 

@@ -26,7 +26,9 @@ export class DirHandles {
   /** Names the root directory's listing leaves out (MOUNT/.kdfs). */
   readonly hiddenInRoot = new Set<string>();
 
-  constructor(private readonly meta: MetaClient) {}
+  /** local: the whole listing of a directory, "." and ".." first, if this node
+   *  knows it without a call (null: ask the service). */
+  constructor(private readonly meta: MetaClient, private readonly local: (dir: number) => DirEntry[] | null = () => null) {}
 
   open(ino: number): number {
     if (this.handles.size >= OPEN_DIRS_MAX) throw new FsError(E.ENFILE);
@@ -40,6 +42,15 @@ export class DirHandles {
   async read(fh: number, offset: number, max: number): Promise<DirEntry[]> {
     const dir = this.handles.get(fh);
     if (!dir) throw new FsError(E.EBADF);
+    if (!dir.loaded) {
+      // read once, at the first read: later changes need not show, as with any listing under way
+      const local = this.local(dir.ino);
+      if (local) {
+        dir.entries = this.shown(dir.ino, local);
+        dir.more = false;
+        dir.loaded = true;
+      }
+    }
     if (!dir.loaded) {
       const first = await this.meta.readDir({ ino: dir.ino }, '');
       dir.entries = [{ name: '.', ino: first.ino, mode: S_IFDIR }, { name: '..', ino: first.parent, mode: S_IFDIR }, ...this.shown(dir.ino, first.entries)];

@@ -91,7 +91,7 @@ export class Statahead {
         }
         // too large to know whole: what the page brought is kept, no more is asked
         if ((page.names ?? 0) > NAMES_MAX) return true;
-        if (!this.known.fillPage(dir, page.entries)) return false;
+        if (!this.known.fillPage(dir, page.parent, page.entries)) return false;
         firstPageIn();
         if (!page.more || page.entries.length === 0) {
           this.known.endFill(dir, untilMs);

@@ -114,7 +114,8 @@ export class Vfs {
 
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
     this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
-    this.dirs = new DirHandles(meta);
+    // a directory whose every entry this node knows is listed without a call
+    this.dirs = new DirHandles(meta, (dir) => (this.leaseHolds() ? this.known.list(dir) : null));
     this.statahead = new Statahead(meta, this.known, this.attrs, this.files.closedContent);
     this.delegations = new Delegations((creates) => meta.publish(creates), (count) => meta.reserveInos(count), (create, errno) => this.createRefused(create, errno), nodeId);
     meta.pendingCreates = this.delegations;
@@ -208,8 +209,8 @@ export class Vfs {
    *  and what this node knows of the directory follows. */
   private entryIn(parent: number, name: string, fresh: Fresh & { created?: boolean }, made: boolean): Told {
     this.known.granted(parent, fresh.cacheMs);
-    if (made) this.known.added(parent, name, fresh.attr.ino);
-    if (made && fresh.created && isDir(fresh.attr.mode)) this.known.created(fresh.attr.ino, fresh.cacheMs);
+    if (made) this.known.added(parent, name, fresh.attr.ino, fresh.attr.mode);
+    if (made && fresh.created && isDir(fresh.attr.mode)) this.known.created(fresh.attr.ino, parent, fresh.cacheMs);
     return this.told(fresh);
   }
 
@@ -232,6 +233,7 @@ export class Vfs {
       }
       const data = item.kind === INVALIDATE_DATA;
       this.forgetInode(item.ino);
+      this.known.parentChanged(item.ino);
       this.absentXattrs.forget(item.ino);
       if (data) this.kernel.forget(item.ino);
       this.files.changedElsewhere(item.ino, data, (item.reasons & CHANGED_SIZE) !== 0, (item.reasons & CHANGED_MTIME) !== 0, item.size ?? 0);
@@ -356,10 +358,11 @@ export class Vfs {
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     await this.files.tellOpens();
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
-    const moved = this.known.lookup(parent, name);
+    const moved = this.known.entry(parent, name);
     this.known.removed(parent, name);
     // a name this node did not know the inode of leaves the destination unknown
-    if (moved) this.known.added(newParent, newName, moved);
+    if (moved) this.known.moved(newParent, newName, moved);
+    if (moved && newParent !== parent) this.known.reparented(DirKnowledge.inoOf(moved), newParent);
     else this.known.forget(newParent);
   }
 
@@ -412,7 +415,7 @@ export class Vfs {
     }));
     this.delegations.granted(entry.delegation);
     this.known.granted(parent, entry.cacheMs);
-    this.known.added(parent, name, entry.attr.ino);
+    this.known.added(parent, name, entry.attr.ino, entry.attr.mode);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry, flags);

@@ -161,6 +161,7 @@ describe('statahead', () => {
     const content = (i: number) => Buffer.alloc(i, i);
     fs.mkdirSync(cluster.path(1, dir));
     for (let i = 0; i < files; i++) fs.writeFileSync(cluster.path(1, dir, `f${i}`), content(i));
+    fs.mkdirSync(cluster.path(1, dir, 'sub'));
     expect((await command('setfattr', ['-n', 'user.tag', '-v', 'seven', cluster.path(1, dir, 'f7')])).code).toBe(0);
     // node 3 never saw the directory: its first lookups miss, and it lists the
     // directory with the attributes of every entry
@@ -174,6 +175,10 @@ describe('statahead', () => {
       // small files' content came with the listing: they open and read without a call
       for (let i = 3; i < files; i++) expect(fs.readFileSync(cluster.path(3, dir, `f${i}`)).equals(content(i))).toBe(true);
       expectErrno(() => fs.statSync(cluster.path(3, dir, 'absent')), 'ENOENT');
+      // the listing itself, with each entry's type
+      const listed = fs.readdirSync(cluster.path(3, dir), { withFileTypes: true });
+      expect(listed.map((entry) => entry.name).sort()).toEqual([...Array.from({ length: files }, (_, i) => `f${i}`), 'sub'].sort());
+      expect(listed.filter((entry) => entry.isDirectory()).map((entry) => entry.name)).toEqual(['sub']);
       // ls -l asks every name for its ACL and security label: the listing said which have none
       const plain = Array.from({ length: 30 }, (_, i) => cluster.path(3, dir, `f${i + 10}`));
       expect(await command('getfattr', ['-d', '-m', '-', ...plain])).toMatchObject({ code: 0, stdout: '' });
@@ -182,7 +187,7 @@ describe('statahead', () => {
     }
     expect(Date.now() - started).toBeLessThan(2000);
     expect((await command('getfattr', ['--only-values', '-n', 'user.tag', cluster.path(3, dir, 'f7')])).stdout).toBe('seven');
-    expect((await command('ls', ['-l', cluster.path(3, dir)])).stdout.trim().split('\n')).toHaveLength(files + 1);
+    expect((await command('ls', ['-l', cluster.path(3, dir)])).stdout.trim().split('\n')).toHaveLength(files + 2);
   });
 
   it('sees at once what another node creates, removes, changes and rewrites in a directory it keeps listing', async () => {
@@ -199,9 +204,11 @@ describe('statahead', () => {
       while (Date.now() < endMs) {
         const file = `new${rounds++}`;
         fs.writeFileSync(cluster.path(2, dir, file), file);
+        expect(fs.readdirSync(cluster.path(3, dir))).toContain(file);
         expect(fs.readFileSync(cluster.path(3, dir, file), 'utf8')).toBe(file);
         fs.unlinkSync(cluster.path(2, dir, file));
         expectErrno(() => fs.statSync(cluster.path(3, dir, file)), 'ENOENT');
+        expect(fs.readdirSync(cluster.path(3, dir))).not.toContain(file);
         const old = `old${rounds % 50}`;
         fs.chmodSync(cluster.path(2, dir, old), 0o600 + (rounds % 8));
         expect(fs.statSync(cluster.path(3, dir, old)).mode & 0o777).toBe(0o600 + (rounds % 8));
