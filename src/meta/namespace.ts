@@ -338,17 +338,17 @@ export class Namespace {
 
   private applyCreate(tx: Tx, create: DelegatedCreate, nodeId: number, memberIds: number[]): void {
     const { ino, layout } = create;
+    // made already (sent again after a lost reply, or carried by two calls), and
+    // maybe renamed or unlinked since: never made twice, nor an inode written over
+    if (tx.inode(ino)) return;
     const { parent, name } = this.resolveEntry(tx, create.entry);
-    const existing = tx.dirent(parent.attr.ino, name);
-    // sent again after a lost reply: made already
-    if (existing?.ino === ino) return;
-    if (existing) throw new FsError(E.EEXIST);
+    if (tx.dirent(parent.attr.ino, name)) throw new FsError(E.EEXIST);
     if ((create.mode & S_IFMT) !== S_IFREG) throw new FsError(E.EINVAL, 'only regular files are created under a delegation');
     if (!layout || !validNewLayout(layout, memberIds)) {
       throw new FsError(E.EINVAL, 'bad layout in a delegated create');
     }
     // a number outside the node's ranges (the service restarted since): only if unused
-    if (!this.reservedFor(nodeId, ino) && (ino < FIRST_INO || ino >= this.store.nextFreeIno || tx.inode(ino))) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
+    if (!this.reservedFor(nodeId, ino) && (ino < FIRST_INO || ino >= this.store.nextFreeIno)) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
     const time = checkTime(create.time);
     const gid = parent.attr.mode & S_ISGID ? parent.attr.gid : create.gid;
     tx.putInode({

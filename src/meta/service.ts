@@ -323,7 +323,9 @@ export class MetaService {
       const current = this.store.unchangedSince(ino, effects.seq) && (dir === null || this.store.unchangedSince(dir, effects.seq));
       reply.cacheMs = current ? this.coherence.grant(caller.nodeId, ino, dir) : 0;
       // a directory this node just made: its (no) entries too
-      if (reply.cacheMs > 0 && reply.created && isDir(reply.attr.mode)) this.coherence.grant(caller.nodeId, ino, ino);
+      // (refused past the node's share of grants: then nothing of it is cacheable,
+      // or the node would take the directory for known and empty)
+      if (reply.cacheMs > 0 && reply.created && isDir(reply.attr.mode) && this.coherence.grant(caller.nodeId, ino, ino) === 0) reply.cacheMs = 0;
       const create = request as MetaMethods['Create'][0];
       if (method === 'Create' && reply.cacheMs > 0 && create.wantDelegation && dir !== null) reply.delegation = await this.delegation(caller.nodeId, dir, create.wantInos ?? 0);
     }

@@ -46,8 +46,10 @@ export class Delegations implements PendingCreates {
   private readonly pending = new Map<number, DelegatedCreate>();
   private refilling: Promise<void> | null = null;
   /** Creates sent and not yet answered: the calls that carry each (a commit
-   *  carries its file's create again rather than wait for another call). */
-  private readonly inFlight = new Map<number, { create: DelegatedCreate; calls: Set<Promise<void>> }>();
+   *  carries its file's create again rather than wait for another call), and
+   *  whether one of them was answered with the create made (it is not carried
+   *  again then: the service would take it, but it could outlive a rename). */
+  private readonly inFlight = new Map<number, { create: DelegatedCreate; calls: Set<Promise<void>>; made: boolean }>();
   /** Creates taken for a call, until it is answered: what tells their waiters. */
   private readonly launched = new WeakMap<DelegatedCreate[], { landed: () => void; settled: Promise<void> }>();
 
@@ -188,7 +190,7 @@ export class Delegations implements PendingCreates {
     // commits of files made one after the other go together, not one round trip
     // after the other. Calls that wait for creates wait for both calls.
     if (method === 'CommitWrite') {
-      const again = [...this.inFlight.values()].filter((flight) => concerned(flight.create)).map((flight) => flight.create);
+      const again = [...this.inFlight.values()].filter((flight) => !flight.made && concerned(flight.create)).map((flight) => flight.create);
       return this.pending.size > 0 || again.length > 0 ? this.take(again) : null;
     }
     // on their way: the service knows them once their call is answered. A call
@@ -210,31 +212,35 @@ export class Delegations implements PendingCreates {
     const flight = this.launched.get(creates);
     assert(flight, 'creates carried that were not taken');
     this.launched.delete(creates);
-    // a create another call still carries: that call's outcome decides whether it goes again
-    const landedHere = (create: DelegatedCreate): boolean => {
-      const calls = this.inFlight.get(create.ino)?.calls;
-      if (!calls?.delete(flight.settled)) return false;
-      if (calls.size > 0) return false;
+    // This call is done with the create: whether it still goes again is for the
+    // last call carrying it to say, unless one was answered with it made, or it
+    // was refused.
+    const landed = (create: DelegatedCreate, made: boolean): { again: boolean } => {
+      const carried = this.inFlight.get(create.ino);
+      if (!carried?.calls.delete(flight.settled)) return { again: false };
+      carried.made ||= made;
+      if (carried.calls.size > 0) return { again: false };
       this.inFlight.delete(create.ino);
-      return true;
+      return { again: !carried.made && !this.refused.has(create.ino) };
     };
     try {
       const reply = await call;
       const refused = new Map((reply.failed ?? []).map((f) => [f.ino, f.errno]));
+      // refused as a whole (a CommitWrite): none of them was made
+      const wholeRefused = reply.errno !== 0 && !reply.failed?.length;
       for (const create of creates) {
-        const last = landedHere(create);
         const errno = refused.get(create.ino);
-        if (errno !== undefined) {
-          if (!this.refused.has(create.ino)) this.refuse(create, errno);
-        } else if (last && reply.errno !== 0 && !reply.failed?.length) {
-          // a CommitWrite refused as a whole made none of them: they go with the next call
-          this.pending.set(create.ino, create);
-        }
+        const made = errno === undefined && !wholeRefused;
+        const carried = this.inFlight.get(create.ino);
+        // made by another call carrying it: a refusal here is of a duplicate
+        if (errno !== undefined && !carried?.made && !this.refused.has(create.ino)) this.refuse(create, errno);
+        // with the next call
+        if (landed(create, made).again) this.pending.set(create.ino, create);
       }
       return reply;
     } catch (err) {
       // not answered: sent again with the next call (the service takes a create it made already)
-      for (const create of creates) if (landedHere(create)) this.pending.set(create.ino, create);
+      for (const create of creates) if (landed(create, false).again) this.pending.set(create.ino, create);
       log.debug(`creates of this node not sent yet: ${(err as Error).message}`);
       throw err;
     } finally {
@@ -253,7 +259,7 @@ export class Delegations implements PendingCreates {
       this.pending.delete(create.ino);
       const flight = this.inFlight.get(create.ino);
       if (flight) flight.calls.add(settled);
-      else this.inFlight.set(create.ino, { create, calls: new Set([settled]) });
+      else this.inFlight.set(create.ino, { create, calls: new Set([settled]), made: false });
     }
     this.launched.set(creates, { landed, settled });
     return creates;

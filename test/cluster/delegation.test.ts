@@ -213,15 +213,19 @@ describe('creates under a delegation', () => {
         if (last) break;
         last = stop;
       }`;
+    const children: ReturnType<typeof execFile>[] = [];
     const run = (script: string) => new Promise<void>((resolve, reject) => {
-      execFile(process.execPath, ['-e', script], { timeout: 60_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve()));
+      children.push(execFile(process.execPath, ['-e', script], { timeout: 60_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve())));
     });
+    const renaming = run(renamer);
     try {
-      const renaming = run(renamer);
       await Promise.all(Array.from({ length: WRITERS }, (_, p) => run(writer(p))));
       fs.writeFileSync(stopFile, '');
       await renaming;
     } finally {
+      // a writer failed: the renamer is stopped, not left renaming in the mount
+      for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+      await renaming.catch(() => undefined);
       fs.rmSync(path.dirname(stopFile), { recursive: true, force: true });
     }
     for (const id of [1, 3]) {

@@ -10,6 +10,7 @@ import { S_IFDIR, S_IFREG } from '../../src/common/mode.js';
 import { Namespace } from '../../src/meta/namespace.js';
 import { FIRST_INO, ROOT_INO } from '../../src/meta/records.js';
 import { MetaStore } from '../../src/meta/store.js';
+import { makeLayout } from '../../src/layout/placement.js';
 
 const time = { sec: 1, nsec: 0 };
 let dir: string;
@@ -55,6 +56,33 @@ describe('metadata store', () => {
     expect((await ns.getattr({ path: '/b/a/f' })).nlink).toBe(1);
     expect(await errnoOf(ns.remove({ path: '/b' }, true))).toBe('ENOTEMPTY');
     await store.close();
+  });
+
+  it('takes a delegated create it made already as made, after a rename or an unlink of its file too: never a second name, nor its inode written over', async () => {
+    await createStore(path.join(dir, 'meta'));
+    const store = await MetaStore.open(path.join(dir, 'meta'));
+    try {
+      const ns = new Namespace(store);
+      await ns.opensAnnounced();
+      const ino = await ns.reserveInos(2, 16);
+      const layout = makeLayout(ino, null, null, { nodeIds: [1], domainOf: () => '', writerNodeId: 1, weightsOf: () => null });
+      const create = { entry: { ino: ROOT_INO, name: 'x' }, mode: S_IFREG | 0o644, uid: 0, gid: 0, ino, layout, time };
+      expect(await ns.publish([create], 2, [1])).toEqual([]);
+      await ns.commitWrite(ino, 5, time, false, Buffer.from('hello'));
+      // the same create again (a copy that was on its way in another call)
+      expect(await ns.publish([create], 2, [1])).toEqual([]);
+      await ns.rename({ path: '/x' }, { path: '/y' });
+      expect(await ns.publish([create], 2, [1])).toEqual([]);
+      expect((await ns.readDir({ path: '/' }, '', 10)).entries.map((e) => e.name)).toEqual(['y']);
+      const attr = await ns.getattr({ path: '/y' });
+      expect([attr.ino, attr.size, attr.nlink]).toEqual([ino, 5, 1]);
+      // unlinked while node 2 holds it open: the inode stays, and so does its absence from the directory
+      await ns.remove({ path: '/y' }, false);
+      expect(await ns.publish([create], 2, [1])).toEqual([]);
+      expect((await ns.readDir({ path: '/' }, '', 10)).entries).toEqual([]);
+    } finally {
+      await store.close();
+    }
   });
 
   it('fails with ENOSPC when its disk is full, keeps nothing half done, and recovers', async () => {

@@ -98,6 +98,28 @@ describe('delegated creates on the node', () => {
     expect(delegations.unsent(c.ino)).toBe(false);
   });
 
+  it('made, is not carried again by later commits of its file, nor sent again when a duplicate is refused or lost', async () => {
+    const { delegations, make } = setup();
+    delegations.granted(grant(DIR));
+    const a = make(DIR, 'a')!;
+    const first = (await delegations.before('CommitWrite', { ino: INO_FIRST + 99 }))!;
+    const second = (await delegations.before('CommitWrite', { ino: a.ino }))!;
+    expect(second.map((x) => x.ino)).toEqual([a.ino]);
+    await delegations.carry(first, Promise.resolve({ errno: 0, failed: [] }));
+    // made: a third commit of a (another process's close) does not carry it on
+    expect(await delegations.before('CommitWrite', { ino: a.ino })).toBeNull();
+    // a lookup of a still waits for the second call, which may carry it yet
+    let passed = false;
+    const lookup = delegations.before('Getattr', { ino: a.ino })!.then(() => (passed = true));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(passed).toBe(false);
+    // the second call is refused as a whole (the disk is full): a was made, it stays so
+    await delegations.carry(second, Promise.resolve({ errno: 28, failed: [] }));
+    await lookup;
+    expect(delegations.unsent(a.ino)).toBe(false);
+    expect(await delegations.before('CommitWrite', { ino: a.ino })).toBeNull();
+  });
+
   it('carried twice: a lost call puts a create back only if no other call still carries it; a refusal is told once', async () => {
     const { delegations, refused, make } = setup();
     delegations.granted(grant(DIR));
