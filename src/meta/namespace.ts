@@ -43,7 +43,8 @@ export class Namespace {
   /** Inodes no node may open now (see fenced), until the promise resolves. */
   private readonly fences = new Map<number, Promise<void>>();
   /** The inode ranges each node was given for its delegated creates. */
-  private readonly reserved = new Map<number, { first: number; end: number }[]>();
+  /** Each node's ranges of inode numbers, and those of their creates made (and committed). */
+  private readonly reserved = new Map<number, { first: number; end: number; made: Set<number> }[]>();
 
   constructor(private readonly store: MetaStore) {}
 
@@ -306,7 +307,15 @@ export class Namespace {
   /** Makes the creates a node answered under its delegations (see Delegation
    *  in proto/kdfs.proto); returns those that could not be made. */
   async publish(creates: DelegatedCreate[], nodeId: number, memberIds: number[], effects?: Effects): Promise<FailedCreate[]> {
-    return this.store.run((tx) => this.applyCreates(tx, creates, nodeId, memberIds), false, effects);
+    const failed = await this.store.run((tx) => this.applyCreates(tx, creates, nodeId, memberIds), false, effects);
+    this.committedCreates(creates, failed, nodeId);
+    return failed;
+  }
+
+  /** Creates of a node's ranges made and committed: a copy of one that comes later is made already. */
+  private committedCreates(creates: DelegatedCreate[], failed: FailedCreate[], nodeId: number): void {
+    const refused = new Set(failed.map((f) => f.ino));
+    for (const { ino } of creates) if (!refused.has(ino)) this.rangeOf(nodeId, ino)?.made.add(ino);
   }
 
   /** The inode numbers of a node's delegated creates: a range of its own. */
@@ -314,13 +323,13 @@ export class Namespace {
     const first = await this.store.run((tx) => tx.allocInos(count));
     let ranges = this.reserved.get(nodeId);
     if (!ranges) this.reserved.set(nodeId, (ranges = []));
-    ranges.push({ first, end: first + count });
+    ranges.push({ first, end: first + count, made: new Set() });
     if (ranges.length > RESERVED_RANGES_MAX) ranges.shift();
     return first;
   }
 
-  private reservedFor(nodeId: number, ino: number): boolean {
-    return this.reserved.get(nodeId)?.some((range) => ino >= range.first && ino < range.end) ?? false;
+  private rangeOf(nodeId: number, ino: number): { first: number; end: number; made: Set<number> } | undefined {
+    return this.reserved.get(nodeId)?.find((range) => ino >= range.first && ino < range.end);
   }
 
   private applyCreates(tx: Tx, creates: DelegatedCreate[], nodeId: number, memberIds: number[]): FailedCreate[] {
@@ -339,8 +348,12 @@ export class Namespace {
   private applyCreate(tx: Tx, create: DelegatedCreate, nodeId: number, memberIds: number[]): void {
     const { ino, layout } = create;
     // made already (sent again after a lost reply, or carried by two calls), and
-    // maybe renamed or unlinked since: never made twice, nor an inode written over
-    if (tx.inode(ino)) return;
+    // maybe renamed or unlinked since: never made twice, nor an inode written
+    // over. A number of the node's ranges needs no read (with etcd, a round
+    // trip): made and committed, or made by a transaction not written yet,
+    // which the cache holds until it is.
+    const range = this.rangeOf(nodeId, ino);
+    if (range ? range.made.has(ino) || this.store.cachedInode(ino) !== null : tx.inode(ino) !== null) return;
     const { parent, name } = this.resolveEntry(tx, create.entry);
     if (tx.dirent(parent.attr.ino, name)) throw new FsError(E.EEXIST);
     if ((create.mode & S_IFMT) !== S_IFREG) throw new FsError(E.EINVAL, 'only regular files are created under a delegation');
@@ -348,7 +361,7 @@ export class Namespace {
       throw new FsError(E.EINVAL, 'bad layout in a delegated create');
     }
     // a number outside the node's ranges (the service restarted since): only if unused
-    if (!this.reservedFor(nodeId, ino) && (ino < FIRST_INO || ino >= this.store.nextFreeIno)) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
+    if (!range && (ino < FIRST_INO || ino >= this.store.nextFreeIno)) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
     const time = checkTime(create.time);
     const gid = parent.attr.mode & S_ISGID ? parent.attr.gid : create.gid;
     tx.putInode({
@@ -369,7 +382,7 @@ export class Namespace {
     delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }, staleSlots: number[] = []): Promise<Attr | null> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
-    return this.store.run((tx) => {
+    const attr = await this.store.run((tx) => {
       if (delegated) {
         delegated.failed = this.applyCreates(tx, delegated.creates, delegated.nodeId, delegated.memberIds);
         // the file itself was never made: the other creates still are
@@ -401,6 +414,8 @@ export class Namespace {
       tx.changed(ino, true, 0);
       return inode.attr;
     }, sync, effects);
+    if (delegated) this.committedCreates(delegated.creates, delegated.failed, delegated.nodeId);
+    return attr;
   }
 
   // ------------------------------------------------------------ replicas
