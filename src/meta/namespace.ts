@@ -347,21 +347,24 @@ export class Namespace {
 
   private applyCreate(tx: Tx, create: DelegatedCreate, nodeId: number, memberIds: number[]): void {
     const { ino, layout } = create;
-    // made already (sent again after a lost reply, or carried by two calls), and
-    // maybe renamed or unlinked since: never made twice, nor an inode written
-    // over. A number of the node's ranges needs no read (with etcd, a round
-    // trip): made and committed, or made by a transaction not written yet,
-    // which the cache holds until it is.
+    // A number of the node's ranges made already (sent again after a lost
+    // reply, or carried by two calls), and maybe renamed or unlinked since:
+    // never made twice, nor its inode written over. Known without a read (with
+    // etcd, a round trip): made and committed, or made by a transaction not
+    // written yet, which the cache holds until it is.
     const range = this.rangeOf(nodeId, ino);
-    if (range ? range.made.has(ino) || this.store.cachedInode(ino) !== null : tx.inode(ino) !== null) return;
+    if (range && (range.made.has(ino) || this.store.cachedInode(ino) !== null)) return;
     const { parent, name } = this.resolveEntry(tx, create.entry);
-    if (tx.dirent(parent.attr.ino, name)) throw new FsError(E.EEXIST);
+    const existing = tx.dirent(parent.attr.ino, name);
+    // outside the node's ranges (the service restarted since), sent again after a lost reply
+    if (existing?.ino === ino) return;
+    if (existing) throw new FsError(E.EEXIST);
     if ((create.mode & S_IFMT) !== S_IFREG) throw new FsError(E.EINVAL, 'only regular files are created under a delegation');
     if (!layout || !validNewLayout(layout, memberIds)) {
       throw new FsError(E.EINVAL, 'bad layout in a delegated create');
     }
     // a number outside the node's ranges (the service restarted since): only if unused
-    if (!range && (ino < FIRST_INO || ino >= this.store.nextFreeIno)) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
+    if (!range && (ino < FIRST_INO || ino >= this.store.nextFreeIno || tx.inode(ino))) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
     const time = checkTime(create.time);
     const gid = parent.attr.mode & S_ISGID ? parent.attr.gid : create.gid;
     tx.putInode({
