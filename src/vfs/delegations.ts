@@ -215,13 +215,13 @@ export class Delegations implements PendingCreates {
     // This call is done with the create: whether it still goes again is for the
     // last call carrying it to say, unless one was answered with it made, or it
     // was refused.
-    const landed = (create: DelegatedCreate, made: boolean): { again: boolean } => {
+    const landedAgain = (create: DelegatedCreate, made: boolean): boolean => {
       const carried = this.inFlight.get(create.ino);
-      if (!carried?.calls.delete(flight.settled)) return { again: false };
+      if (!carried?.calls.delete(flight.settled)) return false;
       carried.made ||= made;
-      if (carried.calls.size > 0) return { again: false };
+      if (carried.calls.size > 0) return false;
       this.inFlight.delete(create.ino);
-      return { again: !carried.made && !this.refused.has(create.ino) };
+      return !carried.made && !this.refused.has(create.ino);
     };
     try {
       const reply = await call;
@@ -235,12 +235,12 @@ export class Delegations implements PendingCreates {
         // made by another call carrying it: a refusal here is of a duplicate
         if (errno !== undefined && !carried?.made && !this.refused.has(create.ino)) this.refuse(create, errno);
         // with the next call
-        if (landed(create, made).again) this.pending.set(create.ino, create);
+        if (landedAgain(create, made)) this.pending.set(create.ino, create);
       }
       return reply;
     } catch (err) {
       // not answered: sent again with the next call (the service takes a create it made already)
-      for (const create of creates) if (landed(create, false).again) this.pending.set(create.ino, create);
+      for (const create of creates) if (landedAgain(create, false)) this.pending.set(create.ino, create);
       log.debug(`creates of this node not sent yet: ${(err as Error).message}`);
       throw err;
     } finally {

@@ -109,11 +109,10 @@ export class DirKnowledge {
     const known = this.current(dir);
     if (!known || known.parent === 0 || known.parentUntilMs <= Date.now()) return null;
     const entries: DirEntry[] = [{ name: '.', ino: dir, mode: S_IFDIR }, { name: '..', ino: known.parent, mode: S_IFDIR }];
-    const names = [...known.names.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
-      const entry = known.names.get(name)!;
-      entries.push({ name, ino: DirKnowledge.inoOf(entry), mode: (entry % TYPES) << 12 });
-    }
+    // each name's bytes made once, not at every comparison
+    const sorted = [...known.names].map(([name, entry]) => ({ name, entry, bytes: Buffer.from(name) }));
+    sorted.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
+    for (const { name, entry } of sorted) entries.push({ name, ino: DirKnowledge.inoOf(entry), mode: (entry % TYPES) << 12 });
     return entries;
   }
 

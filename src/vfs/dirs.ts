@@ -42,16 +42,13 @@ export class DirHandles {
   async read(fh: number, offset: number, max: number): Promise<DirEntry[]> {
     const dir = this.handles.get(fh);
     if (!dir) throw new FsError(E.EBADF);
-    if (!dir.loaded) {
-      // read once, at the first read: later changes need not show, as with any listing under way
-      const local = this.local(dir.ino);
-      if (local) {
-        dir.entries = this.shown(dir.ino, local);
-        dir.more = false;
-        dir.loaded = true;
-      }
-    }
-    if (!dir.loaded) {
+    // known here: read once, at the first read (later changes need not show, as with any listing under way)
+    const local = dir.loaded ? null : this.local(dir.ino);
+    if (local) {
+      dir.entries = this.shown(dir.ino, local);
+      dir.more = false;
+      dir.loaded = true;
+    } else if (!dir.loaded) {
       const first = await this.meta.readDir({ ino: dir.ino }, '');
       dir.entries = [{ name: '.', ino: first.ino, mode: S_IFDIR }, { name: '..', ino: first.parent, mode: S_IFDIR }, ...this.shown(dir.ino, first.entries)];
       dir.cursor = first.entries.at(-1)?.name ?? '';
