@@ -361,9 +361,12 @@ export class Vfs {
     const moved = this.known.entry(parent, name);
     this.known.removed(parent, name);
     // a name this node did not know the inode of leaves the destination unknown
-    if (moved) this.known.moved(newParent, newName, moved);
-    if (moved && newParent !== parent) this.known.reparented(DirKnowledge.inoOf(moved), newParent);
-    else this.known.forget(newParent);
+    if (!moved) {
+      this.known.forget(newParent);
+      return;
+    }
+    this.known.moved(newParent, newName, moved);
+    if (newParent !== parent) this.known.reparented(DirKnowledge.inoOf(moved), newParent);
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Told> {
