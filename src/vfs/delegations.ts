@@ -16,8 +16,6 @@ import { namedBy } from '../rpc/targets.js';
 import type { PendingCreates } from '../meta/client.js';
 import type { Delegation, DelegatedCreate, FailedCreate, Layout, MetaMethods, StripePolicy } from '../rpc/messages.js';
 
-/** Refused creates remembered, for the close of their files (see wasRefused). */
-const REFUSED_KEPT = 1024;
 /** A delegation is not used closer than this to its end or to the lease's. */
 const DELEGATION_MARGIN_MS = 500;
 /** Inode numbers asked for when fewer than INOS_LOW are left. */
@@ -25,6 +23,9 @@ export const INOS_WANTED = 1024;
 const INOS_LOW = 256;
 /** Creates waiting to be sent, at most: past it, creates are made by the service. */
 const PENDING_MAX = 4096;
+/** Refused creates remembered, for the close of their files (see wasRefused):
+ *  as many as one call can carry, all of which the service may refuse at once. */
+const REFUSED_KEPT = PENDING_MAX;
 /** Calls carrying a create that a call naming it waits for, one after the other,
  *  at most (each fails within its bound while the service is away). */
 const FLIGHT_WAITS_MAX = 8;
@@ -152,12 +153,28 @@ export class Delegations implements PendingCreates {
     this.dirs.clear();
   }
 
-  /** Sends every create made so far, and waits for those on their way. */
+  /** Sends every create made so far, and waits for those on their way. A send
+   *  that fails fails the flush only once the other calls carrying creates are
+   *  answered: a recall answered before them would let another node look at
+   *  the directory while they may still make files in it. */
   async flush(): Promise<void> {
     while (this.pending.size > 0 || this.inFlight.size > 0) {
-      if (this.pending.size > 0) await this.send(this.take());
-      else await Promise.allSettled(new Set([...this.inFlight.values()].flatMap((flight) => [...flight.calls])));
+      if (this.pending.size === 0) {
+        await this.carried();
+        continue;
+      }
+      try {
+        await this.send(this.take());
+      } catch (err) {
+        await this.carried();
+        throw err;
+      }
     }
+  }
+
+  /** Resolves once every call carrying creates now is answered or failed. */
+  private async carried(): Promise<void> {
+    await Promise.allSettled(new Set([...this.inFlight.values()].flatMap((flight) => [...flight.calls])));
   }
 
   /** Sends creates on their own (taken: see launch). */

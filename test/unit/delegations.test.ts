@@ -182,6 +182,28 @@ describe('delegated creates on the node', () => {
     expect(delegations.unsent(a.ino) || delegations.unsent(b.ino)).toBe(false);
   });
 
+  it('a flush whose own send fails still waits for the other calls carrying creates (a recall is not answered before them)', async () => {
+    const { delegations, make, setReply } = setup();
+    delegations.granted(grant(DIR));
+    make(DIR, 'a');
+    // a commit carries a and is not answered yet
+    const along = (await delegations.before('CommitWrite', { ino: INO_FIRST + 99 }))!;
+    let answer!: () => void;
+    const commit = delegations.carry(along, new Promise<PublishReply>((resolve) => (answer = () => resolve({ errno: 0, failed: [] }))));
+    const b = make(DIR, 'b')!;
+    setReply(async () => {
+      throw new Error('session lost');
+    });
+    let ended = false;
+    const flushed = delegations.flush().finally(() => (ended = true));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(ended).toBe(false);
+    answer();
+    await commit;
+    await expect(flushed).rejects.toThrow('session lost');
+    expect(delegations.unsent(b.ino)).toBe(true);
+  });
+
   it('a removal or a rename sends every create first; a recalled directory is asked again', async () => {
     const { delegations, published, make } = setup();
     delegations.granted(grant(DIR));
