@@ -37,6 +37,9 @@ export interface ObjectIo {
   truncate(key: ObjectKey, length: number): Promise<void>;
   sync(keys: ObjectKey[]): Promise<void>;
   remove(keys: ObjectKey[]): Promise<void>;
+  /** From now on, refuses writes and truncations of each object whose key's gen
+   *  is below this key's (see Layout.gen); resolves once those in progress are done. */
+  fence(keys: ObjectKey[]): Promise<void>;
   /** The object's length, and the checksums of `count` blocks from block `first`
    *  (8 bytes each; fewer past the end; 0: none recorded). */
   sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums>;
@@ -80,6 +83,11 @@ interface OpenFile {
 const REMOVED_REMEMBERED_MS = 60_000;
 const REMOVED_REMEMBERED_MAX = 65_536;
 const USED_BYTES_TTL_MS = 5000;
+/** Copies fenced (see fence) whose generation is remembered, the latest. A late
+ *  request reaches a copy soon after its node is back, when its copies are
+ *  repaired: an older fence forgotten past this many lets one through. About
+ *  150 bytes each. */
+const FENCES_KEPT = 131_072;
 
 export function objectFileName(key: ObjectKey): string {
   const name = `${key.ino.toString(16).padStart(16, '0')}.${key.index}`;
@@ -103,6 +111,8 @@ export class ObjectStore implements Agent {
   /** The writes and truncations in progress on each object, by the blocks they
    *  change: one that changes the same blocks waits for them. */
   private readonly turns = new Map<string, Turn[]>();
+  /** The generation each copy was fenced with, by object file path (see fence). */
+  private readonly fences = new RecentMap<string, number>(FENCES_KEPT);
 
   /** True while object writes must wait for space: on the root node, while the
    *  metadata store uses the reserve it gave back (see src/meta/reserve.ts). */
@@ -126,6 +136,7 @@ export class ObjectStore implements Agent {
     this.removedRecently.delete(objectPath);
     const blocks = { start: Math.floor(offset / CHECKSUM_BLOCK_BYTES), end: Math.ceil((offset + data.length) / CHECKSUM_BLOCK_BYTES) };
     await this.inTurn(objectPath, blocks, async () => {
+      this.checkFence(objectPath, key);
       const file = (await this.acquire(objectPath, true))!;
       try {
         const sums = await this.sumsOfWrite(file, offset, data);
@@ -158,6 +169,24 @@ export class ObjectStore implements Agent {
       else this.turns.delete(objectPath);
     });
     return run;
+  }
+
+  async fence(keys: ObjectKey[]): Promise<void> {
+    await Promise.all(keys.map((key) => {
+      const objectPath = this.pathOf(key);
+      const gen = key.gen ?? 0;
+      if (gen > (this.fences.get(objectPath) ?? 0)) this.fences.set(objectPath, gen);
+      // a change that passed its check before is in its turn: the fence waits for it
+      return this.changesDone(objectPath);
+    }));
+  }
+
+  /** Checked in the change's turn: a change checked later than a fence is refused by it. */
+  private checkFence(objectPath: string, key: ObjectKey): void {
+    const fenced = this.fences.get(objectPath);
+    if (fenced !== undefined && (key.gen ?? 0) < fenced) {
+      throw new FsError(E.ESTALE, `${objectFileName(key)}: a change made under generation ${key.gen ?? 0} of its layout, fenced by ${fenced} (a late request)`);
+    }
   }
 
   /** Resolves once the changes of the object in progress now are done. */
@@ -413,6 +442,7 @@ export class ObjectStore implements Agent {
     await initHash();
     // the block cut in the middle changes, and every one past it goes
     await this.inTurn(objectPath, { start: Math.floor(length / CHECKSUM_BLOCK_BYTES), end: Infinity }, async () => {
+      this.checkFence(objectPath, key);
       const file = await this.acquire(objectPath, false);
       if (!file) return; // absent: all holes, at any length
       try {
@@ -463,6 +493,8 @@ export class ObjectStore implements Agent {
     for (const key of keys) {
       const file = this.pathOf(key);
       this.rememberRemoved(file);
+      // a copy made here again is fenced before its first byte
+      this.fences.delete(file);
       const cached = this.open.get(file);
       if (cached) {
         this.open.delete(file);

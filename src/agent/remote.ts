@@ -83,6 +83,10 @@ export class RemoteAgent implements Agent {
     check((await this.watched((signal) => this.rpc.call('Remove', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
   }
 
+  async fence(keys: ObjectKey[]): Promise<void> {
+    check((await this.watched((signal) => this.rpc.call('Fence', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
+  }
+
   /** A call over gRPC may take long on a busy disk (a sync, a truncation, many
    *  removals): it is waited for as long as the agent answers pings on its data
    *  channel, and fails with EIO when the agent stops answering them. A call

@@ -46,6 +46,11 @@ export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: (
       await store.remove(request.keys.map(validKey));
       return OK;
     },
+    async Fence(request) {
+      fenced(request.leaderEpoch);
+      await store.fence(request.keys.map(validKey));
+      return OK;
+    },
     async Stat() {
       const space = await store.space();
       return { nodeId, capacityBytes: space.capacityBytes, freeBytes: space.freeBytes, usedBytes: space.usedBytes, checksumErrors: store.checksumErrors };

@@ -6,6 +6,7 @@ import type { ObjectKey } from '../rpc/messages.js';
 
 export function validKey(key: ObjectKey | null | undefined): ObjectKey {
   if (!key || !Number.isSafeInteger(key.ino) || key.ino <= 0) throw new FsError(E.EINVAL, 'bad object key');
+  if (key.gen !== undefined && key.gen !== null && !(Number.isSafeInteger(key.gen) && key.gen >= 0)) throw new FsError(E.EINVAL, 'bad object key generation');
   return key;
 }
 

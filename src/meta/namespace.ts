@@ -846,14 +846,15 @@ function validNewLayout(layout: Layout, memberIds: number[]): boolean {
   return layout.nodes.length > 0 && layout.nodes.every((id) => memberIds.includes(id))
     && layout.unitBytes >= STRIPE_UNIT_MIN_BYTES && layout.unitBytes <= STRIPE_UNIT_MAX_BYTES
     && replicas <= REPLICAS_MAX && mirrors.length === layout.nodes.length * (replicas - 1)
-    && mirrors.every((id) => id === 0 || memberIds.includes(id)) && (layout.stale ?? []).length === 0 && (layout.moves ?? []).length === 0;
+    && mirrors.every((id) => id === 0 || memberIds.includes(id)) && (layout.stale ?? []).length === 0 && (layout.moves ?? []).length === 0
+    && (layout.gen ?? 0) === 0;
 }
 
 function sameLayout(a: Layout, b: Layout): boolean {
   const same = (x: number[] | undefined, y: number[] | undefined) => (x ?? []).length === (y ?? []).length && (x ?? []).every((v, i) => v === (y ?? [])[i]);
   const moves = (l: Layout) => (l.moves ?? []).flatMap((m) => [m.slot, m.node]);
   return a.unitBytes === b.unitBytes && a.replicas === b.replicas && same(a.nodes, b.nodes) && same(a.mirrors, b.mirrors) && same(a.stale, b.stale)
-    && same(moves(a), moves(b));
+    && same(moves(a), moves(b)) && (a.gen ?? 0) === (b.gen ?? 0);
 }
 
 function sameTime(a: Attr['mtime'], b: Attr['mtime']): boolean {

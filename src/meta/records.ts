@@ -151,7 +151,7 @@ const clonePolicy = (p: StripePolicy | null): StripePolicy | null => (p ? { unit
 const cloneLayout = (l: Layout | null): Layout | null =>
   l ? {
     unitBytes: l.unitBytes, nodes: [...l.nodes], replicas: l.replicas, mirrors: [...(l.mirrors ?? [])], stale: [...(l.stale ?? [])],
-    moves: (l.moves ?? []).map((m) => ({ slot: m.slot, node: m.node })),
+    moves: (l.moves ?? []).map((m) => ({ slot: m.slot, node: m.node })), gen: l.gen ?? 0,
   } : null;
 
 export function cloneInode(inode: Inode): Inode {

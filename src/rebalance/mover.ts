@@ -442,7 +442,8 @@ export class Mover {
     const target: Replica = { replica: move.replica, node: move.to, stale: true };
     let failure: unknown = null;
     for (let round = 0; round < CATCH_UP_ROUNDS_MAX; round++) {
-      await copyObject(this.cluster.replicas.agents, ino, move.object, source, target, null, true);
+      // writers write to the new copy meanwhile, under this layout's generation: not fenced
+      await copyObject(this.cluster.replicas.agents, ino, move.object, source, target, null, true, { gen: layout.gen ?? 0, fence: false });
       try {
         await verifyCopy(this.cluster.replicas.agents, ino, move.object, source, target, null);
         return;

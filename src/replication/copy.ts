@@ -23,10 +23,14 @@ export interface CopyResult {
 
 /** length null: the source's length now, for a copy that writers write to
  *  meanwhile (a move, see src/rebalance/mover.ts): nothing is cut from it, it is
- *  only extended to the source's length; verifyCopy tells whether it caught up. */
+ *  only extended to the source's length; verifyCopy tells whether it caught up.
+ *  gen: the layout generation the copy's writes carry (see Layout.gen); with
+ *  fence, the target is fenced with it first, so that no request made under an
+ *  older layout (one given up on, delivered late) changes it from then on. */
 export async function copyObject(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica,
-  lengthOrNull: number | null, incremental: boolean): Promise<CopyResult> {
-  const { from, to, sourceKey, targetKey, length, blocks } = await endsOf(agents, ino, object, source, target, lengthOrNull);
+  lengthOrNull: number | null, incremental: boolean, gen: { gen: number; fence: boolean }): Promise<CopyResult> {
+  const { from, to, sourceKey, targetKey, length, blocks } = await endsOf(agents, ino, object, source, target, lengthOrNull, gen.gen);
+  if (gen.fence) await to.fence([targetKey]);
   // a new copy starts empty: whatever an older one left there is not kept
   if (!incremental) await to.truncate(targetKey, 0);
   let copiedBytes = 0;
@@ -60,11 +64,11 @@ export async function copyObject(agents: AgentSource, ino: number, object: numbe
 }
 
 /** The two copies' agents and keys, and the length (null: the source's now) in bytes and blocks. */
-async function endsOf(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica, lengthOrNull: number | null) {
+async function endsOf(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica, lengthOrNull: number | null, gen = 0) {
   const from = await agents.get(source.node);
   const to = await agents.get(target.node);
   const sourceKey = replicaKey(ino, object, source.replica);
-  const targetKey = replicaKey(ino, object, target.replica);
+  const targetKey = replicaKey(ino, object, target.replica, gen);
   const length = lengthOrNull ?? (await from.sums(sourceKey, 0, 0)).length;
   return { from, to, sourceKey, targetKey, length, blocks: Math.ceil(length / CHECKSUM_BLOCK_BYTES) };
 }

@@ -19,8 +19,9 @@ export interface AgentSource {
 /** Waits for room to send `bytes` to a node; the returned function gives it back. */
 export type SendBudget = (nodeId: number, bytes: number) => Promise<() => void>;
 
-export function replicaKey(ino: number, object: number, replica: number): ObjectKey {
-  return { ino, index: object, replica };
+/** gen: of the layout a write or truncation is made under (see Layout.gen); 0 for other calls. */
+export function replicaKey(ino: number, object: number, replica: number, gen = 0): ObjectKey {
+  return gen ? { ino, index: object, replica, gen } : { ino, index: object, replica };
 }
 
 export class ReplicaIo {
@@ -80,7 +81,7 @@ export class ReplicaIo {
     return this.onEveryCopy(layout, object, failed, async (replica, agent) => {
       const release = budget ? await budget(replica.node, data.length) : null;
       try {
-        await agent().then((a) => a.write(replicaKey(ino, object, replica.replica), offset, data));
+        await agent().then((a) => a.write(replicaKey(ino, object, replica.replica, layout.gen), offset, data));
       } finally {
         release?.();
       }
@@ -94,11 +95,11 @@ export class ReplicaIo {
     const stale = replicasOf(layout, object).filter((r) => r.node !== 0 && r.stale && !failed.has(slotOf(layout, object, r.replica)));
     const [failedNow] = await Promise.all([
       this.onEveryCopy(layout, object, failed, async (replica, agent) => {
-        await (await agent()).truncate(replicaKey(ino, object, replica.replica), length);
+        await (await agent()).truncate(replicaKey(ino, object, replica.replica, layout.gen), length);
       }, `truncation of object ${object} of inode ${ino}`),
       ...stale.map(async (r) => {
         try {
-          await (await this.agents.get(r.node)).truncate(replicaKey(ino, object, r.replica), length);
+          await (await this.agents.get(r.node)).truncate(replicaKey(ino, object, r.replica, layout.gen), length);
         } catch {
           // stale already: repair cuts it to the file's size
         }

@@ -292,6 +292,9 @@ export class Repairer {
     if (planned.length === 0) return;
     await this.invalidate(ino, false);
     const next = cloneLayout(layout);
+    // the copies made good are fenced with the next generation: a request given
+    // up on before (its node stopped, its link cut) that reaches one late is refused
+    next.gen = (layout.gen ?? 0) + 1;
     let changed = false;
     /** Copies left on nodes that may come back (abandoned, not removed): removed from them then. */
     const strays: Stray[] = [];
@@ -305,7 +308,7 @@ export class Repairer {
       if (moved) await this.store.run((tx) => tx.setStray(made, true), true);
       madeStrays.push(made);
       try {
-        await copyObject(this.cluster.replicas.agents, ino, object, source, { replica, node: target, stale: true }, length, !moved);
+        await copyObject(this.cluster.replicas.agents, ino, object, source, { replica, node: target, stale: true }, length, !moved, { gen: next.gen, fence: true });
       } catch (err) {
         log.warn(`repair of inode ${ino} object ${object}, copy ${replica} on node ${target}: ${(err as Error).message}`);
         continue;

@@ -22,7 +22,7 @@ export interface Superblock {
 
 export interface StripePolicy { unitBytes: number; count: number; replicas?: number; placement?: string }
 /** See Layout in proto/kdfs.proto: mirrors and stale are absent (empty) in old records. */
-export interface Layout { unitBytes: number; nodes: number[]; replicas: number; mirrors?: number[]; stale?: number[]; moves?: LayoutMove[] }
+export interface Layout { unitBytes: number; nodes: number[]; replicas: number; mirrors?: number[]; stale?: number[]; moves?: LayoutMove[]; gen?: number }
 /** A copy being made on another node: see Layout.moves in proto/kdfs.proto. */
 export interface LayoutMove { slot: number; node: number }
 
@@ -256,7 +256,8 @@ export interface CancelLockRequest { waitId: number }
 export interface ReclaimRequest { locks: LockRequest[] }
 export interface StripeReply { errno: number; directory: boolean; policy: StripePolicy | null; layout: Layout | null }
 
-export interface ObjectKey { ino: number; index: number; replica: number }
+/** gen: see ObjectKey.gen in proto/kdfs.proto (absent: 0). */
+export interface ObjectKey { ino: number; index: number; replica: number; gen?: number }
 
 export const DATA_REPLY = 0;
 export const DATA_HELLO = 1;
@@ -356,6 +357,7 @@ export type AgentMethods = {
   Remove: [ObjectsRequest, ErrnoReply];
   Stat: [Empty, AgentStatReply];
   Sums: [SumsRequest, SumsReply];
+  Fence: [ObjectsRequest, ErrnoReply];
 };
 
 export type Methods = Record<string, [unknown, unknown]>;

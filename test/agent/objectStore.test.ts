@@ -66,3 +66,36 @@ it('writes whole pages of pooled buffers with O_DIRECT, anything else through th
   await store.sync([key]);
   expect(fs.readFileSync(store.pathOf(key)).equals(model)).toBe(true);
 });
+
+it('once a copy is fenced, refuses writes and truncations made under an older layout generation, lets none on its way change the copy after it, and forgets the fence when the copy is removed', async () => {
+  const under = (gen: number) => ({ ...key, gen });
+  await store.write(under(0), 0, Buffer.alloc(8192, 1));
+  // writes of gen 0 on their way when the repair fences gen 1: done before the
+  // fence is, or refused; none changes the copy after it
+  let inTurnDone = false;
+  const inTurn = store.write(under(0), 0, Buffer.alloc(2 * MiB, 8)).finally(() => (inTurnDone = true));
+  // in its turn by now: the fence waits for it
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(inTurnDone).toBe(false);
+  const onTheirWay = Promise.allSettled([inTurn, ...[2, 3, 4].map((byte) => store.write(under(0), 0, Buffer.alloc(2 * MiB, byte)))]);
+  await store.fence([under(1)]);
+  expect(inTurnDone).toBe(true);
+  const afterFence = await store.read(key, 0, 8192);
+  await onTheirWay;
+  expect((await store.read(key, 0, 8192)).equals(afterFence)).toBe(true);
+  // late requests of gen 0: refused, the copy unchanged
+  await expect(store.write(under(0), 0, Buffer.alloc(4096, 5))).rejects.toMatchObject({ errno: 116 });
+  await expect(store.truncate(under(0), 0)).rejects.toMatchObject({ errno: 116 });
+  expect((await store.read(key, 0, 8192)).equals(afterFence)).toBe(true);
+  // under the repaired layout's generation (or a later one): taken
+  await store.write(under(1), 0, Buffer.alloc(4096, 6));
+  await store.truncate(under(2), 4096);
+  expect((await store.read(key, 0, 8192)).equals(Buffer.alloc(4096, 6))).toBe(true);
+  // a fence never lowers the generation
+  await store.fence([under(1)]);
+  await expect(store.write(under(0), 0, Buffer.alloc(10))).rejects.toMatchObject({ errno: 116 });
+  // removed: a copy made here again starts unfenced
+  await store.remove([key]);
+  await store.write(under(0), 0, Buffer.alloc(10, 7));
+  expect((await store.read(key, 0, 10)).equals(Buffer.alloc(10, 7))).toBe(true);
+});

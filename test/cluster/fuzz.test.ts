@@ -738,6 +738,9 @@ describe('hostile peers on every listener of the root and of node 2', () => {
         [`${name} Agent Sums from block 2^63`, () => agent.call('Sums', { key: key(2 ** 40), first: 2 ** 63, count: 1 })],
         [`${name} Agent Remove of ino 0`, () => agent.call('Remove', { keys: [key(0)] })],
         [`${name} Agent Sync of ino 2^53`, () => agent.call('Sync', { keys: [key(2 ** 53)] })],
+        [`${name} Agent Fence of ino 0`, () => agent.call('Fence', { keys: [key(0)] })],
+        [`${name} Agent Fence with generation 2^63`, () => agent.call('Fence', { keys: [{ ...key(2 ** 40), gen: 2 ** 63 }] })],
+        [`${name} Agent Write with generation 2^63`, () => agent.call('Write', { key: { ...key(2 ** 40), gen: 2 ** 63 }, offset: 0, data: Buffer.from('x') })],
       );
     }
     const outcomes: string[] = [];

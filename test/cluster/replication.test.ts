@@ -14,6 +14,7 @@ import { readSuperblock } from '../../src/format/superblock.js';
 import { Cluster, objectBytes, testDir } from '../harness/cluster.js';
 import { BOUND_ASSERTED_MS, MiB, sha256, stripeOf, timed } from '../harness/faults.js';
 import { poll } from '../harness/locker.js';
+import { HoldingRelay } from '../harness/relay.js';
 
 let cluster: Cluster | null = null;
 let stopped: number | null = null;
@@ -57,6 +58,21 @@ async function damageCopy(c: Cluster, file: string, index: number, replica: numb
   fs.writeSync(fd, Buffer.from([data[fileOffset] ^ bits]), 0, 1, offset);
   fs.closeSync(fd);
   return { copy, node };
+}
+
+/** A new 3 MiB file written through node 2, and one of its copies on node 3:
+ *  its object, replica and path there. */
+async function fileWithCopyOnNode3(c: Cluster, name: string) {
+  const file = c.path(2, name);
+  fs.writeFileSync(file, randomBytes(3 * MiB));
+  const { index, replicas } = (await stripeOf(c, file)).objects.find((o) => o.replicas.some((r) => r.node === 3))!;
+  const replica = replicas.findIndex((r) => r.node === 3);
+  return { file, index, replica, replicaCount: replicas.length, copy: copyPath(c, file, 3, index, replica) };
+}
+
+/** Node 3's addresses, as kdfs status tells them. */
+async function node3Addresses(c: Cluster): Promise<{ address: string; dataAddress: string }> {
+  return (JSON.parse((await c.kdfs(['status', '--json', c.mnt(2)])).stdout) as { nodes: { id: number; address: string; dataAddress: string }[] }).nodes.find((n) => n.id === 3)!;
 }
 
 /** Whether every object of the file has two good copies (on nodes other than `without`). */
@@ -227,15 +243,10 @@ describe('a truncation of a copy on a dead node, given up by its caller', () => 
   // the differential test with kills: a repaired copy cut short afterwards).
   it('never reaches the node once it is back at new addresses', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
-    const file = c.path(2, 'kept');
-    fs.writeFileSync(file, randomBytes(3 * MiB));
-    const { index, replicas } = (await stripeOf(c, file)).objects.find((o) => o.replicas.some((r) => r.node === 3))!;
-    const replica = replicas.findIndex((r) => r.node === 3);
-    const copy = copyPath(c, file, 3, index, replica);
+    const { file, index, replica, copy } = await fileWithCopyOnNode3(c, 'kept');
     const held = fs.statSync(copy).size;
     expect(held).toBeGreaterThan(0);
-    const node3 = async () => (JSON.parse((await c.kdfs(['status', '--json', c.mnt(2)])).stdout) as { nodes: { id: number; address: string; dataAddress: string }[] }).nodes.find((n) => n.id === 3)!;
-    const before = await node3();
+    const before = await node3Addresses(c);
     const { fsid } = await readSuperblock(c.nodeDir(2));
     // as node 2 would: its credentials, the data key the service gives members
     const meta = await metaClientFor(c.nodeDir(2));
@@ -245,7 +256,7 @@ describe('a truncation of a copy on a dead node, given up by its caller', () => 
       const key = { ino: Number(fs.statSync(file).ino), index, replica };
       await expect(agent.truncate(key, 0)).rejects.toMatchObject({ errno: E.EIO });
       await c.mount(3);
-      const after = await node3();
+      const after = await node3Addresses(c);
       expect(after.address).not.toBe(before.address);
       agent.moveTo(after.address, after.dataAddress);
       // the agent answers at its new address (what the truncation would have waited for)...
@@ -258,6 +269,44 @@ describe('a truncation of a copy on a dead node, given up by its caller', () => 
       meta.disconnect();
     }
   }, 60_000);
+});
+
+describe('a write of a copy given up by its caller, delivered late', () => {
+  // Its caller took it as failed (the copy marked stale, then repaired from the
+  // other copy): bytes still on their way (a stopped node, a cut link) must not
+  // change the repaired copy when they arrive.
+  it('is refused by the copy once a repair has fenced it: the copies stay equal', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const { file, index, replica, replicaCount, copy } = await fileWithCopyOnNode3(c, 'repaired');
+    const node3 = await node3Addresses(c);
+    const { fsid } = await readSuperblock(c.nodeDir(2));
+    // as node 2 would: its credentials, the data key the service gives members
+    const meta = await metaClientFor(c.nodeDir(2));
+    const relay = await HoldingRelay.start(node3.dataAddress);
+    const agent = new RemoteAgent(node3.address, relay.address, fsid);
+    try {
+      const ino = Number(fs.statSync(file).ino);
+      const key = { ino, index, replica };
+      expect((await agent.sums(key, 0, 0)).length).toBeGreaterThan(0);
+      await agent.read(key, 0, 1);
+      // the link is cut: the write waits in it, and its caller gives up
+      relay.hold();
+      await expect(agent.write(key, 0, Buffer.alloc(64 * 1024, 0xee))).rejects.toMatchObject({ errno: E.EIO });
+      // as the writer's close would: the copy is stale, and repaired
+      await meta.markStale(ino, [index * replicaCount + replica]);
+      expect(await poll(() => whole(c, file), REPAIR_WAIT_MS, 200)).not.toBeNull();
+      const repaired = fs.readFileSync(copy);
+      // the link is back: the write arrives, and is answered
+      await relay.release();
+      expect(fs.readFileSync(copy).equals(repaired)).toBe(true);
+      const scrub = await c.kdfs(['scrub', c.mnt(1)]);
+      expect(scrub.code, scrub.stdout + scrub.stderr).toBe(0);
+    } finally {
+      agent.close();
+      relay.close();
+      meta.disconnect();
+    }
+  }, 90_000);
 });
 
 describe('a node stopped with SIGSTOP, two copies', () => {
