@@ -6,7 +6,8 @@
 // A copy is moved while the file stays readable and writable, file by file,
 // while no repair or other move of the file runs:
 // 1. the new copy is recorded as a stray (if anything stops the move, it is
-//    removed from its node) and whatever an earlier attempt left there removed;
+//    removed from its node), whatever an earlier attempt left there removed,
+//    and the new copy fenced with the layout's next generation (see Layout.gen);
 // 2. the layout names the new node as the move's target (Layout.moves), and
 //    every node holding the file open, or caching it, is called back: from the
 //    callback's answer on, each writes, truncates and syncs the copy on both
@@ -404,9 +405,17 @@ export class Mover {
     const targets: Stray[] = copied.map((m) => ({ ino, node: m.to, object: m.object, replica: m.replica }));
     // 1. recorded before a byte is written there: if anything stops the move, the new copies go
     if (targets.length > 0) await this.store.run((tx) => targets.forEach((t) => tx.setStray(t, true)), true);
-    for (const target of targets) await this.cluster.agent(target.node).remove([{ ino, index: target.object, replica: target.replica }]);
+    // under a new generation of the layout, each new copy fenced with it: a write
+    // to it given up on in an earlier move that was cancelled, delivered late, is refused
+    const gen = (layout.gen ?? 0) + 1;
+    for (const target of targets) {
+      const key = { ino, index: target.object, replica: target.replica };
+      await this.cluster.agent(target.node).remove([key]);
+      await this.cluster.agent(target.node).fence([{ ...key, gen }]);
+    }
     // 2. writers write the new copies too (a stale copy is only placed elsewhere: repair makes it)
     const moving = cloneLayout(layout);
+    if (copied.length > 0) moving.gen = gen;
     moving.moves = copied.map((m) => ({ slot: slotOf(layout, m.object, m.replica), node: m.to }));
     if (copied.length > 0) {
       if (!(await this.namespace.replaceLayout(ino, layout, moving, null))) return false;
@@ -415,7 +424,7 @@ export class Mover {
     // 3. the copies made, and checked
     for (const move of copied) {
       if (this.rounds.closed) throw new Error('the service is stopping');
-      await this.copyAndCheck(ino, layout, move);
+      await this.copyAndCheck(ino, layout, move, gen);
       await this.pace(move.bytes);
     }
     // 4. the switch
@@ -435,15 +444,15 @@ export class Mover {
   }
 
   /** Copies the object to the move's target until a check finds it equal to its source. */
-  private async copyAndCheck(ino: number, layout: Layout, move: PlannedMove): Promise<void> {
+  private async copyAndCheck(ino: number, layout: Layout, move: PlannedMove, gen: number): Promise<void> {
     const current = replicasOf(layout, move.object)[move.replica];
     const source = this.sourceFor(layout, move.object, current);
     if (!source) throw new Error(`object ${move.object} has no good copy within reach`);
     const target: Replica = { replica: move.replica, node: move.to, stale: true };
     let failure: unknown = null;
     for (let round = 0; round < CATCH_UP_ROUNDS_MAX; round++) {
-      // writers write to the new copy meanwhile, under this layout's generation: not fenced
-      await copyObject(this.cluster.replicas.agents, ino, move.object, source, target, null, true, { gen: layout.gen ?? 0, fence: false });
+      // under the moving layout's generation, as its writers (fenced in step 1)
+      await copyObject(this.cluster.replicas.agents, ino, move.object, source, target, null, true, { gen, fence: false });
       try {
         await verifyCopy(this.cluster.replicas.agents, ino, move.object, source, target, null);
         return;
