@@ -83,10 +83,10 @@ interface OpenFile {
 const REMOVED_REMEMBERED_MS = 60_000;
 const REMOVED_REMEMBERED_MAX = 65_536;
 const USED_BYTES_TTL_MS = 5000;
-/** Copies fenced (see fence) whose generation is remembered, the latest. A late
- *  request reaches a copy soon after its node is back, when its copies are
- *  repaired: an older fence forgotten past this many lets one through. About
- *  150 bytes each. */
+/** Copies fenced (see fence) whose generation is remembered, the latest, removed
+ *  ones too (a late write would make an orphan again). A late request reaches a
+ *  copy soon after its node is back, when its copies are repaired: an older
+ *  fence forgotten past this many lets one through. About 150 bytes each. */
 const FENCES_KEPT = 131_072;
 
 export function objectFileName(key: ObjectKey): string {
@@ -493,8 +493,6 @@ export class ObjectStore implements Agent {
     for (const key of keys) {
       const file = this.pathOf(key);
       this.rememberRemoved(file);
-      // a copy made here again is fenced before its first byte
-      this.fences.delete(file);
       const cached = this.open.get(file);
       if (cached) {
         this.open.delete(file);

@@ -326,7 +326,7 @@ async function getstripe(target: string, options: { json?: boolean }): Promise<n
       lines.push(`unit: ${reply.policy!.unitBytes}`, `count: ${reply.policy!.count}`, `replicas: ${reply.policy!.replicas || 1}`, `policy: ${reply.policy!.placement || ROUND_ROBIN}`);
     } else {
       const layout = layoutJson(reply.layout!, await downNodes(meta));
-      lines.push(`unit: ${layout.unitBytes}`, `count: ${layout.count}`, `replicas: ${layout.replicas}`, 'objects:');
+      lines.push(`unit: ${layout.unitBytes}`, `count: ${layout.count}`, `replicas: ${layout.replicas}`, `generation: ${layout.generation}`, 'objects:');
       for (const object of layout.objects) lines.push(`  ${object.index}  ${object.replicas.map((r) => `node ${r.node} ${r.state}`).join(', ')}`);
     }
     process.stdout.write(lines.join('\n') + '\n');
@@ -352,6 +352,7 @@ function layoutJson(layout: Layout, down: Set<number>) {
     unitBytes: layout.unitBytes,
     count: layout.nodes.length,
     replicas: replicaCount(layout),
+    generation: layout.gen ?? 0,
     objects: layout.nodes.map((_, index) => ({
       index,
       replicas: replicasOf(layout, index).map((r) => ({ node: r.node, state: r.stale ? 'stale' : r.node === 0 || down.has(r.node) ? 'missing' : 'good' })),

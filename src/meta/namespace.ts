@@ -692,7 +692,8 @@ export class Namespace {
         inode.policy = { unitBytes: policy.unitBytes, count: policy.count, replicas: policy.replicas ?? 0, placement: policy.placement ?? '' };
       } else if (isReg(inode.attr.mode)) {
         if (inode.attr.size !== 0) throw new FsError(E.EBUSY, 'the layout of a file with data cannot change');
-        inode.layout = makeLayout(inode.attr.ino, policy, defaultPolicy, this.placement(nodeIds, 0));
+        // a layout's generation never goes down: copies of the old one may be fenced (see Layout.gen)
+        inode.layout = { ...makeLayout(inode.attr.ino, policy, defaultPolicy, this.placement(nodeIds, 0)), gen: (inode.layout?.gen ?? 0) + 1 };
       } else {
         throw new FsError(E.EINVAL);
       }

@@ -90,8 +90,11 @@ export class ReplicaIo {
 
   /** Cuts every copy of the object to length, stale ones too: a copy that a repair
    *  makes good meanwhile must not keep bytes past the cut (see write for
-   *  `failed` and the result; a stale copy that fails is not reported). */
-  async truncate(ino: number, layout: Layout, object: number, length: number, failed: ReadonlySet<number>): Promise<number[]> {
+   *  `failed` and the result; a stale copy that fails is not reported, but one
+   *  that a repair fenced, which refused the cut, is added to fencedStale: the
+   *  repair may make it good uncut, so it must be marked stale again once the
+   *  new size is committed). */
+  async truncate(ino: number, layout: Layout, object: number, length: number, failed: ReadonlySet<number>, fencedStale: number[] = []): Promise<number[]> {
     const stale = replicasOf(layout, object).filter((r) => r.node !== 0 && r.stale && !failed.has(slotOf(layout, object, r.replica)));
     const [failedNow] = await Promise.all([
       this.onEveryCopy(layout, object, failed, async (replica, agent) => {
@@ -100,8 +103,9 @@ export class ReplicaIo {
       ...stale.map(async (r) => {
         try {
           await (await this.agents.get(r.node)).truncate(replicaKey(ino, object, r.replica, layout.gen), length);
-        } catch {
-          // stale already: repair cuts it to the file's size
+        } catch (err) {
+          if (errnoOf(err) === E.ESTALE) fencedStale.push(slotOf(layout, object, r.replica));
+          // else stale already: repair cuts it to the file's size
         }
       }),
     ]);

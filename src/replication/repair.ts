@@ -325,6 +325,8 @@ export class Repairer {
     if (!changed) return;
     const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, ctime: inode.attr.ctime }, { add: strays, drop: madeStrays });
     if (!committed) log.info(`repair of inode ${ino}: the file changed meanwhile; repaired again later`);
+    // a node granted the file since the first callback holds the layout of before (its writes would go under the old generation)
+    else await this.invalidate(ino, false);
   }
 
   /** A live node for a new copy of the object: one holding no copy of it, in a

@@ -90,7 +90,9 @@ export class FrameMacs {
    *  direction and the sequence number, is never used twice with one key. */
   private frameMac(from: 'client' | 'agent', seq: bigint, header: DataHeader, data: Uint8Array | null): Buffer {
     const k = header.key;
-    const fields = `${header.id ?? 0}:${header.op ?? 0}:${k?.ino ?? 0}:${k?.index ?? 0}:${k?.replica ?? 0}:${header.offset ?? 0}:${header.length ?? 0}:${header.errno ?? 0}:${data?.length ?? 0}`;
+    // (a key's generation, when it has one: it decides whether a fenced copy takes a write)
+    const gen = k?.gen ? `:g${k.gen}` : '';
+    const fields = `${header.id ?? 0}:${header.op ?? 0}:${k?.ino ?? 0}:${k?.index ?? 0}:${k?.replica ?? 0}${gen}:${header.offset ?? 0}:${header.length ?? 0}:${header.errno ?? 0}:${data?.length ?? 0}`;
     const iv = Buffer.alloc(12);
     iv[0] = from === 'client' ? 1 : 2;
     iv.writeBigUInt64BE(seq, 4);

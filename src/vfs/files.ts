@@ -264,16 +264,22 @@ export class OpenFiles {
   /** Gives each stripe object its length for a file of `size` bytes (an absent
    *  object stays absent: it reads as a hole). Done before the size changes, so
    *  that a crash never exposes old bytes past a new end. */
-  async truncateObjects(ino: number, layout: Layout, size: number): Promise<void> {
+  /** Cuts the file's objects to size; returns the stale copies a repair fenced,
+   *  which refused the cut: to be marked stale again once the size is committed
+   *  (see ReplicaIo.truncate). */
+  async truncateObjects(ino: number, layout: Layout, size: number): Promise<number[]> {
     const { unitBytes, nodes } = layout;
     const open = this.files.get(ino);
     const skipped = open?.failedSlots ?? new Set<number>();
+    const fencedStale: number[] = [];
     const failed = (await Promise.all(nodes.map((_, index) =>
-      this.replicas.truncate(ino, layout, index, objectLength(unitBytes, nodes.length, size, index), skipped)))).flat();
-    if (failed.length === 0) return;
-    // a copy that kept bytes past the new end is stale before the size changes
-    await this.meta.markStale(ino, failed);
-    if (open) for (const slot of failed) open.failedSlots.add(slot);
+      this.replicas.truncate(ino, layout, index, objectLength(unitBytes, nodes.length, size, index), skipped, fencedStale)))).flat();
+    if (failed.length > 0) {
+      // a copy that kept bytes past the new end is stale before the size changes
+      await this.meta.markStale(ino, failed);
+      if (open) for (const slot of failed) open.failedSlots.add(slot);
+    }
+    return fencedStale;
   }
 
   /** Sends what this node wrote and commits its size and mtime (and the content of

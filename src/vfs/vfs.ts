@@ -288,16 +288,19 @@ export class Vfs {
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
       if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
       const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
+      let fencedStale: number[] = [];
       if (!open?.inline) {
         // what this node wrote reaches the objects before they are cut
         await open?.writer.settle();
         open?.readAhead.clear();
         // directories and the like have no layout: the metadata service refuses their size
         const layout = open?.layout ?? (await byInode(this.meta.getStripe({ ino }))).layout;
-        if (layout) await this.files.truncateObjects(ino, layout, size);
+        if (layout) fencedStale = await this.files.truncateObjects(ino, layout, size);
       }
       const fresh = await this.meta.setattr({ target: { ino }, ...changes });
       if (open) this.files.truncated(open, size);
+      // being repaired, from before the cut: stale again, to be repaired at the new size
+      if (fencedStale.length > 0) await this.meta.markStale(ino, fencedStale);
       return this.told(fresh);
     }
     return this.told(await byInode(this.meta.setattr({ target: { ino }, ...changes })));

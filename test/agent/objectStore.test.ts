@@ -67,7 +67,7 @@ it('writes whole pages of pooled buffers with O_DIRECT, anything else through th
   expect(fs.readFileSync(store.pathOf(key)).equals(model)).toBe(true);
 });
 
-it('once a copy is fenced, refuses writes and truncations made under an older layout generation, lets none on its way change the copy after it, and forgets the fence when the copy is removed', async () => {
+it('once a copy is fenced, refuses writes and truncations made under an older layout generation, lets none on its way change the copy after it, and keeps the fence when the copy is removed', async () => {
   const under = (gen: number) => ({ ...key, gen });
   await store.write(under(0), 0, Buffer.alloc(8192, 1));
   // writes of gen 0 on their way when the repair fences gen 1: done before the
@@ -94,8 +94,10 @@ it('once a copy is fenced, refuses writes and truncations made under an older la
   // a fence never lowers the generation
   await store.fence([under(1)]);
   await expect(store.write(under(0), 0, Buffer.alloc(10))).rejects.toMatchObject({ errno: 116 });
-  // removed: a copy made here again starts unfenced
+  // removed, the copy stays fenced: a late write makes no orphan copy
   await store.remove([key]);
-  await store.write(under(0), 0, Buffer.alloc(10, 7));
+  await expect(store.write(under(0), 0, Buffer.alloc(10, 7))).rejects.toMatchObject({ errno: 116 });
+  expect(fs.existsSync(store.pathOf(key))).toBe(false);
+  await store.write(under(1), 0, Buffer.alloc(10, 7));
   expect((await store.read(key, 0, 10)).equals(Buffer.alloc(10, 7))).toBe(true);
 });

@@ -297,10 +297,22 @@ describe('a write of a copy given up by its caller, delivered late', () => {
       expect(await poll(() => whole(c, file), REPAIR_WAIT_MS, 200)).not.toBeNull();
       const repaired = fs.readFileSync(copy);
       // the link is back: the write arrives, and is answered
-      await relay.release();
+      await relay.release(10_000);
       expect(fs.readFileSync(copy).equals(repaired)).toBe(true);
       const scrub = await c.kdfs(['scrub', c.mnt(1)]);
       expect(scrub.code, scrub.stdout + scrub.stderr).toBe(0);
+      // emptied, the file is given a new layout: its copies, fenced, take its writes
+      // (a new layout's generation goes on from the old one's)
+      fs.truncateSync(file, 0);
+      const stripe = await stripeOf(c, file);
+      expect(stripe.generation).toBeGreaterThan(0);
+      const set = await c.kdfs(['setstripe', '--unit', String(stripe.unitBytes), '--count', String(stripe.count), file]);
+      expect(set.code, set.stderr).toBe(0);
+      expect((await stripeOf(c, file)).generation).toBeGreaterThan(stripe.generation);
+      const again = randomBytes(3 * MiB);
+      fs.writeFileSync(file, again);
+      expect(await whole(c, file)).toBe(true);
+      expect(fs.readFileSync(c.path(1, 'repaired')).equals(again)).toBe(true);
     } finally {
       agent.close();
       relay.close();

@@ -25,7 +25,7 @@ export async function nodeStates(c: Cluster): Promise<Record<number, string>> {
   return Object.fromEntries(nodes.map((n) => [n.id, n.state]));
 }
 
-export interface StripeJson { unitBytes: number; count: number; replicas: number; objects: { index: number; replicas: { node: number; state: string }[] }[] }
+export interface StripeJson { unitBytes: number; count: number; replicas: number; generation: number; objects: { index: number; replicas: { node: number; state: string }[] }[] }
 
 /** kdfs getstripe --json of a file. */
 export async function stripeOf(c: Cluster, file: string): Promise<StripeJson> {

@@ -24,6 +24,7 @@ export class HoldingRelay {
   /** After a release: what the server sent since, by connection. */
   private answers: Map<net.Socket, Buffer[]> | null = null;
   private onUpstreamData: (() => void) | null = null;
+  private onUpstreamClose: (() => void) | null = null;
 
   private constructor(private readonly target: { host: string; port: number }) {
     this.server = net.createServer((client) => this.relay(client));
@@ -47,8 +48,9 @@ export class HoldingRelay {
   }
 
   /** Delivers what was held to the server; resolves once the server has
-   *  answered every frame of it (one reply each): it has handled them all. */
-  async release(): Promise<void> {
+   *  answered every frame of it (one reply each): it has handled them all.
+   *  Fails if a connection closes first, or after timeoutMs. */
+  async release(timeoutMs: number): Promise<void> {
     const held = this.held ?? [];
     this.held = null;
     const requests = new Map<net.Socket, number>();
@@ -56,15 +58,23 @@ export class HoldingRelay {
       requests.set(upstream, framesIn(Buffer.concat(held.filter((h) => h.upstream === upstream).map((h) => h.data))));
     }
     this.answers = new Map([...requests.keys()].map((upstream) => [upstream, []]));
-    const answered = new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const answered = new Promise<void>((resolve, reject) => {
       const check = () => {
         if ([...requests].every(([upstream, count]) => framesIn(Buffer.concat(this.answers!.get(upstream)!)) >= count)) resolve();
       };
       this.onUpstreamData = check;
+      this.onUpstreamClose = () => reject(new Error('the server closed a connection before answering what was held'));
+      timer = setTimeout(() => reject(new Error(`what was held was not answered within ${timeoutMs} ms`)), timeoutMs);
       check();
     });
     for (const { upstream, data } of held) upstream.write(data);
-    await answered;
+    try {
+      await answered;
+    } finally {
+      clearTimeout(timer);
+      this.onUpstreamData = this.onUpstreamClose = null;
+    }
   }
 
   close(): void {
@@ -87,6 +97,7 @@ export class HoldingRelay {
     upstream.on('close', () => {
       this.upstreams.delete(upstream);
       client.destroy();
+      this.onUpstreamClose?.();
     });
     client.on('error', () => {});
     upstream.on('error', () => {});
