@@ -24,13 +24,13 @@ export interface CopyResult {
 /** length null: the source's length now, for a copy that writers write to
  *  meanwhile (a move, see src/rebalance/mover.ts): nothing is cut from it, it is
  *  only extended to the source's length; verifyCopy tells whether it caught up.
- *  gen: the layout generation the copy's writes carry (see Layout.gen); with
- *  fence, the target is fenced with it first, so that no request made under an
- *  older layout (one given up on, delivered late) changes it from then on. */
+ *  under.gen: the layout generation the copy's writes carry (see Layout.gen);
+ *  with under.fence, the target is fenced with it first, so that no request made
+ *  under an older layout (one given up on, delivered late) changes it from then on. */
 export async function copyObject(agents: AgentSource, ino: number, object: number, source: Replica, target: Replica,
-  lengthOrNull: number | null, incremental: boolean, gen: { gen: number; fence: boolean }): Promise<CopyResult> {
-  const { from, to, sourceKey, targetKey, length, blocks } = await endsOf(agents, ino, object, source, target, lengthOrNull, gen.gen);
-  if (gen.fence) await to.fence([targetKey]);
+  lengthOrNull: number | null, incremental: boolean, under: { gen: number; fence: boolean }): Promise<CopyResult> {
+  const { from, to, sourceKey, targetKey, length, blocks } = await endsOf(agents, ino, object, source, target, lengthOrNull, under.gen);
+  if (under.fence) await to.fence([targetKey]);
   // a new copy starts empty: whatever an older one left there is not kept
   if (!incremental) await to.truncate(targetKey, 0);
   let copiedBytes = 0;
