@@ -33,7 +33,9 @@ describe('flock', () => {
     expect(await within(waiter.exit, 10_000)).toBe(0);
     console.log(`flock -w on node 2 granted ${Date.now() - released} ms after node 1's holder exited`);
     expect(waiter.stdout()).toBe('granted\n');
-    expect(spawnSync('flock', ['-n', cluster.path(3, file), 'true'], { timeout: 15_000 }).status).toBe(0);
+    // the waiter's lock goes with its exit, but the kernel sends that unlock
+    // (FUSE_RELEASE) after the process is gone: a bounded wait, not -n
+    expect(spawnSync('flock', ['-w', '10', cluster.path(3, file), 'true'], { timeout: 15_000 }).status).toBe(0);
   });
 
   it('shared locks on nodes 2 and 3 admit a shared lock on node 1 and refuse an exclusive one', async () => {
@@ -52,9 +54,13 @@ describe('flock', () => {
     expect(await b.flock(fb, 'un')).toBe('ok');
     expect(await a.flock(fa, 'ex')).toBe('ok');
     expect(await b.flock(fb, 'sh')).toBe('EAGAIN');
-    // closing the descriptor releases it
+    // closing the descriptor releases it; the kernel sends that unlock
+    // (FUSE_RELEASE) after close(2) returns, so node 3 waits for its grant
+    const granted = b.send({ op: 'flock', fd: fb, type: 'ex', wait: true });
+    expect(await within(granted, 1500)).toBe(PENDING);
     expect(await a.ask({ op: 'close', fd: fa })).toEqual({ ok: true });
-    expect(await b.flock(fb, 'ex')).toBe('ok');
+    const answer = await within(granted, 10_000);
+    expect(answer === PENDING ? 'still waiting after 10 s' : result(answer)).toBe('ok');
     for (const locker of [a, b, c]) locker.kill();
   });
 
