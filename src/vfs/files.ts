@@ -263,10 +263,9 @@ export class OpenFiles {
 
   /** Gives each stripe object its length for a file of `size` bytes (an absent
    *  object stays absent: it reads as a hole). Done before the size changes, so
-   *  that a crash never exposes old bytes past a new end. */
-  /** Cuts the file's objects to size; returns the stale copies a repair fenced,
-   *  which refused the cut: to be marked stale again once the size is committed
-   *  (see ReplicaIo.truncate). */
+   *  that a crash never exposes old bytes past a new end. Returns the stale
+   *  copies a repair fenced, which refused the cut: to be marked stale again
+   *  once the size is committed (see ReplicaIo.truncate). */
   async truncateObjects(ino: number, layout: Layout, size: number): Promise<number[]> {
     const { unitBytes, nodes } = layout;
     const open = this.files.get(ino);
