@@ -215,9 +215,9 @@ export class MetaClient {
     check((await this.rpc.call('Close', { ino: 0, nodeId, inos, opens })).errno);
   }
 
-  /** inline: the whole content of a file still inlined (EAGAIN if it no longer is). */
-  /** allocatedBytes: what the file's objects take on disk, if measured. */
-  /** staleSlots: copies of the file's objects that missed the writes (see Layout.stale). */
+  /** inline: the whole content of a file still inlined (EAGAIN if it no longer
+   *  is); allocatedBytes: what the file's objects take on disk, if measured;
+   *  staleSlots: copies of the file's objects that missed the writes (see Layout.stale). */
   async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: Buffer | null = null, allocatedBytes: number | null = null,
     staleSlots: number[] = []): Promise<Fresh> {
     return fresh(await this.rpc.call('CommitWrite', {

@@ -42,7 +42,6 @@ export class Namespace {
   mayBeOpen: ((ino: number, origin: number) => boolean) | null = null;
   /** Inodes no node may open now (see fenced), until the promise resolves. */
   private readonly fences = new Map<number, Promise<void>>();
-  /** The inode ranges each node was given for its delegated creates. */
   /** Each node's ranges of inode numbers, and those of their creates made (and committed). */
   private readonly reserved = new Map<number, { first: number; end: number; made: Set<number> }[]>();
 
@@ -302,8 +301,6 @@ export class Namespace {
     }, false, effects);
   }
 
-  /** Writes reached the agents (the file is at least `size` long), or come inline
-   *  (the whole content of an inlined file, `size` long); modified at mtime. */
   /** Makes the creates a node answered under its delegations (see Delegation
    *  in proto/kdfs.proto); returns those that could not be made. */
   async publish(creates: DelegatedCreate[], nodeId: number, memberIds: number[], effects?: Effects): Promise<FailedCreate[]> {
@@ -381,6 +378,8 @@ export class Namespace {
     this.addOpen(ino, nodeId);
   }
 
+  /** Writes reached the agents (the file is at least `size` long), or come inline
+   *  (the whole content of an inlined file, `size` long); modified at mtime. */
   async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null,
     delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }, staleSlots: number[] = []): Promise<Attr | null> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);

@@ -257,8 +257,7 @@ export class MetaService {
   }
 
   /** Serves a call: the operation, then the callbacks its changes need, then
-   *  what the caller's kernel may cache of the reply. */
-  /** call: a node's call on its session (its mark's key, and whether it was sent
+   *  what the caller's kernel may cache of the reply. call: a node's call on its session (its mark's key, and whether it was sent
    *  before: see replay.ts), when the store keeps marks. */
   async call(method: keyof MetaMethods, request: unknown, caller?: Caller, call?: { key: Buffer; resent: boolean }): Promise<unknown> {
     switch (method) {
@@ -332,13 +331,13 @@ export class MetaService {
     return reply;
   }
 
-  /** A delegation of dir to a node, with the inode numbers it asked for; null if refused. */
   /** The weights a placement policy gives the nodes, in their order; empty when it has none. */
   private weightsFor(placement: string, nodeIds: number[]): number[] {
     const weights = this.namespace.weightsOf(placement);
     return weights ? nodeIds.map((id) => weights.get(id) ?? 0) : [];
   }
 
+  /** A delegation of dir to a node, with the inode numbers it asked for; null if refused. */
   private async delegation(nodeId: number, dir: number, wantInos: number): Promise<Delegation | null> {
     const parent = this.store.cachedInode(dir);
     if (!parent || !isDir(parent.attr.mode)) return null;
