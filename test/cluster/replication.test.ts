@@ -341,14 +341,23 @@ describe('a node stopped with SIGSTOP, two copies', () => {
 });
 
 describe('a node down past the grace period', () => {
-  it('has its copies made again on the other nodes', async () => {
+  it('has its copies made again on the other nodes, and the ones it had removed once it is back', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3, rootMountArgs: ['-o', 'repair_grace=2'] }));
     const data = randomBytes(12 * MiB);
     fs.writeFileSync(c.path(1, 'kept'), data);
+    const onNode3 = (await stripeOf(c, c.path(1, 'kept'))).objects.flatMap((o, index) =>
+      o.replicas.flatMap((r, replica) => (r.node === 3 ? [copyPath(c, c.path(1, 'kept'), 3, index, replica)] : [])));
+    expect(onNode3.length).toBeGreaterThan(0);
     await c.kill9(3);
     expect(await poll(() => whole(c, c.path(1, 'kept'), 3), REPAIR_WAIT_MS, 500)).not.toBeNull();
     expect((await fileDigest(c.path(2, 'kept'))).stdout.split(' ')[0]).toBe(sha256(data));
     expect((await status(c)).degradedObjects).toBe(0);
+    // the copies node 3 had are still on its disk; once it is back, they go
+    expect(onNode3.filter((copy) => fs.existsSync(copy))).toEqual(onNode3);
+    await c.mount(3);
+    expect(await poll(async () => onNode3.every((copy) => !fs.existsSync(copy)), REPAIR_WAIT_MS, 500)).not.toBeNull();
+    expect(await whole(c, c.path(3, 'kept'), 3)).toBe(true);
+    expect((await fileDigest(c.path(3, 'kept'))).stdout.split(' ')[0]).toBe(sha256(data));
   });
 });
 
