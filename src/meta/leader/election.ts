@@ -98,9 +98,16 @@ export class Campaign extends EventEmitter {
   private async attempt(): Promise<void> {
     if (this.stopped) return;
     try {
+      const key = leaderKey(this.fsid);
+      // while another leads, a read says so: a campaign's transaction is a write
+      // (a Raft round and an fsync on every member), twice a second per standby
+      if ((await this.client.kv.range({ key, count_only: true })).count !== '0') {
+        this.schedule(CAMPAIGN_RETRY_MS);
+        return;
+      }
+      if (this.stopped) return;
       this.lease ??= this.newLease();
       const leaseId = await this.lease.grant();
-      const key = leaderKey(this.fsid);
       const reply = await this.client.kv.txn({
         compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
         success: [{ request_put: { key, value: Buffer.from(JSON.stringify(this.record)), lease: leaseId } }],
