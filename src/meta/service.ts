@@ -257,8 +257,9 @@ export class MetaService {
   }
 
   /** Serves a call: the operation, then the callbacks its changes need, then
-   *  what the caller's kernel may cache of the reply. call: a node's call on its session (its mark's key, and whether it was sent
-   *  before: see replay.ts), when the store keeps marks. */
+   *  what the caller's kernel may cache of the reply. call: a node's call on
+   *  its session (its mark's key, and whether it was sent before: see
+   *  replay.ts), when the store keeps marks. */
   async call(method: keyof MetaMethods, request: unknown, caller?: Caller, call?: { key: Buffer; resent: boolean }): Promise<unknown> {
     switch (method) {
       case 'Lock':
