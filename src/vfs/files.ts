@@ -86,6 +86,10 @@ export class OpenFiles {
   /** What this node knows of files it closed, for opens without a call. */
   readonly closedContent = new ContentCache();
   private nextFh = 0;
+  /** Opens of each inode asked of the metadata service and not answered yet. */
+  private readonly opening = new Map<number, number>();
+  /** Last closes made while an open of the inode was asked: see beginOpen. */
+  private readonly closesHeld = new Set<number>();
   private readonly writeBehind: WriteBehind;
   private readonly readAheadBudget = new ReadAheadBudget();
   readonly replicas: ReplicaIo;
@@ -135,6 +139,27 @@ export class OpenFiles {
     const content = this.closedContent.get(ino);
     if (!content) return null;
     return this.add({ attr, layout: content.layout, inlined: content.inlined, inlineData: content.inlineData, created: false, cacheMs: 0 }, flags, true);
+  }
+
+  /** An open of ino is asked of the service. The kernel sends a release when it
+   *  likes, after the next open's request at times: a last close of ino made
+   *  until endOpen is held back, for the service counts one open per node. Sent
+   *  after the open, it would count the inode closed here while it is open, and
+   *  free it if unlinked (reads then fail with ESTALE). */
+  beginOpen(ino: number): void {
+    this.opening.set(ino, (this.opening.get(ino) ?? 0) + 1);
+  }
+
+  /** The open asked is answered, and its handle added, or it failed: a close
+   *  held back goes now if the inode is not open here after all. */
+  endOpen(ino: number): void {
+    const left = (this.opening.get(ino) ?? 1) - 1;
+    if (left > 0) {
+      this.opening.set(ino, left);
+      return;
+    }
+    this.opening.delete(ino);
+    if (this.closesHeld.delete(ino) && !this.files.has(ino)) void this.closer.close(ino);
   }
 
   /** Opens made without a call that the service has not heard of: told now. */
@@ -447,7 +472,8 @@ export class OpenFiles {
         file.readAhead.clear();
         this.keepContent(file);
         // not waited for: an open of the inode on this node waits for it instead (closed())
-        void this.closer.close(file.ino);
+        if (this.opening.has(file.ino)) this.closesHeld.add(file.ino);
+        else void this.closer.close(file.ino);
       }
     }
   }

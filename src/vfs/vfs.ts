@@ -25,7 +25,7 @@ import {
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
 import { DirHandles } from './dirs.js';
-import { OpenFiles } from './files.js';
+import { OpenFiles, type OpenFile } from './files.js';
 import { KernelView } from './kernelView.js';
 import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
@@ -220,8 +220,13 @@ export class Vfs {
 
   /** The metadata service calls back: another node changed what the kernel caches. */
   async invalidate(items: Invalidation[]): Promise<void> {
+    const files = items.filter((item) => item.kind === INVALIDATE_ATTR || item.kind === INVALIDATE_DATA);
+    // The grants that let a file open without a call go first: an open made
+    // while the opens are being told would go untold, and the service, told
+    // none, would delete an unlinked file this node has open (ESTALE).
+    for (const item of files) this.forgetInode(item.ino);
     // opens of these files made without a call: the service counts them before it goes on
-    if (items.some((item) => item.kind === INVALIDATE_ATTR || item.kind === INVALIDATE_DATA)) await this.files.tellOpens();
+    if (files.length > 0) await this.files.tellOpens();
     await Promise.all(items.map((item) => {
       if (item.kind === INVALIDATE_DELEGATION) {
         this.delegations.drop(item.parent);
@@ -483,11 +488,7 @@ export class Vfs {
     this.files.checkLimit();
     const here = this.openHere(ino, flags);
     if (here) return here;
-    await this.files.closed(ino);
-    const epoch = this.files.closeEpoch(ino);
-    const entry = await byInode(this.meta.open({ ino }, this.nodeId));
-    if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
-    const { fh, file } = this.files.add(entry, flags, false, epoch);
+    const { entry, fh, file } = await this.askOpen(ino, flags);
     const current = this.files.withLocalWrites({ ...entry.attr, size: Math.max(entry.attr.size, file.size) });
     const fresh = this.kernel.matches(current);
     // O_APPEND writes land where the metadata service says, not where the kernel's page cache would put them
@@ -497,6 +498,20 @@ export class Vfs {
     // changed since the kernel last heard of it, maybe by another node: its size and pages may be stale
     if (!fresh) await this.kernelCache?.invalidateInode(ino, false);
     return { fh, keepCache: fresh, directIo };
+  }
+
+  /** An open asked of the metadata service, and its handle. */
+  private async askOpen(ino: number, flags: number): Promise<{ entry: Entry; fh: number; file: OpenFile }> {
+    this.files.beginOpen(ino);
+    try {
+      await this.files.closed(ino);
+      const epoch = this.files.closeEpoch(ino);
+      const entry = await byInode(this.meta.open({ ino }, this.nodeId));
+      if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
+      return { entry, ...this.files.add(entry, flags, false, epoch) };
+    } finally {
+      this.files.endOpen(ino);
+    }
   }
 
   read(fh: number, size: number, offset: number): Promise<Buffer[]> {

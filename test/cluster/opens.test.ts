@@ -3,12 +3,17 @@
 // next batch of closes (see src/vfs/contentCache.ts and src/vfs/closer.ts).
 // What must hold: a change made elsewhere is seen at the next open, and a file
 // unlinked elsewhere while open so stays readable, as with any open.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../harness/cluster.js';
+import { Cluster, ROOT } from '../harness/cluster.js';
 
 const MiB = 1024 * 1024;
+const OPEN_RACE = path.join(ROOT, 'test', 'tools', 'openRace.py');
+const RACE_SECONDS = 20;
 let cluster: Cluster;
 let n = 0;
 const name = (prefix = 'o') => `${prefix}${++n}`;
@@ -65,6 +70,21 @@ describe('opens without a call', () => {
       }
     }
   });
+
+  it('opens on node 3 racing unlinks on node 2: every descriptor that opened reads to the end', async () => {
+    // The race found by hand: node 3's own opens (no call) made while it told
+    // the service of its earlier ones, in answer to the unlink's callback, went
+    // untold; the service deleted the file, and their reads failed with ESTALE.
+    const dir = name('race');
+    fs.mkdirSync(cluster.path(2, dir));
+    const run = promisify(execFile);
+    const side = (mode: string, id: number) => run('python3', [OPEN_RACE, mode, cluster.path(id, `${dir}/u`), String(RACE_SECONDS), '16000'], { timeout: (RACE_SECONDS + 40) * 1000, killSignal: 'SIGKILL' });
+    const [writer, reader] = await Promise.all([side('write', 2), side('read', 3)]);
+    const counts = JSON.parse(reader.stdout) as { opens: number; whole: number; stale: number; errors: number };
+    expect(Number(writer.stdout)).toBeGreaterThan(10);
+    expect(counts.whole).toBeGreaterThan(0);
+    expect(counts).toMatchObject({ stale: 0, errors: 0 });
+  }, (RACE_SECONDS + 60) * 1000);
 
   it('a file node 2 opened by itself, across kill -9 and restart of the root, then unlinked on node 3, stays readable', async () => {
     const file = name();
