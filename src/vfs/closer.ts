@@ -58,16 +58,21 @@ export class Closer {
       this.pending.splice(waiting, 1);
       this.batches.delete(ino);
     }
-    if ((untold && waiting < 0) || this.closesSent.has(ino) || this.epoch(ino) !== since) {
+    if ((untold && waiting < 0) || this.closesSent.has(ino) || this.epoch(ino) > since) {
       this.opens.add(ino);
       this.batch();
     }
   }
 
-  /** How many closes of ino were sent so far (as far as remembered): an open
-   *  asked of the service takes it before, and compares after (see opened). */
+  /** When the last close of ino was sent, counted in closes sent (as far as
+   *  remembered): an open or create asked of the service takes closesSoFar
+   *  before, and a later close of the inode it opened is told again (see opened). */
   epoch(ino: number): number {
     return this.epochs.get(ino) ?? 0;
+  }
+
+  closesSoFar(): number {
+    return this.closesCounted;
   }
 
   /** Opens the service has not counted yet: to send, or sent and not answered. */

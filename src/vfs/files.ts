@@ -123,9 +123,9 @@ export class OpenFiles {
     if (this.handles.size >= OPEN_HANDLES_MAX) throw new FsError(E.ENFILE);
   }
 
-  /** Closes of ino sent so far: taken before an open is asked of the service. */
-  closeEpoch(ino: number): number {
-    return this.closer.epoch(ino);
+  /** Closes sent so far: taken before an open or create is asked of the service (see add). */
+  closesSoFar(): number {
+    return this.closer.closesSoFar();
   }
 
   /** Resolves once a close of the inode in progress has reached the metadata service. */

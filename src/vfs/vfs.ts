@@ -419,6 +419,8 @@ export class Vfs {
     const fileMode = S_IFREG | (mode & 0o7777);
     // a directory whose every entry this node knows may be one it creates in by itself
     const absent = this.leaseHolds() && this.known.lookup(parent, name) === 0;
+    // an existing file this node is closing: a close sent during the call goes after its open
+    const closesBefore = this.files.closesSoFar();
     const entry = (absent && this.createHere(parent, name, fileMode, caller)) || await this.changing(parent, this.meta.create({
       entry: { ino: parent, name }, mode: fileMode, uid: caller.uid, gid: caller.gid,
       exclusive: (flags & constants.O_EXCL) !== 0, openNode: this.nodeId,
@@ -429,7 +431,7 @@ export class Vfs {
     this.known.added(parent, name, entry.attr.ino, entry.attr.mode);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
-    const { fh } = this.files.add(entry, flags);
+    const { fh } = this.files.add(entry, flags, false, closesBefore);
     // a new inode has no extended attributes: the kernel's security.capability question needs no call
     if (entry.created) this.absentXattrs.addAll(entry.attr.ino);
     const told = this.told(entry);
@@ -505,7 +507,7 @@ export class Vfs {
     this.files.beginOpen(ino);
     try {
       await this.files.closed(ino);
-      const epoch = this.files.closeEpoch(ino);
+      const epoch = this.files.closesSoFar();
       const entry = await byInode(this.meta.open({ ino }, this.nodeId));
       if (!isReg(entry.attr.mode)) throw new FsError(E.EINVAL, 'not a regular file');
       return { entry, ...this.files.add(entry, flags, false, epoch) };

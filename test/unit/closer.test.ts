@@ -80,5 +80,25 @@ describe('batches of opens and closes', () => {
     closer.opened(8, false, closer.epoch(8));
     await closer.tellNow();
     expect(sent.length).toBe(4);
+    // a create (the inode unknown until answered) counts every close sent: one
+    // of 9 sent before it is not told again, one of 10 sent during it is
+    void closer.close(9);
+    const fifth = closer.tellNow();
+    await settle();
+    sent[4].answer();
+    await fifth;
+    const before = closer.closesSoFar();
+    void closer.close(10);
+    const sixth = closer.tellNow();
+    await settle();
+    sent[5].answer();
+    await sixth;
+    closer.opened(9, false, before);
+    closer.opened(10, false, before);
+    const seventh = closer.tellNow();
+    await settle();
+    expect(sent[6].opens).toEqual([10]);
+    sent[6].answer();
+    await seventh;
   });
 });
