@@ -2,9 +2,13 @@
 // life of the nodes that hold locks. A node whose session is gone for
 // LOCK_LEASE_MS loses its locks (it is dead, or cut off: its processes cannot be
 // told); a node that restarted (a new incarnation) loses them at once. After the
-// service itself restarts, nodes give back the locks they hold (ReclaimLocks)
-// and nobody is granted a new one until every member did, or LOCK_RECLAIM_MS
-// passed: never two holders of one lock.
+// service itself restarts (or another node takes over the metadata), nodes give
+// back the locks they hold (ReclaimLocks), and nobody is granted a new one until
+// every member did: never two holders of one lock. A member with no session
+// RECLAIM_ABSENT_MS after the start is taken as gone, its locks lapsed as after
+// a session ended (a dead old leader's node never reclaims: waiting for it made
+// every lock after a failover wait LOCK_RECLAIM_MS); a member with a session is
+// waited for, at most until LOCK_RECLAIM_MS.
 import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
@@ -13,8 +17,11 @@ import { LockTable, checkLock } from './table.js';
 
 /** How long a node's locks outlive its session. */
 export const LOCK_LEASE_MS = CACHE_LEASE_MS;
-/** How long after a start the service waits for the nodes to reclaim their locks. */
+/** How long after a start the service waits for the nodes to reclaim their locks, at most. */
 export const LOCK_RECLAIM_MS = 15_000;
+/** A member without a session this long after the start reclaims nothing: the
+ *  lease of a node's locks, and a margin for its reconnection. */
+const RECLAIM_ABSENT_MS = LOCK_LEASE_MS + 250;
 
 export class LockService {
   readonly table = new LockTable();
@@ -23,16 +30,25 @@ export class LockService {
   private readonly reclaimed = new Set<number>();
   private graceOver = false;
   private readonly graceTimer: NodeJS.Timeout;
+  private readonly absentTimer: NodeJS.Timeout;
+  /** RECLAIM_ABSENT_MS passed: members without a session are not waited for. */
+  private absentGone = false;
   private readonly afterGrace: (() => void)[] = [];
 
   /** members: the node ids that may hold locks (the file system's members). */
   constructor(private readonly members: () => number[]) {
     this.graceTimer = setTimeout(() => this.endGrace('reclaim period over'), LOCK_RECLAIM_MS);
     this.graceTimer.unref();
+    this.absentTimer = setTimeout(() => {
+      this.absentGone = true;
+      this.endGraceIfReclaimed();
+    }, RECLAIM_ABSENT_MS);
+    this.absentTimer.unref();
   }
 
   close(): void {
     clearTimeout(this.graceTimer);
+    clearTimeout(this.absentTimer);
     for (const timer of this.lapsing.values()) clearTimeout(timer);
     this.lapsing.clear();
   }
@@ -90,13 +106,25 @@ export class LockService {
     }
     this.reclaimed.add(nodeId);
     if (locks.length > 0) log.info(`node ${nodeId} reclaimed ${locks.length} file lock(s)`);
-    if (this.members().every((id) => this.reclaimed.has(id))) this.endGrace('every node reclaimed its locks');
+    this.endGraceIfReclaimed();
+  }
+
+  /** Ends the reclaim period once every member reclaimed, or every member
+   *  with a session did and the others are taken as gone. */
+  private endGraceIfReclaimed(): void {
+    if (this.graceOver) return;
+    const waitedFor = this.members().filter((id) => !this.reclaimed.has(id));
+    if (waitedFor.length === 0) this.endGrace('every node reclaimed its locks');
+    else if (this.absentGone && waitedFor.every((id) => !this.incarnations.has(id))) {
+      this.endGrace(`every node present reclaimed its locks; node(s) ${waitedFor.join(', ')} absent since the start: theirs lapsed`);
+    }
   }
 
   private endGrace(why: string): void {
     if (this.graceOver) return;
     this.graceOver = true;
     clearTimeout(this.graceTimer);
+    clearTimeout(this.absentTimer);
     log.info(`file locks: ${why}`);
     for (const resume of this.afterGrace.splice(0)) resume();
   }

@@ -24,6 +24,7 @@ import { ObjectStore } from '../../src/agent/objectStore.js';
 import { FIRST_INO, ROOT_INO, requestKey } from '../../src/meta/records.js';
 import { E } from '../../src/common/errno.js';
 import { metaClientFor } from '../../src/cli/common.js';
+import { Locker, PENDING, killAll, within } from '../harness/locker.js';
 
 const CHURN = path.resolve(__dirname, '..', 'tools', 'churn.js');
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -83,6 +84,7 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
     logs = fs.mkdtempSync(path.join(os.tmpdir(), 'kdfs-churn-'));
   }, 120_000);
   afterAll(async () => {
+    await killAll();
     await cluster?.stop();
     if (logs) fs.rmSync(logs, { recursive: true, force: true });
   });
@@ -121,11 +123,30 @@ describe('metadata in etcd: the leader killed during a metadata workload', () =>
       execFile('dd', [`if=${source}`, `of=${cluster.path(3, 'work', 'big')}`, 'bs=1M', 'conv=fsync', 'status=none'], { timeout: 120_000 }, (err, _out, stderr) =>
         resolve({ code: err ? 1 : 0, stderr }));
     });
+    // a lock held on node 2 across the kill, and one asked right after it
+    fs.writeFileSync(cluster.path(2, 'locked'), '');
+    const [holder, taker] = await Promise.all([Locker.start('node2'), Locker.start('node3')]);
+    const [held, taken] = await Promise.all([holder.open(cluster.path(2, 'locked')), taker.open(cluster.path(3, 'locked'))]);
+    expect(await holder.lock(held, 'w', 0, 10)).toBe('ok');
     await cluster.kill9(1);
+    const killedMs = Date.now();
+    // within the failover bound, though node 1's node (a member) never reclaims its locks
+    const asked = within(taker.send({ op: 'lock', fd: taken, type: 'w', start: 100, len: 1 }).then((answer) => ({ answer, ms: Date.now() - killedMs })), FAILOVER_BOUND_MS + 30_000);
     const electedMs = await until(async () => {
       const leader = await leaderOf(cluster).catch(() => null);
       return leader !== null && leader !== 1;
     }, FAILOVER_BOUND_MS, 'another node leads');
+    const granted = await asked;
+    expect(granted).not.toBe(PENDING);
+    if (granted !== PENDING) {
+      expect(granted.answer).toMatchObject({ ok: true });
+      expect(granted.ms).toBeLessThanOrEqual(FAILOVER_BOUND_MS);
+      process.stdout.write(`a lock asked at the kill granted after ${granted.ms} ms\n`);
+    }
+    // node 2 reclaimed its own: never two holders
+    expect(['EAGAIN', 'EACCES']).toContain(await taker.lock(taken, 'w', 0, 1));
+    holder.kill();
+    taker.kill();
     const [a, b, c] = await Promise.all(runs);
     const written = await writing;
     expect(a.stderr + b.stderr + c.stderr + written.stderr).toBe('');
