@@ -64,8 +64,9 @@ export class DataClient {
   /** The MACs of the current connection's frames (null: protection off). */
   private macs: FrameMacs | null = null;
 
-  /** onUnreachable: called when a connection cannot be made (the agent may have moved: see moveTo). */
-  constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
+  /** onUnreachable: called when a connection cannot be made (the agent may have
+   *  moved: see moveTo); resolves once the agent's address was looked up. */
+  constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>) {
     this.timer = setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
   }
@@ -83,6 +84,8 @@ export class DataClient {
   moveTo(address: string): void {
     if (address === this.address) return;
     this.address = address;
+    // what failed at the old address says nothing of the new one
+    this.failedAtMs = null;
     // a connection being made, or made, to the old address: its requests are sent again
     this.attempt?.destroy();
   }
@@ -124,13 +127,22 @@ export class DataClient {
     if (failedAtMs !== null && startMs - failedAtMs < PEER_DOWN_HOLD_MS) throw new FsError(E.EIO, `agent at ${this.address} does not answer`);
     const retrying = failedAtMs === null;
     const reachBy = startMs + (retrying ? PEER_BOUND_MS : CONNECT_TIMEOUT_MS);
+    let followed = false;
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
       try {
         const socket = await this.connectBy(reachBy);
         return await this.send(socket, header, data, deadline, into, onReply);
       } catch (err) {
         if (!(err instanceof ConnectionLost) || this.closed) throw err;
-        if (err.unreachable) this.onUnreachable?.();
+        if (err.unreachable && this.onUnreachable) {
+          const before = this.address;
+          await this.onUnreachable();
+          // restarted at another address (a node process started again): tried there at once, once
+          if (this.address !== before && !followed) {
+            followed = true;
+            continue;
+          }
+        }
         if (!retrying || Date.now() + backoffMs >= reachBy) {
           this.failedAtMs = Date.now();
           throw new FsError(E.EIO, `agent at ${this.address}: ${err.message}`);

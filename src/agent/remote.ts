@@ -18,7 +18,7 @@ export class RemoteAgent implements Agent {
 
   /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
    *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo). */
-  constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => void) {
+  constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>) {
     // calls over gRPC are quick ones, but for those watched (see watched)
     this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, PEER_BOUND_MS, onUnreachable);
     this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable) : null;

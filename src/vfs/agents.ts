@@ -50,12 +50,14 @@ export class AgentPool {
     return this.refreshing;
   }
 
-  /** An agent cannot be reached: it may have restarted at another address. */
-  private relocate(): void {
+  /** An agent cannot be reached: it may have restarted at another address.
+   *  Resolves once the addresses were looked up (or the lookup under way, if
+   *  one was made lately), so that the caller can try the new one. */
+  private relocate(): Promise<void> {
     const nowMs = Date.now();
-    if (nowMs - this.relocatedAtMs < RELOCATE_INTERVAL_MS) return;
+    if (nowMs - this.relocatedAtMs < RELOCATE_INTERVAL_MS) return this.refreshing ?? Promise.resolve();
     this.relocatedAtMs = nowMs;
-    this.refresh().catch((err) => log.debug(`looking up the nodes' addresses: ${(err as Error).message}`));
+    return this.refresh().catch((err) => log.debug(`looking up the nodes' addresses: ${(err as Error).message}`));
   }
 
   close(): void {
