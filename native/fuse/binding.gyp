@@ -6,7 +6,8 @@
       "src/requests.c",
       "src/replies.c",
       "src/notify.c",
-      "src/values.c"
+      "src/values.c",
+      "src/names.c"
     ],
     "include_dirs": [
       "<!@(pkg-config --cflags-only-I fuse3 | sed s/-I//g)"

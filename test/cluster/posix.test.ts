@@ -191,6 +191,31 @@ describe('files', () => {
     expect(fs.readdirSync(dir)).toEqual([long]);
     expectErrno(() => fs.writeFileSync(`${dir}/${long}y`, 'no'), 'ENAMETOOLONG');
     expectErrno(() => fs.mkdirSync(`${dir}/${'d'.repeat(256)}`), 'ENAMETOOLONG');
+    // looked up too, on nodes that know the directory whole (they answer absent names themselves)
+    const name = dir.split('/').pop()!;
+    for (const id of [1, 2]) {
+      fs.readdirSync(cluster.path(id, name));
+      expectErrno(() => fs.statSync(cluster.path(id, name, 'b'.repeat(256))), 'ENAMETOOLONG');
+    }
+  });
+
+  it('refuses names and link targets that are not valid UTF-8 (EILSEQ) rather than change them, and finds no such name', () => {
+    // through node 2: a Latin-1 name became U+FFFD, so that 'caf\xe9' and 'caf\xff' named one file
+    const name = `bytes${++n}`;
+    const dir = cluster.path(2, name);
+    fs.mkdirSync(dir);
+    fs.writeFileSync(`${dir}/caf\u00e9`, 'utf-8');
+    const latin1 = Buffer.concat([Buffer.from(`${dir}/caf`), Buffer.from([0xe9])]);
+    expectErrno(() => fs.writeFileSync(latin1, 'latin1'), 'EILSEQ');
+    expectErrno(() => fs.mkdirSync(latin1), 'EILSEQ');
+    expectErrno(() => fs.statSync(latin1), 'ENOENT');
+    expectErrno(() => fs.renameSync(`${dir}/caf\u00e9`, latin1), 'EILSEQ');
+    expectErrno(() => fs.linkSync(`${dir}/caf\u00e9`, latin1), 'EILSEQ');
+    expectErrno(() => fs.symlinkSync(Buffer.from([0x2f, 0x78, 0xe9]), `${dir}/link`), 'EILSEQ');
+    // an overlong form and a surrogate are not UTF-8 either
+    for (const bad of [[0xc0, 0xaf], [0xed, 0xa0, 0x80]]) expectErrno(() => fs.writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(bad)]), 'x'), 'EILSEQ');
+    expect(fs.readdirSync(cluster.path(3, name))).toEqual(['caf\u00e9']);
+    expect(fs.readFileSync(cluster.path(3, name, 'caf\u00e9'), 'utf8')).toBe('utf-8');
   });
 });
 

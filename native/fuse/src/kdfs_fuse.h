@@ -10,6 +10,7 @@
 //   replies.c   the ll_reply_* functions JavaScript answers requests with
 //   notify.c    notifications to the kernel, sent by a thread of their own
 //   values.c    JavaScript values to C and back
+//   names.c     names and link targets checked before JavaScript sees them
 //
 // Everything runs on Node's main thread except the notification thread, which
 // only calls libfuse's fuse_lowlevel_notify_* functions and touches nothing of
@@ -159,5 +160,10 @@ char *string_arg(napi_env env, napi_value value, size_t *length);
 napi_value int_value(napi_env env, int64_t n);
 char *decimal(uint64_t n);
 char *copy_string(const char *s);
+
+// names.c: 0, or the errno a request naming `name` is answered with (making:
+// the request makes the name, else it looks it up); target_errno: a link's target.
+int name_errno(const char *name, int making);
+int target_errno(const char *target);
 
 #endif

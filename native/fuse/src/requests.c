@@ -43,6 +43,13 @@ static ll_req *take(fuse_req_t req, int op) {
   return r;
 }
 
+// Answers req at once if a name it carries cannot be (see names.c): true then.
+static int refused(fuse_req_t req, int err) {
+  if (err == 0) return 0;
+  fuse_reply_err(req, err);
+  return 1;
+}
+
 static double fh_of(const struct fuse_file_info *fi) {
   return fi != NULL ? (double) fi->fh : -1;
 }
@@ -87,6 +94,7 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 // ------------------------------------------------------------ names and attributes
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name_errno(name, 0))) return;
   ll_req *r = take(req, LL_LOOKUP);
   r->args[4] = (double) parent;
   r->str1 = copy_string(name);
@@ -127,6 +135,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 
 // args: [5] mode [6] rdev; str1 name
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  if (refused(req, name_errno(name, 1))) return;
   ll_req *r = take(req, LL_MKNOD);
   r->args[4] = (double) parent;
   r->args[5] = mode;
@@ -137,6 +146,7 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 // args: [5] mode; str1 name
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  if (refused(req, name_errno(name, 1))) return;
   ll_req *r = take(req, LL_MKDIR);
   r->args[4] = (double) parent;
   r->args[5] = mode;
@@ -145,6 +155,7 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name_errno(name, 0))) return;
   ll_req *r = take(req, LL_UNLINK);
   r->args[4] = (double) parent;
   r->str1 = copy_string(name);
@@ -152,6 +163,7 @@ static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
 }
 
 static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name_errno(name, 0))) return;
   ll_req *r = take(req, LL_RMDIR);
   r->args[4] = (double) parent;
   r->str1 = copy_string(name);
@@ -160,6 +172,7 @@ static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
 
 // str1: the link's target, str2: its name in parent
 static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  if (refused(req, name_errno(name, 1)) || refused(req, target_errno(link))) return;
   ll_req *r = take(req, LL_SYMLINK);
   r->args[4] = (double) parent;
   r->str1 = copy_string(link);
@@ -169,6 +182,7 @@ static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 // args: [5] newparent [6] flags (RENAME_NOREPLACE, RENAME_EXCHANGE); str1 name, str2 newname
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
+  if (refused(req, name_errno(name, 0)) || refused(req, name_errno(newname, 1))) return;
   ll_req *r = take(req, LL_RENAME);
   r->args[4] = (double) parent;
   r->args[5] = (double) newparent;
@@ -180,6 +194,7 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 // args: [4] ino [5] newparent; str1 newname
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  if (refused(req, name_errno(newname, 1))) return;
   ll_req *r = take(req, LL_LINK);
   r->args[4] = (double) ino;
   r->args[5] = (double) newparent;
@@ -199,6 +214,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 
 // args: [5] mode [6] open flags; str1 name
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  if (refused(req, name_errno(name, 1))) return;
   ll_req *r = take(req, LL_CREATE);
   r->args[4] = (double) parent;
   r->args[5] = mode;
