@@ -8,9 +8,10 @@ import { log } from '../common/log.js';
 import type { MetaClient } from '../meta/client.js';
 import { F_UNLCK, LOCK_FLOCK, LOCK_POSIX, type LockReply, type LockRequest } from '../rpc/messages.js';
 
-/** Requests remembered per lock owner and file for reclaiming; past it the oldest
- *  are merged away by replaying them (see remember). */
-const REMEMBERED_PER_OWNER_MAX = 64;
+/** Ranges remembered per lock owner and file for reclaiming (what the owner
+ *  holds, not what it asked: unlocks and relocks take no room); past it the
+ *  oldest are forgotten, and said so. */
+const REMEMBERED_PER_OWNER_MAX = 4096;
 
 export interface LockHooks {
   /** A lock was granted: drop what the node caches of the file. */
@@ -106,9 +107,14 @@ export class NodeLocks {
       if (request.kind === LOCK_POSIX) this.handlesOf.delete(k);
       return;
     }
-    // a lock over everything the owner had replaces it all
-    const list = whole ? [] : this.held.get(k) ?? [];
-    list.push({ ...request, wait: false });
+    // what the owner held in the range is replaced (POSIX: a lock or an unlock
+    // of a range changes the owner's locks there, and nowhere else)
+    const list = whole ? [] : withoutRange(this.held.get(k) ?? [], request.start, request.end);
+    if (request.type !== F_UNLCK) list.push({ ...request, wait: false });
+    if (list.length === 0) {
+      this.held.delete(k);
+      return;
+    }
     if (list.length > REMEMBERED_PER_OWNER_MAX) {
       list.shift();
       log.warn(`inode ${request.ino}: more than ${REMEMBERED_PER_OWNER_MAX} lock ranges of one owner; the oldest will not be reclaimed after a restart of the root`);
@@ -118,4 +124,20 @@ export class NodeLocks {
 }
 
 const key = (ino: number, kind: number, owner: string) => `${ino}:${kind}:${owner}`;
+
+/** The ranges held, cut where they meet [start, end] (inclusive; end -1: to the end of the file). */
+export function withoutRange<T extends { start: number; end: number }>(held: T[], start: number, end: number): T[] {
+  const last = end < 0 ? Infinity : end;
+  const kept: T[] = [];
+  for (const range of held) {
+    const rangeLast = range.end < 0 ? Infinity : range.end;
+    if (rangeLast < start || range.start > last) {
+      kept.push(range);
+      continue;
+    }
+    if (range.start < start) kept.push({ ...range, end: start - 1 });
+    if (rangeLast > last) kept.push({ ...range, start: last + 1 });
+  }
+  return kept;
+}
 
