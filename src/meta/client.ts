@@ -10,7 +10,7 @@ const LOCK_WAIT_DEADLINE_MS = 2 ** 31 - 1;
 import type {
   MoveProgress,
   ChangedInReply, DelegatedCreate, FailedCreate, LockReply, LockRequest, PublishReply,
-  Attr, AttrReply, CreateRequest, Delegation, EntryReply, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
+  Attr, AttrReply, CreateRequest, Delegation, EntryReply, InlinePatch, Layout, MetaMethods, NodeInfo, ReadDirReply, RegisterReply, RegisterRequest,
   SetattrRequest, StatfsReply, StripePolicy, StripeReply, Target, Timespec,
 } from '../rpc/messages.js';
 
@@ -26,6 +26,8 @@ function entry(reply: EntryReply): Entry {
     created: reply.created ?? false, cacheMs: reply.cacheMs ?? 0, delegation: reply.delegation,
   };
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function fresh(reply: AttrReply): Fresh {
   check(reply.errno);
@@ -215,15 +217,23 @@ export class MetaClient {
     check((await this.rpc.call('Close', { ino: 0, nodeId, inos, opens })).errno);
   }
 
-  /** inline: the whole content of a file still inlined (EAGAIN if it no longer
-   *  is); allocatedBytes: what the file's objects take on disk, if measured;
-   *  staleSlots: copies of the file's objects that missed the writes (see Layout.stale). */
-  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: Buffer | null = null, allocatedBytes: number | null = null,
-    staleSlots: number[] = []): Promise<Fresh> {
-    return fresh(await this.rpc.call('CommitWrite', {
-      ino, size, mtime, sync, inlined: inline !== null, inlineData: inline ?? undefined,
+  /** inline: the whole content of a file still inlined, as this node has it,
+   *  and the ranges it wrote (EAGAIN if it is inlined no longer; inlineMerged:
+   *  other nodes' writes made the content other than inline.content);
+   *  allocatedBytes: what the file's objects take on disk, if measured;
+   *  staleSlots: copies of the file's objects that missed the writes (see Layout.stale);
+   *  spilledContent: the inlined content this node wrote to the objects (EAGAIN if
+   *  it is other now). */
+  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: { content: Buffer; patches: InlinePatch[] } | null = null,
+    allocatedBytes: number | null = null, staleSlots: number[] = [], spilledContent: Buffer | null = null): Promise<Fresh & { inlineMerged: boolean }> {
+    const reply = await this.rpc.call('CommitWrite', {
+      ino, size, mtime, sync, inlined: inline !== null, inlineData: inline?.content,
+      ...(spilledContent ? { spilled: true, spilledContent } : {}),
+      // never none: a node that sends patches is merged, not taken as the whole content
+      inlinePatches: inline ? (inline.patches.length > 0 ? inline.patches : [{ offset: 0, data: EMPTY }]) : undefined,
       allocatedKnown: allocatedBytes !== null, allocatedBytes: allocatedBytes ?? 0, staleSlots,
-    }));
+    });
+    return { ...fresh(reply), inlineMerged: reply.inlineMerged === true };
   }
 
   /** Repairs the file's copies now, as far as the live nodes allow. */

@@ -15,9 +15,10 @@ import {
 import {
   SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
   SETATTR_UID, RENAME_NOREPLACE,
-  type Attr, type CreateRequest, type DelegatedCreate, type DirEntry, type FailedCreate, type Inode, type Layout, type SetattrRequest, type StripePolicy,
+  type Attr, type CreateRequest, type DelegatedCreate, type DirEntry, type FailedCreate, type InlinePatch, type Inode, type Layout, type SetattrRequest, type StripePolicy,
   type Target,
 } from '../rpc/messages.js';
+import { applyPatches } from '../common/patch.js';
 import { BUILTIN_PLACEMENTS, makeLayout, placementOf, type PlacementInput } from '../layout/placement.js';
 import { REPLICAS_MAX, goodReplicas, layoutComplete, replicaCount, slotOf, withStale } from '../layout/replicas.js';
 import { FIRST_INO, ROOT_INO, type Stray } from './records.js';
@@ -380,8 +381,14 @@ export class Namespace {
 
   /** Writes reached the agents (the file is at least `size` long), or come inline
    *  (the whole content of an inlined file, `size` long); modified at mtime. */
+  /** merge: with inline, the ranges the node wrote (the file's content as it is
+   *  now, patched; the size only grows), and whether the result is other than
+   *  inline (set here). Without merge, inline replaces the content and the size.
+   *  spilledContent: without inline, what the node wrote to the objects of a
+   *  file still inlined (EAGAIN if the content is other now). */
   async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null,
-    delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }, staleSlots: number[] = []): Promise<Attr | null> {
+    delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }, staleSlots: number[] = [],
+    merge: { patches: InlinePatch[]; merged: boolean } | null = null, spilledContent: Buffer | null = null): Promise<Attr | null> {
     if (!Number.isSafeInteger(size) || size < 0 || size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
     if (inline && inline.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
     const attr = await this.store.run((tx) => {
@@ -394,8 +401,17 @@ export class Namespace {
       if (!isReg(current.attr.mode)) throw new FsError(E.EINVAL);
       // another node spilled the file to its objects meanwhile: the writer must too
       if (inline && !current.inlined) throw new FsError(E.EAGAIN);
+      // a spill of a content other nodes' commits have changed since: spilled again
+      if (spilledContent && current.inlined && !current.inlineData.equals(spilledContent)) throw new FsError(E.EAGAIN);
       const inode = tx.editInode(ino);
-      if (inline) {
+      if (inline && merge) {
+        const patched = applyPatches(inode.inlineData, merge.patches);
+        if (patched.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
+        inode.inlineData = patched;
+        if (size > inode.attr.size) inode.attr.size = size;
+        inode.attr.blocks = blocksOf(patched.length);
+        merge.merged = inode.attr.size !== size || !patched.equals(inline);
+      } else if (inline) {
         inode.inlineData = Buffer.from(inline);
         inode.attr.size = size;
         inode.attr.blocks = blocksOf(inline.length);

@@ -467,9 +467,12 @@ export class MetaService {
       },
       async CommitWrite(request, fx, caller) {
         const delegated = request.creates?.length ? { creates: request.creates, nodeId: delegator(caller), memberIds: cluster.dataMemberIds(), failed: [] as FailedCreate[] } : undefined;
+        // a node that says what it wrote (inline_patches) keeps what other nodes wrote
+        const merge = request.inlined && request.inlinePatches?.length ? { patches: request.inlinePatches, merged: false } : null;
         const attr = await ns.commitWrite(request.ino, request.size, request.mtime, request.sync, request.inlined ? Buffer.from(request.inlineData ?? []) : null, fx,
-          request.allocatedKnown ? request.allocatedBytes ?? 0 : null, delegated, request.staleSlots ?? []);
-        return { errno: attr ? 0 : E.EIO, attr, failed: delegated?.failed ?? [] };
+          request.allocatedKnown ? request.allocatedBytes ?? 0 : null, delegated, request.staleSlots ?? [], merge,
+          !request.inlined && request.spilled ? Buffer.from(request.spilledContent ?? []) : null);
+        return { errno: attr ? 0 : E.EIO, attr, failed: delegated?.failed ?? [], inlineMerged: merge?.merged ?? false };
       },
       async ReserveInos(request, fx, caller) {
         const inoCount = Math.min(request.count, INO_RANGE_MAX);

@@ -78,7 +78,7 @@ export interface ChangedInReply { changed?: number[]; changedAttrs?: Attr[]; cha
 export interface ErrnoReply extends ChangedInReply { errno: number }
 export interface Target { ino?: number; path?: string; name?: string }
 export interface FailedCreate { ino: number; errno: number }
-export interface AttrReply extends ChangedInReply { errno: number; attr: Attr | null; cacheMs?: number; failed?: FailedCreate[] }
+export interface AttrReply extends ChangedInReply { errno: number; attr: Attr | null; cacheMs?: number; failed?: FailedCreate[]; inlineMerged?: boolean }
 export interface EntryReply extends ChangedInReply {
   errno: number;
   attr: Attr | null;
@@ -223,11 +223,15 @@ export interface CommitWriteRequest {
   sync: boolean;
   inlined?: boolean;
   inlineData?: Uint8Array;
+  inlinePatches?: InlinePatch[];
+  spilled?: boolean;
+  spilledContent?: Uint8Array;
   allocatedKnown?: boolean;
   allocatedBytes?: number;
   staleSlots?: number[];
   creates?: DelegatedCreate[];
 }
+export interface InlinePatch { offset: number; data: Uint8Array }
 export interface AppendRequest { ino: number; data: Uint8Array }
 export interface XattrRequest { target: Target; name?: string; value?: Uint8Array; flags?: number }
 export interface XattrReply { errno: number; value: Buffer; names: string[] }

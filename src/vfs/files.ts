@@ -16,6 +16,7 @@ import { ReplicaIo } from '../replication/objects.js';
 import type { AgentPool } from './agents.js';
 import type { AttrCache } from './attrCache.js';
 import { Closer } from './closer.js';
+import { type ByteRange, withRange, withoutPast, writeInto } from '../common/patch.js';
 import { ContentCache } from './contentCache.js';
 import { zeroPieces } from './holes.js';
 import { FileReadAhead, ReadAheadBudget } from './readAhead.js';
@@ -24,6 +25,9 @@ import { WriteBehind, type FileWriter, type WrittenFile } from './writeBehind.js
 const EMPTY_CONTENT = Buffer.alloc(0);
 /** Most files one node holds open at once. */
 const OPEN_HANDLES_MAX = 65536;
+
+/** Spills of an inlined file (see OpenFiles.spill) tried, at most, while other nodes' commits keep changing it. */
+const SPILL_ATTEMPTS_MAX = 8;
 
 /** A regular file open on this node, shared by all its handles. */
 export interface OpenFile extends WrittenFile {
@@ -50,6 +54,11 @@ export interface OpenFile extends WrittenFile {
   readAhead: FileReadAhead;
   /** The content while the file is inlined (zeros follow it up to the size), else null. */
   inline: Buffer | null;
+  /** The ranges of `inline` this node wrote since its last commit, sorted and
+   *  apart: only they are committed, so that other nodes' writes stay. */
+  inlineDirty: ByteRange[];
+  /** The spill in progress (see OpenFiles.spill): writes, reads and commits wait for it. */
+  spilling: Promise<void> | null;
   handles: number;
   /** Handles that bypass the kernel's page cache: none or all of them. */
   directHandles: number;
@@ -63,18 +72,6 @@ interface Handle {
   direct: boolean;
   /** Where a sequential read would go next, and how many came in a row. */
   run: { next: number; streak: number };
-}
-
-/** content with data written at offset: a new buffer if it grows (zeros fill any gap). */
-function writeInto(content: Buffer, offset: number, data: Buffer): Buffer {
-  const end = offset + data.length;
-  let target = content;
-  if (end > content.length) {
-    target = Buffer.alloc(end);
-    content.copy(target);
-  }
-  data.copy(target, offset);
-  return target;
 }
 
 export class OpenFiles {
@@ -178,7 +175,7 @@ export class OpenFiles {
       const opened: OpenFile = {
         ...written, writerLayout: layout, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, layoutOutdated: false, written: 0, committed: 0, handles: 0, directHandles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => readableLayout(opened), this.replicas, this.readAheadBudget),
-        inline: entry.inlined ? Buffer.from(entry.inlineData) : null,
+        inline: entry.inlined ? Buffer.from(entry.inlineData) : null, inlineDirty: [], spilling: null,
       };
       file = opened;
       this.files.set(attr.ino, file);
@@ -214,6 +211,7 @@ export class OpenFiles {
   /** Up to `size` bytes at `offset`, as pieces to send as they are (no joining copy). */
   async read(fh: number, size: number, offset: number): Promise<Buffer[]> {
     const { file, run } = this.handle(fh);
+    if (file.spilling) await file.spilling;
     if (file.stale) await this.reload(file);
     if (offset >= file.size) return [];
     if (file.inline) {
@@ -257,10 +255,12 @@ export class OpenFiles {
     const at = offset;
     const length = data.length;
     if (at + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    if (file.spilling) await file.spilling;
     if (file.inline && at + length <= INLINE_MAX_BYTES) {
       file.inline = writeInto(file.inline, at, data);
+      file.inlineDirty = withRange(file.inlineDirty, at, at + length);
     } else {
-      if (file.inline) await this.spill(file);
+      if (file.inline) await (file.spilling ??= this.spill(file).finally(() => (file.spilling = null)));
       file.readAhead.clear();
       await file.writer.write(at, data);
     }
@@ -307,8 +307,13 @@ export class OpenFiles {
   }
 
   /** Sends what this node wrote and commits its size and mtime (and the content of
-   *  an inlined file); false if there was nothing to commit. */
+   *  an inlined file); false if there was nothing to commit. spilledContent: see spill. */
   async commit(file: OpenFile, sync: boolean): Promise<boolean> {
+    if (file.spilling) await file.spilling;
+    return this.commitNow(file, sync);
+  }
+
+  private async commitNow(file: OpenFile, sync: boolean, spilledContent: Buffer | null = null): Promise<boolean> {
     const written = file.written;
     if (!file.inline) await file.writer.drain();
     // Copies that missed writes (or a sync): stale in the same transaction as the
@@ -320,17 +325,27 @@ export class OpenFiles {
     const mtime = file.mtime;
     let fresh;
     if (file.inline) {
+      // the ranges this node wrote (copied: writes may go on meanwhile); others' stay
+      const sent = file.inlineDirty;
+      file.inlineDirty = [];
+      const content = Buffer.from(file.inline);
+      const patches = sent.map((range) => ({ offset: range.start, data: content.subarray(range.start, Math.min(range.end, content.length)) }));
       try {
-        fresh = await this.meta.commitWrite(file.ino, file.size, mtime, sync, file.inline);
+        const committed = await this.meta.commitWrite(file.ino, file.size, mtime, sync, { content, patches });
+        fresh = committed;
+        // other nodes' writes are in the content now: read it again before use
+        if (committed.inlineMerged) file.stale = true;
       } catch (err) {
-        if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
-        // another node spilled the file meanwhile: this content goes to the objects too
-        await this.spill(file);
+        for (const range of sent) file.inlineDirty = withRange(file.inlineDirty, range.start, range.end);
+        if (!(err instanceof FsError && err.errno === E.EAGAIN) || !file.inline) throw err;
+        // another node spilled the file meanwhile (with the content the service had):
+        // what this node wrote goes to the objects
+        await this.spillWritten(file);
         await file.writer.drain();
         fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
       }
     } else {
-      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
+      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots, spilledContent);
     }
     if (staleSlots.length > 0) file.layout = withStale(file.layout, staleSlots);
     for (const object of touched) file.touched.delete(object);
@@ -357,23 +372,65 @@ export class OpenFiles {
     }
   }
 
-  /** The file outgrows its inode: its content goes to its stripe objects (the
-   *  next commit tells the metadata service). */
+  /** The file outgrows its inode. What this node wrote goes to the metadata
+   *  service first; then the content as the service has it (other nodes'
+   *  writes with it) goes to the stripe objects, and the file stops being
+   *  inlined, unless another node's commit changed the content in between (the
+   *  service refuses it): then it is done again. */
   private async spill(file: OpenFile): Promise<void> {
+    for (let attempt = 0; file.inline; attempt++) {
+      if (attempt >= SPILL_ATTEMPTS_MAX) throw new FsError(E.EIO, `inode ${file.ino}: its content kept changing while it was spilled`);
+      if (file.written !== file.committed) await this.commitNow(file, false);
+      // (spilled by another node: what this node wrote went to the objects)
+      if (!file.inline) return;
+      const entry = await this.meta.open({ ino: file.ino }, this.nodeId);
+      const content = entry.inlined ? Buffer.from(entry.inlineData) : null;
+      file.inline = null;
+      file.inlineDirty = [];
+      // spilled by another node after this node's commit: with what it committed
+      if (!content) return;
+      file.size = Math.max(file.size, entry.attr.size);
+      file.dirtyEnd = Math.max(file.dirtyEnd, entry.attr.size);
+      if (content.length > 0) await file.writer.write(0, content);
+      // a write to commit, with the content it came from
+      file.written++;
+      try {
+        await this.commitNow(file, false, content);
+        return;
+      } catch (err) {
+        if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
+        // the service's content changed since it was read: it is read again
+        file.inline = content;
+      }
+    }
+  }
+
+  /** An inlined file another node spilled: the ranges this node wrote go to the objects. */
+  private async spillWritten(file: OpenFile): Promise<void> {
     const content = file.inline!;
+    const written = file.inlineDirty;
     file.inline = null;
-    // its whole content is this node's to commit now
-    file.dirtyEnd = Math.max(file.dirtyEnd, file.size);
-    if (content.length > 0) await file.writer.write(0, content);
+    file.inlineDirty = [];
+    for (const range of written) await file.writer.write(range.start, content.subarray(range.start, Math.min(range.end, content.length)));
   }
 
   /** Another node changed the file's content: an inlined copy is read again. */
   private async reload(file: OpenFile): Promise<void> {
     file.stale = false;
     const entry = await this.meta.open({ ino: file.ino }, this.nodeId);
-    if (file.written !== file.committed || !file.inline) return;
-    file.inline = entry.inlined ? Buffer.from(entry.inlineData) : null;
-    file.size = entry.attr.size;
+    if (!file.inline) return;
+    if (!entry.inlined) {
+      // spilled elsewhere: what this node wrote still goes with its commit (see commit)
+      if (file.written !== file.committed) return;
+      file.inline = null;
+      file.size = entry.attr.size;
+      return;
+    }
+    // the service's content, with what this node wrote since its last commit over it
+    let content: Buffer = Buffer.from(entry.inlineData);
+    for (const range of file.inlineDirty) content = writeInto(content, range.start, file.inline.subarray(range.start, Math.min(range.end, file.inline.length)));
+    file.inline = content;
+    file.size = file.written !== file.committed ? Math.max(file.size, entry.attr.size) : entry.attr.size;
   }
 
   /** The metadata service says another node changed the inode: its data (a
@@ -433,10 +490,12 @@ export class OpenFiles {
     // what was lost past the new end is gone with it
     file.writer.forgetLostFrom(size);
     if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
+    file.inlineDirty = withoutPast(file.inlineDirty, size);
   }
 
   async fsync(fh: number): Promise<void> {
     const { file } = this.handle(fh);
+    if (file.spilling) await file.spilling;
     // inlined: the content is in the metadata, which a synced commit makes durable
     if (file.inline) {
       if (!(await this.commit(file, true))) await this.meta.sync();

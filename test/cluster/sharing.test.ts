@@ -211,6 +211,66 @@ os.close(fd)
   }, 100_000);
 });
 
+describe('a small file (kept in its inode) written by two nodes at once', () => {
+  // Found by hand: a node's commit of an inlined file sent its whole copy,
+  // which replaced what another node had committed (zeros where it wrote).
+  const block = (char: string) => Buffer.alloc(4096, char);
+
+  /** Opens one new file on nodes 2 and 3; `writes` runs with both descriptors. */
+  function together(writes: (two: number, three: number) => void): string {
+    const file = name('inl');
+    fs.writeFileSync(cluster.path(2, file), '');
+    const two = fs.openSync(cluster.path(2, file), 'r+');
+    const three = fs.openSync(cluster.path(3, file), 'r+');
+    try {
+      writes(two, three);
+    } finally {
+      fs.closeSync(three);
+      fs.closeSync(two);
+    }
+    return file;
+  }
+
+  it('disjoint writes, both fsynced: each node\'s bytes stay, seen from every node', () => {
+    const file = together((two, three) => {
+      fs.writeSync(two, block('A'), 0, 4096, 0);
+      fs.writeSync(three, block('B'), 0, 4096, 4096);
+      fs.fsyncSync(three);
+      fs.fsyncSync(two);
+    });
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file)).equals(Buffer.concat([block('A'), block('B')])), `node ${id}`).toBe(true);
+  });
+
+  it('one that grows past the inode on both nodes: the first bytes of each stay', () => {
+    const file = together((two, three) => {
+      fs.writeSync(two, block('A'), 0, 4096, 0);
+      fs.writeSync(three, block('B'), 0, 4096, 4096);
+      fs.writeSync(two, Buffer.from('far'), 0, 3, MiB);
+      fs.writeSync(three, Buffer.from('farther'), 0, 7, 2 * MiB);
+      fs.fsyncSync(two);
+      fs.fsyncSync(three);
+    });
+    for (const id of [1, 2, 3]) {
+      const data = fs.readFileSync(cluster.path(id, file));
+      expect(data.length).toBe(2 * MiB + 7);
+      expect(data.subarray(0, 8192).equals(Buffer.concat([block('A'), block('B')])), `node ${id}`).toBe(true);
+      expect(data.subarray(MiB, MiB + 3).toString()).toBe('far');
+      expect(data.subarray(2 * MiB).toString()).toBe('farther');
+    }
+  });
+
+  it('an in-place write on node 2 and an append on node 3: both stay', () => {
+    const file = name('inl');
+    fs.writeFileSync(cluster.path(2, file), Buffer.alloc(100, 'x'));
+    const two = fs.openSync(cluster.path(2, file), 'r+');
+    fs.writeSync(two, Buffer.alloc(50, 'y'), 0, 50, 0);
+    fs.appendFileSync(cluster.path(3, file), Buffer.alloc(100, 'z'));
+    fs.closeSync(two);
+    const expected = Buffer.concat([Buffer.alloc(50, 'y'), Buffer.alloc(50, 'x'), Buffer.alloc(100, 'z')]);
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file)).equals(expected), `node ${id}`).toBe(true);
+  });
+});
+
 describe('times kept by tar x and cp -p', () => {
   /** Every path under root (itself excluded), parents before children. */
   function walk(root: string, rel = ''): string[] {
