@@ -136,7 +136,8 @@ export class DataClient {
         if (!(err instanceof ConnectionLost) || this.closed) throw err;
         if (err.unreachable && this.onUnreachable) {
           const before = this.address;
-          await this.onUnreachable();
+          // the lookup asks the metadata service: no longer than the call may wait
+          await within(this.onUnreachable(), reachBy - Date.now(), () => undefined);
           // restarted at another address (a node process started again): tried there at once, once
           if (this.address !== before && !followed) {
             followed = true;

@@ -116,7 +116,7 @@ export class NodeLocks {
       return;
     }
     if (list.length > REMEMBERED_PER_OWNER_MAX) {
-      list.shift();
+      list.splice(0, list.length - REMEMBERED_PER_OWNER_MAX);
       log.warn(`inode ${request.ino}: more than ${REMEMBERED_PER_OWNER_MAX} lock ranges of one owner; the oldest will not be reclaimed after a restart of the root`);
     }
     this.held.set(k, list);

@@ -405,10 +405,14 @@ export class Namespace {
       if (spilledContent && current.inlined && !current.inlineData.equals(spilledContent)) throw new FsError(E.EAGAIN);
       const inode = tx.editInode(ino);
       if (inline && merge) {
-        const patched = applyPatches(inode.inlineData, merge.patches);
-        if (patched.length > INLINE_MAX_BYTES) throw new FsError(E.EINVAL, 'inline data too large');
-        inode.inlineData = patched;
+        // checked before anything is allocated: a patch's offset comes from the node
+        if (merge.patches.some((patch) => !Number.isSafeInteger(patch.offset) || patch.offset + patch.data.length > INLINE_MAX_BYTES)) {
+          throw new FsError(E.EINVAL, 'inline data too large');
+        }
         if (size > inode.attr.size) inode.attr.size = size;
+        // never past the size (a truncation elsewhere cut what the node wrote)
+        const patched = Buffer.from(applyPatches(inode.inlineData, merge.patches).subarray(0, inode.attr.size));
+        inode.inlineData = patched;
         inode.attr.blocks = blocksOf(patched.length);
         merge.merged = inode.attr.size !== size || !patched.equals(inline);
       } else if (inline) {

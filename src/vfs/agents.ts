@@ -55,9 +55,8 @@ export class AgentPool {
    *  one was made lately), so that the caller can try the new one. */
   private relocate(): Promise<void> {
     const nowMs = Date.now();
-    if (nowMs - this.relocatedAtMs < RELOCATE_INTERVAL_MS) return this.refreshing ?? Promise.resolve();
-    this.relocatedAtMs = nowMs;
-    return this.refresh().catch((err) => log.debug(`looking up the nodes' addresses: ${(err as Error).message}`));
+    const lookup = nowMs - this.relocatedAtMs < RELOCATE_INTERVAL_MS ? this.refreshing : (this.relocatedAtMs = nowMs, this.refresh());
+    return (lookup ?? Promise.resolve()).catch((err) => log.debug(`looking up the nodes' addresses: ${(err as Error).message}`));
   }
 
   close(): void {

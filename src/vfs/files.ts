@@ -331,7 +331,8 @@ export class OpenFiles {
       const content = Buffer.from(file.inline);
       const patches = sent.map((range) => ({ offset: range.start, data: content.subarray(range.start, Math.min(range.end, content.length)) }));
       try {
-        const committed = await this.meta.commitWrite(file.ino, file.size, mtime, sync, { content, patches });
+        // the end of its own writes, as for objects (storedEnd): a truncation elsewhere stands
+        const committed = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, { content, patches });
         fresh = committed;
         // other nodes' writes are in the content now: read it again before use
         if (committed.inlineMerged) file.stale = true;
@@ -398,9 +399,10 @@ export class OpenFiles {
         await this.commitNow(file, false, content);
         return;
       } catch (err) {
-        if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
-        // the service's content changed since it was read: it is read again
+        // the service's content changed since it was read (EAGAIN): it is read
+        // again; on any other failure the file is inlined still, as far as known
         file.inline = content;
+        if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
       }
     }
   }
@@ -443,6 +445,9 @@ export class OpenFiles {
     if (sizeSet) {
       file.dirtyEnd = 0;
       file.size = size;
+      // what this node wrote past the new end, before it, is cut with it
+      if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
+      file.inlineDirty = withoutPast(file.inlineDirty, size);
     } else if (data) {
       file.size = Math.max(file.size, size);
     }
@@ -499,7 +504,8 @@ export class OpenFiles {
     // inlined: the content is in the metadata, which a synced commit makes durable
     if (file.inline) {
       if (!(await this.commit(file, true))) await this.meta.sync();
-      return;
+      if (file.inline) return;
+      // spilled by another node meanwhile: what this node wrote went to the objects, synced below
     }
     await file.writer.drain();
     const objects = [...file.unsynced];

@@ -293,6 +293,8 @@ export class Vfs {
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
       if (size > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
       const open = fh !== null ? this.files.handle(fh).file : this.files.file(ino);
+      // a spill in progress writes the content it read: the cut comes after it
+      if (open?.spilling) await open.spilling;
       let fencedStale: number[] = [];
       if (!open?.inline) {
         // what this node wrote reaches the objects before they are cut

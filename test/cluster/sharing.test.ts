@@ -259,6 +259,19 @@ describe('a small file (kept in its inode) written by two nodes at once', () => 
     }
   });
 
+  it('written on node 2, truncated to 0 on node 3 before node 2 closes: grown again, it reads zeros', () => {
+    const file = name('inl');
+    fs.writeFileSync(cluster.path(2, file), '');
+    // write-only: the write reaches node 2's daemon at once (no page cache), uncommitted
+    const two = fs.openSync(cluster.path(2, file), fs.constants.O_WRONLY);
+    fs.writeSync(two, Buffer.alloc(3000, 'x'), 0, 3000, 0);
+    fs.truncateSync(cluster.path(3, file), 0);
+    fs.closeSync(two);
+    for (const id of [1, 2, 3]) expect(fs.statSync(cluster.path(id, file)).size, `node ${id}`).toBe(0);
+    fs.truncateSync(cluster.path(3, file), 3000);
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file)).equals(Buffer.alloc(3000)), `node ${id}`).toBe(true);
+  });
+
   it('an in-place write on node 2 and an append on node 3: both stay', () => {
     const file = name('inl');
     fs.writeFileSync(cluster.path(2, file), Buffer.alloc(100, 'x'));
