@@ -223,7 +223,7 @@ export class MetaClient {
    *  allocatedBytes: what the file's objects take on disk, if measured;
    *  staleSlots: copies of the file's objects that missed the writes (see Layout.stale);
    *  spilledContent: the inlined content this node wrote to the objects (EAGAIN if
-   *  it is other now). */
+   *  it is other now, or another node spilled the file). */
   async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: { content: Buffer; patches: InlinePatch[] } | null = null,
     allocatedBytes: number | null = null, staleSlots: number[] = [], spilledContent: Buffer | null = null): Promise<Fresh & { inlineMerged: boolean }> {
     const reply = await this.rpc.call('CommitWrite', {

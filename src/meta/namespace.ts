@@ -385,7 +385,7 @@ export class Namespace {
    *  now, patched; the size only grows), and whether the result is other than
    *  inline (set here). Without merge, inline replaces the content and the size.
    *  spilledContent: without inline, what the node wrote to the objects of a
-   *  file still inlined (EAGAIN if the content is other now). */
+   *  file still inlined (EAGAIN if the content is other now, or the file was spilled). */
   async commitWrite(ino: number, size: number, mtime: Attr['mtime'], sync: boolean, inline: Buffer | null, effects?: Effects, allocatedBytes: number | null = null,
     delegated?: { creates: DelegatedCreate[]; nodeId: number; memberIds: number[]; failed: FailedCreate[] }, staleSlots: number[] = [],
     merge: { patches: InlinePatch[]; merged: boolean } | null = null, spilledContent: Buffer | null = null): Promise<Attr | null> {
@@ -401,8 +401,9 @@ export class Namespace {
       if (!isReg(current.attr.mode)) throw new FsError(E.EINVAL);
       // another node spilled the file to its objects meanwhile: the writer must too
       if (inline && !current.inlined) throw new FsError(E.EAGAIN);
-      // a spill of a content other nodes' commits have changed since: spilled again
-      if (spilledContent && current.inlined && !current.inlineData.equals(spilledContent)) throw new FsError(E.EAGAIN);
+      // a spill of a content other nodes' commits have changed since, or another
+      // node's spill, which may have written over this node's bytes: done again
+      if (spilledContent && (!current.inlined || !current.inlineData.equals(spilledContent))) throw new FsError(E.EAGAIN);
       const inode = tx.editInode(ino);
       if (inline && merge) {
         // checked before anything is allocated: a patch's offset comes from the node

@@ -272,6 +272,60 @@ describe('a small file (kept in its inode) written by two nodes at once', () => 
     for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file)).equals(Buffer.alloc(3000)), `node ${id}`).toBe(true);
   });
 
+  /** A new empty file, open write-only on nodes 2 and 3: each write reaches its
+   *  node's daemon at once (no page cache), in the order of the test. */
+  function writeOnlyOnTwoAndThree(): { file: string; two: number; three: number } {
+    const file = name('inl');
+    fs.writeFileSync(cluster.path(2, file), '');
+    return { file, two: fs.openSync(cluster.path(2, file), fs.constants.O_WRONLY), three: fs.openSync(cluster.path(3, file), fs.constants.O_WRONLY) };
+  }
+
+  /** Zeros, with each [char, offset, end] filled in. */
+  function bytes(size: number, fills: [string, number, number][]): Buffer {
+    const out = Buffer.alloc(size);
+    for (const [char, offset, end] of fills) out.fill(char, offset, end);
+    return out;
+  }
+
+  it('spilled by node 2 while node 3 commits bytes into it: node 3\'s bytes go to the objects too', () => {
+    const { file, two, three } = writeOnlyOnTwoAndThree();
+    fs.writeSync(two, Buffer.alloc(100, 'A'), 0, 100, 0);
+    // past the inode: node 2 spills what it wrote, to commit later
+    fs.writeSync(two, Buffer.from('far'), 0, 3, MiB);
+    fs.writeSync(three, Buffer.alloc(100, 'B'), 0, 100, 200);
+    fs.fsyncSync(three);
+    fs.fsyncSync(two);
+    fs.closeSync(three);
+    fs.closeSync(two);
+    const expected = bytes(MiB + 3, [['A', 0, 100], ['B', 200, 300], ['far', MiB, MiB + 3]]);
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file)).equals(expected), `node ${id}`).toBe(true);
+  });
+
+  it('spilled by node 3, then by node 2 with the content the service had: node 3\'s bytes stay', () => {
+    const { file, two, three } = writeOnlyOnTwoAndThree();
+    fs.writeSync(three, Buffer.alloc(100, 'B'), 0, 100, 5000);
+    fs.writeSync(three, Buffer.from('far'), 0, 3, MiB);
+    // a read on node 3 waits for its writes to reach the objects (kept open:
+    // a close would commit them)
+    const reader = fs.openSync(cluster.path(3, file), 'r');
+    const got = Buffer.alloc(100);
+    fs.readSync(reader, got, 0, 100, 5000);
+    expect(got.equals(Buffer.alloc(100, 'B'))).toBe(true);
+    // node 2 commits bytes around node 3's (zeros where they are, in the service's copy)...
+    fs.writeSync(two, Buffer.alloc(100, 'A'), 0, 100, 0);
+    fs.writeSync(two, Buffer.alloc(100, 'C'), 0, 100, 6000);
+    fs.fsyncSync(two);
+    // ...then spills that copy, zeros included, to the objects, and commits first
+    fs.writeSync(two, Buffer.from('farther'), 0, 7, 2 * MiB);
+    fs.fsyncSync(two);
+    fs.fsyncSync(three);
+    fs.closeSync(reader);
+    fs.closeSync(three);
+    fs.closeSync(two);
+    const expected = bytes(2 * MiB + 7, [['A', 0, 100], ['B', 5000, 5100], ['C', 6000, 6100], ['far', MiB, MiB + 3], ['farther', 2 * MiB, 2 * MiB + 7]]);
+    for (const id of [1, 2, 3]) expect(fs.readFileSync(cluster.path(id, file)).equals(expected), `node ${id}`).toBe(true);
+  });
+
   it('an in-place write on node 2 and an append on node 3: both stay', () => {
     const file = name('inl');
     fs.writeFileSync(cluster.path(2, file), Buffer.alloc(100, 'x'));
