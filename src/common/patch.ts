@@ -48,16 +48,3 @@ export function withoutPast(ranges: ByteRange[], size: number): ByteRange[] {
 export function piecesOf(content: Buffer, ranges: ByteRange[]): { offset: number; data: Buffer }[] {
   return ranges.filter((range) => range.start < content.length).map((range) => ({ offset: range.start, data: content.subarray(range.start, Math.min(range.end, content.length)) }));
 }
-
-/** The ranges of [0, end) that none of ranges (sorted, apart) covers. */
-export function gapsOf(ranges: ByteRange[], end: number): ByteRange[] {
-  const gaps: ByteRange[] = [];
-  let at = 0;
-  for (const range of ranges) {
-    if (range.start >= end) break;
-    if (range.start > at) gaps.push({ start: at, end: range.start });
-    at = Math.max(at, range.end);
-  }
-  if (at < end) gaps.push({ start: at, end });
-  return gaps;
-}

@@ -8,7 +8,7 @@ import { now } from '../common/clock.js';
 import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
-import type { Entry, Fresh, MetaClient } from '../meta/client.js';
+import type { Entry, MetaClient } from '../meta/client.js';
 import type { Attr, Layout, Timespec } from '../rpc/messages.js';
 import { replicasOf, slotOf, withStale } from '../layout/replicas.js';
 import { log } from '../common/log.js';
@@ -16,7 +16,7 @@ import { ReplicaIo } from '../replication/objects.js';
 import type { AgentPool } from './agents.js';
 import type { AttrCache } from './attrCache.js';
 import { Closer } from './closer.js';
-import { type ByteRange, gapsOf, piecesOf, withRange, withoutPast, writeInto } from '../common/patch.js';
+import { type ByteRange, piecesOf, withRange, withoutPast, writeInto } from '../common/patch.js';
 import { ContentCache } from './contentCache.js';
 import { zeroPieces } from './holes.js';
 import { FileReadAhead, ReadAheadBudget } from './readAhead.js';
@@ -59,13 +59,6 @@ export interface OpenFile extends WrittenFile {
   inlineDirty: ByteRange[];
   /** The spill in progress (see OpenFiles.spill): writes, reads and commits wait for it. */
   spilling: Promise<void> | null;
-  /** The inlined content the metadata service has is empty, as far as this node
-   *  knows: a spill then writes only this node's bytes (see spillOwn). */
-  baseEmpty: boolean;
-  /** A spill of an empty file not committed yet (see spillOwn): this node's
-   *  bytes in the first INLINE_MAX_BYTES and where they are, to write again if
-   *  another node's spill wrote over them. */
-  spilledOwn: { head: Buffer; ranges: ByteRange[] } | null;
   handles: number;
   /** Handles that bypass the kernel's page cache: none or all of them. */
   directHandles: number;
@@ -183,7 +176,6 @@ export class OpenFiles {
         ...written, writerLayout: layout, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, layoutOutdated: false, written: 0, committed: 0, handles: 0, directHandles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => readableLayout(opened), this.replicas, this.readAheadBudget),
         inline: entry.inlined ? Buffer.from(entry.inlineData) : null, inlineDirty: [], spilling: null,
-        baseEmpty: entry.inlined && entry.inlineData.length === 0, spilledOwn: null,
       };
       file = opened;
       this.files.set(attr.ino, file);
@@ -194,7 +186,6 @@ export class OpenFiles {
       // open elsewhere on this node: what the metadata service has now is newer, unless this node wrote since
       if (file.written === file.committed && (file.inline !== null || !entry.inlined)) {
         file.inline = entry.inlined ? Buffer.from(entry.inlineData) : null;
-        file.baseEmpty = entry.inlined && entry.inlineData.length === 0;
         file.size = attr.size;
         file.stale = false;
       }
@@ -269,13 +260,8 @@ export class OpenFiles {
       file.inline = writeInto(file.inline, at, data);
       file.inlineDirty = withRange(file.inlineDirty, at, at + length);
     } else {
-      if (file.inline) {
-        // an empty file this node alone writes (tar, cp): its commit spills it, no call before
-        const spill = file.baseEmpty && !file.stale ? this.spillOwn(file) : this.spill(file);
-        await (file.spilling ??= spill.finally(() => (file.spilling = null)));
-      }
+      if (file.inline) await (file.spilling ??= this.spill(file).finally(() => (file.spilling = null)));
       file.readAhead.clear();
-      if (file.spilledOwn && at < INLINE_MAX_BYTES) keepOwn(file.spilledOwn, at, data);
       await file.writer.write(at, data);
     }
     if (at + length > file.size) file.size = at + length;
@@ -321,12 +307,13 @@ export class OpenFiles {
   }
 
   /** Sends what this node wrote and commits its size and mtime (and the content of
-   *  an inlined file); false if there was nothing to commit. spilledContent: see spill. */
+   *  an inlined file); false if there was nothing to commit. */
   async commit(file: OpenFile, sync: boolean): Promise<boolean> {
     if (file.spilling) await file.spilling;
     return this.commitNow(file, sync);
   }
 
+  /** spilledContent: the inlined content spill wrote to the objects, committed even if nothing else is. */
   private async commitNow(file: OpenFile, sync: boolean, spilledContent: Buffer | null = null): Promise<boolean> {
     const written = file.written;
     if (!file.inline) await file.writer.drain();
@@ -335,7 +322,7 @@ export class OpenFiles {
     // file too: a repair may have made them good since, without these writes.
     const touched = [...file.touched];
     const staleSlots = [...new Set([...file.failedSlots, ...skippedSlots(file.writerLayout, touched)])];
-    if (written === file.committed && staleSlots.length === 0) return false;
+    if (written === file.committed && staleSlots.length === 0 && !spilledContent) return false;
     const mtime = file.mtime;
     let fresh;
     if (file.inline) {
@@ -348,7 +335,6 @@ export class OpenFiles {
         // the end of its own writes, as for objects (storedEnd): a truncation elsewhere stands
         const committed = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, { content, patches });
         fresh = committed;
-        if (sent.length > 0) file.baseEmpty = false;
         // other nodes' writes are in the content now: read it again before use
         if (committed.inlineMerged) file.stale = true;
       } catch (err) {
@@ -360,8 +346,6 @@ export class OpenFiles {
         await file.writer.drain();
         fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
       }
-    } else if (file.spilledOwn) {
-      fresh = await this.commitSpilledOwn(file, sync, mtime, staleSlots);
     } else {
       fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots, spilledContent);
     }
@@ -410,8 +394,6 @@ export class OpenFiles {
       file.size = Math.max(file.size, entry.attr.size);
       file.dirtyEnd = Math.max(file.dirtyEnd, entry.attr.size);
       if (content.length > 0) await file.writer.write(0, content);
-      // a write to commit, with the content it came from
-      file.written++;
       try {
         await this.commitNow(file, false, content);
         return;
@@ -433,54 +415,6 @@ export class OpenFiles {
     for (const piece of piecesOf(content, written)) await file.writer.write(piece.offset, piece.data);
   }
 
-  /** An inlined file whose content the service has empty (a new file, one
-   *  truncated to nothing) outgrows its inode: the bytes this node wrote go to
-   *  the objects, and its commit spills the file, if the service's content is
-   *  empty still (see commitSpilledOwn). Only this node's bytes are written,
-   *  never zeros between them: another node's spill may be writing its own. */
-  private async spillOwn(file: OpenFile): Promise<void> {
-    const content = file.inline!;
-    const written = file.inlineDirty;
-    file.inline = null;
-    file.inlineDirty = [];
-    const own = { head: Buffer.alloc(INLINE_MAX_BYTES), ranges: [] as ByteRange[] };
-    file.spilledOwn = own;
-    for (const piece of piecesOf(content, written)) {
-      keepOwn(own, piece.offset, piece.data);
-      await file.writer.write(piece.offset, piece.data);
-    }
-  }
-
-  /** The commit of a spill made by spillOwn. If other nodes changed the
-   *  content meanwhile (EAGAIN), their bytes go to the objects, under this
-   *  node's, and the commit is tried again; if one of them spilled the file,
-   *  its content may have overwritten this node's bytes: they are written again. */
-  private async commitSpilledOwn(file: OpenFile, sync: boolean, mtime: Timespec | null, staleSlots: number[]): Promise<Fresh & { inlineMerged: boolean }> {
-    const own = file.spilledOwn!;
-    let contentBefore: Buffer | null = EMPTY_CONTENT;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots, contentBefore);
-        file.spilledOwn = null;
-        return fresh;
-      } catch (err) {
-        if (!(err instanceof FsError && err.errno === E.EAGAIN)) throw err;
-        if (attempt >= SPILL_ATTEMPTS_MAX) throw new FsError(E.EIO, `inode ${file.ino}: its content kept changing while it was spilled`);
-      }
-      const entry = await this.meta.open({ ino: file.ino }, this.nodeId);
-      if (entry.inlined) {
-        contentBefore = Buffer.from(entry.inlineData);
-        for (const piece of piecesOf(contentBefore, gapsOf(own.ranges, contentBefore.length))) await file.writer.write(piece.offset, piece.data);
-      } else {
-        contentBefore = null;
-        for (const piece of piecesOf(own.head, own.ranges)) await file.writer.write(piece.offset, piece.data);
-      }
-      await file.writer.drain();
-      // other nodes' bytes, durable in the inode, stay durable in the objects (and a sync's, this node's)
-      if (contentBefore !== null || sync) await this.syncObjects(file);
-    }
-  }
-
   /** Another node changed the file's content: an inlined copy is read again. */
   private async reload(file: OpenFile): Promise<void> {
     file.stale = false;
@@ -497,7 +431,6 @@ export class OpenFiles {
     let content: Buffer = Buffer.from(entry.inlineData);
     for (const piece of piecesOf(file.inline, file.inlineDirty)) content = writeInto(content, piece.offset, piece.data);
     file.inline = content;
-    file.baseEmpty = entry.inlineData.length === 0;
     file.size = file.written !== file.committed ? Math.max(file.size, entry.attr.size) : entry.attr.size;
   }
 
@@ -514,7 +447,6 @@ export class OpenFiles {
       // what this node wrote past the new end, before it, is cut with it
       if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
       file.inlineDirty = withoutPast(file.inlineDirty, size);
-      if (file.spilledOwn) file.spilledOwn.ranges = withoutPast(file.spilledOwn.ranges, size);
     } else if (data) {
       file.size = Math.max(file.size, size);
     }
@@ -563,9 +495,6 @@ export class OpenFiles {
     file.writer.forgetLostFrom(size);
     if (file.inline && file.inline.length > size) file.inline = Buffer.from(file.inline.subarray(0, size));
     file.inlineDirty = withoutPast(file.inlineDirty, size);
-    if (file.spilledOwn) file.spilledOwn.ranges = withoutPast(file.spilledOwn.ranges, size);
-    // the service cut its content to nothing
-    if (size === 0 && file.inline) file.baseEmpty = true;
   }
 
   async fsync(fh: number): Promise<void> {
@@ -657,10 +586,3 @@ function skippedSlots(layout: Layout, objects: number[]): number[] {
   return skipped;
 }
 
-/** Bytes this node wrote in the first INLINE_MAX_BYTES of a file spilled by spillOwn, kept until its commit. */
-function keepOwn(own: { head: Buffer; ranges: ByteRange[] }, offset: number, data: Buffer): void {
-  const end = Math.min(offset + data.length, INLINE_MAX_BYTES);
-  if (end <= offset) return;
-  data.copy(own.head, offset, 0, end - offset);
-  own.ranges = withRange(own.ranges, offset, end);
-}

@@ -1,6 +1,6 @@
 // The byte ranges and patches of small files kept in their inode (src/common/patch.ts).
 import { describe, expect, it } from 'vitest';
-import { applyPatches, gapsOf, piecesOf, withRange, withoutPast } from '../../src/common/patch.js';
+import { applyPatches, piecesOf, withRange, withoutPast } from '../../src/common/patch.js';
 
 describe('byte ranges', () => {
   it('merges ranges that meet or touch, keeps the others apart', () => {
@@ -14,15 +14,6 @@ describe('byte ranges', () => {
 
   it('cuts ranges at a size', () => {
     expect(withoutPast([{ start: 0, end: 4 }, { start: 8, end: 16 }, { start: 20, end: 30 }], 10)).toEqual([{ start: 0, end: 4 }, { start: 8, end: 10 }]);
-  });
-
-  it('finds the gaps between ranges up to an end', () => {
-    const ranges = [{ start: 2, end: 4 }, { start: 6, end: 12 }];
-    expect(gapsOf(ranges, 10)).toEqual([{ start: 0, end: 2 }, { start: 4, end: 6 }]);
-    expect(gapsOf(ranges, 20)).toEqual([{ start: 0, end: 2 }, { start: 4, end: 6 }, { start: 12, end: 20 }]);
-    expect(gapsOf([], 7)).toEqual([{ start: 0, end: 7 }]);
-    expect(gapsOf([{ start: 0, end: 7 }], 7)).toEqual([]);
-    expect(gapsOf(ranges, 0)).toEqual([]);
   });
 
   it('takes the pieces of content in ranges, none past its end', () => {
