@@ -55,7 +55,11 @@ export class AgentPool {
    *  one was made lately), so that the caller can try the new one. */
   private relocate(): Promise<void> {
     const nowMs = Date.now();
-    const lookup = nowMs - this.relocatedAtMs < RELOCATE_INTERVAL_MS ? this.refreshing : (this.relocatedAtMs = nowMs, this.refresh());
+    let lookup = this.refreshing;
+    if (nowMs - this.relocatedAtMs >= RELOCATE_INTERVAL_MS) {
+      this.relocatedAtMs = nowMs;
+      lookup = this.refresh();
+    }
     return (lookup ?? Promise.resolve()).catch((err) => log.debug(`looking up the nodes' addresses: ${(err as Error).message}`));
   }
 
