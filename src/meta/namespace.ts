@@ -13,8 +13,7 @@ import {
   PERMISSION_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, isDir, isKnownType, isLink, isReg,
 } from '../common/mode.js';
 import {
-  SETATTR_ATIME, SETATTR_ATIME_NOW, SETATTR_GID, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE,
-  SETATTR_UID, RENAME_NOREPLACE,
+  SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, RENAME_NOREPLACE,
   type Attr, type CreateRequest, type DelegatedCreate, type DirEntry, type FailedCreate, type InlinePatch, type Inode, type Layout, type SetattrRequest, type StripePolicy,
   type Target,
 } from '../rpc/messages.js';
@@ -24,6 +23,7 @@ import { REPLICAS_MAX, goodReplicas, layoutComplete, replicaCount, slotOf, withS
 import { FIRST_INO, ROOT_INO, type Stray } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
 import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
+import { applyAttrChanges, checkTime } from './attrChanges.js';
 
 const DIRECTORY_SIZE_BYTES = 4096;
 const XATTR_CREATE = 1;
@@ -279,9 +279,6 @@ export class Namespace {
       const inode = tx.editInode(found.attr.ino);
       const attr = inode.attr;
       const time = now();
-      if (valid & SETATTR_MODE) attr.mode = (attr.mode & S_IFMT) | ((request.mode ?? 0) & PERMISSION_BITS);
-      if (valid & SETATTR_UID) attr.uid = request.uid ?? 0;
-      if (valid & SETATTR_GID) attr.gid = request.gid ?? 0;
       if (valid & SETATTR_SIZE) {
         if (isDir(attr.mode)) throw new FsError(E.EISDIR);
         if (!isReg(attr.mode)) throw new FsError(E.EINVAL);
@@ -291,11 +288,7 @@ export class Namespace {
         // cut blocks go; a longer file gains a hole, which takes none
         attr.blocks = inode.inlined ? blocksOf(inode.inlineData.length) : Math.min(attr.blocks ?? 0, blocksOf(attr.size));
       }
-      if (valid & SETATTR_ATIME_NOW) attr.atime = time;
-      else if (valid & SETATTR_ATIME) attr.atime = checkTime(request.atime);
-      if (valid & SETATTR_MTIME_NOW) attr.mtime = time;
-      else if (valid & SETATTR_MTIME) attr.mtime = checkTime(request.mtime);
-      attr.ctime = time;
+      applyAttrChanges(attr, request, time);
       tx.changed(attr.ino, (valid & SETATTR_SIZE) !== 0,
         ((valid & SETATTR_SIZE) ? CHANGED_SIZE : 0) | ((valid & (SETATTR_MTIME | SETATTR_MTIME_NOW | SETATTR_SIZE)) ? CHANGED_MTIME : 0));
       return attr;
@@ -365,8 +358,18 @@ export class Namespace {
     if (!range && (ino < FIRST_INO || ino >= this.store.nextFreeIno || tx.inode(ino))) throw new FsError(E.EINVAL, `inode ${ino} is not the node's`);
     const time = checkTime(create.time);
     const gid = parent.attr.mode & S_ISGID ? parent.attr.gid : create.gid;
+    const attr: Attr = { ino, mode: create.mode, uid: create.uid, gid, nlink: 1, size: 0, rdev: 0, atime: time, mtime: time, ctime: time, blocks: 0 };
+    // setattrs the node made before it sent the create (it checked them, as its kernel did)
+    if (create.changed) {
+      attr.mode = S_IFREG | (create.changed.mode & PERMISSION_BITS);
+      attr.uid = create.changed.uid;
+      attr.gid = create.changed.gid;
+      attr.atime = checkTime(create.changed.atime);
+      attr.mtime = checkTime(create.changed.mtime);
+      attr.ctime = checkTime(create.changed.ctime);
+    }
     tx.putInode({
-      attr: { ino, mode: create.mode, uid: create.uid, gid, nlink: 1, size: 0, rdev: 0, atime: time, mtime: time, ctime: time, blocks: 0 },
+      attr,
       layout: { unitBytes: layout.unitBytes, nodes: [...layout.nodes], replicas: replicaCount(layout), mirrors: [...(layout.mirrors ?? [])], stale: [] },
       target: '', parent: 0, entries: 0, policy: null, xattrs: {}, inlined: true, inlineData: EMPTY,
     });
@@ -850,13 +853,6 @@ function checkPolicy(policy: StripePolicy): void {
 function checkXattrName(name: string): void {
   if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX_BYTES) throw new FsError(E.ERANGE);
   if (!XATTR_NAMESPACES.some((prefix) => name.startsWith(prefix) && name.length > prefix.length)) throw new FsError(E.EOPNOTSUPP);
-}
-
-function checkTime(time: Attr['mtime'] | undefined): { sec: number; nsec: number } {
-  const sec = time?.sec ?? 0;
-  const nsec = time?.nsec ?? 0;
-  if (!Number.isSafeInteger(sec) || !Number.isInteger(nsec) || nsec < 0 || nsec >= 1e9) throw new FsError(E.EINVAL);
-  return { sec, nsec };
 }
 
 /** A layout a node made for a new file (see makeLayout): its units in range, its

@@ -14,7 +14,7 @@ import { log } from '../common/log.js';
 import { makeLayout } from '../layout/placement.js';
 import { namedBy } from '../rpc/targets.js';
 import type { PendingCreates } from '../meta/client.js';
-import type { Delegation, DelegatedCreate, FailedCreate, Layout, MetaMethods, StripePolicy } from '../rpc/messages.js';
+import type { Attr, Delegation, DelegatedCreate, FailedCreate, Layout, MetaMethods, StripePolicy } from '../rpc/messages.js';
 
 /** A delegation is not used closer than this to its end or to the lease's. */
 const DELEGATION_MARGIN_MS = 500;
@@ -135,6 +135,15 @@ export class Delegations implements PendingCreates {
     });
     this.pending.set(ino, { entry: { ino: dir, name }, mode, uid, gid: ownerGid, ino, layout, time });
     return { ino, layout, gid: ownerGid, cacheMs: remainingMs };
+  }
+
+  /** A setattr of a file created here and not sent yet: it goes with the
+   *  create, as the attributes after it (false if the create went already). */
+  change(ino: number, attr: Attr): boolean {
+    const create = this.pending.get(ino);
+    if (!create) return false;
+    create.changed = attr;
+    return true;
   }
 
   /** Whether ino was created here and the service may not know it yet. */

@@ -17,6 +17,7 @@ import { now } from '../common/clock.js';
 import { log } from '../common/log.js';
 import { ABSENT_XATTR_CACHE_MS, FILE_MAX_BYTES } from '../common/limits.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
+import { applyAttrChanges } from '../meta/attrChanges.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Entry, Fresh, MetaClient } from '../meta/client.js';
 import {
@@ -288,6 +289,8 @@ export class Vfs {
     this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
     if (changes.valid & (SETATTR_MTIME | SETATTR_MTIME_NOW)) this.files.timesSet(ino);
+    const here = (changes.valid & SETATTR_SIZE) === 0 ? this.setattrHere(ino, changes) : null;
+    if (here) return here;
     if (changes.valid & SETATTR_SIZE) {
       const size = changes.size ?? 0;
       if (!Number.isSafeInteger(size) || size < 0) throw new FsError(E.EINVAL);
@@ -311,6 +314,19 @@ export class Vfs {
       return this.told(fresh);
     }
     return this.told(await byInode(this.meta.setattr({ target: { ino }, ...changes })));
+  }
+
+  /** A setattr of a file made here under a delegation and not sent yet goes
+   *  with its create, without a call: tar x and cp -p set the times, owner and
+   *  mode of every file they make. The kernel checked it (default_permissions).
+   *  Null if the service must be asked. */
+  private setattrHere(ino: number, changes: Changes): Told | null {
+    const granted = this.attrs.get(ino);
+    if (!granted || !this.leaseHolds()) return null;
+    const attr = { ...granted.attr };
+    applyAttrChanges(attr, changes, now());
+    if (!this.delegations.change(ino, attr)) return null;
+    return this.told({ attr, cacheMs: granted.remainingMs });
   }
 
   readlink(ino: number): Promise<string> {

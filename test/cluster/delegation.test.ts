@@ -70,6 +70,34 @@ describe('creates under a delegation', () => {
     }
   });
 
+  it('times, owner and mode node 2 set on files it made and holds open go with their creates: seen by node 3 before and after the close', () => {
+    const dir = delegatedDir();
+    const mtimeMs = Date.parse('2001-02-03T04:05:06.789Z');
+    const atimeMs = Date.parse('2002-03-04T05:06:07.5Z');
+    const made = ['seenOpen', 'seenClosed'].map((file) => {
+      const fd = fs.openSync(cluster.path(2, dir, file), 'w', 0o600);
+      fs.writeSync(fd, `content of ${file}`);
+      // as tar x does, in its order
+      fs.futimesSync(fd, atimeMs / 1000, mtimeMs / 1000);
+      fs.fchownSync(fd, 65534, 65534);
+      fs.fchmodSync(fd, 0o4751);
+      // the kernel is answered with the changes at once
+      const st = fs.fstatSync(fd);
+      expect([st.uid, st.gid, st.mode & 0o7777, st.mtimeMs]).toEqual([65534, 65534, 0o4751, mtimeMs]);
+      return { file, fd };
+    });
+    const expectSet = (file: string, size: number) => {
+      const st = fs.statSync(cluster.path(3, dir, file));
+      expect([st.uid, st.gid, (st.mode & 0o7777).toString(8), st.mtimeMs, st.atimeMs, st.size], file).toEqual([65534, 65534, '4751', mtimeMs, atimeMs, size]);
+    };
+    // node 3 looks before node 2 closes: the creates come with the changes (not the content: not closed)
+    expectSet('seenOpen', 0);
+    for (const { fd } of made) fs.closeSync(fd);
+    expectSet('seenOpen', 'content of seenOpen'.length);
+    expectSet('seenClosed', 'content of seenClosed'.length);
+    expect(fs.readFileSync(cluster.path(3, dir, 'seenClosed'), 'utf8')).toBe('content of seenClosed');
+  });
+
   it('a name node 2 created by itself is EEXIST for O_EXCL on node 3, and the reverse', () => {
     for (let round = 0; round < 5; round++) {
       const dir = delegatedDir();
