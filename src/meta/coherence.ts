@@ -44,9 +44,20 @@ export interface CallbackTarget {
   callback(items: Invalidation[]): Promise<void>;
   /** Until when the node may use its grants: CACHE_LEASE_MS after it was last heard from. */
   leaseUntilMs(): number;
-  /** Requests of this node being served that wait for callbacks of their own:
-   *  its kernel may hold a directory lock a callback to it would wait for. */
-  waitingForCallbacks: number;
+}
+
+/** What the request whose changes are called back holds in its node's kernel
+ *  while it waits: a directory lock (a request that adds names there, or one
+ *  that removes or replaces names), or none that a callback waits for. */
+export type Holding = 'adds' | 'removes' | 'nothing';
+
+/** Requests of one node being served that wait for callbacks while its kernel
+ *  holds a directory lock, which a callback to that node may wait for. */
+interface Waiting {
+  adds: number;
+  removes: number;
+  /** Callbacks to the node that stop waiting once such a request begins (see callBack). */
+  onBegin: Set<() => void>;
 }
 
 /** What a transaction changed: inodes (with why) and directory entries. */
@@ -101,6 +112,8 @@ export class Coherence {
   /** Until when nodes' kernels may still cache what an earlier instance of the
    *  service granted (a failover, a restart): grants this one does not know. */
   private unknownGrantsUntilMs = 0;
+  /** By node: see Waiting and callBack. */
+  private readonly waiting = new Map<number, Waiting>();
 
   constructor(private readonly openOn: (ino: number) => Iterable<number>) {
     this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_INTERVAL_MS);
@@ -215,7 +228,7 @@ export class Coherence {
       const untilMs = Math.min(held.untilMs, (this.targets.get(held.nodeId)?.leaseUntilMs() ?? 0) + DELIVERY_MARGIN_MS);
       if (untilMs <= now) continue;
       const item = { kind: INVALIDATE_DELEGATION, ino: 0, parent: dir, name: '', reasons: 0 };
-      recalls.push(this.callBack(held.nodeId, [item], untilMs, true));
+      recalls.push(this.callBack(held.nodeId, [item], untilMs, 'recall'));
     }
     try {
       await Promise.all(recalls);
@@ -228,8 +241,18 @@ export class Coherence {
 
   /** Calls back every node but the one that made them whose kernel may hold what
    *  the changes make wrong; resolves once they all dropped it, or their grants
-   *  expired. */
-  async invalidate(changes: Changes, originNodeId: number): Promise<void> {
+   *  expired, or (see callBack) a cycle through directory locks was cut.
+   *  holding: what the request that made them holds in its node's kernel. */
+  async invalidate(changes: Changes, originNodeId: number, holding: Holding = 'nothing'): Promise<void> {
+    const end = holding === 'nothing' ? null : this.beginWaiting(originNodeId, holding);
+    try {
+      await this.invalidateFor(changes, originNodeId, holding);
+    } finally {
+      end?.();
+    }
+  }
+
+  private async invalidateFor(changes: Changes, originNodeId: number, holding: Holding): Promise<void> {
     // what an earlier instance granted is not known here: it expires first
     const unknownMs = this.unknownGrantsUntilMs - Date.now();
     if (unknownMs > 0) await new Promise((resolve) => setTimeout(resolve, unknownMs));
@@ -266,12 +289,44 @@ export class Coherence {
       for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, { kind: INVALIDATE_ENTRY, ino: 0, parent, name, reasons: 0 });
     }
     if (byNode.size === 0) return;
-    await Promise.all([...byNode].map(([nodeId, { items, untilMs }]) => this.callBack(nodeId, items, untilMs)));
+    await Promise.all([...byNode].map(([nodeId, { items, untilMs }]) => this.callBack(nodeId, items, untilMs, holding)));
   }
 
-  /** mustAnswer: the node's answer is needed, not only its taking the callback
-   *  (a recall: its creates must have been made before the caller goes on). */
-  private async callBack(nodeId: number, items: Invalidation[], untilMs: number, mustAnswer = false): Promise<void> {
+  private beginWaiting(nodeId: number, holding: 'adds' | 'removes'): () => void {
+    let waiting = this.waiting.get(nodeId);
+    if (!waiting) this.waiting.set(nodeId, (waiting = { adds: 0, removes: 0, onBegin: new Set() }));
+    waiting[holding]++;
+    const begun = [...waiting.onBegin];
+    waiting.onBegin.clear();
+    for (const stop of begun) stop();
+    const ended = waiting;
+    return () => {
+      ended[holding]--;
+      this.forgetWaiting(nodeId, ended);
+    };
+  }
+
+  private forgetWaiting(nodeId: number, waiting: Waiting): void {
+    if (waiting.adds === 0 && waiting.removes === 0 && waiting.onBegin.size === 0 && this.waiting.get(nodeId) === waiting) this.waiting.delete(nodeId);
+  }
+
+  /** A callback, waited for at most until the node's grants expire, with one
+   *  exception that keeps nodes from waiting for each other through the
+   *  directory locks of their kernels (the kernel writes an entry's
+   *  invalidation only once it holds the directory's lock, which a request of
+   *  that node there holds while it waits for its own callbacks):
+   *  - a request that removes or replaces names (unlink, rename) waits for a
+   *    node whose requests only add names, never for one that also removes:
+   *    the name it removed is gone from every other kernel once it is answered;
+   *  - a request that adds names (or holds no lock) does not wait for a node
+   *    whose own requests wait, and stops waiting as soon as one begins: its
+   *    new name may be missed for a moment by a node busy in that directory,
+   *    never a removed name found there.
+   *  Of the requests of a cycle, the last to begin waiting, or the one that adds
+   *  names and waits for it, stops: no cycle lasts.
+   *  recall: a delegation's recall, which the node answers without its kernel:
+   *  always waited for (its creates must be made before the caller goes on). */
+  private async callBack(nodeId: number, items: Invalidation[], untilMs: number, holding: Holding | 'recall'): Promise<void> {
     const target = this.targets.get(nodeId);
     // Never longer than a lease: past it the node has dropped everything anyway.
     // (untilMs is Infinity for the root's own kernel, and a timer of Infinity
@@ -282,13 +337,29 @@ export class Coherence {
       return;
     }
     const answered = target.callback(items).then(() => true, () => false);
-    // Its kernel may be waiting for one of its own requests that waits for
-    // callbacks too (a cycle through directory locks): taking the callback is enough.
-    if (target.waitingForCallbacks > 0 && !mustAnswer) {
+    const waiting = this.waiting.get(nodeId);
+    const busy = holding === 'removes' ? (waiting?.removes ?? 0) > 0 : holding !== 'recall' && waiting !== undefined && waiting.adds + waiting.removes > 0;
+    if (busy) {
+      // sent: the node drops it once its own request is answered
       await within(answered, 0, () => false);
       return;
     }
-    const done = await within(answered, waitMs, () => false);
+    let stop: (() => void) | null = null;
+    const stopped = holding === 'removes' || holding === 'recall' ? null : new Promise<'stopped'>((resolve) => {
+      stop = () => resolve('stopped');
+      let waitingNow = this.waiting.get(nodeId);
+      if (!waitingNow) this.waiting.set(nodeId, (waitingNow = { adds: 0, removes: 0, onBegin: new Set() }));
+      waitingNow.onBegin.add(stop);
+    });
+    const done = await within(stopped ? Promise.race([answered, stopped]) : answered, waitMs, () => false);
+    if (stop) {
+      const waitingNow = this.waiting.get(nodeId);
+      if (waitingNow) {
+        waitingNow.onBegin.delete(stop);
+        this.forgetWaiting(nodeId, waitingNow);
+      }
+    }
+    if (done === 'stopped') return;
     if (!done) {
       if (!this.unresponsive.has(nodeId)) log.warn(`node ${nodeId} did not answer a callback: its caches expired instead`);
       this.unresponsive.add(nodeId);

@@ -7,7 +7,7 @@ import { CHANGED_LAYOUT, REBALANCE_START, REBALANCE_STOP } from '../rpc/messages
 import type { ChangedInReply, Delegation, DirEntry, FailedCreate, Handlers, Layout, MetaMethods, Target } from '../rpc/messages.js';
 import type { Caller } from '../rpc/sessionServer.js';
 import { Cluster, type MetaLocal } from './cluster.js';
-import { Changes, Coherence, type CallbackTarget } from './coherence.js';
+import { Changes, Coherence, type CallbackTarget, type Holding } from './coherence.js';
 import { LockService, lockCaller } from '../locks/service.js';
 import { Appender } from './append.js';
 import { REPAIR_GRACE_DEFAULT_MS, Repairer } from '../replication/repair.js';
@@ -41,8 +41,9 @@ import { CONTROL_DIR, MODULES_DIR, SCHEDULER_DIR } from '../scheduler/modules.js
 type Ops = { [K in keyof MetaMethods]: (request: MetaMethods[K][0], effects: Effects, caller?: Caller) => Promise<MetaMethods[K][1]> };
 
 /** Calls a node makes while its kernel holds a directory's lock (the one a
- *  callback invalidating an entry of that directory would wait for). */
-const HOLDS_DIRECTORY_LOCK = new Set<keyof MetaMethods>(['Create', 'Remove', 'Rename', 'Link']);
+ *  callback invalidating an entry of that directory would wait for), and
+ *  whether they add names there or also remove some (see Coherence.callBack). */
+const HOLDS_DIRECTORY_LOCK: Partial<Record<keyof MetaMethods, Holding>> = { Create: 'adds', Link: 'adds', Remove: 'removes', Rename: 'removes' };
 
 /** The reply of each method that the caller's kernel may cache: the inode whose
  *  attributes it carries, and the directory whose entry it is. */
@@ -304,13 +305,7 @@ export class MetaService {
     };
     if (!effects.changes.empty) {
       // only a change of entries holds a directory lock in the caller's kernel
-      const target = HOLDS_DIRECTORY_LOCK.has(method) ? this.coherence.target(origin) : undefined;
-      if (target) target.waitingForCallbacks++;
-      try {
-        await this.coherence.invalidate(effects.changes, origin);
-      } finally {
-        if (target) target.waitingForCallbacks--;
-      }
+      await this.coherence.invalidate(effects.changes, origin, (caller && HOLDS_DIRECTORY_LOCK[method]) || 'nothing');
       // after the callbacks, which forget every grant of what changed
       if (caller) this.tellChanges(reply, effects, caller.nodeId);
       // the nodes called back told their unannounced opens before answering

@@ -200,7 +200,7 @@ export class KdfsNode {
       };
       // the root's own kernel is called back in-process
       meta.attach({
-        nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items), waitingForCallbacks: 0,
+        nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items),
         leaseUntilMs: () => Infinity, // the root's own: never cut off from itself
       });
       // the root's own locks went with its mount

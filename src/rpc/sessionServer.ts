@@ -57,8 +57,6 @@ export class ServerSession {
   private ended = false;
   /** Requests of this node being served. */
   inFlight = 0;
-  /** ...of which wait for callbacks of their own (see Coherence). */
-  waitingForCallbacks = 0;
   /** When the node was last heard from. */
   heardMs = Date.now();
 

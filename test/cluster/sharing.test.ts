@@ -117,6 +117,42 @@ describe('coherent caches: a change on one node is seen at once on the others', 
     expectErrno(() => fs.statSync(cluster.path(2, dir)), 'ENOENT');
   });
 
+  it('renames on node 3 while node 2 creates files in the directory all along: the old names are gone at once on node 2, and writing one there makes a new file', async () => {
+    // Found by an exploratory test: node 2's kernel, holding the directory's
+    // lock for its own creates, dropped the old name only after the rename was
+    // answered; echo > old name on node 2 then truncated the renamed file.
+    const dir = name('d');
+    const rounds = 150;
+    fs.mkdirSync(cluster.path(2, dir));
+    for (let i = 0; i < rounds; i++) fs.writeFileSync(cluster.path(2, dir, `f${i}`), `orig${i}`);
+    // creates from another process of node 2, in the same directory, until stopped
+    const creator = execFile(process.execPath, ['-e', `
+      const fs = require('fs');
+      for (let i = 0; ; i++) fs.writeFileSync(${q(cluster.path(2, dir))} + '/w' + i, '');
+    `], { timeout: 60_000, killSignal: 'SIGKILL' });
+    const stopped = new Promise((resolve) => creator.on('exit', resolve));
+    try {
+      const stale: string[] = [];
+      for (let i = 0; i < rounds; i++) {
+        // node 2's kernel has the name
+        fs.statSync(cluster.path(2, dir, `f${i}`));
+        fs.renameSync(cluster.path(3, dir, `f${i}`), cluster.path(3, dir, `g${i}`));
+        if (fs.existsSync(cluster.path(2, dir, `f${i}`))) stale.push(`f${i}`);
+        fs.writeFileSync(cluster.path(2, dir, `f${i}`), `rewritten${i}`);
+      }
+      expect(stale).toEqual([]);
+    } finally {
+      creator.kill('SIGKILL');
+      await stopped;
+    }
+    for (const id of [1, 2, 3]) {
+      for (let i = 0; i < rounds; i++) {
+        expect(fs.readFileSync(cluster.path(id, dir, `g${i}`), 'utf8'), `node ${id}`).toBe(`orig${i}`);
+        expect(fs.readFileSync(cluster.path(id, dir, `f${i}`), 'utf8'), `node ${id}`).toBe(`rewritten${i}`);
+      }
+    }
+  }, 90_000);
+
   it('a file rewritten and closed on node 1 has its new size and mtime at once on node 2, which had cached the old ones', () => {
     const file = name();
     fs.writeFileSync(cluster.path(1, file), 'short');
