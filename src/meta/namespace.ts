@@ -371,7 +371,7 @@ export class Namespace {
     tx.putInode({
       attr,
       layout: { unitBytes: layout.unitBytes, nodes: [...layout.nodes], replicas: replicaCount(layout), mirrors: [...(layout.mirrors ?? [])], stale: [] },
-      target: '', parent: 0, entries: 0, policy: null, xattrs: {}, inlined: true, inlineData: EMPTY,
+      target: '', parent: 0, entries: 0, policy: null, xattrs: {}, inlined: !create.spilled, inlineData: EMPTY,
     });
     tx.putDirent(parent.attr.ino, name, { ino, mode: S_IFREG });
     const p = tx.editInode(parent.attr.ino);

@@ -195,7 +195,7 @@ export interface Delegation {
   parentMode: number;
   parentGid: number;
 }
-export interface DelegatedCreate { entry: Target; mode: number; uid: number; gid: number; ino: number; layout: Layout | null; time: Timespec | null; changed?: Attr | null }
+export interface DelegatedCreate { entry: Target; mode: number; uid: number; gid: number; ino: number; layout: Layout | null; time: Timespec | null; changed?: Attr | null; spilled?: boolean }
 export interface PublishRequest { creates: DelegatedCreate[] }
 export interface ReserveInosRequest { count: number }
 export interface ReserveInosReply { errno: number; inoFirst: number; inoCount: number }

@@ -146,6 +146,15 @@ export class Delegations implements PendingCreates {
     return true;
   }
 
+  /** A file created here and not sent yet outgrows its inode: it is made with
+   *  its data in its stripe objects (false if the create went already). */
+  spill(ino: number): boolean {
+    const create = this.pending.get(ino);
+    if (!create) return false;
+    create.spilled = true;
+    return true;
+  }
+
   /** Whether ino was created here and the service may not know it yet. */
   unsent(ino: number): boolean {
     return this.pending.has(ino) || this.inFlight.has(ino);

@@ -96,6 +96,9 @@ export class OpenFiles {
     private readonly agents: AgentPool,
     private readonly nodeId: number,
     private readonly attrs: AttrCache,
+    /** Makes a file this node created and has not sent yet spilled from its
+     *  create on; false if the service may know the file (see Delegations.spill). */
+    private readonly spillUnsent: (ino: number) => boolean = () => false,
   ) {
     this.replicas = new ReplicaIo(agents, nodeId, (ino, slot) => {
       // the root marks it stale and repairs it; this read went on with another copy
@@ -374,12 +377,22 @@ export class OpenFiles {
     }
   }
 
-  /** The file outgrows its inode. What this node wrote goes to the metadata
-   *  service first; then the content as the service has it (other nodes'
+  /** The file outgrows its inode. Unless the service does not know it yet,
+   *  what this node wrote goes to the metadata service first; then the content as the service has it (other nodes'
    *  writes with it) goes to the stripe objects, and the file stops being
    *  inlined, unless another node's commit changed the content in between (the
    *  service refuses it): then it is done again. */
   private async spill(file: OpenFile): Promise<void> {
+    // a file nobody else knows yet (its create is not sent): all it holds is this
+    // node's, and it is made spilled (tar x, cp: every file past 8 KiB)
+    if (this.spillUnsent(file.ino)) {
+      const content = file.inline!;
+      file.inline = null;
+      file.inlineDirty = [];
+      file.dirtyEnd = Math.max(file.dirtyEnd, file.size);
+      if (content.length > 0) await file.writer.write(0, content);
+      return;
+    }
     for (let attempt = 0; file.inline; attempt++) {
       if (attempt >= SPILL_ATTEMPTS_MAX) throw new FsError(E.EIO, `inode ${file.ino}: its content kept changing while it was spilled`);
       if (file.written !== file.committed) await this.commitNow(file, false);

@@ -114,7 +114,7 @@ export class Vfs {
   readonly locks: NodeLocks;
 
   constructor(private readonly meta: MetaClient, agents: AgentPool, readonly nodeId: number) {
-    this.files = new OpenFiles(meta, agents, nodeId, this.attrs);
+    this.files = new OpenFiles(meta, agents, nodeId, this.attrs, (ino) => this.delegations.spill(ino));
     // a directory whose every entry this node knows is listed without a call
     this.dirs = new DirHandles(meta, (dir) => (this.leaseHolds() ? this.known.list(dir) : null));
     this.statahead = new Statahead(meta, this.known, this.attrs, this.files.closedContent);

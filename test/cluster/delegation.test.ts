@@ -98,6 +98,37 @@ describe('creates under a delegation', () => {
     expect(fs.readFileSync(cluster.path(3, dir, 'seenClosed'), 'utf8')).toBe('content of seenClosed');
   });
 
+  it('files node 2 made by itself and wrote past their inodes before any call: node 3 sees them empty before the close, whole after, and writes into them', () => {
+    const dir = delegatedDir();
+    const head = Buffer.alloc(5000, 'h');
+    const tail = Buffer.alloc(20_000, 't');
+    const TAIL_AT = 9000;
+    const files = ['spilledSeenOpen', 'spilledClosed'].map((file) => {
+      // write-only: each write reaches node 2's daemon at once, in this order
+      const fd = fs.openSync(cluster.path(2, dir, file), fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644);
+      fs.writeSync(fd, head, 0, head.length, 0);
+      fs.writeSync(fd, tail, 0, tail.length, TAIL_AT);
+      return { file, fd };
+    });
+    // node 3 looks first: the create comes with it, its data not committed yet;
+    // node 3's bytes between node 2's go where node 2's are (not into an inode node 2's commit would drop)
+    expect(fs.statSync(cluster.path(3, dir, 'spilledSeenOpen')).size).toBe(0);
+    const three = fs.openSync(cluster.path(3, dir, 'spilledSeenOpen'), fs.constants.O_WRONLY);
+    fs.writeSync(three, Buffer.alloc(100, 'x'), 0, 100, 6000);
+    fs.closeSync(three);
+    fs.writeSync(files[0].fd, Buffer.from('end'), 0, 3, TAIL_AT + tail.length);
+    for (const { fd } of files) fs.closeSync(fd);
+    const whole = Buffer.alloc(TAIL_AT + tail.length);
+    head.copy(whole, 0);
+    tail.copy(whole, TAIL_AT);
+    const seenOpen = Buffer.concat([whole, Buffer.from('end')]);
+    seenOpen.fill('x', 6000, 6100);
+    for (const id of [1, 3]) {
+      expect(fs.readFileSync(cluster.path(id, dir, 'spilledSeenOpen')).equals(seenOpen), `node ${id}`).toBe(true);
+      expect(fs.readFileSync(cluster.path(id, dir, 'spilledClosed')).equals(whole), `node ${id}`).toBe(true);
+    }
+  });
+
   it('a name node 2 created by itself is EEXIST for O_EXCL on node 3, and the reverse', () => {
     for (let round = 0; round < 5; round++) {
       const dir = delegatedDir();
