@@ -322,7 +322,9 @@ export class MetaService {
       // or the node would take the directory for known and empty)
       if (reply.cacheMs > 0 && reply.created && isDir(reply.attr.mode) && this.coherence.grant(caller.nodeId, ino, ino) === 0) reply.cacheMs = 0;
       const create = request as MetaMethods['Create'][0];
-      if (method === 'Create' && reply.cacheMs > 0 && create.wantDelegation && dir !== null) reply.delegation = await this.delegation(caller.nodeId, dir, create.wantInos ?? 0);
+      // of the directory created in, or of the one made (empty: the node knows all its entries)
+      const delegated = reply.created && isDir(reply.attr.mode) ? ino : dir;
+      if (method === 'Create' && reply.cacheMs > 0 && create.wantDelegation && delegated !== null) reply.delegation = await this.delegation(caller.nodeId, delegated, create.wantInos ?? 0);
     }
     return reply;
   }

@@ -23,6 +23,9 @@ export const INOS_WANTED = 1024;
 const INOS_LOW = 256;
 /** Creates waiting to be sent, at most: past it, creates are made by the service. */
 const PENDING_MAX = 4096;
+/** Delegated directories remembered, at most (as many as the service gives in all):
+ *  a node making a large tree gets one per directory it makes. */
+const DIRS_MAX = 65_536;
 /** Refused creates remembered, for the close of their files (see wasRefused):
  *  as many as one call can carry, all of which the service may refuse at once. */
 const REFUSED_KEPT = PENDING_MAX;
@@ -98,6 +101,7 @@ export class Delegations implements PendingCreates {
     if (!delegation) return;
     if (delegation.inoCount > 0) this.inos.push({ next: delegation.inoFirst, end: delegation.inoFirst + delegation.inoCount });
     if (delegation.dir && delegation.cacheMs > 0) {
+      if (this.dirs.size >= DIRS_MAX && !this.dirs.has(delegation.dir)) this.forgetExpired();
       this.dirs.set(delegation.dir, {
         untilMs: Date.now() + delegation.cacheMs, policy: delegation.policy, nodeIds: [...delegation.nodeIds],
         domains: new Map(delegation.nodeIds.map((id, i) => [id, delegation.nodeDomains?.[i] ?? ''])),
@@ -109,6 +113,13 @@ export class Delegations implements PendingCreates {
 
   held(dir: number): boolean {
     return this.dirs.has(dir);
+  }
+
+  /** Drops the delegations past their end, and the oldest if none is. */
+  private forgetExpired(): void {
+    const nowMs = Date.now();
+    for (const [dir, held] of this.dirs) if (held.untilMs <= nowMs) this.dirs.delete(dir);
+    if (this.dirs.size >= DIRS_MAX) this.dirs.delete(this.dirs.keys().next().value!);
   }
 
   /** Makes a create in dir here, if the delegation holds for longer than the

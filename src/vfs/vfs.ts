@@ -353,8 +353,12 @@ export class Vfs {
 
   /** A new entry of any type but a regular file (create opens those). */
   private async make(parent: number, name: string, what: { mode: number; rdev?: number; target?: string }, caller: Caller): Promise<Told> {
-    const entry = await this.changing(parent, this.meta.create({ entry: { ino: parent, name }, ...what, uid: caller.uid, gid: caller.gid, exclusive: true }));
-    return this.entryIn(parent, name, entry, true);
+    // a new directory's every entry (none) is known here: its files may be made here from the first
+    const delegate = isDir(what.mode) && this.leaseHolds() ? { wantDelegation: true, wantInos: this.delegations.inosWanted() } : {};
+    const entry = await this.changing(parent, this.meta.create({ entry: { ino: parent, name }, ...what, uid: caller.uid, gid: caller.gid, exclusive: true, ...delegate }));
+    const told = this.entryIn(parent, name, entry, true);
+    this.delegations.granted(entry.delegation);
+    return told;
   }
 
   /** A change of the entries of dir by this node: if it fails, what the node
