@@ -607,6 +607,14 @@ export class Namespace {
     await this.freeIfUnlinked(ino);
   }
 
+  /** Whether a close by nodeId would free an unlinked inode that another node,
+   *  holding its attributes granted, may have opened without telling yet: that
+   *  node must be called back first (it tells its opens), as at the unlink. */
+  closeMayFreeUnopened(ino: number, nodeId: number): boolean {
+    const nodes = this.opens.get(ino);
+    return nodes !== undefined && nodes.size === 1 && nodes.has(nodeId) && this.store.zeroLinks.has(ino) && (this.mayBeOpen?.(ino, nodeId) ?? false);
+  }
+
   /** A node (re)started: what it holds open replaces what the service knew of it.
    *  Returns the inodes it held open and holds no more: its process may have
    *  died in the middle of writing them. */

@@ -456,10 +456,17 @@ export class MetaService {
         const inode = await ns.open(target(request.target), request.nodeId, fx);
         return { errno: 0, attr: inode.attr, layout: inode.layout, inlined: inode.inlined, inlineData: inode.inlineData };
       },
-      async Close(request) {
+      Close: async (request) => {
         for (const ino of request.opens ?? []) await ns.open({ ino }, request.nodeId).catch(() => undefined);
-        if (request.ino) await ns.close(request.ino, request.nodeId);
-        for (const ino of request.inos ?? []) await ns.close(ino, request.nodeId);
+        for (const ino of [...(request.ino ? [request.ino] : []), ...(request.inos ?? [])]) {
+          // the last known open of an unlinked file: a node it is granted to may have opened it untold
+          if (ns.closeMayFreeUnopened(ino, request.nodeId)) {
+            const changes = new Changes();
+            changes.inode(ino, false, 0, 0);
+            await this.coherence.invalidate(changes, request.nodeId);
+          }
+          await ns.close(ino, request.nodeId);
+        }
         return OK;
       },
       async CommitWrite(request, fx, caller) {
