@@ -38,10 +38,28 @@ const CONTENDED_MS = 10_000;
 /** Delegations held in all, at most (memory bound). */
 const DELEGATIONS_MAX = 65_536;
 
-/** What a node answers callbacks with: resolves once its kernel dropped them. */
+/** A callback on its way: done once the node's kernel dropped what it names;
+ *  taken once the node itself did (it answers nothing from it any more, and
+ *  turns away what its kernel still holds of it: see Vfs.invalidate); done
+ *  implies taken. Both reject if the node cannot be told. */
+export interface CallbackReply {
+  taken: Promise<void>;
+  done: Promise<void>;
+}
+
+/** The reply of a callback handled by `handle`, which calls taken when it has. */
+export function callbackReply(handle: (taken: () => void) => Promise<void>): CallbackReply {
+  let taken!: () => void;
+  const takenPromise = new Promise<void>((resolve) => (taken = resolve));
+  const done = handle(taken);
+  done.then(taken, taken);
+  return { taken: takenPromise, done };
+}
+
+/** What a node answers callbacks with. */
 export interface CallbackTarget {
   readonly nodeId: number;
-  callback(items: Invalidation[]): Promise<void>;
+  callback(items: Invalidation[]): CallbackReply;
   /** Until when the node may use its grants: CACHE_LEASE_MS after it was last heard from. */
   leaseUntilMs(): number;
 }
@@ -292,9 +310,15 @@ export class Coherence {
     await Promise.all([...byNode].map(([nodeId, { items, untilMs }]) => this.callBack(nodeId, items, untilMs, holding)));
   }
 
-  private beginWaiting(nodeId: number, holding: 'adds' | 'removes'): () => void {
+  /** What nodeId waits for, made if it waits for nothing yet (forgetWaiting undoes it). */
+  private waitingOf(nodeId: number): Waiting {
     let waiting = this.waiting.get(nodeId);
     if (!waiting) this.waiting.set(nodeId, (waiting = { adds: 0, removes: 0, onBegin: new Set() }));
+    return waiting;
+  }
+
+  private beginWaiting(nodeId: number, holding: 'adds' | 'removes'): () => void {
+    const waiting = this.waitingOf(nodeId);
     waiting[holding]++;
     const begun = [...waiting.onBegin];
     waiting.onBegin.clear();
@@ -320,8 +344,10 @@ export class Coherence {
    *    the name it removed is gone from every other kernel once it is answered;
    *  - a request that adds names (or holds no lock) does not wait for a node
    *    whose own requests wait, and stops waiting as soon as one begins: its
-   *    new name may be missed for a moment by a node busy in that directory,
-   *    never a removed name found there.
+   *    new name may be missed for a moment by a node busy in that directory.
+   *  Where it does not wait for the node's kernel, it waits for the node itself
+   *  to take the callback (which needs no lock): the node then turns away an
+   *  open through a removed name its kernel still holds (Vfs.invalidate).
    *  Of the requests of a cycle, the last to begin waiting, or the one that adds
    *  names and waits for it, stops: no cycle lasts.
    *  recall: a delegation's recall, which the node answers without its kernel:
@@ -332,26 +358,23 @@ export class Coherence {
     // (untilMs is Infinity for the root's own kernel, and a timer of Infinity
     // fires after 1 ms.)
     const waitMs = Math.min(untilMs - Date.now(), CACHE_LEASE_MS + DELIVERY_MARGIN_MS);
+    const deadlineMs = Date.now() + waitMs;
     if (!target || waitMs <= 0) {
       if (waitMs > 0) await sleep(waitMs);
       return;
     }
-    const answered = target.callback(items).then(() => true, () => false);
+    const reply = target.callback(items);
+    const answered = reply.done.then(() => true, () => false);
+    const taken = reply.taken.then(() => true, () => false);
     const waiting = this.waiting.get(nodeId);
     const busy = holding === 'removes' ? (waiting?.removes ?? 0) > 0 : holding !== 'recall' && waiting !== undefined && waiting.adds + waiting.removes > 0;
-    if (busy) {
-      // sent: the node drops it once its own request is answered
-      await within(answered, 0, () => false);
-      return;
-    }
     let stop: (() => void) | null = null;
-    const stopped = holding === 'removes' || holding === 'recall' ? null : new Promise<'stopped'>((resolve) => {
+    const stopped = busy || holding === 'removes' || holding === 'recall' ? null : new Promise<'stopped'>((resolve) => {
       stop = () => resolve('stopped');
-      let waitingNow = this.waiting.get(nodeId);
-      if (!waitingNow) this.waiting.set(nodeId, (waitingNow = { adds: 0, removes: 0, onBegin: new Set() }));
-      waitingNow.onBegin.add(stop);
+      this.waitingOf(nodeId).onBegin.add(stop);
     });
-    const done = await within(stopped ? Promise.race([answered, stopped]) : answered, waitMs, () => false);
+    // (busy: its kernel drops it once that node's own request is answered)
+    const done = await within(busy ? taken : stopped ? Promise.race([answered, stopped]) : answered, waitMs, () => false);
     if (stop) {
       const waitingNow = this.waiting.get(nodeId);
       if (waitingNow) {
@@ -359,8 +382,9 @@ export class Coherence {
         this.forgetWaiting(nodeId, waitingNow);
       }
     }
-    if (done === 'stopped') return;
-    if (!done) {
+    // (stopped: as busy, from now on)
+    const settled = done === 'stopped' ? await within(taken, deadlineMs - Date.now(), () => false) : done;
+    if (!settled) {
       if (!this.unresponsive.has(nodeId)) log.warn(`node ${nodeId} did not answer a callback: its caches expired instead`);
       this.unresponsive.add(nodeId);
       // ...but it may answer later, and be trusted with grants again

@@ -24,6 +24,7 @@ import { FuseMount } from '../fuse/adapter.js';
 import { nodePaths } from '../format/paths.js';
 import { readSuperblock, writeSuperblock } from '../format/superblock.js';
 import { MetaClient } from '../meta/client.js';
+import { callbackReply } from '../meta/coherence.js';
 import { MetaService, type ReplicationOptions } from '../meta/service.js';
 import { LocalChannel } from '../rpc/local.js';
 import { RpcServer } from '../rpc/server.js';
@@ -98,7 +99,11 @@ export class KdfsNode {
   private leaderRole: LeaderRole | null = null;
   private leaderWatch: LeaderWatch | null = null;
   /** What callbacks do before the mount exists: nothing is cached yet. */
-  private invalidate = (items: Invalidation[]): Promise<void> => this.vfs ? this.vfs.invalidate(items) : Promise.resolve();
+  private invalidate = (items: Invalidation[], taken: () => void): Promise<void> => {
+    if (this.vfs) return this.vfs.invalidate(items, taken);
+    taken();
+    return Promise.resolve();
+  };
   private agents: AgentPool | null = null;
   private fuse: FuseMount | null = null;
   private objects: ObjectStore | null = null;
@@ -200,7 +205,7 @@ export class KdfsNode {
       };
       // the root's own kernel is called back in-process
       meta.attach({
-        nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => this.invalidate(items),
+        nodeId: this.nodeId, incarnation: this.incarnation, callback: (items) => callbackReply((taken) => this.invalidate(items, taken)),
         leaseUntilMs: () => Infinity, // the root's own: never cut off from itself
       });
       // the root's own locks went with its mount
@@ -218,7 +223,7 @@ export class KdfsNode {
       sessionAddress,
       { fsid: this.sb.fsid, nodeId: this.nodeId, incarnation: this.incarnation },
       META_DEADLINE_MS,
-      (items) => this.invalidate(items),
+      (items, taken) => this.invalidate(items, taken),
       (first) => this.sessionOpened(first),
       () => this.relocateRoot(),
       ...(etcd ? [FAILOVER_BOUND_MS, FAILOVER_BOUND_MS] : []),

@@ -301,6 +301,7 @@ export const SESSION_REPLY = 2;
 export const SESSION_CALLBACK = 3;
 export const SESSION_CALLBACK_DONE = 4;
 export const SESSION_PING = 5;
+export const SESSION_CALLBACK_TAKEN = 6;
 export interface SessionHeader { id: number; kind: number; method?: string; errno?: number; resent?: boolean }
 export interface SessionHello { fsid: string; nodeId: number; incarnation: string }
 

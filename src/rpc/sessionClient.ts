@@ -17,7 +17,7 @@ import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import type { RpcChannel } from './local.js';
 import { serviceDefinition } from './proto.js';
 import {
-  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
+  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_CALLBACK_TAKEN, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
   type Invalidation, type MetaMethods, type SessionHeader, type SessionHello,
 } from './messages.js';
 import {
@@ -55,7 +55,9 @@ interface Pending {
 class ConnectionLost extends Error {}
 
 /** What the node does with a callback: resolves once its kernel dropped what it names. */
-export type CallbackHandler = (items: Invalidation[]) => Promise<void>;
+/** Handles a callback: resolves once the kernel dropped what it names; calls
+ *  taken once this node itself did (see SESSION_CALLBACK_TAKEN). */
+export type CallbackHandler = (items: Invalidation[], taken: () => void) => Promise<void>;
 
 export class SessionClient implements RpcChannel<MetaMethods> {
   private readonly definition = serviceDefinition('Meta');
@@ -254,7 +256,10 @@ export class SessionClient implements RpcChannel<MetaMethods> {
           // after the replies that came with it have reached the kernel: a reply
           // handed over after the callback would put back what it drops
           setImmediate(() => {
-            this.onCallback(items).catch((err) => log.warn(`callback: ${(err as Error).message}`)).finally(() => {
+            const taken = () => {
+              if (this.socket === socket) this.out?.write(frameHead(sessionHeader, { id: header.id, kind: SESSION_CALLBACK_TAKEN }, 0), null);
+            };
+            this.onCallback(items, taken).catch((err) => log.warn(`callback: ${(err as Error).message}`)).finally(() => {
               if (this.socket === socket) this.out?.write(frameHead(sessionHeader, { id: header.id, kind: SESSION_CALLBACK_DONE }, 0), null);
             });
           });

@@ -12,10 +12,10 @@ import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
 import { NotLeader } from './server.js';
-import { CACHE_LEASE_MS } from '../meta/coherence.js';
+import { CACHE_LEASE_MS, type CallbackReply } from '../meta/coherence.js';
 import { messageType, serviceDefinition } from './proto.js';
 import {
-  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
+  SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_CALLBACK_TAKEN, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
   type Invalidation, type SessionHeader, type SessionHello,
 } from './messages.js';
 
@@ -25,6 +25,13 @@ export const SESSION_PAYLOAD_MAX_BYTES = 16 * 1024 * 1024;
 const IN_FLIGHT_PER_SESSION_MAX = 256;
 /** Callbacks one session may have unanswered. */
 const CALLBACKS_PER_SESSION_MAX = 4096;
+
+/** A callback that could not be sent. */
+function failedCallback(err: Error): CallbackReply {
+  const failed = Promise.reject(err);
+  failed.catch(() => {});
+  return { taken: failed, done: failed };
+}
 /** A session that says nothing for this long (a node pings every second) is
  *  closed: its node is dead, stopped or cut off. */
 export const SESSION_SILENCE_MS = 4000;
@@ -53,7 +60,7 @@ export interface SessionEvents {
 /** A node's session, as the service sees it. */
 export class ServerSession {
   private nextCallbackId = 1;
-  private readonly callbacks = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private readonly callbacks = new Map<number, { taken: () => void; resolve: () => void; reject: (err: Error) => void }>();
   private ended = false;
   /** Requests of this node being served. */
   inFlight = 0;
@@ -71,17 +78,34 @@ export class ServerSession {
     return this.ended;
   }
 
-  /** Sends a callback; resolves once the node's kernel has dropped what it names,
-   *  rejects if the session ends first. */
-  callback(items: Invalidation[]): Promise<void> {
-    if (this.ended) return Promise.reject(new FsError(E.ENOTCONN, 'session closed'));
-    if (this.callbacks.size >= CALLBACKS_PER_SESSION_MAX) return Promise.reject(new FsError(E.EAGAIN, 'too many callbacks outstanding'));
+  /** Sends a callback: done resolves once the node's kernel has dropped what it
+   *  names, taken once the node itself has (at the latest with done); both
+   *  reject if the session ends first. */
+  callback(items: Invalidation[]): CallbackReply {
+    if (this.ended) return failedCallback(new FsError(E.ENOTCONN, 'session closed'));
+    if (this.callbacks.size >= CALLBACKS_PER_SESSION_MAX) return failedCallback(new FsError(E.EAGAIN, 'too many callbacks outstanding'));
     const id = this.nextCallbackId;
     this.nextCallbackId = this.nextCallbackId >= 0x7fffffff ? 1 : this.nextCallbackId + 1;
-    return new Promise((resolve, reject) => {
-      this.callbacks.set(id, { resolve, reject });
+    let taken!: () => void;
+    let failTaken!: (err: Error) => void;
+    const takenPromise = new Promise<void>((resolve, reject) => {
+      taken = resolve;
+      failTaken = reject;
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      this.callbacks.set(id, {
+        taken,
+        resolve: () => { taken(); resolve(); },
+        reject: (err) => { failTaken(err); reject(err); },
+      });
       this.send({ id, kind: SESSION_CALLBACK }, Buffer.from(invalidationsType.encode({ items }).finish()));
     });
+    return { taken: takenPromise, done };
+  }
+
+  /** @internal the node took a callback (SESSION_CALLBACK_TAKEN) */
+  taken(id: number): void {
+    this.callbacks.get(id)?.taken();
   }
 
   /** @internal the node answered a callback */
@@ -189,6 +213,10 @@ export class SessionServer {
       }
       if (header.kind === SESSION_CALLBACK_DONE) {
         session.done(header.id);
+        return;
+      }
+      if (header.kind === SESSION_CALLBACK_TAKEN) {
+        session.taken(header.id);
         return;
       }
       if (header.kind === SESSION_PING) {

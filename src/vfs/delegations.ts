@@ -149,12 +149,13 @@ export class Delegations implements PendingCreates {
   }
 
   /** A setattr of a file created here and not sent yet: it goes with the
-   *  create, as the attributes after it (false if the create went already). */
-  change(ino: number, attr: Attr): boolean {
+   *  create, as the attributes after it, which changed makes and this returns
+   *  (null if the create went already). */
+  change(ino: number, changed: () => Attr): Attr | null {
     const create = this.pending.get(ino);
-    if (!create) return false;
-    create.changed = attr;
-    return true;
+    if (!create) return null;
+    create.changed = changed();
+    return create.changed;
   }
 
   /** A file created here and not sent yet outgrows its inode: it is made with

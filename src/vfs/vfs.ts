@@ -31,6 +31,7 @@ import { KernelView } from './kernelView.js';
 import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
+import { StaleNames, staleName } from './staleNames.js';
 import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
@@ -109,6 +110,7 @@ export class Vfs {
   private kernelCache: KernelCache | null = null;
   private readonly attrs = new AttrCache();
   private readonly known = new DirKnowledge();
+  private readonly staleNames = new StaleNames();
   private readonly statahead: Statahead;
   private readonly delegations: Delegations;
   readonly locks: NodeLocks;
@@ -196,7 +198,10 @@ export class Vfs {
 
   async lookup(parent: number, name: string): Promise<Told> {
     const here = this.knownEntry(parent, name) ?? ((await this.statahead.missed(parent)) ? this.knownEntry(parent, name) : null);
-    if (here) return here;
+    if (here) {
+      this.staleNames.tell(parent, name, here.attr.ino);
+      return here;
+    }
     try {
       return this.entryIn(parent, name, await this.meta.getattr({ ino: parent, name }), false);
     } catch (err) {
@@ -209,6 +214,7 @@ export class Vfs {
   /** An entry the metadata service looked up or made: the kernel is told of it,
    *  and what this node knows of the directory follows. */
   private entryIn(parent: number, name: string, fresh: Fresh & { created?: boolean }, made: boolean): Told {
+    this.staleNames.tell(parent, name, fresh.attr.ino);
     this.known.granted(parent, fresh.cacheMs);
     if (made) this.known.added(parent, name, fresh.attr.ino, fresh.attr.mode);
     if (made && fresh.created && isDir(fresh.attr.mode)) this.known.created(fresh.attr.ino, parent, fresh.cacheMs);
@@ -220,12 +226,20 @@ export class Vfs {
   }
 
   /** The metadata service calls back: another node changed what the kernel caches. */
-  async invalidate(items: Invalidation[]): Promise<void> {
+  async invalidate(items: Invalidation[], taken: () => void = () => {}): Promise<void> {
     const files = items.filter((item) => item.kind === INVALIDATE_ATTR || item.kind === INVALIDATE_DATA);
+    // what this node answers itself, at once (see StaleNames): the service may go on once it is told so
+    const dropped = new Map<Invalidation, () => void>();
+    for (const item of items) {
+      if (item.kind !== INVALIDATE_ENTRY) continue;
+      this.known.forget(item.parent);
+      dropped.set(item, this.staleNames.removed(item.parent, item.name));
+    }
     // The grants that let a file open without a call go first: an open made
     // while the opens are being told would go untold, and the service, told
     // none, would delete an unlinked file this node has open (ESTALE).
     for (const item of files) this.forgetInode(item.ino);
+    taken();
     // opens of these files made without a call: the service counts them before it goes on
     if (files.length > 0) await this.files.tellOpens();
     await Promise.all(items.map((item) => {
@@ -234,8 +248,8 @@ export class Vfs {
         return this.delegations.flush();
       }
       if (item.kind === INVALIDATE_ENTRY) {
-        this.known.forget(item.parent);
-        return this.kernelCache?.invalidateEntry(item.parent, item.name);
+        const done = dropped.get(item)!;
+        return this.kernelCache ? this.kernelCache.invalidateEntry(item.parent, item.name).finally(done) : done();
       }
       const data = item.kind === INVALIDATE_DATA;
       this.forgetInode(item.ino);
@@ -285,6 +299,8 @@ export class Vfs {
   }
 
   async setattr(ino: number, changes: Changes, fh: number | null): Promise<Told> {
+    // truncate(2) walks a path as an open does, and is tried again on ESTALE as it is
+    if (changes.valid & SETATTR_SIZE && fh === null && this.staleNames.turnAway(ino)) throw staleName(ino);
     // a directory's mode and group decide its new files' group: ask again after a change
     this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
@@ -323,10 +339,12 @@ export class Vfs {
   private setattrHere(ino: number, changes: Changes): Told | null {
     const granted = this.attrs.get(ino);
     if (!granted || !this.leaseHolds()) return null;
-    const attr = { ...granted.attr };
-    applyAttrChanges(attr, changes, now());
-    if (!this.delegations.change(ino, attr)) return null;
-    return this.told({ attr, cacheMs: granted.remainingMs });
+    const attr = this.delegations.change(ino, () => {
+      const changed = { ...granted.attr };
+      applyAttrChanges(changed, changes, now());
+      return changed;
+    });
+    return attr && this.told({ attr, cacheMs: granted.remainingMs });
   }
 
   readlink(ino: number): Promise<string> {
@@ -377,11 +395,13 @@ export class Vfs {
     await this.files.tellOpens();
     await this.changing(parent, this.meta.remove({ ino: parent, name }, false));
     this.known.removed(parent, name);
+    this.staleNames.forget(parent, name);
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
     await this.changing(parent, this.meta.remove({ ino: parent, name }, true));
     this.known.removed(parent, name);
+    this.staleNames.forget(parent, name);
   }
 
   /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
@@ -390,6 +410,8 @@ export class Vfs {
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
     const moved = this.known.entry(parent, name);
     this.known.removed(parent, name);
+    this.staleNames.forget(parent, name);
+    this.staleNames.forget(newParent, newName);
     // a name this node did not know the inode of leaves the destination unknown
     if (!moved) {
       this.known.forget(newParent);
@@ -451,6 +473,7 @@ export class Vfs {
     this.delegations.granted(entry.delegation);
     this.known.granted(parent, entry.cacheMs);
     this.known.added(parent, name, entry.attr.ino, entry.attr.mode);
+    this.staleNames.tell(parent, name, entry.attr.ino);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry, flags, false, closesBefore);
@@ -509,6 +532,7 @@ export class Vfs {
   }
 
   async open(ino: number, flags: number): Promise<Opened> {
+    if (this.staleNames.turnAway(ino)) throw staleName(ino);
     this.files.checkLimit();
     const here = this.openHere(ino, flags);
     if (here) return here;

@@ -153,6 +153,48 @@ describe('coherent caches: a change on one node is seen at once on the others', 
     }
   }, 90_000);
 
+  it('renames on node 3 while node 2 renames in the directory too: an open with O_TRUNC or a truncate(2) of an old name on node 2 finds nothing, the renamed file keeps its content', async () => {
+    // Found by an exploratory test: of two removals at once, the first answered
+    // does not wait for the other node's kernel (it holds the directory's lock
+    // for its own); truncate -c of the old name there emptied the renamed file.
+    const dir = name('d');
+    const rounds = 200;
+    fs.mkdirSync(cluster.path(1, dir));
+    for (let i = 0; i < rounds; i++) fs.writeFileSync(cluster.path(1, dir, `a${i}`), `data${i}`);
+    for (let i = 0; i < 4 * rounds; i++) fs.writeFileSync(cluster.path(1, dir, `b${i}`), '');
+    const renamer = execFile(process.execPath, ['-e', `
+      const fs = require('fs');
+      const dir = ${q(cluster.path(2, dir))};
+      for (let i = 0; i < ${4 * rounds}; i++) fs.renameSync(dir + '/b' + i, dir + '/B' + i);
+    `], { timeout: 60_000, killSignal: 'SIGKILL' });
+    const stopped = new Promise((resolve) => renamer.on('exit', resolve));
+    try {
+      // os.truncate is truncate(2): a path, no open
+      const cutter = await runAsync('python3', ['-c', `
+import errno, os, sys
+on2, on3 = sys.argv[1], sys.argv[2]
+for i in range(${rounds}):
+    os.stat(f'{on2}/a{i}')  # node 2's kernel has the name
+    os.rename(f'{on3}/a{i}', f'{on3}/A{i}')
+    try:
+        if i % 2: os.truncate(f'{on2}/a{i}', 0)
+        else: os.close(os.open(f'{on2}/a{i}', os.O_WRONLY | os.O_TRUNC))
+        print(f'a{i} reached')
+    except FileNotFoundError:
+        pass
+`, cluster.path(2, dir), cluster.path(3, dir)], 60_000);
+      expect(cutter.stderr).toBe('');
+      expect(cutter.stdout).toBe('');
+      expect(cutter.code).toBe(0);
+    } finally {
+      renamer.kill('SIGKILL');
+      await stopped;
+    }
+    for (const id of [1, 2, 3]) {
+      for (let i = 0; i < rounds; i++) expect(fs.readFileSync(cluster.path(id, dir, `A${i}`), 'utf8'), `node ${id}`).toBe(`data${i}`);
+    }
+  }, 90_000);
+
   it('a file rewritten and closed on node 1 has its new size and mtime at once on node 2, which had cached the old ones', () => {
     const file = name();
     fs.writeFileSync(cluster.path(1, file), 'short');
