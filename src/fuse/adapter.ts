@@ -195,7 +195,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
     switch (op) {
       case OP.lookup: {
         const wanted = answerable(slot);
-        vfs.lookup(ino, s1!).then((attr) => wanted() && replyEntry(slot, attr), (err) => wanted() && fail('lookup', slot)(err));
+        vfs.lookup(ino, s1!, A[2]).then((attr) => wanted() && replyEntry(slot, attr), (err) => wanted() && fail('lookup', slot)(err));
         return;
       }
       case OP.getattr: {
@@ -211,7 +211,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
           atime: { sec: A[10], nsec: A[11] }, mtime: { sec: A[12], nsec: A[13] },
         };
         const fh = A[14] >= 0 ? A[14] : null;
-        vfs.setattr(ino, changes, fh).then((attr) => replyAttr(slot, attr), fail('setattr', slot));
+        vfs.setattr(ino, changes, fh, A[2]).then((attr) => replyAttr(slot, attr), fail('setattr', slot));
         return;
       }
       case OP.readlink:
@@ -239,7 +239,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         vfs.link(ino, A[5], s1!).then((attr) => replyEntry(slot, attr), fail('link', slot));
         return;
       case OP.open:
-        vfs.open(ino, A[5]).then((opened) => ll.replyOpen(slot, opened.fh, openFlags(opened)), fail('open', slot));
+        vfs.open(ino, A[5], A[2]).then((opened) => ll.replyOpen(slot, opened.fh, openFlags(opened)), fail('open', slot));
         return;
       case OP.create:
         vfs.create(ino, s1!, A[5], A[6], caller).then(

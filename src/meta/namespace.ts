@@ -24,11 +24,14 @@ import { FIRST_INO, ROOT_INO, type Stray } from './records.js';
 import type { Effects, MetaStore, Tx } from './store.js';
 import { CHANGED_MTIME, CHANGED_SIZE } from './coherence.js';
 import { applyAttrChanges, checkTime } from './attrChanges.js';
+import { GracedFrees } from './gracedFrees.js';
 
 const DIRECTORY_SIZE_BYTES = 4096;
 const XATTR_CREATE = 1;
 /** Inode ranges remembered per node (its delegated creates use the last ones). */
 const RESERVED_RANGES_MAX = 4;
+/** No node: what mayBeOpen leaves out to count every node. */
+const NO_NODE = -1;
 const XATTR_REPLACE = 2;
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 
@@ -604,7 +607,9 @@ export class Namespace {
     const nodes = this.opens.get(ino);
     if (!nodes?.delete(nodeId) || nodes.size > 0) return;
     this.opens.delete(ino);
-    await this.freeIfUnlinked(ino);
+    // a node whose kernel found its name before it went may be opening it: see
+    // releaseUnopened (its grants were forgotten at the unlink's callbacks)
+    if (this.store.zeroLinks.has(ino)) await this.releaseUnopened(ino);
   }
 
   /** Whether a close by nodeId would free an unlinked inode that another node,
@@ -796,9 +801,11 @@ export class Namespace {
   }
 
   /** One link fewer; the inode goes when none is left and no node holds it open.
-   *  A node other than the caller's that holds the inode's attributes granted
-   *  may have opened it without telling yet: the inode is kept until that node
-   *  answered its callback (see releaseUnopened). */
+   *  A node that holds the inode's attributes granted may have opened it
+   *  without telling yet, or be opening it: the inode is kept until that node
+   *  answered its callback, and a moment more (see releaseUnopened). The
+   *  caller's node too: it told its opens, but another of its processes may
+   *  have an open on its way. */
   private dropLink(tx: Tx, ino: number, time: Attr['ctime'], effects?: Effects): void {
     const inode = tx.editInode(ino);
     inode.attr.nlink--;
@@ -806,7 +813,7 @@ export class Namespace {
     if (inode.attr.nlink > 0) return;
     if (this.opens.has(ino) || !this.opensKnown) {
       tx.setZeroLinks(ino, true);
-    } else if (effects && this.mayBeOpen?.(ino, effects.origin)) {
+    } else if (effects && this.mayBeOpen?.(ino, NO_NODE)) {
       tx.setZeroLinks(ino, true);
       effects.maybeOpen.add(ino);
     } else {
@@ -814,10 +821,21 @@ export class Namespace {
     }
   }
 
-  /** An inode kept for nodes that may have had it open: freed unless one said so. */
-  releaseUnopened(ino: number): Promise<void> {
-    return this.freeIfUnlinked(ino);
+  /** An inode kept for nodes that may have had it open: freed unless one said so, a moment later (see GracedFrees). */
+  async releaseUnopened(ino: number): Promise<void> {
+    if (!this.graced.keep(ino)) await this.freeIfUnlinked(ino);
   }
+
+  private readonly graced = new GracedFrees(async (inos) => {
+    // (not known: those left unlinked are freed once they are, see opensAnnounced)
+    if (!this.opensKnown) return;
+    await this.store.run((tx) => {
+      for (const ino of inos) {
+        const inode = tx.inode(ino);
+        if (inode && inode.attr.nlink === 0 && !this.opens.has(ino)) this.free(tx, inode);
+      }
+    });
+  });
 
   private free(tx: Tx, inode: Inode): void {
     tx.deleteInode(inode.attr.ino);

@@ -70,11 +70,11 @@ export class ControlledVfs extends Vfs {
     return (parent === ROOT_INO && name === CONTROL_DIR) || (this.controlIno !== 0 && parent === this.controlIno && (name === MODULES_DIR || name === SCHEDULER_DIR));
   }
 
-  override async lookup(parent: number, name: string): Promise<Told> {
+  override async lookup(parent: number, name: string, pid = 0): Promise<Told> {
     if (this.controlIno !== 0 && parent === this.controlIno && name === NODE_FILE) return this.uncached(this.nodeFileAttr());
     const tree = this.serves(parent);
     if (tree) return this.uncached(await tree.lookup(parent, name));
-    const told = await super.lookup(parent, name);
+    const told = await super.lookup(parent, name, pid);
     if (parent === ROOT_INO && name === CONTROL_DIR) this.controlIno = told.attr.ino;
     if (this.tree && this.controlIno !== 0 && parent === this.controlIno && name === SCHEDULER_DIR) this.tree.rootIno = told.attr.ino;
     return told;
@@ -86,9 +86,9 @@ export class ControlledVfs extends Vfs {
     return tree ? this.uncached(await tree.getattr(ino)) : super.getattr(ino);
   }
 
-  override async setattr(ino: number, changes: Changes, fh: number | null): Promise<Told> {
+  override async setattr(ino: number, changes: Changes, fh: number | null, pid = 0): Promise<Told> {
     const tree = this.virtual(ino);
-    if (!tree) return super.setattr(ino, changes, fh);
+    if (!tree) return super.setattr(ino, changes, fh, pid);
     // echo > ATTR truncates first: nothing to do; anything else is not for the tree
     if (changes.valid & ~SETATTR_SIZE) throw new FsError(E.EPERM);
     return this.uncached(await tree.getattr(ino));
@@ -143,10 +143,10 @@ export class ControlledVfs extends Vfs {
     return super.create(parent, name, mode, flags, caller);
   }
 
-  override async open(ino: number, flags: number): Promise<Opened> {
+  override async open(ino: number, flags: number, pid = 0): Promise<Opened> {
     if (ino === NODE_FILE_INO) return { fh: this.addHandle(ino, null), keepCache: false, directIo: true };
     const tree = this.virtual(ino);
-    if (!tree) return super.open(ino, flags);
+    if (!tree) return super.open(ino, flags, pid);
     await tree.getattr(ino);
     return { fh: this.addHandle(ino, null), keepCache: false, directIo: true };
   }

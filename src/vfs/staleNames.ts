@@ -3,12 +3,22 @@
 // which a request of this node there may hold while the service answers the
 // other node without waiting for this kernel (two removals at once: see
 // Coherence.callBack). Until then a path walk can still end at the old inode
-// through the old name, and O_TRUNC would empty the renamed file. So the first
-// open of that inode is turned away with ESTALE, on which the kernel walks the
-// path again looking every name up (LOOKUP_REVAL): through the old name the
-// open then fails (or creates a new file), through another name it goes on.
+// through the old name (or through a directory's old name, at a file below
+// it), and O_TRUNC would empty the renamed file.
 //
-// The mark outlives the kernel's drop by STALE_OPEN_GRACE_MS: a walk that found
+// So while an inode, or a directory above it, has a removed name marked, an
+// open of it (or a truncate(2), which has no file handle) is answered ESTALE,
+// on which the kernel walks the path again asking the daemon for every name
+// (LOOKUP_REVAL): the daemon answers the lookup of every name on the path, so
+// through the old name the walk fails (or an O_CREAT open creates a new file),
+// and the open that follows, by the same thread, goes on without a question,
+// whatever it opens (a name this node's kernel made in the meantime, by a
+// rename here, is not looked up again; a file replaced since is then opened as
+// if the open came first, as it may: the two were concurrent). The kernel
+// tries a walk again once: an open through a good name goes on at its second
+// try, and no ESTALE reaches the application.
+//
+// A mark outlives the kernel's drop by STALE_OPEN_GRACE_MS: a walk that found
 // the old name just before the drop sends its FUSE_OPEN after it (measured: an
 // open 3 ms after the drop cleared a mark that ended with it).
 import { E, FsError } from '../common/errno.js';
@@ -16,13 +26,28 @@ import { RecentMap } from '../common/recentMap.js';
 
 /** Names the kernel was told of, remembered at most (the oldest go first). */
 const TOLD_NAMES_MAX = 65_536;
-/** Inodes marked at most; past it the oldest mark goes (an open then goes through, as before marks). */
+/** Marks remembered, at most; past it the oldest go (an open of its inode then goes through, as before marks). */
 const MARKS_MAX = 4096;
-/** How long after the kernel dropped the name an open of its inode is still turned away (once). */
+/** Threads turned away remembered, at most. */
+const THREADS_MAX = 1024;
+/** Directories walked up from an inode looking for a mark, at most. */
+const DEPTH_MAX = 64;
+/** How long a thread's walk again may take, at most (a lookup of it failing ends it sooner). */
+const WALK_AGAIN_MS = 1000;
+/** How long after the kernel dropped the name an open of its inode is still turned away. */
 export const STALE_OPEN_GRACE_MS = 1000;
+const ROOT_INO = 1;
+
+/** What an open (or truncate(2)) of an inode does: goes on, or is turned away to be walked again. */
+export type Verdict = 'go' | 'stale';
 
 /** What a request turned away is answered with: the kernel walks the path again. */
 export const staleName = (ino: number): FsError => new FsError(E.ESTALE, `inode ${ino}: reached through a name removed elsewhere, maybe`);
+
+/** Throws what the verdict answers, if not 'go'. */
+export function enforce(verdict: Verdict, ino: number): void {
+  if (verdict === 'stale') throw staleName(ino);
+}
 
 const keyOf = (parent: number, name: string): string => `${parent}/${name}`;
 
@@ -31,23 +56,41 @@ interface Mark {
   drops: number;
   /** When the mark ends, once drops is 0. */
   untilMs: number;
-  turnedAway: boolean;
 }
 
 export class StaleNames {
   private readonly told = new RecentMap<string, number>(TOLD_NAMES_MAX);
+  /** The directory the kernel was last told an inode is in. */
+  private readonly parentOf = new RecentMap<number, number>(TOLD_NAMES_MAX);
   private readonly marks = new RecentMap<number, Mark>(MARKS_MAX);
+  /** Threads whose open was turned away, and when: their walk again follows. */
+  private readonly retrying = new RecentMap<number, number>(THREADS_MAX);
 
   constructor(private readonly nowMs: () => number = Date.now) {}
 
   /** The kernel was told that name in parent is ino. */
   tell(parent: number, name: string, ino: number): void {
     this.told.set(keyOf(parent, name), ino);
+    this.parentOf.set(ino, parent);
   }
 
-  /** This node removed or moved the name itself (its kernel follows). */
+  /** A lookup of thread pid failed: a walk again it was in has ended there (a
+   *  later open of that thread is not one). */
+  lookupFailed(pid: number): void {
+    this.retrying.delete(pid);
+  }
+
+  /** This node removed the name itself (its kernel follows). */
   forget(parent: number, name: string): void {
     this.told.delete(keyOf(parent, name));
+  }
+
+  /** This node renamed a name itself: its kernel moved the entry. */
+  moved(parent: number, name: string, newParent: number, newName: string): void {
+    const ino = this.told.get(keyOf(parent, name));
+    this.forget(parent, name);
+    this.forget(newParent, newName);
+    if (ino !== undefined) this.tell(newParent, newName, ino);
   }
 
   /** Another node removed or replaced name in parent; the returned function is
@@ -58,10 +101,9 @@ export class StaleNames {
     if (ino === undefined) return () => {};
     this.told.delete(key);
     let mark = this.marks.get(ino);
-    if (!mark || this.ended(mark)) this.marks.set(ino, (mark = { drops: 0, untilMs: Infinity, turnedAway: false }));
+    if (!mark || !this.lasts(mark)) this.marks.set(ino, (mark = { drops: 0, untilMs: Infinity }));
     mark.drops++;
     mark.untilMs = Infinity;
-    mark.turnedAway = false;
     const marked = mark;
     let dropped = false;
     return () => {
@@ -71,19 +113,33 @@ export class StaleNames {
     };
   }
 
-  /** Whether to turn an open of ino away: once while a mark of it lasts. */
-  turnAway(ino: number): boolean {
-    const mark = this.marks.get(ino);
-    if (!mark) return false;
-    if (mark.turnedAway || this.ended(mark)) {
-      if (mark.drops === 0) this.marks.delete(ino);
-      return false;
-    }
-    mark.turnedAway = true;
-    return true;
+  /** What an open of ino by thread pid does. */
+  open(ino: number, pid: number): Verdict {
+    // (the walk again of a thread ends with its next open)
+    const sinceMs = this.retrying.get(pid);
+    if (sinceMs !== undefined) this.retrying.delete(pid);
+    const walkedAgain = sinceMs !== undefined && this.nowMs() - sinceMs <= WALK_AGAIN_MS;
+    if (this.marks.size === 0 || walkedAgain || !this.markedAbove(ino)) return 'go';
+    this.retrying.set(pid, this.nowMs());
+    return 'stale';
   }
 
-  private ended(mark: Mark): boolean {
-    return mark.drops === 0 && this.nowMs() >= mark.untilMs;
+  /** Whether ino, or a directory above it as the kernel was told, has a mark that lasts. */
+  private markedAbove(ino: number): boolean {
+    let at: number | undefined = ino;
+    for (let depth = 0; at !== undefined && depth < DEPTH_MAX; depth++) {
+      const mark = this.marks.get(at);
+      if (mark) {
+        if (this.lasts(mark)) return true;
+        this.marks.delete(at);
+      }
+      if (at === ROOT_INO) return false;
+      at = this.parentOf.get(at);
+    }
+    return false;
+  }
+
+  private lasts(mark: Mark): boolean {
+    return mark.drops > 0 || this.nowMs() < mark.untilMs;
   }
 }

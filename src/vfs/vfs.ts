@@ -31,7 +31,7 @@ import { KernelView } from './kernelView.js';
 import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
-import { StaleNames, staleName } from './staleNames.js';
+import { StaleNames, enforce } from './staleNames.js';
 import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
@@ -196,12 +196,21 @@ export class Vfs {
     return known === null ? null : this.cachedAttr(known);
   }
 
-  async lookup(parent: number, name: string): Promise<Told> {
-    const here = this.knownEntry(parent, name) ?? ((await this.statahead.missed(parent)) ? this.knownEntry(parent, name) : null);
-    if (here) {
-      this.staleNames.tell(parent, name, here.attr.ino);
-      return here;
+  /** pid: the kernel thread that asks (see StaleNames). */
+  async lookup(parent: number, name: string, pid = 0): Promise<Told> {
+    try {
+      const told = await this.lookupHere(parent, name);
+      this.staleNames.tell(parent, name, told.attr.ino);
+      return told;
+    } catch (err) {
+      this.staleNames.lookupFailed(pid);
+      throw err;
     }
+  }
+
+  private async lookupHere(parent: number, name: string): Promise<Told> {
+    const here = this.knownEntry(parent, name) ?? ((await this.statahead.missed(parent)) ? this.knownEntry(parent, name) : null);
+    if (here) return here;
     try {
       return this.entryIn(parent, name, await this.meta.getattr({ ino: parent, name }), false);
     } catch (err) {
@@ -298,9 +307,9 @@ export class Vfs {
     }));
   }
 
-  async setattr(ino: number, changes: Changes, fh: number | null): Promise<Told> {
+  async setattr(ino: number, changes: Changes, fh: number | null, pid = 0): Promise<Told> {
     // truncate(2) walks a path as an open does, and is tried again on ESTALE as it is
-    if (changes.valid & SETATTR_SIZE && fh === null && this.staleNames.turnAway(ino)) throw staleName(ino);
+    if (changes.valid & SETATTR_SIZE && fh === null) enforce(this.staleNames.open(ino, pid), ino);
     // a directory's mode and group decide its new files' group: ask again after a change
     this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
@@ -410,8 +419,7 @@ export class Vfs {
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
     const moved = this.known.entry(parent, name);
     this.known.removed(parent, name);
-    this.staleNames.forget(parent, name);
-    this.staleNames.forget(newParent, newName);
+    this.staleNames.moved(parent, name, newParent, newName);
     // a name this node did not know the inode of leaves the destination unknown
     if (!moved) {
       this.known.forget(newParent);
@@ -531,8 +539,8 @@ export class Vfs {
     void this.kernelCache?.invalidateInode(create.ino, true);
   }
 
-  async open(ino: number, flags: number): Promise<Opened> {
-    if (this.staleNames.turnAway(ino)) throw staleName(ino);
+  async open(ino: number, flags: number, pid = 0): Promise<Opened> {
+    enforce(this.staleNames.open(ino, pid), ino);
     this.files.checkLimit();
     const here = this.openHere(ino, flags);
     if (here) return here;

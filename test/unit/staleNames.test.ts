@@ -7,61 +7,135 @@ function clock() {
   return { now: () => ms, advance: (byMs: number) => { ms += byMs; } };
 }
 
+const DIR = 10;
+const P = 500; // a thread
+const Q = 501; // another
+
 describe('stale names', () => {
-  it('turns away the first open of an inode whose removed name the kernel holds still, once', () => {
+  it('turn away every open of an inode whose removed name the kernel holds; the walk again through the old name finds nothing', () => {
     const names = new StaleNames();
-    names.tell(1, 'a', 100);
-    names.tell(1, 'b', 200);
-    expect(names.turnAway(100)).toBe(false);
-    const dropped = names.removed(1, 'a');
-    // once: the kernel's walk again, through another name, goes on
-    expect(names.turnAway(100)).toBe(true);
-    expect(names.turnAway(100)).toBe(false);
-    expect(names.turnAway(200)).toBe(false);
+    names.tell(DIR, 'a', 100);
+    names.tell(DIR, 'b', 200);
+    expect(names.open(100, P)).toBe('go');
+    const dropped = names.removed(DIR, 'a');
+    expect(names.open(100, P)).toBe('stale');
+    expect(names.open(100, Q)).toBe('stale');
+    expect(names.open(200, P)).toBe('go');
     dropped();
-    dropped();
-    expect(names.turnAway(100)).toBe(false);
   });
 
-  it('turns it away for a grace period after the kernel dropped the name, not after', () => {
+  it('let the thread whose walk again found the inode through a good name open it, once', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'a', 100);
+    names.tell(DIR, 'link', 100);
+    names.removed(DIR, 'a');
+    expect(names.open(100, P)).toBe('stale');
+    names.tell(DIR, 'link', 100);
+    expect(names.open(100, Q)).toBe('stale');
+    expect(names.open(100, P)).toBe('go');
+    // its next open through the old name, still in its kernel, is turned away again
+    expect(names.open(100, P)).toBe('stale');
+  });
+
+  it('a lookup that was not a walk again after a turned away open lets nothing through', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'a', 100);
+    names.tell(DIR, 'A', 100);
+    names.removed(DIR, 'a');
+    // stat A, then open a: the kernel reaches the inode through a
+    names.tell(DIR, 'A', 100);
+    expect(names.open(100, P)).toBe('stale');
+  });
+
+  it('let the walk again end at another inode than the one turned away: the one it found last goes', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'T', 100);
+    names.removed(DIR, 'T');
+    expect(names.open(100, P)).toBe('stale');
+    // T was replaced by 200, which is replaced in turn before the open
+    names.tell(1, 'd', DIR);
+    names.tell(DIR, 'T', 200);
+    names.removed(DIR, 'T');
+    expect(names.open(200, P)).toBe('go');
+  });
+
+  it('a walk again that failed lets nothing through later: the lookups of a stat after it are not a walk again', () => {
     const time = clock();
     const names = new StaleNames(time.now);
-    names.tell(1, 'a', 100);
-    names.tell(1, 'b', 200);
-    names.removed(1, 'a')();
+    names.tell(1, 'd1', DIR);
+    names.tell(DIR, 'f', 100);
+    names.tell(1, 'd2', DIR + 1);
+    names.tell(DIR + 1, 'f', 200);
+    names.removed(1, 'd1');
+    expect(names.open(100, P)).toBe('stale');
+    // the walk again through d1 fails
+    names.lookupFailed(P);
+    names.removed(1, 'd2');
+    // stat d2/f before the kernel learns d2 is gone, then an open through the stale d2
+    names.tell(1, 'd2', DIR + 1);
+    names.tell(DIR + 1, 'f', 200);
+    expect(names.open(200, P)).toBe('stale');
+    // nor does one that took longer than a walk may
+    names.tell(DIR + 1, 'f', 200);
+    time.advance(10_000);
+    expect(names.open(200, P)).toBe('stale');
+  });
+
+  it('mark the files below a directory whose name was removed', () => {
+    const names = new StaleNames();
+    names.tell(1, 'd', DIR);
+    names.tell(DIR, 'f', 100);
+    names.tell(1, 'e', 20);
+    names.tell(20, 'g', 200);
+    names.removed(1, 'd');
+    expect(names.open(100, P)).toBe('stale');
+    expect(names.open(200, Q)).toBe('go');
+    // the walk again through the directory's new name
+    names.tell(1, 'D', DIR);
+    names.tell(DIR, 'f', 100);
+    expect(names.open(100, P)).toBe('go');
+  });
+
+  it('last until a grace period after the kernel dropped the name', () => {
+    const time = clock();
+    const names = new StaleNames(time.now);
+    names.tell(DIR, 'a', 100);
+    names.removed(DIR, 'a')();
     // an open whose walk found the name just before the drop
     time.advance(STALE_OPEN_GRACE_MS - 1);
-    expect(names.turnAway(100)).toBe(true);
-    names.removed(1, 'b')();
-    time.advance(STALE_OPEN_GRACE_MS);
-    expect(names.turnAway(200)).toBe(false);
+    expect(names.open(100, P)).toBe('stale');
+    time.advance(1);
+    expect(names.open(100, Q)).toBe('go');
   });
 
-  it('knows only names the kernel was told of, and not those this node removed itself', () => {
-    const names = new StaleNames();
-    names.removed(1, 'never told')();
-    names.tell(1, 'mine', 300);
-    names.forget(1, 'mine');
-    const dropped = names.removed(1, 'mine');
-    expect(names.turnAway(300)).toBe(false);
-    dropped();
-  });
-
-  it('each removal of a name of an inode turns one open away, the mark lasting until the last is dropped', () => {
+  it('two names of an inode removed: marked until the last is dropped', () => {
     const time = clock();
     const names = new StaleNames(time.now);
-    names.tell(1, 'x', 400);
-    names.tell(2, 'y', 400);
-    const first = names.removed(1, 'x');
-    const second = names.removed(2, 'y');
+    names.tell(DIR, 'x', 400);
+    names.tell(DIR + 1, 'y', 400);
+    const first = names.removed(DIR, 'x');
+    const second = names.removed(DIR + 1, 'y');
+    first();
     first();
     time.advance(2 * STALE_OPEN_GRACE_MS);
-    expect(names.turnAway(400)).toBe(true);
+    expect(names.open(400, P)).toBe('stale');
     second();
-    names.tell(1, 'z', 400);
-    const third = names.removed(1, 'z');
-    expect(names.turnAway(400)).toBe(true);
-    third();
-    expect(names.turnAway(400)).toBe(false);
+    time.advance(STALE_OPEN_GRACE_MS);
+    expect(names.open(400, Q)).toBe('go');
+  });
+
+  it('know only names the kernel was told of: not those this node removed, and a name it renamed by its new name', () => {
+    const names = new StaleNames();
+    names.removed(DIR, 'never told')();
+    names.tell(DIR, 'mine', 300);
+    names.forget(DIR, 'mine');
+    names.removed(DIR, 'mine');
+    expect(names.open(300, P)).toBe('go');
+    names.tell(DIR, 'x', 301);
+    names.moved(DIR, 'x', DIR, 'a');
+    names.removed(DIR, 'x');
+    expect(names.open(301, P)).toBe('go');
+    names.removed(DIR, 'a');
+    expect(names.open(301, P)).toBe('stale');
   });
 });
