@@ -116,7 +116,9 @@ function replyOk(slot: number): void {
 }
 
 /** An xattr value or list: its size when asked with size 0, ERANGE when it does not fit. */
-function replyXattrData(slot: number, data: Buffer, size: number): void {
+function replyXattrData(slot: number, value: Uint8Array, size: number): void {
+  // protobufjs decodes an empty bytes field as a plain empty array: the binding wants a Buffer (else no reply, a hang)
+  const data = Buffer.isBuffer(value) ? value : Buffer.from(value);
   if (size === 0) ll.replyXattr(slot, data.length);
   else if (data.length > size) ll.replyErr(slot, E.ERANGE);
   else ll.replyBuf(slot, data);

@@ -166,11 +166,18 @@ export function cloneInode(inode: Inode): Inode {
     parent: inode.parent ?? 0,
     entries: inode.entries ?? 0,
     policy: clonePolicy(inode.policy),
-    xattrs: { ...(inode.xattrs ?? {}) },
+    xattrs: Object.fromEntries(Object.entries(inode.xattrs ?? {}).map(([name, value]) => [name, asBuffer(value)])),
     inlined: inode.inlined ?? false,
     // never changed in place: a new buffer replaces it
-    inlineData: inode.inlineData ?? EMPTY,
+    inlineData: asBuffer(inode.inlineData),
   };
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** protobufjs decodes an empty bytes field as a plain empty array, not a Buffer
+ *  (an empty inlined file read back from disk could not be spilled: EIO). */
+function asBuffer(bytes: Uint8Array | null | undefined): Buffer {
+  if (!bytes || bytes.length === 0) return EMPTY;
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
