@@ -193,7 +193,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
   return (op: number, slot: number, s1: string | null, s2: string | null, data: Buffer | null): void => {
     requestCounts[op]++;
     const ino = A[4];
-    const caller: Caller = { uid: A[0], gid: A[1] };
+    const caller: Caller = { uid: A[0], gid: A[1], pid: A[2] };
     switch (op) {
       case OP.lookup: {
         const wanted = answerable(slot);
@@ -226,19 +226,19 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         vfs.mkdir(ino, s1!, A[5], caller).then((attr) => replyEntry(slot, attr), fail('mkdir', slot));
         return;
       case OP.unlink:
-        vfs.unlink(ino, s1!).then(() => replyOk(slot), fail('unlink', slot));
+        vfs.unlink(ino, s1!, A[2]).then(() => replyOk(slot), fail('unlink', slot));
         return;
       case OP.rmdir:
-        vfs.rmdir(ino, s1!).then(() => replyOk(slot), fail('rmdir', slot));
+        vfs.rmdir(ino, s1!, A[2]).then(() => replyOk(slot), fail('rmdir', slot));
         return;
       case OP.symlink:
         vfs.symlink(ino, s2!, s1!, caller).then((attr) => replyEntry(slot, attr), fail('symlink', slot));
         return;
       case OP.rename:
-        vfs.rename(ino, s1!, A[5], s2!, A[6]).then(() => replyOk(slot), fail('rename', slot));
+        vfs.rename(ino, s1!, A[5], s2!, A[6], A[2]).then(() => replyOk(slot), fail('rename', slot));
         return;
       case OP.link:
-        vfs.link(ino, A[5], s1!).then((attr) => replyEntry(slot, attr), fail('link', slot));
+        vfs.link(ino, A[5], s1!, A[2]).then((attr) => replyEntry(slot, attr), fail('link', slot));
         return;
       case OP.open:
         vfs.open(ino, A[5], A[2]).then((opened) => ll.replyOpen(slot, opened.fh, openFlags(opened)), fail('open', slot));
@@ -305,7 +305,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         vfs.fsync(A[5]).then(() => replyOk(slot), fail('fsync', slot));
         return;
       case OP.opendir:
-        vfs.opendir(ino).then((fh) => ll.replyOpen(slot, fh, 0), fail('opendir', slot));
+        vfs.opendir(ino, A[2]).then((fh) => ll.replyOpen(slot, fh, 0), fail('opendir', slot));
         return;
       case OP.readdir: {
         const size = A[6];

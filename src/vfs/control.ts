@@ -113,29 +113,29 @@ export class ControlledVfs extends Vfs {
     return tree ? this.uncached(await tree.symlink(parent, name, target)) : super.symlink(parent, name, target, caller);
   }
 
-  override async unlink(parent: number, name: string): Promise<void> {
+  override async unlink(parent: number, name: string, pid = 0): Promise<void> {
     const tree = this.serves(parent);
     if (tree) return tree.unlink(parent, name);
     if (this.protectedEntry(parent, name)) throw new FsError(E.EPERM);
-    return super.unlink(parent, name);
+    return super.unlink(parent, name, pid);
   }
 
-  override async rmdir(parent: number, name: string): Promise<void> {
+  override async rmdir(parent: number, name: string, pid = 0): Promise<void> {
     const tree = this.serves(parent);
     if (tree) return tree.rmdir(parent, name);
     if (this.protectedEntry(parent, name)) throw new FsError(E.EBUSY);
-    return super.rmdir(parent, name);
+    return super.rmdir(parent, name, pid);
   }
 
-  override async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
+  override async rename(parent: number, name: string, newParent: number, newName: string, flags = 0, pid = 0): Promise<void> {
     if (this.serves(parent) || this.serves(newParent)) throw new FsError(E.EPERM);
     if (this.protectedEntry(parent, name) || this.protectedEntry(newParent, newName)) throw new FsError(E.EBUSY);
-    return super.rename(parent, name, newParent, newName, flags);
+    return super.rename(parent, name, newParent, newName, flags, pid);
   }
 
-  override async link(ino: number, newParent: number, newName: string): Promise<Told> {
+  override async link(ino: number, newParent: number, newName: string, pid = 0): Promise<Told> {
     if (this.virtual(ino) || this.serves(newParent)) throw new FsError(E.EPERM);
-    return super.link(ino, newParent, newName);
+    return super.link(ino, newParent, newName, pid);
   }
 
   override async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<Told & { opened: Opened }> {
@@ -185,9 +185,9 @@ export class ControlledVfs extends Vfs {
     if (!this.handles.delete(fh)) return super.release(fh);
   }
 
-  override async opendir(ino: number): Promise<number> {
+  override async opendir(ino: number, pid = 0): Promise<number> {
     const tree = this.tree?.servesDir(ino) ? this.tree : null;
-    if (!tree) return super.opendir(ino);
+    if (!tree) return super.opendir(ino, pid);
     return this.addHandle(ino, null);
   }
 

@@ -4,22 +4,25 @@
 // other node without waiting for this kernel (two removals at once: see
 // Coherence.callBack). Until then a path walk can still end at the old inode
 // through the old name (or through a directory's old name, at a file below
-// it), and O_TRUNC would empty the renamed file.
+// it): O_TRUNC would empty the renamed file, chmod change it, an unlink or a
+// create through the directory's old name act in the renamed directory.
 //
-// So while an inode, or a directory above it, has a removed name marked, an
-// open of it (or a truncate(2), which has no file handle) is answered ESTALE,
-// on which the kernel walks the path again asking the daemon for every name
-// (LOOKUP_REVAL): the daemon answers the lookup of every name on the path, so
-// through the old name the walk fails (or an O_CREAT open creates a new file),
-// and the open that follows, by the same thread, goes on without a question,
-// whatever it opens (a name this node's kernel made in the meantime, by a
-// rename here, is not looked up again; a file replaced since is then opened as
-// if the open came first, as it may: the two were concurrent). The kernel
-// tries a walk again once: an open through a good name goes on at its second
-// try, and no ESTALE reaches the application.
+// So while an inode, or a directory above it, has a removed name marked, a
+// request that reached it by a path walk (an open, a setattr without a file
+// handle, or a change of the entries of a directory: unlink, rmdir, rename,
+// link, create, mkdir, mknod, symlink) is answered ESTALE, on which the kernel
+// walks the path again asking the daemon for every name (LOOKUP_REVAL): the
+// daemon answers the lookup of every name on the path, so through the old
+// name the walk fails, and the request that follows, by the same thread, goes
+// on without a question, whatever it reached (a name this node's kernel made
+// in the meantime, by a rename here, is not looked up again; a file replaced
+// since is then opened as if the open came first, as it may: the two were
+// concurrent). The kernel tries a walk again once (retry_estale): a request
+// through a good name goes on at its second try, and no ESTALE reaches the
+// application.
 //
 // A mark outlives the kernel's drop by STALE_OPEN_GRACE_MS: a walk that found
-// the old name just before the drop sends its FUSE_OPEN after it (measured: an
+// the old name just before the drop sends its request after it (measured: an
 // open 3 ms after the drop cleared a mark that ended with it).
 import { E, FsError } from '../common/errno.js';
 import { RecentMap } from '../common/recentMap.js';
@@ -32,24 +35,25 @@ const MARKS_MAX = 4096;
 const THREADS_MAX = 1024;
 /** Directories walked up from an inode looking for a mark, at most. */
 const DEPTH_MAX = 64;
-/** How long a thread's walk again may take, at most (a lookup of it failing ends it sooner). */
+/** How long a thread's walk again may take, at most (a lookup of it failing for good ends it sooner). */
 const WALK_AGAIN_MS = 1000;
 /** How long after the kernel dropped the name an open of its inode is still turned away. */
 export const STALE_OPEN_GRACE_MS = 1000;
 const ROOT_INO = 1;
 
-/** What an open (or truncate(2)) of an inode does: goes on, or is turned away to be walked again. */
+/** What a request that reached an inode by a path walk does: goes on, or is turned away to be walked again. */
 export type Verdict = 'go' | 'stale';
 
 /** What a request turned away is answered with: the kernel walks the path again. */
 export const staleName = (ino: number): FsError => new FsError(E.ESTALE, `inode ${ino}: reached through a name removed elsewhere, maybe`);
 
-/** Throws what the verdict answers, if not 'go'. */
-export function enforce(verdict: Verdict, ino: number): void {
-  if (verdict === 'stale') throw staleName(ino);
-}
-
 const keyOf = (parent: number, name: string): string => `${parent}/${name}`;
+
+/** A thread turned away: when, and the name its walk again last failed to find, if any. */
+interface WalkAgain {
+  sinceMs: number;
+  failedAt?: string;
+}
 
 interface Mark {
   /** Removed names of the inode the kernel has yet to drop. */
@@ -64,7 +68,7 @@ export class StaleNames {
   private readonly parentOf = new RecentMap<number, number>(TOLD_NAMES_MAX);
   private readonly marks = new RecentMap<number, Mark>(MARKS_MAX);
   /** Threads whose open was turned away, and when: their walk again follows. */
-  private readonly retrying = new RecentMap<number, number>(THREADS_MAX);
+  private readonly retrying = new RecentMap<number, WalkAgain>(THREADS_MAX);
 
   constructor(private readonly nowMs: () => number = Date.now) {}
 
@@ -74,10 +78,27 @@ export class StaleNames {
     this.parentOf.set(ino, parent);
   }
 
-  /** A lookup of thread pid failed: a walk again it was in has ended there (a
-   *  later open of that thread is not one). */
-  lookupFailed(pid: number): void {
-    this.retrying.delete(pid);
+  /** A lookup by thread pid of name in parent failed. In a walk again the
+   *  kernel asks again at once when its revalidation of an entry it holds
+   *  fails: the walk goes on if the second lookup finds the name (it came
+   *  back meanwhile) or if the request makes that name (a create, mkdir,
+   *  rename or link to it); a lookup of any other name after a failed one
+   *  is no walk again (the walk failed; that thread's later requests are
+   *  new ones). */
+  lookupFailed(pid: number, parent: number, name: string): void {
+    const walk = this.retrying.get(pid);
+    if (!walk) return;
+    const key = keyOf(parent, name);
+    if (walk.failedAt !== undefined && walk.failedAt !== key) this.retrying.delete(pid);
+    else walk.failedAt = key;
+  }
+
+  /** A lookup by thread pid of name in parent found it. */
+  found(pid: number, parent: number, name: string): void {
+    const walk = this.retrying.get(pid);
+    if (walk?.failedAt === undefined) return;
+    if (walk.failedAt === keyOf(parent, name)) walk.failedAt = undefined;
+    else this.retrying.delete(pid);
   }
 
   /** This node removed the name itself (its kernel follows). */
@@ -113,14 +134,19 @@ export class StaleNames {
     };
   }
 
-  /** What an open of ino by thread pid does. */
-  open(ino: number, pid: number): Verdict {
-    // (the walk again of a thread ends with its next open)
-    const sinceMs = this.retrying.get(pid);
-    if (sinceMs !== undefined) this.retrying.delete(pid);
-    const walkedAgain = sinceMs !== undefined && this.nowMs() - sinceMs <= WALK_AGAIN_MS;
-    if (this.marks.size === 0 || walkedAgain || !this.markedAbove(ino)) return 'go';
-    this.retrying.set(pid, this.nowMs());
+  /** What a request of thread pid that reached inos (one, or two for a
+   *  rename or a link) by path walks does; making names the entry it makes
+   *  (whose lookup failed in the walk, as it should). */
+  reached(inos: number | readonly number[], pid: number, making?: { parent: number; name: string }): Verdict {
+    // (the walk again of a thread ends with its next request)
+    const walk = this.retrying.get(pid);
+    if (walk) this.retrying.delete(pid);
+    const failed = walk?.failedAt !== undefined && (!making || walk.failedAt !== keyOf(making.parent, making.name));
+    const walkedAgain = walk !== undefined && !failed && this.nowMs() - walk.sinceMs <= WALK_AGAIN_MS;
+    if (this.marks.size === 0 || walkedAgain) return 'go';
+    const marked = typeof inos === 'number' ? this.markedAbove(inos) : inos.some((ino) => this.markedAbove(ino));
+    if (!marked) return 'go';
+    this.retrying.set(pid, { sinceMs: this.nowMs() });
     return 'stale';
   }
 

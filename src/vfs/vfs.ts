@@ -31,13 +31,14 @@ import { KernelView } from './kernelView.js';
 import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
-import { StaleNames, enforce } from './staleNames.js';
+import { StaleNames, staleName } from './staleNames.js';
 import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
 import type { LockReply, LockRequest } from '../rpc/messages.js';
 
-export interface Caller { uid: number; gid: number }
+/** Who asks: pid is the kernel thread (see StaleNames). */
+export interface Caller { uid: number; gid: number; pid: number }
 
 /** An open without a call needs its attributes granted for longer than this. */
 const OPEN_HERE_MARGIN_MS = 1000;
@@ -201,9 +202,10 @@ export class Vfs {
     try {
       const told = await this.lookupHere(parent, name);
       this.staleNames.tell(parent, name, told.attr.ino);
+      this.staleNames.found(pid, parent, name);
       return told;
     } catch (err) {
-      this.staleNames.lookupFailed(pid);
+      this.staleNames.lookupFailed(pid, parent, name);
       throw err;
     }
   }
@@ -308,8 +310,11 @@ export class Vfs {
   }
 
   async setattr(ino: number, changes: Changes, fh: number | null, pid = 0): Promise<Told> {
-    // truncate(2) walks a path as an open does, and is tried again on ESTALE as it is
-    if (changes.valid & SETATTR_SIZE && fh === null) enforce(this.staleNames.open(ino, pid), ino);
+    // chmod(2), truncate(2) and the like walk a path, and are tried again on
+    // ESTALE; fchmod, fchown, futimens and the truncation of an open with
+    // O_TRUNC come without a handle too, and are not: a file open here is let
+    // through (its open was checked)
+    if (fh === null && !this.files.file(ino)) this.reachedByPath(ino, pid);
     // a directory's mode and group decide its new files' group: ask again after a change
     this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
@@ -366,6 +371,12 @@ export class Vfs {
 
   // ------------------------------------------------------------ namespace
 
+  /** A request of thread pid reached inos by path walks: ESTALE if one may be
+   *  through a name removed elsewhere (see StaleNames). */
+  private reachedByPath(inos: number | readonly number[], pid: number, making?: { parent: number; name: string }): void {
+    if (this.staleNames.reached(inos, pid, making) === 'stale') throw staleName(typeof inos === 'number' ? inos : inos[0]!);
+  }
+
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Told> {
     return this.make(parent, name, { mode, rdev }, caller);
   }
@@ -380,6 +391,7 @@ export class Vfs {
 
   /** A new entry of any type but a regular file (create opens those). */
   private async make(parent: number, name: string, what: { mode: number; rdev?: number; target?: string }, caller: Caller): Promise<Told> {
+    this.reachedByPath(parent, caller.pid, { parent, name });
     // a new directory's every entry (none) is known here: its files may be made here from the first
     const delegate = isDir(what.mode) && this.leaseHolds() ? { wantDelegation: true, wantInos: this.delegations.inosWanted() } : {};
     const entry = await this.changing(parent, this.meta.create({ entry: { ino: parent, name }, ...what, uid: caller.uid, gid: caller.gid, exclusive: true, ...delegate }));
@@ -399,7 +411,8 @@ export class Vfs {
     }
   }
 
-  async unlink(parent: number, name: string): Promise<void> {
+  async unlink(parent: number, name: string, pid = 0): Promise<void> {
+    this.reachedByPath(parent, pid);
     // the service frees a file with no link left that no node holds open: it must know this node's
     await this.files.tellOpens();
     await this.changing(parent, this.meta.remove({ ino: parent, name }, false));
@@ -407,14 +420,16 @@ export class Vfs {
     this.staleNames.forget(parent, name);
   }
 
-  async rmdir(parent: number, name: string): Promise<void> {
+  async rmdir(parent: number, name: string, pid = 0): Promise<void> {
+    this.reachedByPath(parent, pid);
     await this.changing(parent, this.meta.remove({ ino: parent, name }, true));
     this.known.removed(parent, name);
     this.staleNames.forget(parent, name);
   }
 
   /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
-  async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
+  async rename(parent: number, name: string, newParent: number, newName: string, flags = 0, pid = 0): Promise<void> {
+    this.reachedByPath([parent, newParent], pid, { parent: newParent, name: newName });
     await this.files.tellOpens();
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
     const moved = this.known.entry(parent, name);
@@ -429,7 +444,8 @@ export class Vfs {
     if (newParent !== parent) this.known.reparented(DirKnowledge.inoOf(moved), newParent);
   }
 
-  async link(ino: number, newParent: number, newName: string): Promise<Told> {
+  async link(ino: number, newParent: number, newName: string, pid = 0): Promise<Told> {
+    this.reachedByPath([ino, newParent], pid, { parent: newParent, name: newName });
     return this.entryIn(newParent, newName, await this.changing(newParent, this.meta.link({ ino }, { ino: newParent, name: newName })), true);
   }
 
@@ -467,6 +483,7 @@ export class Vfs {
   // ------------------------------------------------------------ open files
 
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<Told & { opened: Opened }> {
+    this.reachedByPath(parent, caller.pid, { parent, name });
     this.files.checkLimit();
     const fileMode = S_IFREG | (mode & 0o7777);
     // a directory whose every entry this node knows may be one it creates in by itself
@@ -540,7 +557,7 @@ export class Vfs {
   }
 
   async open(ino: number, flags: number, pid = 0): Promise<Opened> {
-    enforce(this.staleNames.open(ino, pid), ino);
+    this.reachedByPath(ino, pid);
     this.files.checkLimit();
     const here = this.openHere(ino, flags);
     if (here) return here;
@@ -647,7 +664,10 @@ export class Vfs {
 
   // ------------------------------------------------------------ directories
 
-  async opendir(ino: number): Promise<number> {
+  /** An entry below a directory opened through its old name would be
+   *  removed by `rm -rf` (unlinkat from the directory's descriptor). */
+  async opendir(ino: number, pid = 0): Promise<number> {
+    this.reachedByPath(ino, pid);
     return this.dirs.open(ino);
   }
 

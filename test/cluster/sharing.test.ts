@@ -35,6 +35,25 @@ function run(file: string, args: string[], timeoutMs = 30_000): { status: number
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** Node 2 renames count files of dir (made here) one after the other, in the
+ *  background: its kernel then often holds dir's lock while another node's
+ *  change there is called back. */
+function renamesOnNode2(dir: string, count: number): { stop(): Promise<void> } {
+  for (let i = 0; i < count; i++) fs.writeFileSync(cluster.path(1, dir, `b${i}`), '');
+  const renamer = execFile(process.execPath, ['-e', `
+    const fs = require('fs');
+    const dir = ${q(cluster.path(2, dir))};
+    for (let i = 0; i < ${count}; i++) fs.renameSync(dir + '/b' + i, dir + '/B' + i);
+  `], { timeout: 60_000, killSignal: 'SIGKILL' });
+  const stopped = new Promise((resolve) => renamer.on('exit', resolve));
+  return {
+    async stop() {
+      renamer.kill('SIGKILL');
+      await stopped;
+    },
+  };
+}
+
 beforeAll(async () => {
   cluster = await Cluster.start({ nodes: 3 });
   // a local directory of the same machine (ext4): the reference for tar
@@ -170,13 +189,7 @@ describe('coherent caches: a change on one node is seen at once on the others', 
         fs.writeFileSync(cluster.path(1, dir, i % 4 === 2 ? `x${i}` : `a${i}`), `data${i}`);
       }
     }
-    for (let i = 0; i < 4 * rounds; i++) fs.writeFileSync(cluster.path(1, dir, `b${i}`), '');
-    const renamer = execFile(process.execPath, ['-e', `
-      const fs = require('fs');
-      const dir = ${q(cluster.path(2, dir))};
-      for (let i = 0; i < ${4 * rounds}; i++) fs.renameSync(dir + '/b' + i, dir + '/B' + i);
-    `], { timeout: 60_000, killSignal: 'SIGKILL' });
-    const stopped = new Promise((resolve) => renamer.on('exit', resolve));
+    const renamer = renamesOnNode2(dir, 4 * rounds);
     try {
       // os.truncate is truncate(2): a path, no open
       const cutter = await runAsync('python3', ['-c', `
@@ -198,8 +211,7 @@ for i in range(${rounds}):
       expect(cutter.stdout).toBe('');
       expect(cutter.code).toBe(0);
     } finally {
-      renamer.kill('SIGKILL');
-      await stopped;
+      await renamer.stop();
     }
     for (const id of [1, 2, 3]) {
       for (let i = 0; i < rounds; i++) {
@@ -208,6 +220,94 @@ for i in range(${rounds}):
       }
     }
   }, 90_000);
+
+  it('renames on node 3 while node 2 renames in the directory too: every other call through an old name on node 2 finds nothing, and through the new name acts at once, without ESTALE', async () => {
+    // Found by exploratory tests: through a renamed directory's old name,
+    // unlink, rename, create, mkdir and rm -rf acted in the renamed directory;
+    // through a file's old name, chmod, utimes, chown and link changed the
+    // renamed file. And, once those were turned away: through the new name,
+    // an open with O_TRUNC (its truncation comes without a file handle), a
+    // create or a mkdir answered ESTALE.
+    const dir = name('d');
+    const ops = ['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'chmod', 'utime', 'chown', 'link', 'otrunc'];
+    const onDir = new Set(['unlink', 'rename', 'create', 'mkdir', 'rmrf']);
+    const rounds = 20 * ops.length;
+    const opOf = (i: number) => ops[i % ops.length]!;
+    // rounds of even tens go through the old name, the others through the new one
+    const throughOld = (i: number) => Math.floor(i / ops.length) % 2 === 0;
+    fs.mkdirSync(cluster.path(1, dir));
+    for (let i = 0; i < rounds; i++) {
+      if (onDir.has(opOf(i))) {
+        fs.mkdirSync(cluster.path(1, dir, `a${i}`));
+        fs.writeFileSync(cluster.path(1, dir, `a${i}`, 'f'), `data${i}`);
+      } else {
+        fs.writeFileSync(cluster.path(1, dir, `a${i}`), `data${i}`);
+        fs.chmodSync(cluster.path(1, dir, `a${i}`), 0o644);
+        fs.utimesSync(cluster.path(1, dir, `a${i}`), 1000, 1000);
+      }
+    }
+    const renamer = renamesOnNode2(dir, 4 * rounds);
+    try {
+      const caller = await runAsync('python3', ['-c', `
+import os, shutil, subprocess, sys
+on2, on3, ops = sys.argv[1], sys.argv[2], sys.argv[3].split(',')
+for i in range(${rounds}):
+    op, old = ops[i % len(ops)], (i // len(ops)) % 2 == 0
+    d = f'{on2}/a{i}' if old else f'{on2}/A{i}'
+    os.stat(f'{on2}/a{i}')  # node 2's kernel has the name
+    os.rename(f'{on3}/a{i}', f'{on3}/A{i}')
+    try:
+        if op == 'unlink': os.unlink(f'{d}/f')
+        elif op == 'rename': os.rename(f'{d}/f', f'{on2}/M{i}')
+        elif op == 'create': os.close(os.open(f'{d}/new', os.O_CREAT | os.O_WRONLY | os.O_EXCL))
+        elif op == 'mkdir': os.mkdir(f'{d}/sub')
+        elif op == 'rmrf':
+            r = subprocess.run(['rm', '-rf', d], capture_output=True, text=True)
+            if r.returncode != 0 or r.stderr: print(f'{op} {d}: {r.stderr}')
+            if old: continue  # rm -rf of an absent name succeeds
+        elif op == 'chmod': os.chmod(d, 0o600)
+        elif op == 'utime': os.utime(d, (2000, 2000))
+        elif op == 'chown': os.chown(d, 1234, 1234)
+        elif op == 'link': os.link(d, f'{on2}/L{i}')
+        elif op == 'otrunc': os.close(os.open(d, os.O_WRONLY | os.O_TRUNC))
+        if old: print(f'{op} {d}: reached')
+    except FileNotFoundError:
+        if not old: print(f'{op} {d}: ENOENT')
+    except OSError as e:
+        print(f'{op} {d}: {e}')
+`, cluster.path(2, dir), cluster.path(3, dir), ops.join(',')], 60_000);
+      expect(caller.stderr).toBe('');
+      expect(caller.stdout).toBe('');
+      expect(caller.code).toBe(0);
+    } finally {
+      await renamer.stop();
+    }
+    for (const id of [1, 3]) {
+      for (let i = 0; i < rounds; i++) {
+        const op = opOf(i);
+        const old = throughOld(i);
+        const at = (...names: string[]) => cluster.path(id, dir, ...names);
+        const where = `node ${id}: round ${i}, ${op} through the ${old ? 'old' : 'new'} name`;
+        if (op === 'rmrf') {
+          expect(fs.existsSync(at(`A${i}`)), where).toBe(old);
+          if (old) expect(fs.readdirSync(at(`A${i}`)), where).toEqual(['f']);
+          continue;
+        }
+        if (onDir.has(op)) {
+          const expected = old ? ['f'] : { unlink: [], rename: [], create: ['f', 'new'], mkdir: ['f', 'sub'] }[op]!;
+          expect(fs.readdirSync(at(`A${i}`)).sort(), where).toEqual(expected);
+          expect(fs.existsSync(at(`M${i}`)), where).toBe(op === 'rename' && !old);
+          continue;
+        }
+        const st = fs.statSync(at(`A${i}`));
+        expect(st.mode & 0o777, where).toBe(op === 'chmod' && !old ? 0o600 : 0o644);
+        expect(st.mtimeMs, where).toBe(op === 'utime' && !old ? 2_000_000 : op === 'otrunc' && !old ? st.mtimeMs : 1_000_000);
+        expect(st.uid, where).toBe(op === 'chown' && !old ? 1234 : 0);
+        expect(st.nlink, where).toBe(op === 'link' && !old ? 2 : 1);
+        expect(fs.readFileSync(at(`A${i}`), 'utf8'), where).toBe(op === 'otrunc' && !old ? '' : `data${i}`);
+      }
+    }
+  }, 120_000);
 
   it('a file replaced by rename again and again from nodes 2 and 3 while node 2 renames in its directory: readers on nodes 2 and 3 always open and read a whole version, and opens through a hard link of a file whose other links go never fail', async () => {
     // What turning opens through removed names away must not break (an

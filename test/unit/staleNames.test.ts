@@ -16,11 +16,11 @@ describe('stale names', () => {
     const names = new StaleNames();
     names.tell(DIR, 'a', 100);
     names.tell(DIR, 'b', 200);
-    expect(names.open(100, P)).toBe('go');
+    expect(names.reached(100, P)).toBe('go');
     const dropped = names.removed(DIR, 'a');
-    expect(names.open(100, P)).toBe('stale');
-    expect(names.open(100, Q)).toBe('stale');
-    expect(names.open(200, P)).toBe('go');
+    expect(names.reached(100, P)).toBe('stale');
+    expect(names.reached(100, Q)).toBe('stale');
+    expect(names.reached(200, P)).toBe('go');
     dropped();
   });
 
@@ -29,12 +29,12 @@ describe('stale names', () => {
     names.tell(DIR, 'a', 100);
     names.tell(DIR, 'link', 100);
     names.removed(DIR, 'a');
-    expect(names.open(100, P)).toBe('stale');
+    expect(names.reached(100, P)).toBe('stale');
     names.tell(DIR, 'link', 100);
-    expect(names.open(100, Q)).toBe('stale');
-    expect(names.open(100, P)).toBe('go');
+    expect(names.reached(100, Q)).toBe('stale');
+    expect(names.reached(100, P)).toBe('go');
     // its next open through the old name, still in its kernel, is turned away again
-    expect(names.open(100, P)).toBe('stale');
+    expect(names.reached(100, P)).toBe('stale');
   });
 
   it('a lookup that was not a walk again after a turned away open lets nothing through', () => {
@@ -44,19 +44,19 @@ describe('stale names', () => {
     names.removed(DIR, 'a');
     // stat A, then open a: the kernel reaches the inode through a
     names.tell(DIR, 'A', 100);
-    expect(names.open(100, P)).toBe('stale');
+    expect(names.reached(100, P)).toBe('stale');
   });
 
   it('let the walk again end at another inode than the one turned away: the one it found last goes', () => {
     const names = new StaleNames();
     names.tell(DIR, 'T', 100);
     names.removed(DIR, 'T');
-    expect(names.open(100, P)).toBe('stale');
+    expect(names.reached(100, P)).toBe('stale');
     // T was replaced by 200, which is replaced in turn before the open
     names.tell(1, 'd', DIR);
     names.tell(DIR, 'T', 200);
     names.removed(DIR, 'T');
-    expect(names.open(200, P)).toBe('go');
+    expect(names.reached(200, P)).toBe('go');
   });
 
   it('a walk again that failed lets nothing through later: the lookups of a stat after it are not a walk again', () => {
@@ -67,18 +67,20 @@ describe('stale names', () => {
     names.tell(1, 'd2', DIR + 1);
     names.tell(DIR + 1, 'f', 200);
     names.removed(1, 'd1');
-    expect(names.open(100, P)).toBe('stale');
+    expect(names.reached(100, P)).toBe('stale');
     // the walk again through d1 fails
-    names.lookupFailed(P);
+    names.lookupFailed(P, 1, 'd1');
     names.removed(1, 'd2');
     // stat d2/f before the kernel learns d2 is gone, then an open through the stale d2
     names.tell(1, 'd2', DIR + 1);
+    names.found(P, 1, 'd2');
     names.tell(DIR + 1, 'f', 200);
-    expect(names.open(200, P)).toBe('stale');
+    names.found(P, DIR + 1, 'f');
+    expect(names.reached(200, P)).toBe('stale');
     // nor does one that took longer than a walk may
     names.tell(DIR + 1, 'f', 200);
     time.advance(10_000);
-    expect(names.open(200, P)).toBe('stale');
+    expect(names.reached(200, P)).toBe('stale');
   });
 
   it('mark the files below a directory whose name was removed', () => {
@@ -88,12 +90,12 @@ describe('stale names', () => {
     names.tell(1, 'e', 20);
     names.tell(20, 'g', 200);
     names.removed(1, 'd');
-    expect(names.open(100, P)).toBe('stale');
-    expect(names.open(200, Q)).toBe('go');
+    expect(names.reached(100, P)).toBe('stale');
+    expect(names.reached(200, Q)).toBe('go');
     // the walk again through the directory's new name
     names.tell(1, 'D', DIR);
     names.tell(DIR, 'f', 100);
-    expect(names.open(100, P)).toBe('go');
+    expect(names.reached(100, P)).toBe('go');
   });
 
   it('last until a grace period after the kernel dropped the name', () => {
@@ -103,9 +105,9 @@ describe('stale names', () => {
     names.removed(DIR, 'a')();
     // an open whose walk found the name just before the drop
     time.advance(STALE_OPEN_GRACE_MS - 1);
-    expect(names.open(100, P)).toBe('stale');
+    expect(names.reached(100, P)).toBe('stale');
     time.advance(1);
-    expect(names.open(100, Q)).toBe('go');
+    expect(names.reached(100, Q)).toBe('go');
   });
 
   it('two names of an inode removed: marked until the last is dropped', () => {
@@ -118,10 +120,10 @@ describe('stale names', () => {
     first();
     first();
     time.advance(2 * STALE_OPEN_GRACE_MS);
-    expect(names.open(400, P)).toBe('stale');
+    expect(names.reached(400, P)).toBe('stale');
     second();
     time.advance(STALE_OPEN_GRACE_MS);
-    expect(names.open(400, Q)).toBe('go');
+    expect(names.reached(400, Q)).toBe('go');
   });
 
   it('know only names the kernel was told of: not those this node removed, and a name it renamed by its new name', () => {
@@ -130,12 +132,59 @@ describe('stale names', () => {
     names.tell(DIR, 'mine', 300);
     names.forget(DIR, 'mine');
     names.removed(DIR, 'mine');
-    expect(names.open(300, P)).toBe('go');
+    expect(names.reached(300, P)).toBe('go');
     names.tell(DIR, 'x', 301);
     names.moved(DIR, 'x', DIR, 'a');
     names.removed(DIR, 'x');
-    expect(names.open(301, P)).toBe('go');
+    expect(names.reached(301, P)).toBe('go');
     names.removed(DIR, 'a');
-    expect(names.open(301, P)).toBe('stale');
+    expect(names.reached(301, P)).toBe('stale');
+  });
+
+  it('a walk again whose revalidation of a name failed goes on when the lookup the kernel makes at once finds it', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'x', 100);
+    names.removed(DIR, 'x');
+    expect(names.reached(100, P)).toBe('stale');
+    // x was elsewhere for a moment (swapped by renames on another node)
+    names.lookupFailed(P, DIR, 'x');
+    names.tell(DIR, 'x', 100);
+    names.found(P, DIR, 'x');
+    expect(names.reached(100, P)).toBe('go');
+  });
+
+  it('a create, mkdir, rename or link in a directory reached through its removed name is turned away; its walk again, whose lookup of the new name fails, goes on', () => {
+    const names = new StaleNames();
+    names.tell(1, 'd', DIR);
+    names.removed(1, 'd');
+    const making = { parent: DIR, name: 'new' };
+    expect(names.reached(DIR, P, making)).toBe('stale');
+    names.tell(1, 'D', DIR);
+    names.found(P, 1, 'D');
+    names.lookupFailed(P, DIR, 'new');
+    names.lookupFailed(P, DIR, 'new');
+    expect(names.reached(DIR, P, making)).toBe('go');
+  });
+
+  it('a walk again that failed at a directory lets no later create through, though the lookup of the name it makes fails as well', () => {
+    const names = new StaleNames();
+    names.tell(1, 'd1', DIR);
+    names.tell(1, 'd2', DIR + 1);
+    names.removed(1, 'd1');
+    expect(names.reached(DIR, P, { parent: DIR, name: 'new' })).toBe('stale');
+    names.lookupFailed(P, 1, 'd1');
+    // the next round: a create through d2, removed elsewhere too
+    names.removed(1, 'd2');
+    names.lookupFailed(P, DIR + 1, 'new');
+    expect(names.reached(DIR + 1, P, { parent: DIR + 1, name: 'new' })).toBe('stale');
+  });
+
+  it('a rename or a link is turned away if either inode it reached is marked', () => {
+    const names = new StaleNames();
+    names.tell(1, 'd', DIR);
+    names.tell(1, 'e', DIR + 1);
+    names.removed(1, 'e');
+    expect(names.reached([DIR, DIR + 1], P)).toBe('stale');
+    expect(names.reached([DIR, DIR], Q)).toBe('go');
   });
 });
