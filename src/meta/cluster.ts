@@ -22,6 +22,8 @@ const SUSPECT_AFTER_MS = 2000;
 const PROBE_CACHE_MS = 1000;
 const REAP_INTERVAL_MS = 2000;
 const REAP_BATCH_INODES = 256;
+/** Freed inodes whose objects are being removed at once, at most. */
+const REMOVALS_IN_FLIGHT_MAX = 32;
 
 /** The node the metadata service runs on: its id, its own objects, and with
  *  etcd, the epoch of its leadership. */
@@ -275,18 +277,29 @@ export class Cluster {
     this.reapTimer.unref();
   }
 
-  /** Removes the stripe objects of freed inodes; what fails is tried again later. */
+  /** Removes the stripe objects of freed inodes; what fails is tried again
+   *  later. Batches follow each other at once while they make progress: the
+   *  space of an rm -rf of many files comes back within seconds, not at one
+   *  transaction per file. */
   async reap(): Promise<void> {
     if (this.reaping) return;
     this.reaping = true;
     try {
-      for (const inode of await this.store.orphans(REAP_BATCH_INODES)) {
-        try {
-          if (inode.layout) await this.replicas.remove(inode.attr.ino, inode.layout);
-          await this.store.run((tx) => tx.deleteOrphan(inode.attr.ino));
-        } catch (err) {
-          log.debug(`objects of inode ${inode.attr.ino} stay for now: ${(err as Error).message}`);
+      for (;;) {
+        const batch = await this.store.orphans(REAP_BATCH_INODES);
+        const removed: number[] = [];
+        for (let first = 0; first < batch.length; first += REMOVALS_IN_FLIGHT_MAX) {
+          await Promise.all(batch.slice(first, first + REMOVALS_IN_FLIGHT_MAX).map(async (inode) => {
+            try {
+              if (inode.layout) await this.replicas.remove(inode.attr.ino, inode.layout);
+              removed.push(inode.attr.ino);
+            } catch (err) {
+              log.debug(`objects of inode ${inode.attr.ino} stay for now: ${(err as Error).message}`);
+            }
+          }));
         }
+        if (removed.length > 0) await this.store.run((tx) => { for (const ino of removed) tx.deleteOrphan(ino); });
+        if (batch.length < REAP_BATCH_INODES || removed.length === 0) return;
       }
     } catch (err) {
       // the store is failing (full disk?): the next round tries again

@@ -146,6 +146,30 @@ describe('files', () => {
     expect(before - after).toBeGreaterThanOrEqual(5 * MiB);
   });
 
+  it('rm -rf on node 2 of a tree of 1,000 files of 12 KiB: the objects of every one go from every node', async () => {
+    // more files than the root removes the objects of in one batch
+    const objectsNow = () => [1, 2, 3].reduce((sum, id) => sum + objectBytes(cluster.nodeDir(id)), 0);
+    const before = objectsNow();
+    const tree = fresh('tree');
+    for (let d = 0; d < 10; d++) {
+      fs.mkdirSync(`${tree}/d${d}`, { recursive: true });
+      for (let f = 0; f < 100; f++) fs.writeFileSync(`${tree}/d${d}/f${f}`, randomBytes(12 * 1024));
+    }
+    const made = objectsNow();
+    expect(made - before).toBeGreaterThanOrEqual(1000 * 12 * 1024);
+    const removed = spawnSync('rm', ['-rf', cluster.path(2, tree.split('/').pop()!)], { timeout: 60_000, encoding: 'utf8' });
+    expect(removed.stderr).toBe('');
+    expect(removed.status).toBe(0);
+    const deadline = Date.now() + 60_000;
+    let after = made;
+    while (Date.now() < deadline) {
+      after = objectsNow();
+      if (after <= before) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(after).toBeLessThanOrEqual(before);
+  }, 120_000);
+
   it('syncs with fsync and fdatasync', () => {
     const file = fresh();
     const fd = fs.openSync(file, 'w');
