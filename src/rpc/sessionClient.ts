@@ -54,7 +54,6 @@ interface Pending {
 
 class ConnectionLost extends Error {}
 
-/** What the node does with a callback: resolves once its kernel dropped what it names. */
 /** Handles a callback: resolves once the kernel dropped what it names; calls
  *  taken once this node itself did (see SESSION_CALLBACK_TAKEN). */
 export type CallbackHandler = (items: Invalidation[], taken: () => void) => Promise<void>;
