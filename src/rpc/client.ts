@@ -1,6 +1,7 @@
 // A typed gRPC client of one service at one address. A call waits for its peer
 // (a node restarting) up to its deadline: calls not yet sent wait in gRPC
-// (waitForReady), calls cut off by a dropped connection are sent again, so
+// (waitForReady), calls cut off by a dropped connection, or sent to a peer
+// that moved (a new metadata leader) and not answered yet, are sent again, so
 // every RPC of kDFS must be safe to repeat. Failures past the deadline, and a
 // refused fsid, become FsError(EIO) with the reason. A call its caller gave up
 // on (its signal aborted) is cancelled: never sent again, not even to the
@@ -22,6 +23,8 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
   private client: grpc.Client;
   private readonly definition: grpc.ServiceDefinition;
   private metadata = new grpc.Metadata({ waitForReady: true });
+  /** Calls sent on the current client and not answered: cancelled and sent again at a move. */
+  private inflight = new Set<grpc.ClientUnaryCall>();
 
   /** onUnreachable: called when the peer cannot be reached (it may have moved: see moveTo). */
   constructor(
@@ -46,6 +49,11 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
     const old = this.client;
     this.address = address;
     this.client = this.connect(address);
+    // calls already sent to the old peer (a stopped leader keeps its connection open)
+    // would wait for it up to their deadline: cancelled, and sent again at the new address
+    const sent = this.inflight;
+    this.inflight = new Set();
+    for (const call of sent) call.cancel();
     // its waiting calls fail as UNAVAILABLE, and call() sends them again on the new channel
     old.close();
   }
@@ -85,7 +93,9 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
       try {
         return await this.once(method, request, deadline, signal);
       } catch (err) {
-        const code = (err as grpc.ServiceError).code;
+        let code = (err as grpc.ServiceError).code;
+        // cancelled by a move (see moveTo), not by the caller: sent again
+        if (code === grpc.status.CANCELLED && !signal?.aborted && (err as { moved?: boolean }).moved) code = grpc.status.UNAVAILABLE;
         // a node that does not lead the metadata service any more: where is the leader?
         if (code === grpc.status.UNAVAILABLE && (err as grpc.ServiceError).details?.startsWith(NOT_LEADER_DETAILS)) this.onUnreachable?.();
         if (code !== grpc.status.UNAVAILABLE || Date.now() + backoffMs >= deadline) {
@@ -100,7 +110,9 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
     const definition = this.definition[method];
     return new Promise((resolve, reject) => {
       let trailer: grpc.Metadata | null = null;
-      const call = this.client.makeUnaryRequest(
+      const client = this.client;
+      const inflight = this.inflight;
+      const call: grpc.ClientUnaryCall = client.makeUnaryRequest(
         definition.path,
         definition.requestSerialize,
         definition.responseDeserialize,
@@ -108,12 +120,14 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
         this.metadata.clone(),
         { deadline },
         (err, reply) => {
-          if (err) reject(err);
+          inflight.delete(call);
+          if (err) reject(this.client !== client ? Object.assign(err, { moved: true }) : err);
           else if (!(reply as { errno?: number }).errno) resolve(reply as M[K][1]);
           // an error's message comes in the trailer, whose event follows this callback
           else setImmediate(() => resolve(withErrorMessage(reply as object, trailer) as M[K][1]));
         },
       );
+      inflight.add(call);
       const cancel = () => call.cancel();
       signal?.addEventListener('abort', cancel, { once: true });
       call.on('status', (status: grpc.StatusObject) => {

@@ -42,6 +42,11 @@ export class HoldingRelay {
     return `127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
   }
 
+  /** Bytes held so far (what clients sent since hold). */
+  get heldBytes(): number {
+    return (this.held ?? []).reduce((sum, h) => sum + h.data.length, 0);
+  }
+
   /** From now on, what clients send is kept, and nothing reaches them. */
   hold(): void {
     this.held = [];
