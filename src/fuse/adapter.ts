@@ -330,7 +330,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         }, fail('statfs', slot));
         return;
       case OP.setxattr:
-        vfs.setxattr(ino, s1!, data!, A[5]).then(() => replyOk(slot), fail('setxattr', slot));
+        vfs.setxattr(ino, s1!, data!, A[5], A[2]).then(() => replyOk(slot), fail('setxattr', slot));
         return;
       case OP.getxattr: {
         const size = A[5];
@@ -343,7 +343,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         return;
       }
       case OP.removexattr:
-        vfs.removexattr(ino, s1!).then(() => replyOk(slot), fail('removexattr', slot));
+        vfs.removexattr(ino, s1!, A[2]).then(() => replyOk(slot), fail('removexattr', slot));
         return;
       case OP.fallocate:
         // glibc's posix_fallocate writes the range itself when the file system cannot

@@ -207,18 +207,18 @@ export class ControlledVfs extends Vfs {
     return super.getxattr(ino, name);
   }
 
-  override async setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
+  override async setxattr(ino: number, name: string, value: Uint8Array, flags: number, pid = 0): Promise<void> {
     if (this.virtual(ino)) throw new FsError(E.EPERM);
-    return super.setxattr(ino, name, value, flags);
+    return super.setxattr(ino, name, value, flags, pid);
   }
 
   override async listxattr(ino: number): Promise<string[]> {
     return this.virtual(ino) ? [] : super.listxattr(ino);
   }
 
-  override async removexattr(ino: number, name: string): Promise<void> {
+  override async removexattr(ino: number, name: string, pid = 0): Promise<void> {
     if (this.virtual(ino)) throw new FsError(E.ENODATA);
-    return super.removexattr(ino, name);
+    return super.removexattr(ino, name, pid);
   }
 
   private nodeFileAttr(): Attr {

@@ -21,6 +21,8 @@ interface DirHandle {
 
 export class DirHandles {
   private readonly handles = new Map<number, DirHandle>();
+  /** Handles open, by directory. */
+  private readonly openCounts = new Map<number, number>();
   private nextFh = 0;
 
   /** Names the root directory's listing leaves out (MOUNT/.kdfs). */
@@ -35,7 +37,13 @@ export class DirHandles {
     do this.nextFh = this.nextFh >= 0x7fffffff ? 1 : this.nextFh + 1;
     while (this.handles.has(this.nextFh));
     this.handles.set(this.nextFh, { ino, entries: [], more: true, loaded: false, cursor: '' });
+    this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
     return this.nextFh;
+  }
+
+  /** Whether this node holds the directory open. */
+  isOpen(ino: number): boolean {
+    return this.openCounts.has(ino);
   }
 
   /** Entries from `offset` on (at least one unless the end is reached), at most `max`. */
@@ -69,6 +77,11 @@ export class DirHandles {
   }
 
   release(fh: number): void {
+    const dir = this.handles.get(fh);
+    if (!dir) return;
     this.handles.delete(fh);
+    const count = this.openCounts.get(dir.ino)!;
+    if (count > 1) this.openCounts.set(dir.ino, count - 1);
+    else this.openCounts.delete(dir.ino);
   }
 }

@@ -25,6 +25,7 @@
 // the old name just before the drop sends its request after it (measured: an
 // open 3 ms after the drop cleared a mark that ended with it).
 import { E, FsError } from '../common/errno.js';
+import { isDir, isReg } from '../common/mode.js';
 import { RecentMap } from '../common/recentMap.js';
 
 /** Names the kernel was told of, remembered at most (the oldest go first). */
@@ -33,8 +34,10 @@ const TOLD_NAMES_MAX = 65_536;
 const MARKS_MAX = 4096;
 /** Threads turned away remembered, at most. */
 const THREADS_MAX = 1024;
-/** Directories walked up from an inode looking for a mark, at most. */
-const DEPTH_MAX = 64;
+/** Inodes looked at, walking up from one looking for a mark, at most. */
+const WALKED_MAX = 64;
+/** Directories of an inode's names (hard links) remembered, at most. */
+const PARENTS_MAX = 4;
 /** How long a thread's walk again may take, at most (a lookup of it failing for good ends it sooner). */
 const WALK_AGAIN_MS = 1000;
 /** How long after the kernel dropped the name an open of its inode is still turned away. */
@@ -55,6 +58,13 @@ interface WalkAgain {
   failedAt?: string;
 }
 
+/** Where the kernel was told an inode is, and its type. */
+interface Place {
+  /** The directories of its names, the last told first. */
+  parents: number[];
+  mode: number;
+}
+
 interface Mark {
   /** Removed names of the inode the kernel has yet to drop. */
   drops: number;
@@ -64,18 +74,31 @@ interface Mark {
 
 export class StaleNames {
   private readonly told = new RecentMap<string, number>(TOLD_NAMES_MAX);
-  /** The directory the kernel was last told an inode is in. */
-  private readonly parentOf = new RecentMap<number, number>(TOLD_NAMES_MAX);
+  private readonly places = new RecentMap<number, Place>(TOLD_NAMES_MAX);
   private readonly marks = new RecentMap<number, Mark>(MARKS_MAX);
   /** Threads whose open was turned away, and when: their walk again follows. */
   private readonly retrying = new RecentMap<number, WalkAgain>(THREADS_MAX);
 
   constructor(private readonly nowMs: () => number = Date.now) {}
 
-  /** The kernel was told that name in parent is ino. */
-  tell(parent: number, name: string, ino: number): void {
+  /** The kernel was told that name in parent is ino, of that mode. */
+  tell(parent: number, name: string, ino: number, mode: number): void {
     this.told.set(keyOf(parent, name), ino);
-    this.parentOf.set(ino, parent);
+    const place = this.places.get(ino);
+    if (!place) {
+      this.places.set(ino, { parents: [parent], mode });
+      return;
+    }
+    place.mode = mode;
+    if (place.parents[0] !== parent) place.parents = [parent, ...place.parents.filter((p) => p !== parent)].slice(0, PARENTS_MAX);
+  }
+
+  /** Whether the kernel's opens of ino come to the daemon: not those of a
+   *  FIFO, socket or device (nor their fchmod, by a descriptor the daemon
+   *  never saw). Unknown: as if they did. */
+  opensSeen(ino: number): boolean {
+    const mode = this.places.get(ino)?.mode;
+    return mode === undefined || isReg(mode) || isDir(mode);
   }
 
   /** A lookup by thread pid of name in parent failed. In a walk again the
@@ -111,7 +134,7 @@ export class StaleNames {
     const ino = this.told.get(keyOf(parent, name));
     this.forget(parent, name);
     this.forget(newParent, newName);
-    if (ino !== undefined) this.tell(newParent, newName, ino);
+    if (ino !== undefined) this.tell(newParent, newName, ino, this.places.get(ino)?.mode ?? 0);
   }
 
   /** Another node removed or replaced name in parent; the returned function is
@@ -150,17 +173,18 @@ export class StaleNames {
     return 'stale';
   }
 
-  /** Whether ino, or a directory above it as the kernel was told, has a mark that lasts. */
+  /** Whether ino, or a directory above one of its names as the kernel was
+   *  told, has a mark that lasts. */
   private markedAbove(ino: number): boolean {
-    let at: number | undefined = ino;
-    for (let depth = 0; at !== undefined && depth < DEPTH_MAX; depth++) {
+    const toSee = [ino];
+    for (let walked = 0; toSee.length > 0 && walked < WALKED_MAX; walked++) {
+      const at = toSee.pop()!;
       const mark = this.marks.get(at);
       if (mark) {
         if (this.lasts(mark)) return true;
         this.marks.delete(at);
       }
-      if (at === ROOT_INO) return false;
-      at = this.parentOf.get(at);
+      if (at !== ROOT_INO) toSee.push(...(this.places.get(at)?.parents ?? []));
     }
     return false;
   }

@@ -18,7 +18,7 @@ import { log } from '../common/log.js';
 import { ABSENT_XATTR_CACHE_MS, FILE_MAX_BYTES } from '../common/limits.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
 import { applyAttrChanges } from '../meta/attrChanges.js';
-import { S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Entry, Fresh, MetaClient } from '../meta/client.js';
 import {
   INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_LAYOUT, CHANGED_MTIME, CHANGED_SIZE,
@@ -201,7 +201,7 @@ export class Vfs {
   async lookup(parent: number, name: string, pid = 0): Promise<Told> {
     try {
       const told = await this.lookupHere(parent, name);
-      this.staleNames.tell(parent, name, told.attr.ino);
+      this.staleNames.tell(parent, name, told.attr.ino, told.attr.mode);
       this.staleNames.found(pid, parent, name);
       return told;
     } catch (err) {
@@ -225,7 +225,7 @@ export class Vfs {
   /** An entry the metadata service looked up or made: the kernel is told of it,
    *  and what this node knows of the directory follows. */
   private entryIn(parent: number, name: string, fresh: Fresh & { created?: boolean }, made: boolean): Told {
-    this.staleNames.tell(parent, name, fresh.attr.ino);
+    this.staleNames.tell(parent, name, fresh.attr.ino, fresh.attr.mode);
     this.known.granted(parent, fresh.cacheMs);
     if (made) this.known.added(parent, name, fresh.attr.ino, fresh.attr.mode);
     if (made && fresh.created && isDir(fresh.attr.mode)) this.known.created(fresh.attr.ino, parent, fresh.cacheMs);
@@ -310,11 +310,7 @@ export class Vfs {
   }
 
   async setattr(ino: number, changes: Changes, fh: number | null, pid = 0): Promise<Told> {
-    // chmod(2), truncate(2) and the like walk a path, and are tried again on
-    // ESTALE; fchmod, fchown, futimens and the truncation of an open with
-    // O_TRUNC come without a handle too, and are not: a file open here is let
-    // through (its open was checked)
-    if (fh === null && !this.files.file(ino)) this.reachedByPath(ino, pid);
+    if (fh === null) this.reachedWithoutHandle(ino, pid);
     // a directory's mode and group decide its new files' group: ask again after a change
     this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
@@ -371,6 +367,17 @@ export class Vfs {
 
   // ------------------------------------------------------------ namespace
 
+  /** A setattr or a change of extended attributes came without a file
+   *  handle: by a path (chmod, truncate, setxattr), which the kernel tries
+   *  again on ESTALE, or by a descriptor (fchmod, futimens, fsetxattr; the
+   *  truncation of an O_TRUNC open), which it does not. Those of a file or
+   *  directory open here (its open was checked), or of an inode whose opens
+   *  the daemon never sees (a FIFO), may be the latter: let through. */
+  private reachedWithoutHandle(ino: number, pid: number): void {
+    if (this.files.file(ino) || this.dirs.isOpen(ino) || !this.staleNames.opensSeen(ino)) return;
+    this.reachedByPath(ino, pid);
+  }
+
   /** A request of thread pid reached inos by path walks: ESTALE if one may be
    *  through a name removed elsewhere (see StaleNames). */
   private reachedByPath(inos: number | readonly number[], pid: number, making?: { parent: number; name: string }): void {
@@ -391,7 +398,8 @@ export class Vfs {
 
   /** A new entry of any type but a regular file (create opens those). */
   private async make(parent: number, name: string, what: { mode: number; rdev?: number; target?: string }, caller: Caller): Promise<Told> {
-    this.reachedByPath(parent, caller.pid, { parent, name });
+    // (bind(2) makes sockets, and does not try again on ESTALE)
+    if ((what.mode & S_IFMT) !== S_IFSOCK) this.reachedByPath(parent, caller.pid, { parent, name });
     // a new directory's every entry (none) is known here: its files may be made here from the first
     const delegate = isDir(what.mode) && this.leaseHolds() ? { wantDelegation: true, wantInos: this.delegations.inosWanted() } : {};
     const entry = await this.changing(parent, this.meta.create({ entry: { ino: parent, name }, ...what, uid: caller.uid, gid: caller.gid, exclusive: true, ...delegate }));
@@ -465,7 +473,8 @@ export class Vfs {
     }
   }
 
-  async setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
+  async setxattr(ino: number, name: string, value: Uint8Array, flags: number, pid = 0): Promise<void> {
+    this.reachedWithoutHandle(ino, pid);
     this.absentXattrs.forget(ino);
     await byInode(this.meta.setXattr({ ino }, name, value, flags));
   }
@@ -475,7 +484,8 @@ export class Vfs {
     return byInode(this.meta.listXattr({ ino }));
   }
 
-  async removexattr(ino: number, name: string): Promise<void> {
+  async removexattr(ino: number, name: string, pid = 0): Promise<void> {
+    this.reachedWithoutHandle(ino, pid);
     this.absentXattrs.forget(ino);
     await byInode(this.meta.removeXattr({ ino }, name));
   }
@@ -498,7 +508,7 @@ export class Vfs {
     this.delegations.granted(entry.delegation);
     this.known.granted(parent, entry.cacheMs);
     this.known.added(parent, name, entry.attr.ino, entry.attr.mode);
-    this.staleNames.tell(parent, name, entry.attr.ino);
+    this.staleNames.tell(parent, name, entry.attr.ino, entry.attr.mode);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry, flags, false, closesBefore);

@@ -227,10 +227,12 @@ for i in range(${rounds}):
     // through a file's old name, chmod, utimes, chown and link changed the
     // renamed file. And, once those were turned away: through the new name,
     // an open with O_TRUNC (its truncation comes without a file handle), a
-    // create or a mkdir answered ESTALE.
+    // create or a mkdir answered ESTALE; and calls that the kernel does not
+    // try again, by a descriptor of a directory (fchmod: rsync -a) or bind(2)
+    // of a socket, got it through any name.
     const dir = name('d');
-    const ops = ['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'chmod', 'utime', 'chown', 'link', 'otrunc'];
-    const onDir = new Set(['unlink', 'rename', 'create', 'mkdir', 'rmrf']);
+    const ops = ['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'fchmod', 'bind', 'chmod', 'utime', 'chown', 'link', 'otrunc', 'setxattr'];
+    const onDir = new Set(['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'fchmod', 'bind']);
     const rounds = 20 * ops.length;
     const opOf = (i: number) => ops[i % ops.length]!;
     // rounds of even tens go through the old name, the others through the new one
@@ -249,13 +251,15 @@ for i in range(${rounds}):
     const renamer = renamesOnNode2(dir, 4 * rounds);
     try {
       const caller = await runAsync('python3', ['-c', `
-import os, shutil, subprocess, sys
+import os, shutil, socket, subprocess, sys
 on2, on3, ops = sys.argv[1], sys.argv[2], sys.argv[3].split(',')
 for i in range(${rounds}):
     op, old = ops[i % len(ops)], (i // len(ops)) % 2 == 0
     d = f'{on2}/a{i}' if old else f'{on2}/A{i}'
     os.stat(f'{on2}/a{i}')  # node 2's kernel has the name
+    if op == 'fchmod': fd = os.open(f'{on2}/a{i}', os.O_RDONLY | os.O_DIRECTORY)
     os.rename(f'{on3}/a{i}', f'{on3}/A{i}')
+    if op == 'bind' and old: continue  # bind(2) through an old name is not checked
     try:
         if op == 'unlink': os.unlink(f'{d}/f')
         elif op == 'rename': os.rename(f'{d}/f', f'{on2}/M{i}')
@@ -265,6 +269,12 @@ for i in range(${rounds}):
             r = subprocess.run(['rm', '-rf', d], capture_output=True, text=True)
             if r.returncode != 0 or r.stderr: print(f'{op} {d}: {r.stderr}')
             if old: continue  # rm -rf of an absent name succeeds
+        elif op == 'fchmod':
+            os.chmod(fd, 0o700)
+            os.close(fd)
+            continue  # through the descriptor, whatever the name
+        elif op == 'bind': socket.socket(socket.AF_UNIX).bind(f'{d}/sock')
+        elif op == 'setxattr': os.setxattr(d, 'user.k', b'v')
         elif op == 'chmod': os.chmod(d, 0o600)
         elif op == 'utime': os.utime(d, (2000, 2000))
         elif op == 'chown': os.chown(d, 1234, 1234)
@@ -294,9 +304,10 @@ for i in range(${rounds}):
           continue;
         }
         if (onDir.has(op)) {
-          const expected = old ? ['f'] : { unlink: [], rename: [], create: ['f', 'new'], mkdir: ['f', 'sub'] }[op]!;
+          const expected = old ? ['f'] : { unlink: [], rename: [], create: ['f', 'new'], mkdir: ['f', 'sub'], fchmod: ['f'], bind: ['f', 'sock'] }[op]!;
           expect(fs.readdirSync(at(`A${i}`)).sort(), where).toEqual(expected);
           expect(fs.existsSync(at(`M${i}`)), where).toBe(op === 'rename' && !old);
+          if (op === 'fchmod') expect(fs.statSync(at(`A${i}`)).mode & 0o777, where).toBe(0o700);
           continue;
         }
         const st = fs.statSync(at(`A${i}`));
@@ -304,6 +315,8 @@ for i in range(${rounds}):
         expect(st.mtimeMs, where).toBe(op === 'utime' && !old ? 2_000_000 : op === 'otrunc' && !old ? st.mtimeMs : 1_000_000);
         expect(st.uid, where).toBe(op === 'chown' && !old ? 1234 : 0);
         expect(st.nlink, where).toBe(op === 'link' && !old ? 2 : 1);
+        const xattr = spawnSync('getfattr', ['--only-values', '-n', 'user.k', at(`A${i}`)], { encoding: 'utf8', timeout: 10_000 });
+        expect(xattr.stdout, where).toBe(op === 'setxattr' && !old ? 'v' : '');
         expect(fs.readFileSync(at(`A${i}`), 'utf8'), where).toBe(op === 'otrunc' && !old ? '' : `data${i}`);
       }
     }

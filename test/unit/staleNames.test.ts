@@ -8,14 +8,15 @@ function clock() {
 }
 
 const DIR = 10;
+const REG = 0o100644;
 const P = 500; // a thread
 const Q = 501; // another
 
 describe('stale names', () => {
   it('turn away every open of an inode whose removed name the kernel holds; the walk again through the old name finds nothing', () => {
     const names = new StaleNames();
-    names.tell(DIR, 'a', 100);
-    names.tell(DIR, 'b', 200);
+    names.tell(DIR, 'a', 100, REG);
+    names.tell(DIR, 'b', 200, REG);
     expect(names.reached(100, P)).toBe('go');
     const dropped = names.removed(DIR, 'a');
     expect(names.reached(100, P)).toBe('stale');
@@ -26,11 +27,11 @@ describe('stale names', () => {
 
   it('let the thread whose walk again found the inode through a good name open it, once', () => {
     const names = new StaleNames();
-    names.tell(DIR, 'a', 100);
-    names.tell(DIR, 'link', 100);
+    names.tell(DIR, 'a', 100, REG);
+    names.tell(DIR, 'link', 100, REG);
     names.removed(DIR, 'a');
     expect(names.reached(100, P)).toBe('stale');
-    names.tell(DIR, 'link', 100);
+    names.tell(DIR, 'link', 100, REG);
     expect(names.reached(100, Q)).toBe('stale');
     expect(names.reached(100, P)).toBe('go');
     // its next open through the old name, still in its kernel, is turned away again
@@ -39,22 +40,22 @@ describe('stale names', () => {
 
   it('a lookup that was not a walk again after a turned away open lets nothing through', () => {
     const names = new StaleNames();
-    names.tell(DIR, 'a', 100);
-    names.tell(DIR, 'A', 100);
+    names.tell(DIR, 'a', 100, REG);
+    names.tell(DIR, 'A', 100, REG);
     names.removed(DIR, 'a');
     // stat A, then open a: the kernel reaches the inode through a
-    names.tell(DIR, 'A', 100);
+    names.tell(DIR, 'A', 100, REG);
     expect(names.reached(100, P)).toBe('stale');
   });
 
   it('let the walk again end at another inode than the one turned away: the one it found last goes', () => {
     const names = new StaleNames();
-    names.tell(DIR, 'T', 100);
+    names.tell(DIR, 'T', 100, REG);
     names.removed(DIR, 'T');
     expect(names.reached(100, P)).toBe('stale');
     // T was replaced by 200, which is replaced in turn before the open
-    names.tell(1, 'd', DIR);
-    names.tell(DIR, 'T', 200);
+    names.tell(1, 'd', DIR, REG);
+    names.tell(DIR, 'T', 200, REG);
     names.removed(DIR, 'T');
     expect(names.reached(200, P)).toBe('go');
   });
@@ -62,46 +63,46 @@ describe('stale names', () => {
   it('a walk again that failed lets nothing through later: the lookups of a stat after it are not a walk again', () => {
     const time = clock();
     const names = new StaleNames(time.now);
-    names.tell(1, 'd1', DIR);
-    names.tell(DIR, 'f', 100);
-    names.tell(1, 'd2', DIR + 1);
-    names.tell(DIR + 1, 'f', 200);
+    names.tell(1, 'd1', DIR, REG);
+    names.tell(DIR, 'f', 100, REG);
+    names.tell(1, 'd2', DIR + 1, REG);
+    names.tell(DIR + 1, 'f', 200, REG);
     names.removed(1, 'd1');
     expect(names.reached(100, P)).toBe('stale');
     // the walk again through d1 fails
     names.lookupFailed(P, 1, 'd1');
     names.removed(1, 'd2');
     // stat d2/f before the kernel learns d2 is gone, then an open through the stale d2
-    names.tell(1, 'd2', DIR + 1);
+    names.tell(1, 'd2', DIR + 1, REG);
     names.found(P, 1, 'd2');
-    names.tell(DIR + 1, 'f', 200);
+    names.tell(DIR + 1, 'f', 200, REG);
     names.found(P, DIR + 1, 'f');
     expect(names.reached(200, P)).toBe('stale');
     // nor does one that took longer than a walk may
-    names.tell(DIR + 1, 'f', 200);
+    names.tell(DIR + 1, 'f', 200, REG);
     time.advance(10_000);
     expect(names.reached(200, P)).toBe('stale');
   });
 
   it('mark the files below a directory whose name was removed', () => {
     const names = new StaleNames();
-    names.tell(1, 'd', DIR);
-    names.tell(DIR, 'f', 100);
-    names.tell(1, 'e', 20);
-    names.tell(20, 'g', 200);
+    names.tell(1, 'd', DIR, REG);
+    names.tell(DIR, 'f', 100, REG);
+    names.tell(1, 'e', 20, REG);
+    names.tell(20, 'g', 200, REG);
     names.removed(1, 'd');
     expect(names.reached(100, P)).toBe('stale');
     expect(names.reached(200, Q)).toBe('go');
     // the walk again through the directory's new name
-    names.tell(1, 'D', DIR);
-    names.tell(DIR, 'f', 100);
+    names.tell(1, 'D', DIR, REG);
+    names.tell(DIR, 'f', 100, REG);
     expect(names.reached(100, P)).toBe('go');
   });
 
   it('last until a grace period after the kernel dropped the name', () => {
     const time = clock();
     const names = new StaleNames(time.now);
-    names.tell(DIR, 'a', 100);
+    names.tell(DIR, 'a', 100, REG);
     names.removed(DIR, 'a')();
     // an open whose walk found the name just before the drop
     time.advance(STALE_OPEN_GRACE_MS - 1);
@@ -113,8 +114,8 @@ describe('stale names', () => {
   it('two names of an inode removed: marked until the last is dropped', () => {
     const time = clock();
     const names = new StaleNames(time.now);
-    names.tell(DIR, 'x', 400);
-    names.tell(DIR + 1, 'y', 400);
+    names.tell(DIR, 'x', 400, REG);
+    names.tell(DIR + 1, 'y', 400, REG);
     const first = names.removed(DIR, 'x');
     const second = names.removed(DIR + 1, 'y');
     first();
@@ -129,11 +130,11 @@ describe('stale names', () => {
   it('know only names the kernel was told of: not those this node removed, and a name it renamed by its new name', () => {
     const names = new StaleNames();
     names.removed(DIR, 'never told')();
-    names.tell(DIR, 'mine', 300);
+    names.tell(DIR, 'mine', 300, REG);
     names.forget(DIR, 'mine');
     names.removed(DIR, 'mine');
     expect(names.reached(300, P)).toBe('go');
-    names.tell(DIR, 'x', 301);
+    names.tell(DIR, 'x', 301, REG);
     names.moved(DIR, 'x', DIR, 'a');
     names.removed(DIR, 'x');
     expect(names.reached(301, P)).toBe('go');
@@ -143,23 +144,23 @@ describe('stale names', () => {
 
   it('a walk again whose revalidation of a name failed goes on when the lookup the kernel makes at once finds it', () => {
     const names = new StaleNames();
-    names.tell(DIR, 'x', 100);
+    names.tell(DIR, 'x', 100, REG);
     names.removed(DIR, 'x');
     expect(names.reached(100, P)).toBe('stale');
     // x was elsewhere for a moment (swapped by renames on another node)
     names.lookupFailed(P, DIR, 'x');
-    names.tell(DIR, 'x', 100);
+    names.tell(DIR, 'x', 100, REG);
     names.found(P, DIR, 'x');
     expect(names.reached(100, P)).toBe('go');
   });
 
   it('a create, mkdir, rename or link in a directory reached through its removed name is turned away; its walk again, whose lookup of the new name fails, goes on', () => {
     const names = new StaleNames();
-    names.tell(1, 'd', DIR);
+    names.tell(1, 'd', DIR, REG);
     names.removed(1, 'd');
     const making = { parent: DIR, name: 'new' };
     expect(names.reached(DIR, P, making)).toBe('stale');
-    names.tell(1, 'D', DIR);
+    names.tell(1, 'D', DIR, REG);
     names.found(P, 1, 'D');
     names.lookupFailed(P, DIR, 'new');
     names.lookupFailed(P, DIR, 'new');
@@ -168,8 +169,8 @@ describe('stale names', () => {
 
   it('a walk again that failed at a directory lets no later create through, though the lookup of the name it makes fails as well', () => {
     const names = new StaleNames();
-    names.tell(1, 'd1', DIR);
-    names.tell(1, 'd2', DIR + 1);
+    names.tell(1, 'd1', DIR, REG);
+    names.tell(1, 'd2', DIR + 1, REG);
     names.removed(1, 'd1');
     expect(names.reached(DIR, P, { parent: DIR, name: 'new' })).toBe('stale');
     names.lookupFailed(P, 1, 'd1');
@@ -181,10 +182,29 @@ describe('stale names', () => {
 
   it('a rename or a link is turned away if either inode it reached is marked', () => {
     const names = new StaleNames();
-    names.tell(1, 'd', DIR);
-    names.tell(1, 'e', DIR + 1);
+    names.tell(1, 'd', DIR, REG);
+    names.tell(1, 'e', DIR + 1, REG);
     names.removed(1, 'e');
     expect(names.reached([DIR, DIR + 1], P)).toBe('stale');
     expect(names.reached([DIR, DIR], Q)).toBe('go');
+  });
+
+  it('mark a file below a renamed directory though the kernel was told of another name of it (a hard link) last', () => {
+    const names = new StaleNames();
+    names.tell(1, 'd', DIR, 0o40755);
+    names.tell(DIR, 'f', 100, REG);
+    names.tell(1, 'h', DIR + 1, 0o40755);
+    names.tell(DIR + 1, 'link', 100, REG);
+    names.removed(1, 'd');
+    expect(names.reached(100, P)).toBe('stale');
+  });
+
+  it('know which inodes the daemon sees the opens of: not a FIFO\'s, a socket\'s or a device\'s', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'f', 100, REG);
+    names.tell(DIR, 'd', 101, 0o40755);
+    names.tell(DIR, 'p', 102, 0o10644);
+    names.tell(DIR, 's', 103, 0o140755);
+    expect([100, 101, 102, 103, 104].map((ino) => names.opensSeen(ino))).toEqual([true, true, false, false, true]);
   });
 });
