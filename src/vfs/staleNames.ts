@@ -8,9 +8,10 @@
 // create through the directory's old name act in the renamed directory.
 //
 // So while an inode, or a directory above it, has a removed name marked, a
-// request that reached it by a path walk (an open, a setattr without a file
-// handle, or a change of the entries of a directory: unlink, rmdir, rename,
-// link, create, mkdir, mknod, symlink) is answered ESTALE, on which the kernel
+// request that reached it by a path walk (an open or opendir, a setattr or a
+// change of extended attributes without a file handle, or a change of the
+// entries of a directory: unlink, rmdir, rename, link, create, mkdir, mknod,
+// symlink) is answered ESTALE, on which the kernel
 // walks the path again asking the daemon for every name (LOOKUP_REVAL): the
 // daemon answers the lookup of every name on the path, so through the old
 // name the walk fails, and the request that follows, by the same thread, goes
