@@ -13,6 +13,7 @@ import {
   SETATTR_UID, type Attr,
 } from '../rpc/messages.js';
 import type { Caller, KernelCache, Opened, Told, Vfs } from '../vfs/vfs.js';
+import { LookUps } from './lookUps.js';
 import { F_RDLCK, F_UNLCK, F_WRLCK, LOCK_FLOCK, LOCK_POSIX, type LockRequest } from '../rpc/messages.js';
 
 const BLOCK_BYTES = 4096;
@@ -106,7 +107,7 @@ function notified(start: (done: (result: number) => void) => number): Promise<vo
 }
 
 /** The kernel's caches, as the VFS drops them. */
-const kernelCache: KernelCache = {
+const kernelCache: Omit<KernelCache, 'lookUp'> = {
   invalidateInode: (ino, data) => notified((done) => ll.notifyInvalInode(ino, data ? 0 : -1, 0, done)),
   invalidateEntry: (parent, name) => notified((done) => ll.notifyInvalEntry(parent, name, done)),
 };
@@ -401,7 +402,8 @@ export class FuseMount {
           onExit();
         },
       });
-      this.vfs.attachKernel(kernelCache);
+      const lookUps = new LookUps(this.mountPoint);
+      this.vfs.attachKernel({ ...kernelCache, lookUp: (names) => lookUps.add(names) });
       try {
         ll.mount(this.mountPoint, fuseOptions(this.options), handler);
       } catch (err) {

@@ -82,6 +82,8 @@ interface Waiting {
 export class Changes {
   readonly inodes = new Map<number, { data: boolean; reasons: number; size: number }>();
   readonly entries: { parent: number; name: string }[] = [];
+  /** Directories that moved, by their old entry (parent/name): where they went. */
+  readonly movedDirs = new Map<string, { parent: number; name: string }>();
 
   inode(ino: number, data: boolean, reasons: number, size: number): void {
     const known = this.inodes.get(ino);
@@ -96,6 +98,11 @@ export class Changes {
 
   entry(parent: number, name: string): void {
     this.entries.push({ parent, name });
+  }
+
+  /** The directory that was name in parent is newName in newParent now. */
+  dirMoved(parent: number, name: string, newParent: number, newName: string): void {
+    this.movedDirs.set(`${parent}/${name}`, { parent: newParent, name: newName });
   }
 
   get empty(): boolean {
@@ -304,7 +311,9 @@ export class Coherence {
     for (const { parent, name } of changes.entries) {
       const holders = this.dirs.get(parent);
       if (!holders) continue;
-      for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, { kind: INVALIDATE_ENTRY, ino: 0, parent, name, reasons: 0 });
+      const to = changes.movedDirs.get(`${parent}/${name}`);
+      const moved = to ? { newParent: to.parent, newName: to.name } : {};
+      for (const [nodeId, until] of holders) if (until > now) add(nodeId, until, { kind: INVALIDATE_ENTRY, ino: 0, parent, name, reasons: 0, ...moved });
     }
     if (byNode.size === 0) return;
     await Promise.all([...byNode].map(([nodeId, { items, untilMs }]) => this.callBack(nodeId, items, untilMs, holding)));

@@ -201,7 +201,9 @@ export class Namespace {
 
   async rename(from: Target, to: Target, flags = 0, effects?: Effects): Promise<void> {
     if (flags & ~RENAME_NOREPLACE) throw new FsError(E.EINVAL, 'unsupported rename flags');
+    let dirMoved: [number, string, number, string] | null = null;
     await this.store.run((tx) => {
+      dirMoved = null;
       const src = this.resolveEntry(tx, from);
       const dst = this.resolveEntry(tx, to);
       if (src.parent.attr.ino === dst.parent.attr.ino && src.name === dst.name) {
@@ -247,7 +249,9 @@ export class Namespace {
       moved.attr.ctime = time;
       srcParent.attr.mtime = srcParent.attr.ctime = time;
       dstParent.attr.mtime = dstParent.attr.ctime = time;
+      if (movingDir) dirMoved = [src.parent.attr.ino, src.name, dst.parent.attr.ino, dst.name];
     }, false, effects);
+    if (dirMoved) effects?.changes.dirMoved(...(dirMoved as [number, string, number, string]));
   }
 
   async link(inode: Target, entry: Target, effects?: Effects): Promise<Attr> {

@@ -314,7 +314,7 @@ export const CHANGED_SIZE = 1;
 export const CHANGED_MTIME = 2;
 /** The layout changed (copies moved): nodes writing the file write by the new one, once their writes in flight are done. */
 export const CHANGED_LAYOUT = 4;
-export interface Invalidation { kind: number; ino: number; parent: number; name: string; reasons: number; size?: number }
+export interface Invalidation { kind: number; ino: number; parent: number; name: string; reasons: number; size?: number; newParent?: number; newName?: string }
 export interface Invalidations { items: Invalidation[] }
 
 /** Request and reply types of each RPC, by service and method name. */

@@ -63,6 +63,8 @@ interface WalkAgain {
 interface Place {
   /** The directories of its names, the last told first. */
   parents: number[];
+  /** Its name in parents[0]. */
+  name: string;
   mode: number;
 }
 
@@ -87,11 +89,32 @@ export class StaleNames {
     this.told.set(keyOf(parent, name), ino);
     const place = this.places.get(ino);
     if (!place) {
-      this.places.set(ino, { parents: [parent], mode });
+      this.places.set(ino, { parents: [parent], name, mode });
       return;
     }
     place.mode = mode;
+    place.name = name;
     if (place.parents[0] !== parent) place.parents = [parent, ...place.parents.filter((p) => p !== parent)].slice(0, PARENTS_MAX);
+  }
+
+  /** The names from the root down to directory ino, as the kernel was told
+   *  them and still holds them; null if this node does not know them all. */
+  pathOf(ino: number): string[] | null {
+    const names: string[] = [];
+    for (let at = ino; at !== ROOT_INO; ) {
+      const place = this.places.get(at);
+      if (!place || names.length >= WALKED_MAX || this.told.get(keyOf(place.parents[0]!, place.name)) !== at) return null;
+      names.unshift(place.name);
+      at = place.parents[0]!;
+    }
+    return names;
+  }
+
+  /** Whether the kernel holds name in parent as a directory. */
+  holdsDir(parent: number, name: string): boolean {
+    const ino = this.told.get(keyOf(parent, name));
+    const mode = ino === undefined ? undefined : this.places.get(ino)?.mode;
+    return mode !== undefined && isDir(mode);
   }
 
   /** Whether the kernel's opens of ino come to the daemon: not those of a

@@ -85,6 +85,10 @@ export interface Told { attr: Attr; timeoutS: number }
 export interface KernelCache {
   invalidateInode(ino: number, data: boolean): Promise<void>;
   invalidateEntry(parent: number, name: string): Promise<void>;
+  /** Has the kernel look up the path (names from the mount's root), without
+   *  waiting for it: a directory whose dropped entry a process still holds
+   *  (its working directory) is moved to that name by the kernel. */
+  lookUp(names: string[]): void;
 }
 
 /** Attribute changes of setattr (SETATTR_* bits in valid). */
@@ -241,9 +245,13 @@ export class Vfs {
     const files = items.filter((item) => item.kind === INVALIDATE_ATTR || item.kind === INVALIDATE_DATA);
     // what this node answers itself, at once (see StaleNames): the service may go on once it is told so
     const dropped = new Map<Invalidation, () => void>();
+    /** Directories that moved, whose new place the kernel is to look up once it dropped the old. */
+    const lookUps = new Map<Invalidation, string[]>();
     for (const item of items) {
       if (item.kind !== INVALIDATE_ENTRY) continue;
       this.known.forget(item.parent);
+      const newPlace = item.newParent && this.staleNames.holdsDir(item.parent, item.name) ? this.staleNames.pathOf(item.newParent) : null;
+      if (newPlace) lookUps.set(item, [...newPlace, item.newName ?? '']);
       dropped.set(item, this.staleNames.removed(item.parent, item.name));
     }
     // The grants that let a file open without a call go first: an open made
@@ -260,7 +268,13 @@ export class Vfs {
       }
       if (item.kind === INVALIDATE_ENTRY) {
         const done = dropped.get(item)!;
-        return this.kernelCache ? this.kernelCache.invalidateEntry(item.parent, item.name).finally(done) : done();
+        if (!this.kernelCache) return done();
+        const kernel = this.kernelCache;
+        const lookUp = lookUps.get(item);
+        return kernel.invalidateEntry(item.parent, item.name).finally(() => {
+          done();
+          if (lookUp) kernel.lookUp(lookUp);
+        });
       }
       const data = item.kind === INVALIDATE_DATA;
       this.forgetInode(item.ino);

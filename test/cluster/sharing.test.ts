@@ -375,6 +375,44 @@ for k in range(${links}): os.unlink(f'{sys.argv[1]}/t{k}')
     });
   }, 90_000);
 
+  it('a directory a process on node 2 works in, renamed on node 3 (in its parent, or into another directory): getcwd on node 2 gives its new path within moments, and ".." is its new parent', async () => {
+    // Found by exploratory tests: the kernel dropped the entry of the old name,
+    // which the process's working directory still held: getcwd failed (ENOENT)
+    // and "../x" was made in the old parent, until something on node 2 looked
+    // up the new name.
+    const dir = name('d');
+    fs.mkdirSync(cluster.path(1, dir, 'q'), { recursive: true });
+    const rounds = 20;
+    const mover = await runAsync('python3', ['-c', `
+import os, sys, time
+on2, on3 = sys.argv[1], sys.argv[2]
+os.stat(f'{on2}/q')  # node 2's kernel knows the directory it moves into
+for i in range(${rounds}):
+    os.mkdir(f'{on3}/d{i}')
+    os.chdir(f'{on2}/d{i}')
+    to = f'q/D{i}' if i % 2 else f'D{i}'
+    os.rename(f'{on3}/d{i}', f'{on3}/{to}')
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if os.getcwd() == f'{on2}/{to}': break
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f'round {i}: getcwd not {on2}/{to} after 10 s')
+        time.sleep(0.002)
+    os.close(os.open(f'../new{i}', os.O_CREAT | os.O_WRONLY))
+    os.chdir('/')
+`, cluster.path(2, dir), cluster.path(3, dir)], 60_000);
+    expect(mover.stderr).toBe('');
+    expect(mover.stdout).toBe('');
+    expect(mover.code).toBe(0);
+    for (let i = 0; i < rounds; i++) {
+      const parent = i % 2 ? cluster.path(1, dir, 'q') : cluster.path(1, dir);
+      expect(fs.existsSync(path.join(parent, `new${i}`)), `round ${i}: ../new${i} in the new parent`).toBe(true);
+    }
+  }, 90_000);
+
   it('a file rewritten and closed on node 1 has its new size and mtime at once on node 2, which had cached the old ones', () => {
     const file = name();
     fs.writeFileSync(cluster.path(1, file), 'short');
