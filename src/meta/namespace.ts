@@ -13,7 +13,7 @@ import {
   PERMISSION_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, isDir, isKnownType, isLink, isReg,
 } from '../common/mode.js';
 import {
-  SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, RENAME_NOREPLACE,
+  SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, RENAME_NOREPLACE, RENAME_EXCHANGE,
   type Attr, type CreateRequest, type DelegatedCreate, type DirEntry, type FailedCreate, type InlinePatch, type Inode, type Layout, type SetattrRequest, type StripePolicy,
   type Target,
 } from '../rpc/messages.js';
@@ -200,7 +200,8 @@ export class Namespace {
   }
 
   async rename(from: Target, to: Target, flags = 0, effects?: Effects): Promise<void> {
-    if (flags & ~RENAME_NOREPLACE) throw new FsError(E.EINVAL, 'unsupported rename flags');
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new FsError(E.EINVAL, 'unsupported rename flags');
+    if (flags & RENAME_EXCHANGE) return this.exchange(from, to, effects);
     let dirMoved: [number, string, number, string] | null = null;
     await this.store.run((tx) => {
       dirMoved = null;
@@ -252,6 +253,52 @@ export class Namespace {
       if (movingDir) dirMoved = [src.parent.attr.ino, src.name, dst.parent.attr.ino, dst.name];
     }, false, effects);
     if (dirMoved) effects?.changes.dirMoved(...(dirMoved as [number, string, number, string]));
+  }
+
+  /** renameat2's RENAME_EXCHANGE: the two entries, which both exist, swap
+   *  their inodes at once. */
+  private async exchange(from: Target, to: Target, effects?: Effects): Promise<void> {
+    const dirsMoved: [number, string, number, string][] = [];
+    await this.store.run((tx) => {
+      dirsMoved.length = 0;
+      const a = this.resolveEntry(tx, from);
+      const b = this.resolveEntry(tx, to);
+      const aDir = a.parent.attr.ino;
+      const bDir = b.parent.attr.ino;
+      const atA = tx.dirent(aDir, a.name);
+      const atB = tx.dirent(bDir, b.name);
+      if (!atA || !atB) throw new FsError(E.ENOENT);
+      // one entry, or two links of one inode: nothing changes
+      if (atA.ino === atB.ino) return;
+      const inodeA = tx.mustInode(atA.ino);
+      const inodeB = tx.mustInode(atB.ino);
+      // neither directory may go below itself
+      if (isDir(inodeA.attr.mode)) this.assertNotAncestor(tx, inodeA.attr.ino, bDir);
+      if (isDir(inodeB.attr.mode)) this.assertNotAncestor(tx, inodeB.attr.ino, aDir);
+      tx.putDirent(aDir, a.name, atB);
+      tx.putDirent(bDir, b.name, atA);
+      const time = now();
+      const parentA = tx.editInode(aDir);
+      const parentB = tx.editInode(bDir);
+      for (const [inode, fromDir, toDir, toParent, fromParent, oldName, newName] of [
+        [inodeA, aDir, bDir, parentB, parentA, a.name, b.name],
+        [inodeB, bDir, aDir, parentA, parentB, b.name, a.name],
+      ] as const) {
+        const moved = tx.editInode(inode.attr.ino);
+        moved.attr.ctime = time;
+        if (!isDir(inode.attr.mode)) continue;
+        moved.parent = toDir;
+        dirsMoved.push([fromDir, oldName, toDir, newName]);
+        // a subdirectory's ".." links its parent
+        if (fromDir !== toDir) {
+          fromParent.attr.nlink--;
+          toParent.attr.nlink++;
+        }
+      }
+      parentA.attr.mtime = parentA.attr.ctime = time;
+      parentB.attr.mtime = parentB.attr.ctime = time;
+    }, false, effects);
+    for (const moved of dirsMoved) effects?.changes.dirMoved(...moved);
   }
 
   async link(inode: Target, entry: Target, effects?: Effects): Promise<Attr> {

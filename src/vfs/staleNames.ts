@@ -161,6 +161,16 @@ export class StaleNames {
     if (ino !== undefined) this.tell(newParent, newName, ino, this.places.get(ino)?.mode ?? 0);
   }
 
+  /** This node swapped two names itself (RENAME_EXCHANGE): so did its kernel. */
+  exchanged(parent: number, name: string, otherParent: number, otherName: string): void {
+    const ino = this.told.get(keyOf(parent, name));
+    const other = this.told.get(keyOf(otherParent, otherName));
+    this.forget(parent, name);
+    this.forget(otherParent, otherName);
+    if (other !== undefined) this.tell(parent, name, other, this.places.get(other)?.mode ?? 0);
+    if (ino !== undefined) this.tell(otherParent, otherName, ino, this.places.get(ino)?.mode ?? 0);
+  }
+
   /** Another node removed or replaced name in parent; the returned function is
    *  called once the kernel dropped it. */
   removed(parent: number, name: string): () => void {

@@ -21,7 +21,7 @@ import { applyAttrChanges } from '../meta/attrChanges.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, isDir, isReg } from '../common/mode.js';
 import type { Entry, Fresh, MetaClient } from '../meta/client.js';
 import {
-  INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_LAYOUT, CHANGED_MTIME, CHANGED_SIZE,
+  INVALIDATE_ATTR, INVALIDATE_DATA, INVALIDATE_DELEGATION, INVALIDATE_ENTRY, SETATTR_MODE, SETATTR_MTIME, SETATTR_MTIME_NOW, SETATTR_SIZE, CHANGED_LAYOUT, CHANGED_MTIME, CHANGED_SIZE, RENAME_EXCHANGE,
   type Attr, type DelegatedCreate, type DirEntry, type Invalidation, type SetattrRequest, type StatfsReply,
 } from '../rpc/messages.js';
 import type { AgentPool } from './agents.js';
@@ -449,11 +449,21 @@ export class Vfs {
     this.staleNames.forget(parent, name);
   }
 
-  /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2, not supported). */
+  /** flags of renameat2: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2). */
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0, pid = 0): Promise<void> {
     this.reachedByPath([parent, newParent], pid, { parent: newParent, name: newName });
     await this.files.tellOpens();
     await this.changing(parent, this.changing(newParent, this.meta.rename({ ino: parent, name }, { ino: newParent, name: newName }, flags)));
+    if (flags & RENAME_EXCHANGE) {
+      // the kernel swapped the two entries; what this node knew of both directories is asked again
+      for (const [dir, entryName] of [[parent, name], [newParent, newName]] as const) {
+        const swapped = this.known.entry(dir, entryName);
+        if (swapped) this.known.parentChanged(DirKnowledge.inoOf(swapped));
+        this.known.forget(dir);
+      }
+      this.staleNames.exchanged(parent, name, newParent, newName);
+      return;
+    }
     const moved = this.known.entry(parent, name);
     this.known.removed(parent, name);
     this.staleNames.moved(parent, name, newParent, newName);

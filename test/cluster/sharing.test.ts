@@ -413,6 +413,32 @@ for i in range(${rounds}):
     }
   }, 90_000);
 
+  it('renameat2 RENAME_EXCHANGE on node 2 swaps two files, and a directory with a file across directories, seen at once on node 3; a directory into its own subtree is EINVAL, an absent name ENOENT', async () => {
+    const dir = name('d');
+    const swapper = await runAsync('python3', ['-c', `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def exchange(a, b, flags=2):
+    if libc.renameat2(-100, a.encode(), -100, b.encode(), flags) != 0:
+        return os.strerror(ctypes.get_errno())
+    return 'ok'
+on2, on3 = sys.argv[1], sys.argv[2]
+os.makedirs(f'{on2}/p/sub'); os.makedirs(f'{on2}/q')
+open(f'{on2}/a', 'w').write('A'); open(f'{on2}/q/b', 'w').write('B')
+for name in ('a', 'q/b'): open(f'{on3}/{name}').read()  # node 3's kernel has both
+print(exchange(f'{on2}/a', f'{on2}/q/b'), open(f'{on3}/a').read(), open(f'{on3}/q/b').read())
+print(exchange(f'{on2}/p', f'{on2}/q/b'), open(f'{on3}/p').read(), os.listdir(f'{on3}/q/b'), os.stat(f'{on3}').st_nlink, os.stat(f'{on3}/q').st_nlink)
+print(exchange(f'{on2}/q', f'{on2}/q/b/sub'), exchange(f'{on2}/a', f'{on2}/absent'), exchange(f'{on2}/a', f'{on2}/p', 3))
+`, cluster.path(2, dir), cluster.path(3, dir)], 30_000);
+    expect(swapper.stderr).toBe('');
+    expect(swapper.stdout).toBe([
+      'ok B A',
+      "ok A ['sub'] 3 3",
+      'Invalid argument No such file or directory Invalid argument',
+      '',
+    ].join('\n'));
+  });
+
   it('a file rewritten and closed on node 1 has its new size and mtime at once on node 2, which had cached the old ones', () => {
     const file = name();
     fs.writeFileSync(cluster.path(1, file), 'short');
