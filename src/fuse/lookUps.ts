@@ -2,7 +2,7 @@
 // at a time: each takes a thread of libuv's pool until the kernel answers,
 // which waits for this daemon; they must never hold the threads the node's
 // own file I/O needs.
-import { stat } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { log } from '../common/log.js';
 
@@ -26,8 +26,9 @@ export class LookUps {
     this.running = true;
     try {
       for (let next = this.waiting.shift(); next !== undefined; next = this.waiting.shift()) {
-        // gone again meanwhile, or the mount ended: nothing to move
-        await stat(next).catch((err: Error) => log.debug(`looking up ${next}: ${err.message}`));
+        // gone again meanwhile, or the mount ended: nothing to move (lstat: a
+        // name made a symbolic link meanwhile leads nowhere else)
+        await lstat(next).catch((err: Error) => log.debug(`looking up ${next}: ${err.message}`));
       }
     } finally {
       this.running = false;

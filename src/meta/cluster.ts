@@ -278,15 +278,16 @@ export class Cluster {
   }
 
   /** Removes the stripe objects of freed inodes; what fails is tried again
-   *  later. Batches follow each other at once while they make progress: the
-   *  space of an rm -rf of many files comes back within seconds, not at one
+   *  at the next round. Batches follow each other at once, each from where the
+   *  last ended (those that fail, a node down, hold up no others): the space
+   *  of an rm -rf of many files comes back within seconds, not at one
    *  transaction per file. */
   async reap(): Promise<void> {
     if (this.reaping) return;
     this.reaping = true;
     try {
-      for (;;) {
-        const batch = await this.store.orphans(REAP_BATCH_INODES);
+      for (let fromIno = 0; ;) {
+        const batch = await this.store.orphans(REAP_BATCH_INODES, fromIno);
         const removed: number[] = [];
         for (let first = 0; first < batch.length; first += REMOVALS_IN_FLIGHT_MAX) {
           await Promise.all(batch.slice(first, first + REMOVALS_IN_FLIGHT_MAX).map(async (inode) => {
@@ -299,7 +300,8 @@ export class Cluster {
           }));
         }
         if (removed.length > 0) await this.store.run((tx) => { for (const ino of removed) tx.deleteOrphan(ino); });
-        if (batch.length < REAP_BATCH_INODES || removed.length === 0) return;
+        if (batch.length < REAP_BATCH_INODES) return;
+        fromIno = batch.at(-1)!.attr.ino + 1;
       }
     } catch (err) {
       // the store is failing (full disk?): the next round tries again

@@ -461,9 +461,10 @@ export class MetaStore {
   }
 
   /** Inodes whose stripe objects are waiting for removal. */
-  async orphans(limit: number): Promise<Inode[]> {
+  /** Up to limit freed inodes whose objects are to go, from inode fromIno on. */
+  async orphans(limit: number, fromIno = 0): Promise<Inode[]> {
     const found: Inode[] = [];
-    for await (const [, value] of this.db.range({ ...kindRange(KIND_ORPHAN), limit })) {
+    for await (const [, value] of this.db.range({ ...kindRange(KIND_ORPHAN), gte: orphanKey(fromIno), limit })) {
       found.push(decodeInode(value));
     }
     return found;

@@ -2,7 +2,10 @@
 // (a node restarting) up to its deadline: calls not yet sent wait in gRPC
 // (waitForReady), calls cut off by a dropped connection, or sent to a peer
 // that moved (a new metadata leader) and not answered yet, are sent again, so
-// every RPC of kDFS must be safe to repeat. Failures past the deadline, and a
+// every RPC of kDFS must be safe to repeat (one the old peer applied before it
+// stopped may be answered as a failure by the new one: an admin command's
+// error then does not prove it was not done; the nodes' namespace calls go
+// over sessions, whose replies are kept for calls sent again). Failures past the deadline, and a
 // refused fsid, become FsError(EIO) with the reason. A call its caller gave up
 // on (its signal aborted) is cancelled: never sent again, not even to the
 // peer's new address.

@@ -26,7 +26,7 @@
 // the old name just before the drop sends its request after it (measured: an
 // open 3 ms after the drop cleared a mark that ended with it).
 import { E, FsError } from '../common/errno.js';
-import { isDir, isReg } from '../common/mode.js';
+import { S_IFLNK, S_IFMT, isDir, isReg } from '../common/mode.js';
 import { RecentMap } from '../common/recentMap.js';
 
 /** Names the kernel was told of, remembered at most (the oldest go first). */
@@ -39,7 +39,7 @@ const THREADS_MAX = 1024;
 const WALKED_MAX = 64;
 /** Directories of an inode's names (hard links) remembered, at most. */
 const PARENTS_MAX = 4;
-/** How long a thread's walk again may take, at most (a lookup of it failing for good ends it sooner). */
+/** How long a thread's walk again may pause between its steps (its lookups), at most (a lookup failing for good ends it sooner). */
 const WALK_AGAIN_MS = 1000;
 /** How long after the kernel dropped the name an open of its inode is still turned away. */
 export const STALE_OPEN_GRACE_MS = 1000;
@@ -94,7 +94,9 @@ export class StaleNames {
     }
     place.mode = mode;
     place.name = name;
-    if (place.parents[0] !== parent) place.parents = [parent, ...place.parents.filter((p) => p !== parent)].slice(0, PARENTS_MAX);
+    // a directory has one name: where it was before is no place of it now
+    if (isDir(mode)) place.parents = [parent];
+    else if (place.parents[0] !== parent) place.parents = [parent, ...place.parents.filter((p) => p !== parent)].slice(0, PARENTS_MAX);
   }
 
   /** The names from the root down to directory ino, as the kernel was told
@@ -117,12 +119,13 @@ export class StaleNames {
     return mode !== undefined && isDir(mode);
   }
 
-  /** Whether the kernel's opens of ino come to the daemon: not those of a
-   *  FIFO, socket or device (nor their fchmod, by a descriptor the daemon
-   *  never saw). Unknown: as if they did. */
+  /** Whether the kernel's opens of ino come to the daemon, or it has none
+   *  (a symbolic link: its attributes change by path only): not a FIFO,
+   *  socket or device (whose fchmod comes by a descriptor the daemon never
+   *  saw). Unknown: as if they did. */
   opensSeen(ino: number): boolean {
     const mode = this.places.get(ino)?.mode;
-    return mode === undefined || isReg(mode) || isDir(mode);
+    return mode === undefined || isReg(mode) || isDir(mode) || (mode & S_IFMT) === S_IFLNK;
   }
 
   /** A lookup by thread pid of name in parent failed. In a walk again the
@@ -137,13 +140,19 @@ export class StaleNames {
     if (!walk) return;
     const key = keyOf(parent, name);
     if (walk.failedAt !== undefined && walk.failedAt !== key) this.retrying.delete(pid);
-    else walk.failedAt = key;
+    else {
+      walk.failedAt = key;
+      walk.sinceMs = this.nowMs();
+    }
   }
 
   /** A lookup by thread pid of name in parent found it. */
   found(pid: number, parent: number, name: string): void {
     const walk = this.retrying.get(pid);
-    if (walk?.failedAt === undefined) return;
+    if (!walk) return;
+    // a slow walk (a metadata failover) goes on: the bound is per step
+    walk.sinceMs = this.nowMs();
+    if (walk.failedAt === undefined) return;
     if (walk.failedAt === keyOf(parent, name)) walk.failedAt = undefined;
     else this.retrying.delete(pid);
   }
@@ -195,6 +204,9 @@ export class StaleNames {
    *  rename or a link) by path walks does; making names the entry it makes
    *  (whose lookup failed in the walk, as it should). */
   reached(inos: number | readonly number[], pid: number, making?: { parent: number; name: string }): Verdict {
+    // a caller the kernel cannot name (a daemon in another pid namespace): its
+    // walk again could not be told from another thread's request
+    if (pid === 0) return 'go';
     // (the walk again of a thread ends with its next request)
     const walk = this.retrying.get(pid);
     if (walk) this.retrying.delete(pid);

@@ -32,6 +32,7 @@ import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
 import { StaleNames, staleName } from './staleNames.js';
+import { RecentMap } from '../common/recentMap.js';
 import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
@@ -42,6 +43,10 @@ export interface Caller { uid: number; gid: number; pid: number }
 
 /** An open without a call needs its attributes granted for longer than this. */
 const OPEN_HERE_MARGIN_MS = 1000;
+/** Threads whose last open is remembered (see Vfs.opened), at most. */
+const OPENS_BY_THREAD_MAX = 1024;
+/** How long after its open the truncation of an O_TRUNC open may come. */
+const OPEN_TRUNCATION_MS = 1000;
 
 export interface Opened {
   fh: number;
@@ -116,6 +121,8 @@ export class Vfs {
   private readonly attrs = new AttrCache();
   private readonly known = new DirKnowledge();
   private readonly staleNames = new StaleNames();
+  /** The inode each thread opened last, and when (see truncatedByOpen). */
+  private readonly openedBy = new RecentMap<number, { ino: number; atMs: number }>(OPENS_BY_THREAD_MAX);
   private readonly statahead: Statahead;
   private readonly delegations: Delegations;
   readonly locks: NodeLocks;
@@ -268,13 +275,7 @@ export class Vfs {
       }
       if (item.kind === INVALIDATE_ENTRY) {
         const done = dropped.get(item)!;
-        if (!this.kernelCache) return done();
-        const kernel = this.kernelCache;
-        const lookUp = lookUps.get(item);
-        return kernel.invalidateEntry(item.parent, item.name).finally(() => {
-          done();
-          if (lookUp) kernel.lookUp(lookUp);
-        });
+        return this.kernelCache ? this.kernelCache.invalidateEntry(item.parent, item.name).finally(done) : done();
       }
       const data = item.kind === INVALIDATE_DATA;
       this.forgetInode(item.ino);
@@ -285,6 +286,8 @@ export class Vfs {
       const moved = (item.reasons & CHANGED_LAYOUT) !== 0 ? this.files.layoutMoved(item.ino) : undefined;
       return Promise.all([moved, this.kernelCache?.invalidateInode(item.ino, data)]);
     }));
+    // once every entry is dropped: the new name's, replaced by the move, too
+    for (const names of lookUps.values()) this.kernelCache?.lookUp(names);
   }
 
   /** Drops what this node and its kernel cache of a file (a lock was taken on it). */
@@ -324,7 +327,13 @@ export class Vfs {
   }
 
   async setattr(ino: number, changes: Changes, fh: number | null, pid = 0): Promise<Told> {
-    if (fh === null) this.reachedWithoutHandle(ino, pid);
+    if (fh === null && (changes.valid & SETATTR_SIZE) !== 0) {
+      // truncate(2), checked even of a file open here; but for the truncation
+      // of an O_TRUNC open, which follows it (its open was checked)
+      if (!this.truncatedByOpen(ino, pid)) this.reachedByPath(ino, pid);
+    } else if (fh === null) {
+      this.reachedWithoutHandle(ino, pid);
+    }
     // a directory's mode and group decide its new files' group: ask again after a change
     this.delegations.drop(ino);
     // writes of this node made before a time is set are older than it: their mtime must not win
@@ -381,15 +390,30 @@ export class Vfs {
 
   // ------------------------------------------------------------ namespace
 
-  /** A setattr or a change of extended attributes came without a file
-   *  handle: by a path (chmod, truncate, setxattr), which the kernel tries
-   *  again on ESTALE, or by a descriptor (fchmod, futimens, fsetxattr; the
-   *  truncation of an O_TRUNC open), which it does not. Those of a file or
-   *  directory open here (its open was checked), or of an inode whose opens
-   *  the daemon never sees (a FIFO), may be the latter: let through. */
+  /** A setattr (but a truncation) or a change of extended attributes came
+   *  without a file handle: by a path (chmod, setxattr), which the kernel
+   *  tries again on ESTALE, or by a descriptor (fchmod, futimens, fsetxattr),
+   *  which it does not. Those of a file or directory open here (its open was
+   *  checked), or of an inode whose opens the daemon never sees (a FIFO), may
+   *  be the latter: let through. */
   private reachedWithoutHandle(ino: number, pid: number): void {
     if (this.files.file(ino) || this.dirs.isOpen(ino) || !this.staleNames.opensSeen(ino)) return;
     this.reachedByPath(ino, pid);
+  }
+
+  /** Thread pid opened ino. If with O_TRUNC (the daemon cannot tell: without
+   *  atomic O_TRUNC the kernel leaves it out of the open's flags), its
+   *  truncation follows from the same thread, without a file handle. */
+  private opened(ino: number, pid: number): void {
+    if (pid !== 0) this.openedBy.set(pid, { ino, atMs: Date.now() });
+  }
+
+  /** Whether a truncation of ino without a handle by thread pid may be that of its O_TRUNC open. */
+  private truncatedByOpen(ino: number, pid: number): boolean {
+    const last = this.openedBy.get(pid);
+    if (last?.ino !== ino || Date.now() - last.atMs > OPEN_TRUNCATION_MS) return false;
+    this.openedBy.delete(pid);
+    return true;
   }
 
   /** A request of thread pid reached inos by path walks: ESTALE if one may be
@@ -533,6 +557,7 @@ export class Vfs {
     this.known.granted(parent, entry.cacheMs);
     this.known.added(parent, name, entry.attr.ino, entry.attr.mode);
     this.staleNames.tell(parent, name, entry.attr.ino, entry.attr.mode);
+    this.opened(entry.attr.ino, caller.pid);
     // an existing file whose last close was on its way: announce the open again after it
     if (await this.files.closed(entry.attr.ino)) await this.meta.open({ ino: entry.attr.ino }, this.nodeId);
     const { fh } = this.files.add(entry, flags, false, closesBefore);
@@ -592,6 +617,7 @@ export class Vfs {
 
   async open(ino: number, flags: number, pid = 0): Promise<Opened> {
     this.reachedByPath(ino, pid);
+    this.opened(ino, pid);
     this.files.checkLimit();
     const here = this.openHere(ino, flags);
     if (here) return here;

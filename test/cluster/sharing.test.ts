@@ -231,7 +231,7 @@ for i in range(${rounds}):
     // try again, by a descriptor of a directory (fchmod: rsync -a) or bind(2)
     // of a socket, got it through any name.
     const dir = name('d');
-    const ops = ['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'fchmod', 'bind', 'chmod', 'utime', 'chown', 'link', 'otrunc', 'setxattr'];
+    const ops = ['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'fchmod', 'bind', 'chmod', 'utime', 'chown', 'link', 'otrunc', 'setxattr', 'truncopen'];
     const onDir = new Set(['unlink', 'rename', 'create', 'mkdir', 'rmrf', 'fchmod', 'bind']);
     const rounds = 20 * ops.length;
     const opOf = (i: number) => ops[i % ops.length]!;
@@ -251,13 +251,19 @@ for i in range(${rounds}):
     const renamer = renamesOnNode2(dir, 4 * rounds);
     try {
       const caller = await runAsync('python3', ['-c', `
-import os, shutil, socket, subprocess, sys
+import os, shutil, socket, subprocess, sys, threading
 on2, on3, ops = sys.argv[1], sys.argv[2], sys.argv[3].split(',')
 for i in range(${rounds}):
     op, old = ops[i % len(ops)], (i // len(ops)) % 2 == 0
     d = f'{on2}/a{i}' if old else f'{on2}/A{i}'
     os.stat(f'{on2}/a{i}')  # node 2's kernel has the name
     if op == 'fchmod': fd = os.open(f'{on2}/a{i}', os.O_RDONLY | os.O_DIRECTORY)
+    if op == 'truncopen':  # open here, by another thread: truncate(2) is checked all the same
+        opened = []
+        opener = threading.Thread(target=lambda: opened.append(os.open(f'{on2}/a{i}', os.O_RDONLY)))
+        opener.start()
+        opener.join()
+        fd = opened[0]
     os.rename(f'{on3}/a{i}', f'{on3}/A{i}')
     if op == 'bind' and old: continue  # bind(2) through an old name is not checked
     try:
@@ -275,6 +281,9 @@ for i in range(${rounds}):
             continue  # through the descriptor, whatever the name
         elif op == 'bind': socket.socket(socket.AF_UNIX).bind(f'{d}/sock')
         elif op == 'setxattr': os.setxattr(d, 'user.k', b'v')
+        elif op == 'truncopen':
+            try: os.truncate(d, 0)
+            finally: os.close(fd)
         elif op == 'chmod': os.chmod(d, 0o600)
         elif op == 'utime': os.utime(d, (2000, 2000))
         elif op == 'chown': os.chown(d, 1234, 1234)
@@ -312,12 +321,13 @@ for i in range(${rounds}):
         }
         const st = fs.statSync(at(`A${i}`));
         expect(st.mode & 0o777, where).toBe(op === 'chmod' && !old ? 0o600 : 0o644);
-        expect(st.mtimeMs, where).toBe(op === 'utime' && !old ? 2_000_000 : op === 'otrunc' && !old ? st.mtimeMs : 1_000_000);
+        const truncated = (op === 'otrunc' || op === 'truncopen') && !old;
+        if (!truncated) expect(st.mtimeMs, where).toBe(op === 'utime' && !old ? 2_000_000 : 1_000_000);
         expect(st.uid, where).toBe(op === 'chown' && !old ? 1234 : 0);
         expect(st.nlink, where).toBe(op === 'link' && !old ? 2 : 1);
         const xattr = spawnSync('getfattr', ['--only-values', '-n', 'user.k', at(`A${i}`)], { encoding: 'utf8', timeout: 10_000 });
         expect(xattr.stdout, where).toBe(op === 'setxattr' && !old ? 'v' : '');
-        expect(fs.readFileSync(at(`A${i}`), 'utf8'), where).toBe(op === 'otrunc' && !old ? '' : `data${i}`);
+        expect(fs.readFileSync(at(`A${i}`), 'utf8'), where).toBe(truncated ? '' : `data${i}`);
       }
     }
   }, 120_000);

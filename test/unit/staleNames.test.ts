@@ -207,4 +207,57 @@ describe('stale names', () => {
     names.tell(DIR, 's', 103, 0o140755);
     expect([100, 101, 102, 103, 104].map((ino) => names.opensSeen(ino))).toEqual([true, true, false, false, true]);
   });
+
+  it('never turn away a caller the kernel cannot name (pid 0)', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'a', 100, REG);
+    names.removed(DIR, 'a');
+    expect(names.reached(100, 0)).toBe('go');
+    expect(names.reached(100, P)).toBe('stale');
+  });
+
+  it('bound a walk again per step, not as a whole: a slow one (lookups during a failover) goes on', () => {
+    const time = clock();
+    const names = new StaleNames(time.now);
+    names.tell(1, 'd', DIR, 0o40755);
+    names.tell(DIR, 'a', 100, REG);
+    names.removed(DIR, 'a');
+    expect(names.reached(100, P)).toBe('stale');
+    time.advance(800);
+    names.found(P, 1, 'd');
+    time.advance(800);
+    names.found(P, DIR, 'a');
+    time.advance(800);
+    expect(names.reached(100, P)).toBe('go');
+  });
+
+  it('a directory is where the kernel was last told it is: a mark on its former parent does not reach it', () => {
+    const names = new StaleNames();
+    names.tell(1, 'p', DIR, 0o40755);
+    names.tell(1, 'q', DIR + 1, 0o40755);
+    names.tell(DIR, 'sub', 300, 0o40755);
+    names.moved(DIR, 'sub', DIR + 1, 'sub');
+    names.removed(1, 'p');
+    expect(names.reached(300, P)).toBe('go');
+  });
+
+  it('know the path of a directory from the names the kernel holds, and what it holds as a directory', () => {
+    const names = new StaleNames();
+    names.tell(1, 'p', DIR, 0o40755);
+    names.tell(DIR, 'q', DIR + 1, 0o40755);
+    names.tell(DIR + 1, 'f', 100, REG);
+    expect(names.pathOf(DIR + 1)).toEqual(['p', 'q']);
+    expect(names.pathOf(1)).toEqual([]);
+    expect(names.holdsDir(DIR, 'q')).toBe(true);
+    expect(names.holdsDir(DIR + 1, 'f')).toBe(false);
+    // a name of the path gone: the path is not known
+    names.removed(1, 'p');
+    expect(names.pathOf(DIR + 1)).toBeNull();
+  });
+
+  it('check calls without a handle on symbolic links (they come by path only)', () => {
+    const names = new StaleNames();
+    names.tell(DIR, 'l', 100, 0o120777);
+    expect(names.opensSeen(100)).toBe(true);
+  });
 });
