@@ -41,6 +41,11 @@ export class DirHandles {
     return this.nextFh;
   }
 
+  /** The directory a handle is of (0 if none). */
+  inoOf(fh: number): number {
+    return this.handles.get(fh)?.ino ?? 0;
+  }
+
   /** Whether this node holds the directory open. */
   isOpen(ino: number): boolean {
     return this.openCounts.has(ino);

@@ -12,7 +12,7 @@
 //   the file, the kernel drops its cached attributes and pages (KernelView).
 // - An inode that is gone is ESTALE, so that the kernel looks its name up again.
 import { constants, readFileSync } from 'node:fs';
-import { E, FsError, errnoName } from '../common/errno.js';
+import { E, FsError, errnoName, errnoOf } from '../common/errno.js';
 import { now } from '../common/clock.js';
 import { log } from '../common/log.js';
 import { ABSENT_XATTR_CACHE_MS, FILE_MAX_BYTES } from '../common/limits.js';
@@ -32,6 +32,7 @@ import { AbsentXattrs } from './absentXattrs.js';
 import { AttrCache } from './attrCache.js';
 import { DirKnowledge } from './dirKnowledge.js';
 import { StaleNames, staleName } from './staleNames.js';
+import { HeldDirs } from './heldDirs.js';
 import { RecentMap } from '../common/recentMap.js';
 import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
@@ -121,6 +122,7 @@ export class Vfs {
   private readonly attrs = new AttrCache();
   private readonly known = new DirKnowledge();
   private readonly staleNames = new StaleNames();
+  private readonly heldDirs = new HeldDirs();
   /** The inode each thread opened last, and when (see truncatedByOpen). */
   private readonly openedBy = new RecentMap<number, { ino: number; atMs: number }>(OPENS_BY_THREAD_MAX);
   private readonly statahead: Statahead;
@@ -167,6 +169,7 @@ export class Vfs {
    *  than the lease, and not past this node's lease. */
   private told({ attr, cacheMs }: Fresh, stored = true): Told {
     if (stored) this.attrs.put(attr, cacheMs);
+    this.heldDirs.told(attr);
     const merged = this.files.withLocalWrites(attr);
     if (isReg(merged.mode)) this.kernel.record(merged);
     const timeoutMs = Math.min(cacheMs, CACHE_LEASE_MS, this.meta.leaseRemainingMs());
@@ -244,7 +247,15 @@ export class Vfs {
   }
 
   async getattr(ino: number): Promise<Told> {
-    return this.cachedAttr(ino) ?? this.told(await byInode(this.meta.getattr({ ino })));
+    const cached = this.cachedAttr(ino);
+    if (cached) return cached;
+    try {
+      return this.told(await byInode(this.meta.getattr({ ino })));
+    } catch (err) {
+      const held = errnoOf(err) === E.ESTALE ? this.heldDirs.removed(ino) : null;
+      if (!held) throw err;
+      return { attr: held, timeoutS: 0 };
+    }
   }
 
   /** The metadata service calls back: another node changed what the kernel caches. */
@@ -731,8 +742,15 @@ export class Vfs {
     return this.dirs.open(ino);
   }
 
-  readdir(fh: number, offset: number, max: number): Promise<DirEntry[]> {
-    return this.dirs.read(fh, offset, max);
+  async readdir(fh: number, offset: number, max: number): Promise<DirEntry[]> {
+    try {
+      return await this.dirs.read(fh, offset, max);
+    } catch (err) {
+      // a directory removed elsewhere, held open here: empty (see HeldDirs)
+      const gone = (errnoOf(err) === E.ENOENT || errnoOf(err) === E.ESTALE) && this.heldDirs.removed(this.dirs.inoOf(fh)) !== null;
+      if (gone) return [];
+      throw err;
+    }
   }
 
   releasedir(fh: number): void {
