@@ -202,9 +202,9 @@ export class Namespace {
   async rename(from: Target, to: Target, flags = 0, effects?: Effects): Promise<void> {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) || flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new FsError(E.EINVAL, 'unsupported rename flags');
     if (flags & RENAME_EXCHANGE) return this.exchange(from, to, effects);
-    let dirMoved: [number, string, number, string] | null = null;
+    const dirsMoved: [number, string, number, string][] = [];
     await this.store.run((tx) => {
-      dirMoved = null;
+      dirsMoved.length = 0;
       const src = this.resolveEntry(tx, from);
       const dst = this.resolveEntry(tx, to);
       if (src.parent.attr.ino === dst.parent.attr.ino && src.name === dst.name) {
@@ -250,9 +250,9 @@ export class Namespace {
       moved.attr.ctime = time;
       srcParent.attr.mtime = srcParent.attr.ctime = time;
       dstParent.attr.mtime = dstParent.attr.ctime = time;
-      if (movingDir) dirMoved = [src.parent.attr.ino, src.name, dst.parent.attr.ino, dst.name];
+      if (movingDir) dirsMoved.push([src.parent.attr.ino, src.name, dst.parent.attr.ino, dst.name]);
     }, false, effects);
-    if (dirMoved) effects?.changes.dirMoved(...(dirMoved as [number, string, number, string]));
+    for (const moved of dirsMoved) effects?.changes.dirMoved(...moved);
   }
 
   /** renameat2's RENAME_EXCHANGE: the two entries, which both exist, swap

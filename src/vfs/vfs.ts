@@ -215,7 +215,6 @@ export class Vfs {
   async lookup(parent: number, name: string, pid = 0): Promise<Told> {
     try {
       const told = await this.lookupHere(parent, name);
-      this.staleNames.tell(parent, name, told.attr.ino, told.attr.mode);
       this.staleNames.found(pid, parent, name);
       return told;
     } catch (err) {
@@ -226,7 +225,11 @@ export class Vfs {
 
   private async lookupHere(parent: number, name: string): Promise<Told> {
     const here = this.knownEntry(parent, name) ?? ((await this.statahead.missed(parent)) ? this.knownEntry(parent, name) : null);
-    if (here) return here;
+    if (here) {
+      // (an entry from the service is told in entryIn)
+      this.staleNames.tell(parent, name, here.attr.ino, here.attr.mode);
+      return here;
+    }
     try {
       return this.entryIn(parent, name, await this.meta.getattr({ ino: parent, name }), false);
     } catch (err) {
