@@ -45,10 +45,10 @@ export class DataServer {
   }
 
   /** Listens on host, on a port the system picks; returns the port. */
-  listen(host: string): Promise<number> {
+  listen(host: string, port = 0): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(0, host.replace(/^\[|\]$/g, ''), () => resolve((this.server.address() as net.AddressInfo).port));
+      this.server.listen(port, host.replace(/^\[|\]$/g, ''), () => resolve((this.server.address() as net.AddressInfo).port));
     });
   }
 

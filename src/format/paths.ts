@@ -17,6 +17,8 @@ export function nodePaths(dir: string) {
     run: path.join(dir, 'kdfs.run'),
     /** The members as the node last heard of them (see src/node/members.ts). */
     members: path.join(dir, 'members.json'),
+    /** The ports the node listened on last (see src/node/ports.ts). */
+    ports: path.join(dir, 'ports.json'),
   };
 }
 

@@ -44,6 +44,7 @@ import { NodeScheduler } from '../scheduler/node.js';
 import { SchedulerTree } from '../scheduler/tree.js';
 import { detach, isStaleKdfsMount, mountAt } from './mounts.js';
 import { readRunFile, removeRunFile, runningNode, startTicks, writeRunFile } from './runfile.js';
+import { listenAsBefore } from './ports.js';
 
 export interface NodeOptions {
   dir: string;
@@ -186,10 +187,13 @@ export class KdfsNode {
     else if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
     server.addService('Agent', agentHandlers(objects, this.nodeId, () => Number(this.leaderWatch?.epoch ?? 0)));
     const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
-    const port = await server.listen(this.sb.listenAddress);
+    // a port configured stays; none (0): the one of last time if free (see ports.ts)
+    const port = this.sb.listenAddress.endsWith(':0')
+      ? await listenAsBefore(dir, 'rpc', (port) => server.listen(`${host}:${port}`))
+      : await server.listen(this.sb.listenAddress);
     this.address = `${host}:${port}`;
-    this.dataServer = new DataServer(objects, () => this.sb.fsid, () => Number(this.leaderWatch?.epoch ?? 0));
-    this.dataAddress = `${host}:${await this.dataServer.listen(host)}`;
+    const dataServer = (this.dataServer = new DataServer(objects, () => this.sb.fsid, () => Number(this.leaderWatch?.epoch ?? 0)));
+    this.dataAddress = `${host}:${await listenAsBefore(dir, 'data', (port) => dataServer.listen(host, port))}`;
 
     if (this.meta) {
       const meta = this.meta;
@@ -197,7 +201,7 @@ export class KdfsNode {
         opened: (session) => meta.attach(session),
         closed: (session) => meta.detach(session),
       }, (nodeId) => (meta.isRevoked(nodeId) ? `node ${nodeId} is revoked` : null)));
-      meta.sessionAddress = `${host}:${await sessions.listen(host)}`;
+      meta.sessionAddress = `${host}:${await listenAsBefore(dir, 'session', (port) => sessions.listen(host, port))}`;
       meta.onRevoked = (ids, epoch) => {
         for (const id of ids) sessions.closeNode(id);
         forgetDataKey();
@@ -230,6 +234,9 @@ export class KdfsNode {
     )));
     // not ready before the root hears this node: until then it places no new files here
     if (this.sessionClient) await this.firstSession();
+    // held before peers connect: a node that starts just before the service goes
+    // away (stopped, between two leaders) still lets in the peers that know it
+    await currentDataKey().catch((err: Error) => log.warn(`no data key yet (asked again at the next heartbeat): ${err.message}`));
     void this.recordMembers();
     this.heartbeat = setInterval(() => {
       void this.register(HEARTBEAT_MS).catch((err) => log.debug(`heartbeat: ${err.message}`));
@@ -268,7 +275,7 @@ export class KdfsNode {
       },
       closed: (session) => servedBy.get(session)?.detach(session),
     }, (nodeId) => (this.leaderRole?.meta?.isRevoked(nodeId) ? `node ${nodeId} is revoked` : null), () => !!this.leaderRole?.meta));
-    const sessionAddress = `${host}:${await sessions.listen(host)}`;
+    const sessionAddress = `${host}:${await listenAsBefore(this.options.dir, 'session', (port) => sessions.listen(host, port))}`;
     this.leaderRole = new LeaderRole(etcd, client, {
       nodeId: this.nodeId, fsid: this.sb.fsid, objects: this.objects!, replication: this.options.replication,
       leading: (meta) => {

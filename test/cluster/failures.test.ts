@@ -13,6 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, command, testDir } from '../harness/cluster.js';
 import { BOUND_ASSERTED_MS, MiB, nodeStates, sha256, stripeOf, timed } from '../harness/faults.js';
 import { poll } from '../harness/locker.js';
+import { readPorts } from '../../src/node/ports.js';
+import { readRunFile } from '../../src/node/runfile.js';
 
 let cluster: Cluster | null = null;
 let stopped: number | null = null;
@@ -70,7 +72,10 @@ describe('a node killed with kill -9', () => {
     expect(listed.ms).toBeLessThan(BOUND_ASSERTED_MS);
     expect((await nodeStates(c))[3]).toBe('down');
 
-    await c.mount(3);
+    // its ports taken meanwhile (by this test), it comes back at others
+    const oldDataPort = readPorts(c.nodeDir(3)).data;
+    await c.mountElsewhere(3);
+    expect(readPorts(c.nodeDir(3)).data).not.toBe(oldDataPort);
     expect(await poll(async () => (await nodeStates(c))[3] === 'up', BOUND_ASSERTED_MS)).not.toBeNull();
     // up again (at new ports): node 2 reads there at its first try, though its last call there failed
     const lostUnit = nodes.indexOf(3);
@@ -112,6 +117,35 @@ describe('a node killed with kill -9', () => {
     expect(stored.length).toBeLessThanOrEqual(firstOnNode3 * MiB);
     expect(stored.equals(data.subarray(0, stored.length))).toBe(true);
     fs.rmSync(source, { force: true });
+  });
+});
+
+describe('a node restarted after kill -9', () => {
+  it('listens where it did: a node that read from it before reads there again while the root is stopped (no address to ask)', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3, replicas: 1 }));
+    const { file, data, nodes } = await stripedFile(c);
+    const unit = nodes.indexOf(3);
+    const expected = sha256(data.subarray(unit * MiB, (unit + 1) * MiB));
+    // node 2 reads from node 3: it knows where node 3's agent listens
+    expect((await unitDigest(file, unit)).stdout.split(' ')[0]).toBe(expected);
+    const address = readRunFile(c.nodeDir(3))!.address;
+    const ports = readPorts(c.nodeDir(3));
+    expect(Object.keys(ports).sort()).toEqual(['data', 'rpc']);
+    await c.kill9(3);
+    await c.mount(3);
+    expect(readRunFile(c.nodeDir(3))!.address).toBe(address);
+    expect(readPorts(c.nodeDir(3))).toEqual(ports);
+    // held open before the root stops: the read needs node 3 alone
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+    try {
+      stopped = c.pid(1)!;
+      process.kill(stopped, 'SIGSTOP');
+      const unitBytes = Buffer.alloc(MiB);
+      expect(fs.readSync(fd, unitBytes, 0, MiB, unit * MiB)).toBe(MiB);
+      expect(sha256(unitBytes)).toBe(expected);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 });
 

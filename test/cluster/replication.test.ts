@@ -255,7 +255,7 @@ describe('a truncation of a copy on a dead node, given up by its caller', () => 
       await c.kill9(3);
       const key = { ino: Number(fs.statSync(file).ino), index, replica };
       await expect(agent.truncate(key, 0)).rejects.toMatchObject({ errno: E.EIO });
-      await c.mount(3);
+      await c.mountElsewhere(3);
       const after = await node3Addresses(c);
       expect(after.address).not.toBe(before.address);
       agent.moveTo(after.address, after.dataAddress);

@@ -5,11 +5,13 @@
 // crashed test worker left (see global-setup.ts).
 import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../src/cli/kdfs.js';
 import { isAlive as alive } from '../../src/node/runfile.js';
+import { readPorts } from '../../src/node/ports.js';
 import { TestNetwork } from './netns.js';
 import { memberPid, startLocalEtcd, stopLocalEtcd } from '../../src/etcd/local.js';
 import { pkiPaths } from '../../src/etcd/pki.js';
@@ -86,6 +88,15 @@ export async function sweep(dir: string): Promise<void> {
     .sort((a, b) => b.length - a.length);
   for (const mountPoint of mounts) detach(mountPoint);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Listens on a port of loopback, keeping a node from it. */
+function holdPort(port: number): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
 }
 
 /** A fresh directory the sweep cleans up if a test cannot (its nodeN/ processes and mounts too). */
@@ -201,6 +212,17 @@ export class Cluster {
       ? await command(this.network.inNamespace(id)[0], [...this.network.inNamespace(id).slice(1), CLI.mount, ...args])
       : await command(CLI.mount, args);
     if (result.code !== 0) throw new Error(`mount.kdfs node ${id}: ${result.stderr.trim()}`);
+  }
+
+  /** Mounts node `id` while this process holds the ports it listened on last
+   *  (as another program could have taken them): it comes back at new addresses. */
+  async mountElsewhere(id: number): Promise<void> {
+    const held = await Promise.all(Object.values(readPorts(this.nodeDir(id))).map((port) => holdPort(port)));
+    try {
+      await this.mount(id);
+    } finally {
+      for (const server of held) server.close();
+    }
   }
 
   /** kdfs node add: the nodes take data. */
