@@ -103,8 +103,10 @@ export class DataClient {
   }
 
   /** Resolves once the agent answers a ping (EIO if it stays silent: see check). */
-  async ping(): Promise<void> {
-    await this.call({ id: 0, op: DATA_PING }, null, null);
+  /** reachByMs: when to give up reaching the agent at the latest (the bound of
+   *  a call the ping watches, which began earlier). */
+  async ping(reachByMs?: number): Promise<void> {
+    await this.call({ id: 0, op: DATA_PING }, null, null, undefined, reachByMs);
   }
 
   /** Reads into the start of `into` if given (at least length long). */
@@ -119,14 +121,14 @@ export class DataClient {
     this.fail(new FsError(E.EIO, 'data channel closed'));
   }
 
-  private async call(header: DataHeader, data: Uint8Array | null, into: Buffer | null, onReply?: (reply: DataHeader) => void): Promise<Buffer> {
+  private async call(header: DataHeader, data: Uint8Array | null, into: Buffer | null, onReply?: (reply: DataHeader) => void, reachByMs = Infinity): Promise<Buffer> {
     const startMs = Date.now();
     const deadline = startMs + AGENT_DEADLINE_MS;
     // an agent that failed lately: no call waits for it again, one attempt at most
     const failedAtMs = this.failedAtMs;
     if (failedAtMs !== null && startMs - failedAtMs < PEER_DOWN_HOLD_MS) throw new FsError(E.EIO, `agent at ${this.address} does not answer`);
     const retrying = failedAtMs === null;
-    const reachBy = startMs + (retrying ? PEER_BOUND_MS : CONNECT_TIMEOUT_MS);
+    const reachBy = Math.min(reachByMs, startMs + (retrying ? PEER_BOUND_MS : CONNECT_TIMEOUT_MS));
     let followed = false;
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
       try {

@@ -99,12 +99,17 @@ export class RemoteAgent implements Agent {
     const data = this.data;
     if (!data) return call;
     let done = false;
-    // a quick call (most) costs no ping: the first goes once it has waited a while
+    const boundMs = Date.now() + PEER_BOUND_MS;
+    const pause = () => new Promise((resolve) => setTimeout(resolve, PING_WHILE_WAITING_MS));
+    // A quick call (most) costs no ping: the first goes once it has waited a
+    // while, and gives up reaching the agent within the call's bound. To an agent
+    // held for failed it goes at once: no call waits again on a node known down.
     const alive = (async () => {
-      for (;;) {
-        await new Promise((resolve) => setTimeout(resolve, PING_WHILE_WAITING_MS));
+      if (data.answering) await pause();
+      for (let first = true; ; first = false) {
         if (done) return;
-        await data.ping();
+        await data.ping(first ? boundMs : undefined);
+        await pause();
       }
     })();
     try {

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RemoteAgent } from '../../src/agent/remote.js';
 import { metaClientFor } from '../../src/cli/common.js';
 import { E } from '../../src/common/errno.js';
+import { PEER_BOUND_MS } from '../../src/common/limits.js';
 import { readSuperblock } from '../../src/format/superblock.js';
 import { Cluster, objectBytes, testDir } from '../harness/cluster.js';
 import { BOUND_ASSERTED_MS, MiB, sha256, stripeOf, timed } from '../harness/faults.js';
@@ -135,6 +136,25 @@ describe('a node killed with kill -9, two copies', () => {
     expect(read.code, read.stderr).toBe(0);
     expect(read.stdout.split(' ')[0]).toBe(sha256(data));
     expect(read.ms).toBeLessThan(BOUND_ASSERTED_MS);
+  });
+
+  it('costs an overwrite (O_TRUNC) of files with copies on it one bound at most: the next ones do not wait for it again', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const files = Array.from({ length: 9 }, (_, i) => c.path(2, `over${i}`));
+    for (const file of files) fs.writeFileSync(file, randomBytes(3 * MiB));
+    for (const file of files) expect((await stripeOf(c, file)).objects.some((o) => o.replicas.some((r) => r.node === 3))).toBe(true);
+    await c.kill9(3);
+    const overwrite = (file: string) => {
+      const startMs = Date.now();
+      fs.writeFileSync(file, `new ${file}`);
+      return Date.now() - startMs;
+    };
+    expect(overwrite(files[0])).toBeLessThan(BOUND_ASSERTED_MS);
+    // the first found node 3 down: together, the others take less than one bound
+    let restMs = 0;
+    for (const file of files.slice(1)) restMs += overwrite(file);
+    expect(restMs).toBeLessThan(PEER_BOUND_MS);
+    for (const file of files) expect(fs.readFileSync(c.path(1, path.basename(file)), 'utf8')).toBe(`new ${file}`);
   });
 });
 
