@@ -111,6 +111,9 @@ declare const kdfsFuse: {
   notifyInvalEntry(parent: number, name: string, done?: kdfsFuse.NotifyDone): number;
   /** As notifyInvalEntry, and the child's dentry goes if it is that inode (inotify sees a deletion). */
   notifyDelete(parent: number, child: number, name: string, done?: kdfsFuse.NotifyDone): number;
+  /** Drops the kernel's cached attributes of ino at once, from this thread (it
+   *  takes no lock a request could hold): 0, -ENOENT (no such inode cached) or -errno. */
+  notifyInvalAttrsNow(ino: number): number;
 };
 
 export = kdfsFuse;

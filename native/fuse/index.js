@@ -31,5 +31,6 @@ module.exports = {
   replyLock: binding.ll_reply_lock,
   notifyInvalInode: binding.ll_notify_inval_inode,
   notifyInvalEntry: binding.ll_notify_inval_entry,
-  notifyDelete: binding.ll_notify_delete
+  notifyDelete: binding.ll_notify_delete,
+  notifyInvalAttrsNow: binding.ll_notify_inval_attrs_now
 }

@@ -110,6 +110,8 @@ function notified(start: (done: (result: number) => void) => number): Promise<vo
 const kernelCache: Omit<KernelCache, 'lookUp'> = {
   invalidateInode: (ino, data) => notified((done) => ll.notifyInvalInode(ino, data ? 0 : -1, 0, done)),
   invalidateEntry: (parent, name) => notified((done) => ll.notifyInvalEntry(parent, name, done)),
+  // (-ENOENT: the kernel holds nothing of it; -ENOTCONN: no session)
+  invalidateAttrsNow: (ino) => void ll.notifyInvalAttrsNow(ino),
 };
 
 function replyOk(slot: number): void {

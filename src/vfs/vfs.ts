@@ -90,6 +90,9 @@ export interface Told { attr: Attr; timeoutS: number }
  *  (and its cached pages, with data), or an entry. Resolve once done. */
 export interface KernelCache {
   invalidateInode(ino: number, data: boolean): Promise<void>;
+  /** Drops the attributes the kernel holds of ino before it returns (it waits
+   *  for no lock and no notification queued before it). */
+  invalidateAttrsNow(ino: number): void;
   invalidateEntry(parent: number, name: string): Promise<void>;
   /** Has the kernel look up the path (names from the mount's root), without
    *  waiting for it: a directory whose dropped entry a process still holds
@@ -279,6 +282,11 @@ export class Vfs {
     // while the opens are being told would go untold, and the service, told
     // none, would delete an unlinked file this node has open (ESTALE).
     for (const item of files) this.forgetInode(item.ino);
+    // The kernel's attributes too (its mode for permission checks, its size):
+    // the service may go on once this node took the callback, without waiting
+    // for the notifications queued below (an entry's waits for its directory's
+    // lock, which this node's own request there holds).
+    for (const item of files) this.kernelCache?.invalidateAttrsNow(item.ino);
     taken();
     // opens of these files made without a call: the service counts them before it goes on
     if (files.length > 0) await this.files.tellOpens();
@@ -298,7 +306,10 @@ export class Vfs {
       if (data) this.kernel.forget(item.ino);
       this.files.changedElsewhere(item.ino, data, (item.reasons & CHANGED_SIZE) !== 0, (item.reasons & CHANGED_MTIME) !== 0, item.size ?? 0);
       const moved = (item.reasons & CHANGED_LAYOUT) !== 0 ? this.files.layoutMoved(item.ino) : undefined;
-      return Promise.all([moved, this.kernelCache?.invalidateInode(item.ino, data)]);
+      // The attributes went above. Not again: a second notification landing
+      // during a getattr sent after the first makes the kernel drop that
+      // getattr's fresh reply and check permissions against the mode it had.
+      return Promise.all([moved, data ? this.kernelCache?.invalidateInode(item.ino, true) : undefined]);
     }));
     // once every entry is dropped: the new name's, replaced by the move, too
     for (const names of lookUps.values()) this.kernelCache?.lookUp(names);

@@ -2,11 +2,12 @@
 // caches (no waiting for a timeout), O_APPEND from several nodes, times kept by
 // tar x and cp -p, allocated blocks and device nodes (set-ID bits: setid.test.ts).
 // Work goes through nodes 2 and 3 mostly; node 1 is the root node.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../harness/cluster.js';
 import { NOBODY, asUser, expectErrno } from '../harness/posix.js';
@@ -106,6 +107,54 @@ describe('coherent caches: a change on one node is seen at once on the others', 
       expect(asUser(NOBODY, `return fs.readFileSync(${q(onNode2)}, 'utf8')`)).toBe('secret');
     }
   });
+
+  it('while node 2 creates and removes files elsewhere: chmod, utimes and truncate on node 3 are seen at once on node 2', async () => {
+    const busy = name('d');
+    fs.mkdirSync(cluster.path(2, busy));
+    // node 2's own requests wait for callbacks meanwhile: the service waits for
+    // node 2 to take a callback, not for its kernel to be done with all of it
+    const load = execFile(process.execPath, ['-e', `
+      const fs = require('fs');
+      const dir = ${q(cluster.path(2, busy))};
+      for (let i = 0; ; i++) { fs.writeFileSync(dir + '/f' + (i % 50), String(i)); fs.rmSync(dir + '/f' + ((i + 25) % 50), { force: true }); }
+    `], { timeout: 120_000, killSignal: 'SIGKILL' });
+    const loadEnded = new Promise((resolve) => load.on('exit', resolve));
+    // user nobody opens on node 2 as soon as told to: 'R' read, 'D' denied
+    const opener = spawn('python3', ['-u', '-c', `
+import sys
+for line in sys.stdin:
+    try:
+        open(line.strip()).read(); sys.stdout.write('R\\n')
+    except PermissionError:
+        sys.stdout.write('D\\n')
+`], { uid: NOBODY.uid, gid: NOBODY.gid, cwd: '/', stdio: ['pipe', 'pipe', 'inherit'] });
+    const answers = readline.createInterface({ input: opener.stdout! })[Symbol.asyncIterator]();
+    const openOnNode2 = async (file: string): Promise<string> => {
+      opener.stdin!.write(file + '\n');
+      return (await answers.next()).value as string;
+    };
+    try {
+      const file = name();
+      fs.writeFileSync(cluster.path(3, file), 'x'.repeat(1000));
+      const wrong: string[] = [];
+      for (let round = 0; round < 150; round++) {
+        fs.chmodSync(cluster.path(3, file), 0o644);
+        if ((await openOnNode2(cluster.path(2, file))) !== 'R') wrong.push(`${round}: refused after chmod 0644`);
+        fs.chmodSync(cluster.path(3, file), 0o600);
+        if ((await openOnNode2(cluster.path(2, file))) !== 'D') wrong.push(`${round}: let in after chmod 0600`);
+        const seconds = 1_000_000 + round;
+        fs.utimesSync(cluster.path(3, file), seconds, seconds);
+        if (fs.statSync(cluster.path(2, file)).mtimeMs !== seconds * 1000) wrong.push(`${round}: old mtime`);
+        fs.truncateSync(cluster.path(3, file), round);
+        if (fs.statSync(cluster.path(2, file)).size !== round) wrong.push(`${round}: old size`);
+      }
+      expect(wrong).toEqual([]);
+    } finally {
+      opener.kill('SIGKILL');
+      load.kill('SIGKILL');
+      await loadEnded;
+    }
+  }, 120_000);
 
   it('chown on node 3: the new owner may write at once on node 2', () => {
     const file = name();

@@ -310,6 +310,37 @@ describe('notifications', () => {
     await memfs.waitForOp('getattr', (m) => m.args![4] === ino, mark);
   });
 
+  it('inval_attrs_now drops the attributes before it returns, though the notification thread waits for a directory', async () => {
+    const file = memfs.path('attrsNow');
+    fs.writeFileSync(file, 'x');
+    const ino = fs.statSync(file).ino;
+    fs.mkdirSync(memfs.path('heldDir'));
+    const dir = fs.statSync(memfs.path('heldDir')).ino;
+    expect((await memfs.command({ cmd: 'addFile', parent: dir, name: 'y' })).err).toBeUndefined();
+    await memfs.command({ cmd: 'hold', op: 'lookup', name: 'y' });
+    let mark = await memfs.mark();
+    const stat = background('stat', [memfs.path('heldDir', 'y')]);
+    await memfs.waitFor((m) => m.ev === 'held' && m.name === 'y', mark);
+    try {
+      const { done } = await memfs.notify({ cmd: 'notifyInvalEntry', parent: dir, name: 'y' });
+      await until(() => memfs.blockedThreads() > 0, 'the notification thread blocks in the kernel');
+      mark = await memfs.mark();
+      fs.statSync(file);
+      await memfs.sync();
+      expect(memfs.ops('getattr', mark).filter((m) => m.args![4] === ino)).toHaveLength(0);
+      expect(await memfs.command({ cmd: 'notifyInvalAttrsNow', ino })).toMatchObject({ result: 0 });
+      mark = await memfs.mark();
+      fs.statSync(file);
+      await memfs.waitForOp('getattr', (m) => m.args![4] === ino, mark);
+      expect(await memfs.command({ cmd: 'notifyInvalAttrsNow', ino: 987654 })).toMatchObject({ result: -ENOENT });
+      await memfs.command({ cmd: 'release' });
+      expect(await stat.exit).toBe(0);
+      expect(await done).toBe(0);
+    } finally {
+      await memfs.command({ cmd: 'release' });
+    }
+  });
+
   it('delete drops the entry of the child it names', async () => {
     const file = memfs.path('deleted');
     fs.writeFileSync(file, 'x');

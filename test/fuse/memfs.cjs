@@ -424,6 +424,9 @@ process.on('message', (m) => {
       send({ ev: 'queued', id: m.id, queued })
       return
     }
+    case 'notifyInvalAttrsNow':
+      send({ ev: 'notifiedNow', id: m.id, result: ll.notifyInvalAttrsNow(m.ino) })
+      return
     case 'flood': {
       // inval_entry count times, until the queue refuses one
       let queued = 0

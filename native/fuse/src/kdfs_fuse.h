@@ -146,6 +146,7 @@ int notify_busy(const ll_session *s);
 napi_value ll_notify_inval_inode(napi_env env, napi_callback_info info);
 napi_value ll_notify_inval_entry(napi_env env, napi_callback_info info);
 napi_value ll_notify_delete(napi_env env, napi_callback_info info);
+napi_value ll_notify_inval_attrs_now(napi_env env, napi_callback_info info);
 
 // values.c
 #define ARGS(n) \

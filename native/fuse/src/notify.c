@@ -298,3 +298,17 @@ napi_value ll_notify_delete(napi_env env, napi_callback_info info) {
   if ((n.name = string_arg(env, argv[2], &n.name_length)) == NULL) return NULL;
   return int_value(env, enqueue(env, argv[3], &n));
 }
+
+// ll_notify_inval_attrs_now(ino): drops the kernel's cached attributes of ino,
+// sent at once from the calling (main) thread rather than queued: that costs no
+// lock the kernel could be holding for a request of this session (no directory
+// lock as for an entry, no page lock as for data), so it cannot wait for a
+// reply of the main thread, and it does not wait behind queued notifications
+// that may. Returns 0, -ENOENT (the kernel does not have the inode) or -errno.
+napi_value ll_notify_inval_attrs_now(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  double ino;
+  if (number_arg(env, argv[0], &ino) != 0) return NULL;
+  if (session == NULL || session->notify == NULL || session->ended || !session->initialized) return int_value(env, -ENOTCONN);
+  return int_value(env, fuse_lowlevel_notify_inval_inode(session->se, (fuse_ino_t) ino, -1, 0));
+}

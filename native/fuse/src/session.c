@@ -437,6 +437,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
   EXPORT(ll_notify_inval_inode)
   EXPORT(ll_notify_inval_entry)
   EXPORT(ll_notify_delete)
+  EXPORT(ll_notify_inval_attrs_now)
   napi_value arraybuffer;
   napi_value array;
   napi_create_external_arraybuffer(env, ll_args, sizeof(ll_args), NULL, NULL, &arraybuffer);
