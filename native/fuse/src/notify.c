@@ -304,7 +304,11 @@ napi_value ll_notify_delete(napi_env env, napi_callback_info info) {
 // lock the kernel could be holding for a request of this session (no directory
 // lock as for an entry, no page lock as for data), so it cannot wait for a
 // reply of the main thread, and it does not wait behind queued notifications
-// that may. Returns 0, -ENOENT (the kernel does not have the inode) or -errno.
+// that may. (The kernel's reference to the inode is dropped at the end; it
+// would evict the inode, and wait for its pages, only as the last one, and
+// pages locked or under writeback come with an open file or a mapping, which
+// hold references of their own.) Returns 0, -ENOENT (the kernel does not have
+// the inode) or -errno.
 napi_value ll_notify_inval_attrs_now(napi_env env, napi_callback_info info) {
   ARGS(1)
   double ino;
