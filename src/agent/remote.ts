@@ -1,7 +1,7 @@
 // An agent of another node: object reads and writes on its data channel,
 // everything else over gRPC.
 import { check } from '../common/errno.js';
-import { AGENT_DEADLINE_MS, PEER_BOUND_MS } from '../common/limits.js';
+import { AGENT_DEADLINE_MS, CONNECT_TIMEOUT_MS, PEER_BOUND_MS } from '../common/limits.js';
 import { RpcClient } from '../rpc/client.js';
 import type { AgentMethods, ObjectKey } from '../rpc/messages.js';
 import { DataClient } from './dataClient.js';
@@ -94,22 +94,24 @@ export class RemoteAgent implements Agent {
    *  failed (a copy marked stale, then repaired), and a truncation delivered
    *  later, when the node is back, would cut the repaired copy. */
   private async watched<T>(start: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const data = this.data;
+    const boundMs = Date.now() + PEER_BOUND_MS;
+    // An agent held for failed is asked first, before the call goes: no call
+    // waits again on a node known down, and none reaches it once given up.
+    if (data && !data.answering) await data.ping(boundMs);
     const givenUp = new AbortController();
     const call = start(givenUp.signal);
-    const data = this.data;
     if (!data) return call;
     let done = false;
-    const boundMs = Date.now() + PEER_BOUND_MS;
     const pause = () => new Promise((resolve) => setTimeout(resolve, PING_WHILE_WAITING_MS));
     // A quick call (most) costs no ping: the first goes once it has waited a
-    // while, and gives up reaching the agent within the call's bound. To an agent
-    // held for failed it goes at once: no call waits again on a node known down.
+    // while, and gives up reaching the agent within the call's bound (or one
+    // connection attempt, if this process was kept from running past it).
     const alive = (async () => {
-      if (data.answering) await pause();
       for (let first = true; ; first = false) {
-        if (done) return;
-        await data.ping(first ? boundMs : undefined);
         await pause();
+        if (done) return;
+        await data.ping(first ? Math.max(boundMs, Date.now() + CONNECT_TIMEOUT_MS) : undefined);
       }
     })();
     try {

@@ -234,8 +234,8 @@ export class KdfsNode {
     )));
     // not ready before the root hears this node: until then it places no new files here
     if (this.sessionClient) await this.firstSession();
-    // held before peers connect: a node that starts just before the service goes
-    // away (stopped, between two leaders) still lets in the peers that know it
+    // held before the node is ready: one that starts just before the service
+    // goes away (stopped, between two leaders) still lets in the peers that know it
     await currentDataKey().catch((err: Error) => log.warn(`no data key yet (asked again at the next heartbeat): ${err.message}`));
     void this.recordMembers();
     this.heartbeat = setInterval(() => {

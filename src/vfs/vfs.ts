@@ -309,6 +309,8 @@ export class Vfs {
       // The attributes went above. Not again: a second notification landing
       // during a getattr sent after the first makes the kernel drop that
       // getattr's fresh reply and check permissions against the mode it had.
+      // (Pages cannot be dropped without it: a write that also changed the mode,
+      // clearing set-ID bits, keeps that small window.)
       return Promise.all([moved, data ? this.kernelCache?.invalidateInode(item.ino, true) : undefined]);
     }));
     // once every entry is dropped: the new name's, replaced by the move, too

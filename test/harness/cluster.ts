@@ -217,8 +217,10 @@ export class Cluster {
   /** Mounts node `id` while this process holds the ports it listened on last
    *  (as another program could have taken them): it comes back at new addresses. */
   async mountElsewhere(id: number): Promise<void> {
-    const held = await Promise.all(Object.values(readPorts(this.nodeDir(id))).map((port) => holdPort(port)));
+    const holding = await Promise.allSettled(Object.values(readPorts(this.nodeDir(id))).map((port) => holdPort(port)));
+    const held = holding.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     try {
+      if (held.length < holding.length) throw new Error(`node ${id}'s old ports are taken already`);
       await this.mount(id);
     } finally {
       for (const server of held) server.close();

@@ -300,19 +300,21 @@ napi_value ll_notify_delete(napi_env env, napi_callback_info info) {
 }
 
 // ll_notify_inval_attrs_now(ino): drops the kernel's cached attributes of ino,
-// sent at once from the calling (main) thread rather than queued: that costs no
-// lock the kernel could be holding for a request of this session (no directory
-// lock as for an entry, no page lock as for data), so it cannot wait for a
-// reply of the main thread, and it does not wait behind queued notifications
-// that may. (The kernel's reference to the inode is dropped at the end; it
-// would evict the inode, and wait for its pages, only as the last one, and
-// pages locked or under writeback come with an open file or a mapping, which
-// hold references of their own.) Returns 0, -ENOENT (the kernel does not have
-// the inode) or -errno.
+// sent at once from the calling (main) thread rather than queued. It takes no
+// lock a request of this session could be holding (no directory lock as for an
+// entry, no page lock as for data; only the mount's killsb, for reading), so it
+// cannot wait for a reply of the main thread, and it does not wait behind
+// queued notifications that may. (The kernel's reference to the inode is
+// dropped at the end; it would evict the inode, and wait for its pages, only
+// as the last one, and pages locked or under writeback come with an open file
+// or a mapping, which hold references of their own.) Returns 0, -ENOENT (the
+// kernel does not have the inode), -EINVAL (ino < 1) or -errno.
 napi_value ll_notify_inval_attrs_now(napi_env env, napi_callback_info info) {
   ARGS(1)
   double ino;
   if (number_arg(env, argv[0], &ino) != 0) return NULL;
+  // (0 would ask the kernel to drop every inode's)
+  if (!(ino >= 1)) return int_value(env, -EINVAL);
   if (session == NULL || session->notify == NULL || session->ended || !session->initialized) return int_value(env, -ENOTCONN);
   return int_value(env, fuse_lowlevel_notify_inval_inode(session->se, (fuse_ino_t) ino, -1, 0));
 }
