@@ -90,6 +90,11 @@ export class DataClient {
     this.attempt?.destroy();
   }
 
+  /** The agent started again at the same address: what failed before says nothing of it. */
+  restarted(): void {
+    this.failedAtMs = null;
+  }
+
   /** leaderEpoch: the metadata service's (with etcd), for agents to refuse a deposed leader's writes. */
   async write(key: ObjectKey, offset: number, data: Uint8Array, leaderEpoch = 0): Promise<void> {
     await this.call({ id: 0, op: DATA_WRITE, key, offset, ...(leaderEpoch ? { leaderEpoch } : {}) }, data, null);

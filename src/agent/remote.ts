@@ -45,6 +45,12 @@ export class RemoteAgent implements Agent {
     else this.data = new DataClient(dataAddress, this.fsid, this.onUnreachable);
   }
 
+  /** The node started again at the same addresses (a new incarnation registered). */
+  restarted(): void {
+    this.rpc.reconnect();
+    this.data?.restarted();
+  }
+
   async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
     if (this.data) return this.data.write(key, offset, data, this.leaderEpoch);
     check((await this.rpc.call('Write', { key, offset, data, leaderEpoch: this.leaderEpoch })).errno);

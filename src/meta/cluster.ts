@@ -43,6 +43,8 @@ export class Cluster {
   /** Incarnation of each node process registered since this service started. */
   private readonly incarnations = new Map<number, string>();
   private probed: { nodes: NodeInfo[]; atMs: number } | null = null;
+  /** Sessions opened or closed so far: a probe that saw one do so is not kept. */
+  private sessionChanges = 0;
   /** Counts changes of the members (a join, a move): a probe begun before one
    *  must not be kept, nor answered, as the current list. */
   private membersVersion = 0;
@@ -75,6 +77,12 @@ export class Cluster {
 
   nodeIds(): number[] {
     return [...this.store.nodes.keys()];
+  }
+
+  /** A node's session opened or closed: its state changed (no probe of before stands). */
+  sessionChanged(): void {
+    this.probed = null;
+    this.sessionChanges++;
   }
 
   /** The node is taken for gone: if its process registers again, it is taken as a new one. */
@@ -199,6 +207,10 @@ export class Cluster {
     }
     if (this.incarnations.get(request.nodeId) !== request.incarnation) {
       this.incarnations.set(request.nodeId, request.incarnation);
+      // started again (at the same addresses, or its record changed above):
+      // what its agent failed to answer before, probes included, is past
+      this.probed = null;
+      this.agents.get(request.nodeId)?.restarted();
       const dropped = await this.namespace.replaceOpens(request.nodeId, request.openInos);
       if (dropped.length > 0) await this.opensDropped(dropped, request.nodeId);
       // every member has told what it holds open: no need to wait for the grace period
@@ -211,21 +223,24 @@ export class Cluster {
   async nodes(): Promise<NodeInfo[]> {
     if (this.probed && Date.now() - this.probed.atMs < PROBE_CACHE_MS) return this.probed.nodes;
     const version = this.membersVersion;
+    const sessions = this.sessionChanges;
     const nodes = await Promise.all([...this.store.nodes.values()].sort((a, b) => a.id - b.id).map(async (node) => {
       const admin = this.adminOf(node.id);
       const known = { id: node.id, address: node.address, dataAddress: node.dataAddress, domain: node.domain ?? '', admin };
-      const silentMs = node.id === this.local.nodeId ? 0 : this.silentMs(node.id);
+      // the session as it is once the probe is over (it may open meanwhile)
+      const silentMs = () => (node.id === this.local.nodeId ? 0 : this.silentMs(node.id));
       try {
         const space = await this.agent(node.id).space(PROBE_DEADLINE_MS);
-        return { ...known, up: true, state: nodeState(silentMs, true), ...space, weight: weightOf(admin, space.capacityBytes) };
+        return { ...known, up: true, state: nodeState(silentMs(), true), ...space, weight: weightOf(admin, space.capacityBytes) };
       } catch {
-        return { ...known, up: false, state: nodeState(silentMs, false), capacityBytes: 0, usedBytes: 0, freeBytes: 0, weight: 0 };
+        return { ...known, up: false, state: nodeState(silentMs(), false), capacityBytes: 0, usedBytes: 0, freeBytes: 0, weight: 0 };
       }
     }));
     // a node joined while its peers were probed: the list lacks it (a node would
     // refuse to write to it: "not a member"); probe again
     if (version !== this.membersVersion) return this.nodes();
-    this.probed = { nodes, atMs: Date.now() };
+    // a session opened or closed meanwhile: the states are not kept
+    if (sessions === this.sessionChanges) this.probed = { nodes, atMs: Date.now() };
     return nodes;
   }
 

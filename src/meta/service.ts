@@ -247,6 +247,7 @@ export class MetaService {
   attach(target: CallbackTarget & { incarnation: string }): void {
     this.coherence.attach(target);
     this.locks.sessionOpened(target.nodeId, target.incarnation);
+    this.cluster.sessionChanged();
   }
 
   /** A session ended. Only the node's current one counts: its next session may
@@ -255,6 +256,7 @@ export class MetaService {
     if (this.coherence.target(target.nodeId) !== target) return;
     this.coherence.detach(target);
     this.locks.sessionClosed(target.nodeId);
+    this.cluster.sessionChanged();
   }
 
   /** Serves a call: the operation, then the callbacks its changes need, then

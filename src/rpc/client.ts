@@ -48,7 +48,16 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
 
   /** The peer now listens at another address: calls waiting for the old one go there. */
   moveTo(address: string): void {
-    if (address === this.address) return;
+    if (address !== this.address) this.reconnectTo(address);
+  }
+
+  /** The peer started again at the same address: a channel that waits out its
+   *  backoff since the peer went away connects at once. */
+  reconnect(): void {
+    this.reconnectTo(this.address);
+  }
+
+  private reconnectTo(address: string): void {
     const old = this.client;
     this.address = address;
     this.client = this.connect(address);
