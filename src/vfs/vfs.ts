@@ -281,12 +281,14 @@ export class Vfs {
     // The grants that let a file open without a call go first: an open made
     // while the opens are being told would go untold, and the service, told
     // none, would delete an unlinked file this node has open (ESTALE).
-    for (const item of files) this.forgetInode(item.ino);
     // The kernel's attributes too (its mode for permission checks, its size):
     // the service may go on once this node took the callback, without waiting
     // for the notifications queued below (an entry's waits for its directory's
     // lock, which this node's own request there holds).
-    for (const item of files) this.kernelCache?.invalidateAttrsNow(item.ino);
+    for (const item of files) {
+      this.forgetInode(item.ino);
+      this.kernelCache?.invalidateAttrsNow(item.ino);
+    }
     taken();
     // opens of these files made without a call: the service counts them before it goes on
     if (files.length > 0) await this.files.tellOpens();
