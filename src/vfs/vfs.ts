@@ -218,7 +218,7 @@ export class Vfs {
   async lookup(parent: number, name: string, pid = 0): Promise<Told> {
     try {
       const told = await this.lookupHere(parent, name);
-      this.staleNames.found(pid, parent, name);
+      this.staleNames.found(pid, parent, name, told.attr.ino);
       return told;
     } catch (err) {
       this.staleNames.lookupFailed(pid, parent, name);

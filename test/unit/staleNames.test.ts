@@ -71,17 +71,65 @@ describe('stale names', () => {
     expect(names.reached(100, P)).toBe('stale');
     // the walk again through d1 fails
     names.lookupFailed(P, 1, 'd1');
+    // stat d2/f, d2 removed elsewhere before the kernel drops it, then an open through the stale d2
+    names.found(P, 1, 'd2', DIR + 1);
+    names.found(P, DIR + 1, 'f', 200);
     names.removed(1, 'd2');
-    // stat d2/f before the kernel learns d2 is gone, then an open through the stale d2
-    names.tell(1, 'd2', DIR + 1, REG);
-    names.found(P, 1, 'd2');
-    names.tell(DIR + 1, 'f', 200, REG);
-    names.found(P, DIR + 1, 'f');
     expect(names.reached(200, P)).toBe('stale');
     // nor does one that took longer than a walk may
     names.tell(DIR + 1, 'f', 200, REG);
     time.advance(10_000);
     expect(names.reached(200, P)).toBe('stale');
+  });
+
+  it('let a request through right after lookups of every name of its path from the root: the kernel walked again by itself (a directory found under its new parent while its old entry was busy)', () => {
+    const names = new StaleNames();
+    names.tell(1, 'p', DIR, 0o40755);
+    names.tell(1, 'q', DIR + 1, 0o40755);
+    names.tell(DIR, 'A', 300, 0o40755);
+    names.tell(300, 'id', 100, REG);
+    // A moved from p to q elsewhere; the kernel holds p/A until it drops it
+    names.removed(DIR, 'A');
+    expect(names.reached(100, P)).toBe('stale');
+    // the kernel's first walk failed by itself; its walk again looks every name up
+    const walk = (pid: number) => {
+      names.tell(1, 'q', DIR + 1, 0o40755);
+      names.found(pid, 1, 'q', DIR + 1);
+      names.tell(DIR + 1, 'A', 300, 0o40755);
+      names.found(pid, DIR + 1, 'A', 300);
+      names.tell(300, 'id', 100, REG);
+      names.found(pid, 300, 'id', 100);
+    };
+    walk(Q);
+    expect(names.reached(100, Q)).toBe('go');
+    // once: its next request walked nothing
+    expect(names.reached(100, Q)).toBe('stale');
+    // a create in A after the lookup of its new name failed
+    walk(Q);
+    names.lookupFailed(Q, 100, 'new');
+    expect(names.reached(100, Q, { parent: 100, name: 'new' })).toBe('go');
+    // not a walk from the root: from a directory the kernel holds (a relative path)
+    names.found(Q, 300, 'id', 100);
+    expect(names.reached(100, Q)).toBe('stale');
+  });
+
+  it('a walk of every name from the root lets nothing through if a name on it was removed since its lookup, or if it reached another inode', () => {
+    const names = new StaleNames();
+    names.tell(1, 'q', DIR + 1, 0o40755);
+    names.tell(DIR + 1, 'A', 300, 0o40755);
+    names.tell(300, 'id', 100, REG);
+    names.removed(DIR + 1, 'A');
+    names.tell(DIR + 1, 'A', 300, 0o40755);
+    names.found(P, 1, 'q', DIR + 1);
+    names.found(P, DIR + 1, 'A', 300);
+    names.found(P, 300, 'id', 100);
+    // A moved away again before the open came
+    names.removed(DIR + 1, 'A');
+    expect(names.reached(100, P)).toBe('stale');
+    names.tell(DIR + 1, 'A', 300, 0o40755);
+    names.found(Q, 1, 'q', DIR + 1);
+    names.found(Q, DIR + 1, 'A', 300);
+    expect(names.reached(100, Q)).toBe('stale');
   });
 
   it('mark the files below a directory whose name was removed', () => {
@@ -150,7 +198,7 @@ describe('stale names', () => {
     // x was elsewhere for a moment (swapped by renames on another node)
     names.lookupFailed(P, DIR, 'x');
     names.tell(DIR, 'x', 100, REG);
-    names.found(P, DIR, 'x');
+    names.found(P, DIR, 'x', 100);
     expect(names.reached(100, P)).toBe('go');
   });
 
@@ -161,7 +209,7 @@ describe('stale names', () => {
     const making = { parent: DIR, name: 'new' };
     expect(names.reached(DIR, P, making)).toBe('stale');
     names.tell(1, 'D', DIR, REG);
-    names.found(P, 1, 'D');
+    names.found(P, 1, 'D', DIR);
     names.lookupFailed(P, DIR, 'new');
     names.lookupFailed(P, DIR, 'new');
     expect(names.reached(DIR, P, making)).toBe('go');
@@ -224,9 +272,9 @@ describe('stale names', () => {
     names.removed(DIR, 'a');
     expect(names.reached(100, P)).toBe('stale');
     time.advance(800);
-    names.found(P, 1, 'd');
+    names.found(P, 1, 'd', DIR);
     time.advance(800);
-    names.found(P, DIR, 'a');
+    names.found(P, DIR, 'a', 100);
     time.advance(800);
     expect(names.reached(100, P)).toBe('go');
   });
