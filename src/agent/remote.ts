@@ -72,25 +72,25 @@ export class RemoteAgent implements Agent {
   }
 
   async sums(key: ObjectKey, first: number, count: number): Promise<ObjectSums> {
-    const reply = await this.watched((signal) => this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS, signal));
+    const reply = await this.watched((signal) => this.rpc.call('Sums', { key, first, count }, AGENT_DEADLINE_MS, { signal }));
     check(reply.errno);
     return { length: reply.length, sums: Buffer.from(reply.sums ?? []) };
   }
 
   async truncate(key: ObjectKey, length: number): Promise<void> {
-    check((await this.watched((signal) => this.rpc.call('Truncate', { key, length, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
+    check((await this.watched((signal) => this.rpc.call('Truncate', { key, length, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, { signal }))).errno);
   }
 
   async sync(keys: ObjectKey[]): Promise<void> {
-    check((await this.watched((signal) => this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS, signal))).errno);
+    check((await this.watched((signal) => this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS, { signal }))).errno);
   }
 
   async remove(keys: ObjectKey[]): Promise<void> {
-    check((await this.watched((signal) => this.rpc.call('Remove', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
+    check((await this.watched((signal) => this.rpc.call('Remove', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, { signal }))).errno);
   }
 
   async fence(keys: ObjectKey[]): Promise<void> {
-    check((await this.watched((signal) => this.rpc.call('Fence', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, signal))).errno);
+    check((await this.watched((signal) => this.rpc.call('Fence', { keys, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, { signal }))).errno);
   }
 
   /** A call over gRPC may take long on a busy disk (a sync, a truncation, many

@@ -19,6 +19,20 @@ import type {
 export interface Entry { attr: Attr; layout: Layout | null; inlined: boolean; inlineData: Buffer; created: boolean; cacheMs: number; delegation?: Delegation | null }
 export interface Fresh { attr: Attr; cacheMs: number }
 
+/** What a CommitWrite carries beyond the size and mtime. */
+export interface CommitMore {
+  /** An inlined file's content, and the ranges this node wrote. */
+  inline?: { content: Buffer; patches: InlinePatch[] } | null;
+  /** Space the file's objects take (st_blocks), if known. */
+  allocatedBytes?: number | null;
+  /** Copies that missed writes: stale in the same transaction. */
+  staleSlots?: number[];
+  /** The inlined content this node wrote to the objects (see commitWrite). */
+  spilledContent?: Buffer | null;
+  /** When the file system call it serves began (see CallOptions). */
+  startedMs?: number;
+}
+
 function entry(reply: EntryReply): Entry {
   check(reply.errno);
   return {
@@ -51,12 +65,12 @@ export class MetaClient {
 
   constructor(private readonly channel: RpcChannel<MetaMethods>) {
     this.rpc = {
-      call: async (method, request, deadlineMs) => {
+      call: async (method, request, deadlineMs, options) => {
         const waiting = this.pendingCreates?.before(method, request);
         const creates = waiting ? await waiting : null;
         const reply = creates
-          ? await this.pendingCreates!.carry(creates, channel.call(method, { ...request, creates }, deadlineMs) as unknown as Promise<MetaMethods['CommitWrite'][1]>) as unknown as MetaMethods[typeof method][1]
-          : await channel.call(method, request, deadlineMs);
+          ? await this.pendingCreates!.carry(creates, channel.call(method, { ...request, creates }, deadlineMs, options) as unknown as Promise<MetaMethods['CommitWrite'][1]>) as unknown as MetaMethods[typeof method][1]
+          : await channel.call(method, request, deadlineMs, options);
         // a refusal with the service's reasons: thrown with them (the errno stays the same)
         const message = errorMessageOf(reply);
         if (message && (reply as { errno?: number }).errno) throw new FsError((reply as { errno: number }).errno, `${message} (${errnoName((reply as { errno: number }).errno)})`);
@@ -224,15 +238,15 @@ export class MetaClient {
    *  staleSlots: copies of the file's objects that missed the writes (see Layout.stale);
    *  spilledContent: the inlined content this node wrote to the objects (EAGAIN if
    *  it is other now, or another node spilled the file). */
-  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, inline: { content: Buffer; patches: InlinePatch[] } | null = null,
-    allocatedBytes: number | null = null, staleSlots: number[] = [], spilledContent: Buffer | null = null): Promise<Fresh & { inlineMerged: boolean }> {
+  async commitWrite(ino: number, size: number, mtime: Timespec | null, sync: boolean, more: CommitMore = {}): Promise<Fresh & { inlineMerged: boolean }> {
+    const { inline = null, allocatedBytes = null, staleSlots = [], spilledContent = null } = more;
     const reply = await this.rpc.call('CommitWrite', {
       ino, size, mtime, sync, inlined: inline !== null, inlineData: inline?.content,
       ...(spilledContent ? { spilled: true, spilledContent } : {}),
       // never none: a node that sends patches is merged, not taken as the whole content
       inlinePatches: inline ? (inline.patches.length > 0 ? inline.patches : [{ offset: 0, data: EMPTY }]) : undefined,
       allocatedKnown: allocatedBytes !== null, allocatedBytes: allocatedBytes ?? 0, staleSlots,
-    });
+    }, undefined, { startedMs: more.startedMs });
     return { ...fresh(reply), inlineMerged: reply.inlineMerged === true };
   }
 
@@ -246,8 +260,9 @@ export class MetaClient {
     check((await this.rpc.call('MarkStale', { ino, slots })).errno);
   }
 
-  async sync(): Promise<void> {
-    check((await this.rpc.call('Sync', {})).errno);
+  /** startedMs: when the file system call it serves began (see CallOptions). */
+  async sync(startedMs?: number): Promise<void> {
+    check((await this.rpc.call('Sync', {}, undefined, { startedMs })).errno);
   }
 
   async getXattr(target: Target, name: string): Promise<Buffer> {

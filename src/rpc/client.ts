@@ -15,7 +15,7 @@ import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { serviceDefinition } from './proto.js';
 import { MEMBER_SERVERNAME, grpcChannelCredentials } from '../security/tls.js';
 import { ERROR_MESSAGE_TRAILER, FSID_HEADER, NOT_LEADER_DETAILS } from './server.js';
-import type { RpcChannel } from './local.js';
+import type { CallOptions, RpcChannel } from './local.js';
 import type { Methods } from './messages.js';
 
 /** Pauses between attempts of a call cut off by a dropped connection. */
@@ -98,7 +98,10 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
     this.metadata = metadata;
   }
 
-  async call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs = this.deadlineMs, signal?: AbortSignal): Promise<M[K][1]> {
+  /** options.startedMs is not used: over gRPC, the deadline alone bounds a call
+   *  (agents, and the tools' calls of the metadata service). */
+  async call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs = this.deadlineMs, options: CallOptions = {}): Promise<M[K][1]> {
+    const { signal } = options;
     const deadline = Date.now() + deadlineMs;
     for (let backoffMs = RETRY_FIRST_MS; ; backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS)) {
       if (signal?.aborted) throw new FsError(E.EIO, `${this.service}.${method} at ${this.address}: given up`);

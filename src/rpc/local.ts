@@ -7,8 +7,18 @@ import { log } from '../common/log.js';
 import type { Handlers, Methods } from './messages.js';
 
 /** What a client needs of a service: RpcClient over gRPC, or LocalChannel. */
+/** How one call waits, beyond its deadline. */
+export interface CallOptions {
+  /** When the file system call it serves began, if before the call: a service
+   *  not heard from since then counts as silent from then, so that calls made
+   *  in turn for one file system call share one bound (docs/failures.md). */
+  startedMs?: number;
+  /** Cancels the call (it is never sent again). */
+  signal?: AbortSignal;
+}
+
 export interface RpcChannel<M extends Methods> {
-  call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs?: number): Promise<M[K][1]>;
+  call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs?: number, options?: CallOptions): Promise<M[K][1]>;
   setFsid(fsid: string): void;
   close(): void;
   /** How long the caller may still use what the service granted it (see

@@ -14,7 +14,7 @@ import { CONNECT_TIMEOUT_MS, PEER_BOUND_MS } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { FrameReader, FrameWriter, frameHead } from './frames.js';
 import { CACHE_LEASE_MS } from '../meta/coherence.js';
-import type { RpcChannel } from './local.js';
+import type { CallOptions, RpcChannel } from './local.js';
 import { serviceDefinition } from './proto.js';
 import {
   SESSION_CALLBACK, SESSION_CALLBACK_DONE, SESSION_CALLBACK_TAKEN, SESSION_HELLO, SESSION_PING, SESSION_REPLY, SESSION_REQUEST,
@@ -160,7 +160,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     else void this.connectAndFlush();
   }
 
-  async call<K extends keyof MetaMethods & string>(method: K, request: MetaMethods[K][0], deadlineMs = this.deadlineMs): Promise<MetaMethods[K][1]> {
+  async call<K extends keyof MetaMethods & string>(method: K, request: MetaMethods[K][0], deadlineMs = this.deadlineMs, options: CallOptions = {}): Promise<MetaMethods[K][1]> {
     if (this.closed) throw new FsError(E.EIO, 'session closed');
     // refused (revoked): callers hear it at once instead of waiting for a session that will not come
     if (this.refused) throw new FsError(E.EACCES, `the metadata service at ${this.address} refuses this node`);
@@ -172,8 +172,13 @@ export class SessionClient implements RpcChannel<MetaMethods> {
     return new Promise((resolve, reject) => {
       // the root failed a call lately: a short wait, in case it is back
       const boundMs = this.socket || this.failedAtMs === null ? this.peerBoundMs : this.reconnectBoundMs;
-      const entry: Pending = { method, payload, startMs: Date.now(), boundMs, sentMs: 0, deadline: Date.now() + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null, sends: 0 };
+      const nowMs = Date.now();
+      const startMs = Math.min(options.startedMs ?? nowMs, nowMs);
+      const entry: Pending = { method, payload, startMs, boundMs, sentMs: 0, deadline: nowMs + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null, sends: 0 };
       this.pending.set(id, entry);
+      // made for a file system call that already waited for a silent root: it may be over its bound now
+      if (startMs < nowMs) this.expire();
+      if (!this.pending.has(id)) return;
       if (this.socket) this.send(this.socket, id, entry);
       else void this.connectAndFlush();
     }).finally(() => this.waitingForRoom.shift()?.()) as Promise<MetaMethods[K][1]>;

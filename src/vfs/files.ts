@@ -311,13 +311,15 @@ export class OpenFiles {
 
   /** Sends what this node wrote and commits its size and mtime (and the content of
    *  an inlined file); false if there was nothing to commit. */
-  async commit(file: OpenFile, sync: boolean): Promise<boolean> {
+  async commit(file: OpenFile, sync: boolean, startedMs?: number): Promise<boolean> {
     if (file.spilling) await file.spilling;
-    return this.commitNow(file, sync);
+    return this.commitNow(file, sync, null, startedMs);
   }
 
-  /** spilledContent: the inlined content spill wrote to the objects, committed even if nothing else is. */
-  private async commitNow(file: OpenFile, sync: boolean, spilledContent: Buffer | null = null): Promise<boolean> {
+  /** spilledContent: the inlined content spill wrote to the objects, committed
+   *  even if nothing else is; startedMs: when the file system call it serves
+   *  began (its waits for the service share one bound, see CallOptions). */
+  private async commitNow(file: OpenFile, sync: boolean, spilledContent: Buffer | null = null, startedMs?: number): Promise<boolean> {
     const written = file.written;
     if (!file.inline) await file.writer.drain();
     // Copies that missed writes (or a sync): stale in the same transaction as the
@@ -336,7 +338,7 @@ export class OpenFiles {
       const patches = piecesOf(content, sent);
       try {
         // the end of its own writes, as for objects (storedEnd): a truncation elsewhere stands
-        const committed = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, { content, patches });
+        const committed = await this.meta.commitWrite(file.ino, file.dirtyEnd, mtime, sync, { inline: { content, patches }, startedMs });
         fresh = committed;
         // other nodes' writes are in the content now: read it again before use
         if (committed.inlineMerged) file.stale = true;
@@ -347,10 +349,10 @@ export class OpenFiles {
         // what this node wrote goes to the objects
         await this.spillWritten(file);
         await file.writer.drain();
-        fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots);
+        fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, { allocatedBytes: await this.allocated(file), staleSlots, startedMs });
       }
     } else {
-      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, null, await this.allocated(file), staleSlots, spilledContent);
+      fresh = await this.meta.commitWrite(file.ino, storedEnd(file), mtime, sync, { allocatedBytes: await this.allocated(file), staleSlots, spilledContent, startedMs });
     }
     if (staleSlots.length > 0) file.layout = withStale(file.layout, staleSlots);
     for (const object of touched) file.touched.delete(object);
@@ -511,17 +513,18 @@ export class OpenFiles {
   }
 
   async fsync(fh: number): Promise<void> {
+    const startedMs = Date.now();
     const { file } = this.handle(fh);
     if (file.spilling) await file.spilling;
     // inlined: the content is in the metadata, which a synced commit makes durable
     if (file.inline) {
-      if (!(await this.commit(file, true))) await this.meta.sync();
+      if (!(await this.commit(file, true, startedMs))) await this.meta.sync(startedMs);
       if (file.inline) return;
       // spilled by another node meanwhile: what this node wrote went to the objects, synced below
     }
     await file.writer.drain();
     await this.syncObjects(file);
-    if (!(await this.commit(file, true))) await this.meta.sync();
+    if (!(await this.commit(file, true, startedMs))) await this.meta.sync(startedMs);
   }
 
   /** Makes what reached the file's objects durable. */

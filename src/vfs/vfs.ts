@@ -724,8 +724,9 @@ export class Vfs {
 
   /** close(2) of a descriptor: what this node wrote becomes visible to every node. */
   async flush(fh: number): Promise<void> {
+    const startedMs = Date.now();
     const { file } = this.files.handle(fh);
-    await this.unlessRefused(file.ino, this.files.commit(file, false));
+    await this.unlessRefused(file.ino, this.files.commit(file, false, startedMs));
   }
 
   async fsync(fh: number): Promise<void> {

@@ -158,6 +158,31 @@ describe('a node killed with kill -9, two copies', () => {
   });
 });
 
+describe('the root node killed with kill -9, two copies', () => {
+  it('fails an fsync on another node within one bound, not one per wait (its data, then its commit)', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const target = c.path(2, 'synced');
+    // made while every node is up: copies of it are on the root
+    fs.writeFileSync(target, randomBytes(6 * MiB));
+    expect((await stripeOf(c, c.path(1, 'synced'))).objects.some((o) => o.replicas.some((r) => r.node === 1))).toBe(true);
+    // opened before the kill (an open may need the root); the fsync is what is timed
+    const script = [
+      'import os, time', `fd = os.open(${JSON.stringify(target)}, os.O_WRONLY)`,
+      `os.kill(${c.pid(1)!}, 9)`, 'os.write(fd, os.urandom(6 << 20))', 'started = time.monotonic()',
+      'try:', '    os.fsync(fd); said = "ok"', 'except OSError as e:', '    said = e.errno',
+      'print(said, int((time.monotonic() - started) * 1000))',
+    ].join('\n');
+    const run = await timed(`python3 -c '${script}'`);
+    expect(run.code, run.stderr).toBe(0);
+    const [said, msText] = run.stdout.trim().split(' ');
+    // the other copies took the data, but only the root commits it
+    expect(said).toBe('5');
+    // the writes waited for the root's copies up to the bound: the commit then fails
+    // at once instead of waiting a bound of its own (it took ~10 s)
+    expect(Number(msText)).toBeLessThan(1.5 * PEER_BOUND_MS);
+  });
+});
+
 describe('a copy that missed writes while another node holds the file open', () => {
   it('is not read by that node once the writer has committed', async () => {
     const c = (cluster = await Cluster.start({ nodes: 3 }));
