@@ -65,8 +65,9 @@ export class DataClient {
   private macs: FrameMacs | null = null;
 
   /** onUnreachable: called when a connection cannot be made (the agent may have
-   *  moved: see moveTo); resolves once the agent's address was looked up. */
-  constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>) {
+   *  moved: see moveTo); resolves once the agent's address was looked up;
+   *  targetNode: the node meant (0: whichever answers at the address). */
+  constructor(private address: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>, private readonly targetNode = 0) {
     this.timer = setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
   }
@@ -251,7 +252,7 @@ export class DataClient {
       const timeout = setTimeout(() => socket.destroy(), CONNECT_TIMEOUT_MS);
       socket.setNoDelay(true);
       socket.on('connect', () => {
-        void handshake.hello(this.fsid).then((hello) => socket.write(frameHead(dataHeader, hello, 0)), (err: Error) => {
+        void handshake.hello(this.fsid, this.targetNode).then((hello) => socket.write(frameHead(dataHeader, hello, 0)), (err: Error) => {
           reject(new FsError(E.EIO, `no data key to reach the agent at ${this.address}: ${err.message}`));
           socket.destroy();
         });

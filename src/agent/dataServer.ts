@@ -5,7 +5,7 @@ import { E, FsError, errnoOf } from '../common/errno.js';
 import { FILE_MAX_BYTES, OBJECT_READ_MAX_BYTES, RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader } from '../rpc/messages.js';
-import { checkLeaderEpoch } from './service.js';
+import { checkLeaderEpoch, type LeaderEpochOf } from './service.js';
 import { buffers } from '../common/bufferPool.js';
 import { FrameReader, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
@@ -39,7 +39,7 @@ export class DataServer {
   private readonly unauthenticated = new PendingConnections();
 
   /** leaderEpoch(): as the Agent service's (see checkLeaderEpoch). */
-  constructor(private readonly store: ObjectStore, private readonly fsid: () => string, private readonly leaderEpoch: () => number = () => 0) {
+  constructor(private readonly store: ObjectStore, private readonly nodeId: number, private readonly fsid: () => string, private readonly leaderEpoch: LeaderEpochOf = () => 0) {
     // paused: adoptReusing takes each connection over before it is read from
     this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.serve(socket));
   }
@@ -70,7 +70,7 @@ export class DataServer {
   private serve(accepted: net.Socket): void {
     let greeted = false;
     let inFlight = 0;
-    const handshake = new AgentHandshake(this.fsid);
+    const handshake = new AgentHandshake(this.fsid, this.nodeId);
     /** Sends a reply; `sent` runs once the socket is done with data. */
     const reply = (id: number, errno: number, data: Buffer, sent?: () => void, offset?: number) => {
       if (socket.destroyed) {
@@ -202,7 +202,7 @@ export class DataServer {
       case DATA_ALLOCATED:
         return { out: EMPTY, offset: await this.store.allocated(validKey(header.key)) };
       case DATA_WRITE: {
-        checkLeaderEpoch(header.leaderEpoch, this.leaderEpoch());
+        await checkLeaderEpoch(header.leaderEpoch, this.leaderEpoch);
         const offset = validOffset(header.offset);
         if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
         await this.store.write(validKey(header.key), offset, data);

@@ -17,11 +17,12 @@ export class RemoteAgent implements Agent {
   leaderEpoch = 0;
 
   /** dataAddress: the agent's data channel; without one, data goes over gRPC too.
-   *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo). */
-  constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>) {
+   *  onUnreachable: the agent cannot be reached, and may have moved (see moveTo).
+   *  nodeId: the node meant, which its data channel checks (0: whichever answers). */
+  constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>, private readonly nodeId = 0) {
     // calls over gRPC are quick ones, but for those watched (see watched)
     this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, PEER_BOUND_MS, onUnreachable);
-    this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable) : null;
+    this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable, nodeId) : null;
   }
 
   get address(): string {
@@ -42,7 +43,7 @@ export class RemoteAgent implements Agent {
     this.rpc.moveTo(address);
     if (!dataAddress) return;
     if (this.data) this.data.moveTo(dataAddress);
-    else this.data = new DataClient(dataAddress, this.fsid, this.onUnreachable);
+    else this.data = new DataClient(dataAddress, this.fsid, this.onUnreachable, this.nodeId);
   }
 
   /** The node started again at the same addresses (a new incarnation registered). */

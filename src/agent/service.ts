@@ -7,19 +7,25 @@ import { validKey, validOffset } from './validate.js';
 
 const OK = { errno: 0 };
 
+/** The metadata leadership's epoch this node knows of (0: none, or level);
+ *  with etcd, a promise until the node has read it (it just started): a call
+ *  it cannot judge waits for it, boundedly (the source rejects past its wait). */
+export type LeaderEpochOf = () => number | Promise<number>;
+
 /** A deposed metadata leader may not have noticed yet: its removals,
  *  truncations and writes (epoch: its leadership's) are refused once this node
- *  knows of a later one (known; 0: none, or level). Nodes' own calls carry none. */
-export function checkLeaderEpoch(epoch: number | undefined, known: number): void {
-  if (epoch && known && Number(epoch) < known) throw new FsError(E.ESTALE, `a call of the metadata leadership of epoch ${epoch}, deposed by ${known}`);
+ *  knows of a later one. Nodes' own calls carry none. */
+export async function checkLeaderEpoch(epoch: number | undefined, known: LeaderEpochOf): Promise<void> {
+  if (!epoch) return;
+  const latest = await known();
+  if (latest && Number(epoch) < latest) throw new FsError(E.ESTALE, `a call of the metadata leadership of epoch ${epoch}, deposed by ${latest}`);
 }
 
-/** leaderEpoch(): the metadata leadership's epoch this node knows of (etcd; 0: none, or level). */
-export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: () => number = () => 0): Handlers<AgentMethods> {
-  const fenced = (epoch: number | undefined) => checkLeaderEpoch(epoch, leaderEpoch());
+export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: LeaderEpochOf = () => 0): Handlers<AgentMethods> {
+  const fenced = (epoch: number | undefined) => checkLeaderEpoch(epoch, leaderEpoch);
   return {
     async Write(request) {
-      fenced(request.leaderEpoch);
+      await fenced(request.leaderEpoch);
       const data = request.data ?? Buffer.alloc(0);
       if (data.length > RPC_MESSAGE_MAX_BYTES) throw new FsError(E.EINVAL);
       const offset = validOffset(request.offset);
@@ -33,7 +39,7 @@ export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: (
       return { errno: 0, data };
     },
     async Truncate(request) {
-      fenced(request.leaderEpoch);
+      await fenced(request.leaderEpoch);
       await store.truncate(validKey(request.key), validOffset(request.length));
       return OK;
     },
@@ -42,12 +48,12 @@ export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: (
       return OK;
     },
     async Remove(request) {
-      fenced(request.leaderEpoch);
+      await fenced(request.leaderEpoch);
       await store.remove(request.keys.map(validKey));
       return OK;
     },
     async Fence(request) {
-      fenced(request.leaderEpoch);
+      await fenced(request.leaderEpoch);
       await store.fence(request.keys.map(validKey));
       return OK;
     },

@@ -43,7 +43,7 @@ export async function scrub(where: string | undefined, nodeDirOfRoot: string, op
   try {
     const nodes = await meta.listNodes();
     const down = new Set(nodes.filter((n) => n.state === 'down').map((n) => n.id));
-    for (const node of nodes) agents.set(node.id, new RemoteAgent(node.address, node.dataAddress, sb.fsid));
+    for (const node of nodes) agents.set(node.id, new RemoteAgent(node.address, node.dataAddress, sb.fsid, undefined, node.id));
     // a node that is down is not waited for: its copies are missing
     const source: AgentSource = {
       get: async (id) => {

@@ -250,7 +250,7 @@ export class Cluster {
     if (!node) throw new FsError(E.EIO, `node ${nodeId} is not a member`);
     let agent = this.agents.get(nodeId);
     if (!agent) {
-      agent = new RemoteAgent(node.address, node.dataAddress, this.fsid);
+      agent = new RemoteAgent(node.address, node.dataAddress, this.fsid, undefined, node.id);
       agent.leaderEpoch = this.local.leaderEpoch ?? 0;
       this.agents.set(nodeId, agent);
     }

@@ -12,8 +12,8 @@ import type { Handlers, MetaMethods } from '../rpc/messages.js';
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { FsError } from '../common/errno.js';
-import { JOIN_TIMEOUT_MS } from '../common/limits.js';
+import { E, FsError } from '../common/errno.js';
+import { CONNECT_TIMEOUT_MS, JOIN_TIMEOUT_MS } from '../common/limits.js';
 import { log } from '../common/log.js';
 import { within } from '../common/within.js';
 import { ObjectStore } from '../agent/objectStore.js';
@@ -99,6 +99,10 @@ export class KdfsNode {
   private etcdClient: Etcd3 | null = null;
   private leaderRole: LeaderRole | null = null;
   private leaderWatch: LeaderWatch | null = null;
+  /** With etcd: resolved once this node knows the metadata leadership's epoch
+   *  (its agent cannot tell a deposed leader's calls before; see leaderEpoch). */
+  private leadershipKnown!: () => void;
+  private readonly leadershipSeen = new Promise<void>((resolve) => (this.leadershipKnown = resolve));
   /** What callbacks do before the mount exists: nothing is cached yet. */
   private invalidate = (items: Invalidation[], taken: () => void): Promise<void> => {
     if (this.vfs) return this.vfs.invalidate(items, taken);
@@ -185,14 +189,14 @@ export class KdfsNode {
     const server = (this.server = new RpcServer(() => this.sb.fsid, (method, request, caller) => this.authorize(method, request, caller)));
     if (etcd) server.addService('Meta', this.leaderHandlers(), ['Register']);
     else if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
-    server.addService('Agent', agentHandlers(objects, this.nodeId, () => Number(this.leaderWatch?.epoch ?? 0)));
+    server.addService('Agent', agentHandlers(objects, this.nodeId, () => this.leaderEpoch()));
     const host = this.sb.listenAddress.slice(0, this.sb.listenAddress.lastIndexOf(':'));
     // a port configured stays; none (0): the one of last time if free (see ports.ts)
     const port = this.sb.listenAddress.endsWith(':0')
       ? await listenAsBefore(dir, 'rpc', (port) => server.listen(`${host}:${port}`))
       : await server.listen(this.sb.listenAddress);
     this.address = `${host}:${port}`;
-    const dataServer = (this.dataServer = new DataServer(objects, () => this.sb.fsid, () => Number(this.leaderWatch?.epoch ?? 0)));
+    const dataServer = (this.dataServer = new DataServer(objects, this.nodeId, () => this.sb.fsid, () => this.leaderEpoch()));
     this.dataAddress = `${host}:${await listenAsBefore(dir, 'data', (port) => dataServer.listen(host, port))}`;
 
     if (this.meta) {
@@ -294,6 +298,7 @@ export class KdfsNode {
     }, { nodeId: this.nodeId, address: this.address, sessionAddress }, this.isRoot);
     this.leaderWatch = new LeaderWatch(client, this.sb.fsid, (leader) => {
       log.info(`metadata leader: node ${leader.nodeId} at ${leader.address} (epoch ${leader.epoch})`);
+      this.leadershipKnown();
       this.metaClient?.moveTo(leader.address);
       this.sessionClient?.moveTo(leader.sessionAddress);
       this.relocateRoot();
@@ -315,6 +320,19 @@ export class KdfsNode {
       if (this.leaderRole?.meta !== meta) throw new NotLeader(`node ${this.nodeId} stopped leading the metadata service`);
       throw err;
     }
+  }
+
+  /** The metadata leadership's epoch, as this node's agent fences calls on it
+   *  (0 with level). A node that just started serves its agent before it has
+   *  read the epoch from etcd: a call carrying an epoch waits until it has (a
+   *  deposed leader's would pass otherwise), EAGAIN past CONNECT_TIMEOUT_MS. */
+  private leaderEpoch(): number | Promise<number> {
+    const epoch = this.leaderWatch?.epoch;
+    if (epoch !== null && epoch !== undefined) return Number(epoch);
+    if (!this.sb.meta) return 0;
+    return within(this.leadershipSeen.then(() => Number(this.leaderWatch!.epoch)), CONNECT_TIMEOUT_MS, () => {
+      throw new FsError(E.EAGAIN, 'this node does not know the metadata leadership yet');
+    });
   }
 
   /** The Meta gRPC service of a node that may lead it (metadata in etcd). */

@@ -285,6 +285,7 @@ export interface DataHeader {
   protect?: boolean;
   keyEpoch?: number;
   leaderEpoch?: number;
+  targetNode?: number;
 }
 export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array; leaderEpoch?: number }
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }

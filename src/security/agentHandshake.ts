@@ -16,7 +16,8 @@ export class AgentHandshake {
   done = false;
   macs: FrameMacs | null = null;
 
-  constructor(private readonly fsid: () => string) {}
+  /** nodeId: this agent's node, which a HELLO meant for another is refused. */
+  constructor(private readonly fsid: () => string, private readonly nodeId: number) {}
 
   get epoch(): number {
     return this.key?.epoch ?? 0;
@@ -28,6 +29,7 @@ export class AgentHandshake {
       if (header.op !== DATA_HELLO) return { ok: false, why: `op ${header.op} before HELLO` };
       if (!expected || header.fsid !== expected) return { ok: false, why: 'another file system' };
       if (!header.nodeId || header.nonce?.length !== NONCE_BYTES) return { ok: false, why: 'a HELLO without node or nonce' };
+      if (header.targetNode && header.targetNode !== this.nodeId) return { ok: false, why: `meant for node ${header.targetNode}, and this is node ${this.nodeId}` };
       this.hello = { nodeId: header.nodeId, nonce: header.nonce, protect: header.protect ?? false };
       // a client with a newer key than this node's: ask for the current one
       this.key = await currentDataKey(false, header.keyEpoch ?? 0).catch(() => null);

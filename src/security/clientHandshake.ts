@@ -16,9 +16,10 @@ export class ClientHandshake {
     return currentIdentity()?.nodeId ?? 0;
   }
 
-  async hello(fsid: string): Promise<DataHeader> {
+  /** targetNode: the node meant (0: whichever answers at the address). */
+  async hello(fsid: string, targetNode: number): Promise<DataHeader> {
     this.key = await currentDataKey();
-    return { id: 0, op: DATA_HELLO, fsid, nodeId: this.nodeId, nonce: this.nonce, protect: this.protect, keyEpoch: this.key.epoch };
+    return { id: 0, op: DATA_HELLO, fsid, nodeId: this.nodeId, nonce: this.nonce, protect: this.protect, keyEpoch: this.key.epoch, targetNode };
   }
 
   /** The AUTH frame answering the agent's reply to HELLO; null once the AUTH was answered (authenticated). */

@@ -41,7 +41,7 @@ export class AgentPool {
           if (node.id === this.local.nodeId) continue;
           const known = this.remote.get(node.id);
           if (known) known.moveTo(node.address, node.dataAddress);
-          else this.remote.set(node.id, new RemoteAgent(node.address, node.dataAddress, this.fsid, () => this.relocate()));
+          else this.remote.set(node.id, new RemoteAgent(node.address, node.dataAddress, this.fsid, () => this.relocate(), node.id));
         }
       } finally {
         this.refreshing = null;

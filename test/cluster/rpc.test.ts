@@ -22,9 +22,13 @@ import { SESSION_HELLO, SESSION_REPLY } from '../../src/rpc/messages.js';
 import { sessionHeader, sessionHello } from '../../src/rpc/sessionServer.js';
 import { createAuthority, loadCredentials, type Credentials } from '../../src/security/credentials.js';
 import { MEMBER_SERVERNAME, grpcChannelCredentials, useIdentity } from '../../src/security/tls.js';
-import { Cluster, testDir } from '../harness/cluster.js';
+import { Cluster, objectBytes, testDir } from '../harness/cluster.js';
+import { RemoteAgent } from '../../src/agent/remote.js';
+import { metaClientFor } from '../../src/cli/common.js';
+import { FIRST_INO } from '../../src/meta/records.js';
 import { stripeOf } from '../harness/faults.js';
 import { HoldingRelay } from '../harness/relay.js';
+import { poll } from '../harness/locker.js';
 
 let cluster: Cluster;
 let fsid: string;
@@ -330,5 +334,32 @@ describe('the metadata session port', () => {
     // and the nodes' own sessions go on
     fs.writeFileSync(cluster.path(2, 'after-sessions'), 'fine');
     expect(fs.readFileSync(cluster.path(1, 'after-sessions'), 'utf8')).toBe('fine');
+  });
+});
+
+describe('the data channel', () => {
+  it('is refused by an agent that is not the node the client means (an address another node took over): nothing stored', async () => {
+    // as node 2 would: its credentials, the data key the service gives members
+    const meta = await metaClientFor(cluster.nodeDir(2));
+    const node1 = (await meta.listNodes()).find((n) => n.id === 1)!;
+    const key: ObjectKey = { ino: FIRST_INO + 777, index: 0, replica: 0 };
+    const held = objectBytes(cluster.nodeDir(1));
+    const misdirected = new RemoteAgent(node1.address, node1.dataAddress, fsid, undefined, 2);
+    const right = new RemoteAgent(node1.address, node1.dataAddress, fsid, undefined, 1);
+    try {
+      await expect(misdirected.write(key, 0, Buffer.alloc(4096, 9))).rejects.toMatchObject({ errno: E.EIO });
+      expect(objectBytes(cluster.nodeDir(1))).toBe(held);
+      // the agent's log tells why (written a moment after the refusal)
+      const told = async () => /meant for node 2, and this is node 1/.test(fs.readFileSync(path.join(cluster.nodeDir(1), 'kdfs.log'), 'utf8'));
+      expect(await poll(told, 5_000)).not.toBeNull();
+      // meant for the node that answers there: stored
+      await right.write(key, 0, Buffer.alloc(4096, 9));
+      expect(objectBytes(cluster.nodeDir(1))).toBeGreaterThan(held);
+      await right.remove([key]);
+    } finally {
+      misdirected.close();
+      right.close();
+      meta.disconnect();
+    }
   });
 });
