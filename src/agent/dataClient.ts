@@ -96,9 +96,12 @@ export class DataClient {
     this.failedAtMs = null;
   }
 
-  /** leaderEpoch: the metadata service's (with etcd), for agents to refuse a deposed leader's writes. */
-  async write(key: ObjectKey, offset: number, data: Uint8Array, leaderEpoch = 0): Promise<void> {
-    await this.call({ id: 0, op: DATA_WRITE, key, offset, ...(leaderEpoch ? { leaderEpoch } : {}) }, data, null);
+  /** leaderEpoch: the metadata service's (with etcd), for agents to refuse a
+   *  deposed leader's writes. Resolves with the bytes of disk the object takes. */
+  async write(key: ObjectKey, offset: number, data: Uint8Array, leaderEpoch = 0): Promise<number> {
+    let bytes = 0;
+    await this.call({ id: 0, op: DATA_WRITE, key, offset, ...(leaderEpoch ? { leaderEpoch } : {}) }, data, null, (reply) => (bytes = reply.offset ?? 0));
+    return bytes;
   }
 
   /** Bytes of disk the object takes. */

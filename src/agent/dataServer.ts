@@ -205,8 +205,8 @@ export class DataServer {
         await checkLeaderEpoch(header.leaderEpoch, this.leaderEpoch);
         const offset = validOffset(header.offset);
         if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
-        await this.store.write(validKey(header.key), offset, data);
-        return { out: EMPTY };
+        // the reply's offset: the bytes of disk the object takes now
+        return { out: EMPTY, offset: await this.store.write(validKey(header.key), offset, data) };
       }
       case DATA_READ: {
         const length = header.length ?? 0;

@@ -28,7 +28,9 @@ import type { ObjectKey } from '../rpc/messages.js';
 
 /** What a client needs of an agent, local or remote. */
 export interface ObjectIo {
-  write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void>;
+  /** Resolves with the bytes of disk the object takes once written (as
+   *  allocated tells), or null when the agent does not say. */
+  write(key: ObjectKey, offset: number, data: Uint8Array): Promise<number | null>;
   /** Bytes of disk the object takes (its allocated blocks; 0 if absent). */
   allocated(key: ObjectKey): Promise<number>;
   /** Up to length bytes at offset, fewer at the end of the object: into the
@@ -129,13 +131,13 @@ export class ObjectStore implements Agent {
     return path.join(this.objectsDir, bucketName(key.ino % OBJECT_BUCKETS), objectFileName(key));
   }
 
-  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<number> {
     if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
     await initHash();
     const objectPath = this.pathOf(key);
     this.removedRecently.delete(objectPath);
     const blocks = { start: Math.floor(offset / CHECKSUM_BLOCK_BYTES), end: Math.ceil((offset + data.length) / CHECKSUM_BLOCK_BYTES) };
-    await this.inTurn(objectPath, blocks, async () => {
+    return this.inTurn(objectPath, blocks, async () => {
       this.checkFence(objectPath, key);
       const file = (await this.acquire(objectPath, true))!;
       try {
@@ -148,6 +150,8 @@ export class ObjectStore implements Agent {
           pwrite(sumFd, sums, 0, sums.length, Math.floor(offset / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BYTES),
         ]);
         file.changes++;
+        // told with the reply: a writer knows its file's st_blocks without asking (see WrittenFile.allocatedSeen)
+        return (await fstat(file.fd)).blocks * 512;
       } finally {
         this.release(file);
       }

@@ -52,9 +52,11 @@ export class RemoteAgent implements Agent {
     this.data?.restarted();
   }
 
-  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<void> {
+  /** Resolves with the bytes of disk the object takes (null over gRPC, which does not tell). */
+  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<number | null> {
     if (this.data) return this.data.write(key, offset, data, this.leaderEpoch);
     check((await this.rpc.call('Write', { key, offset, data, leaderEpoch: this.leaderEpoch })).errno);
+    return null;
   }
 
   async read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer> {

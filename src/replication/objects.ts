@@ -76,12 +76,16 @@ export class ReplicaIo {
   }
 
   /** Writes to every good copy not in `failed` (slots that failed before); returns
-   *  the slots that failed now. Throws when no copy took the data. */
-  async write(ino: number, layout: Layout, object: number, offset: number, data: Uint8Array, failed: ReadonlySet<number>, budget?: SendBudget): Promise<number[]> {
+   *  the slots that failed now. Throws when no copy took the data. seen: told
+   *  what each copy that took it takes on disk now (null: not told). */
+  async write(ino: number, layout: Layout, object: number, offset: number, data: Uint8Array, failed: ReadonlySet<number>, budget?: SendBudget,
+    seen?: (allocatedBytes: number | null) => void): Promise<number[]> {
     return this.onEveryCopy(layout, object, failed, async (replica, agent) => {
       const release = budget ? await budget(replica.node, data.length) : null;
       try {
-        await agent().then((a) => a.write(replicaKey(ino, object, replica.replica, layout.gen), offset, data));
+        // (not inside seen?.(): an absent seen would skip the write with it)
+        const allocatedBytes = await agent().then((a) => a.write(replicaKey(ino, object, replica.replica, layout.gen), offset, data));
+        seen?.(allocatedBytes);
       } finally {
         release?.();
       }

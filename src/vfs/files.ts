@@ -174,7 +174,7 @@ export class OpenFiles {
     if (!layout || layout.nodes.length === 0) throw new FsError(E.EIO, `inode ${attr.ino} has no layout`);
     let file = this.files.get(attr.ino);
     if (!file) {
-      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set(), failedSlots: new Set(), touched: new Set() };
+      const written: WrittenFile = { ino: attr.ino, layout, unsynced: new Set(), failedSlots: new Set(), touched: new Set(), allocation: { byObject: null } };
       const opened: OpenFile = {
         ...written, writerLayout: layout, size: attr.size, mtime: null, dirtyEnd: 0, stale: false, layoutOutdated: false, written: 0, committed: 0, handles: 0, directHandles: 0,
         writer: this.writeBehind.writer(written), readAhead: new FileReadAhead(attr.ino, () => readableLayout(opened), this.replicas, this.readAheadBudget),
@@ -356,6 +356,8 @@ export class OpenFiles {
     }
     if (staleSlots.length > 0) file.layout = withStale(file.layout, staleSlots);
     for (const object of touched) file.touched.delete(object);
+    // committed, the file is known: other nodes may write it from now on
+    file.allocation.byObject = null;
     // the next stat (the kernel forgot the attributes at the write) needs no call
     this.attrs.put(fresh.attr, fresh.cacheMs);
     // bytes that went nowhere: every fsync and close says so until they are written again
@@ -372,6 +374,12 @@ export class OpenFiles {
 
   /** Bytes of disk the file's stripe objects take (for st_blocks), or null if an agent cannot tell. */
   private async allocated(file: OpenFile): Promise<number | null> {
+    const seen = file.allocation.byObject;
+    if (seen) {
+      let bytes = 0;
+      for (const objectBytes of seen.values()) bytes += objectBytes;
+      return bytes;
+    }
     try {
       return await this.replicas.allocated(file.ino, file.layout);
     } catch {
@@ -389,6 +397,8 @@ export class OpenFiles {
     // node's, and it is made spilled (tar x, cp: every file past 8 KiB)
     if (this.spillUnsent(file.ino)) {
       const content = file.inline!;
+      // its objects are new: what they take is what the agents answer this node's writes with
+      file.allocation.byObject = new Map();
       file.inline = null;
       file.inlineDirty = [];
       file.dirtyEnd = Math.max(file.dirtyEnd, file.size);
@@ -505,6 +515,8 @@ export class OpenFiles {
   /** Truncation of an open file: an inlined one is cut in place. */
   truncated(file: OpenFile, size: number): void {
     file.size = size;
+    // what a cut frees is not told: st_blocks is asked of the agents again
+    file.allocation.byObject = null;
     file.dirtyEnd = 0;
     // what was lost past the new end is gone with it
     file.writer.forgetLostFrom(size);

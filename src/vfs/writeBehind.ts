@@ -40,6 +40,16 @@ export interface WrittenFile {
   failedSlots: Set<number>;
   /** Objects written since the last commit. */
   touched: Set<number>;
+  /** Shared with the open file (see AllocationSeen). */
+  allocation: AllocationSeen;
+}
+
+/** Per object, the most disk a copy was told to take after this node's writes,
+ *  followed while every block of the file is this node's writing (a file made
+ *  here that no other node knows yet): then its st_blocks needs no query of the
+ *  agents, which answer writes with it. Null when not followed. */
+export interface AllocationSeen {
+  byObject: Map<number, number> | null;
 }
 
 /** The budgets and buffers shared by every file of a mount. */
@@ -210,6 +220,17 @@ export class FileWriter {
     throw error;
   }
 
+  /** A copy of the object takes allocatedBytes now: allocation only grows with
+   *  writes, and the last reply follows every write done before it, so the
+   *  most told is what the copy takes once the writes are over. */
+  private seen(object: number, allocatedBytes: number | null): void {
+    const allocation = this.file.allocation;
+    const seen = allocation.byObject;
+    if (!seen) return;
+    if (allocatedBytes === null) allocation.byObject = null;
+    else seen.set(object, Math.max(seen.get(object) ?? 0, allocatedBytes));
+  }
+
   private send(extent: Extent): void {
     this.filling.delete(extent.unit);
     if (this.filling.size === 0) this.shared.filling(this, false);
@@ -225,7 +246,7 @@ export class FileWriter {
       if (previous) await previous;
       try {
         const failedNow = await this.shared.replicas.write(ino, this.file.layout, object, objectOffset, extent.buffer.subarray(extent.start, extent.end),
-          failedSlots, this.shared.sendBudget);
+          failedSlots, this.shared.sendBudget, (allocatedBytes) => this.seen(object, allocatedBytes));
         // copies that missed it are stale from now: the next commit says so
         for (const slot of failedNow) failedSlots.add(slot);
         unsynced.add(object);

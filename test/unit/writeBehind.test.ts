@@ -19,14 +19,15 @@ function generator(seed: number): () => number {
   };
 }
 
-/** Objects in memory; each write lands after a random delay. */
+/** Objects in memory; each write lands after a random delay, and is answered
+ *  with the object's length then (as an agent answers with its allocated bytes). */
 class SlowObjects implements Partial<ObjectIo> {
   readonly objects = new Map<number, Buffer>();
   failWith: number | null = null;
 
   constructor(private readonly random: () => number) {}
 
-  async write(key: { index: number }, offset: number, data: Uint8Array): Promise<void> {
+  async write(key: { index: number }, offset: number, data: Uint8Array): Promise<number> {
     const copy = Buffer.from(data);
     await new Promise((resolve) => setTimeout(resolve, Math.floor(this.random() * 4)));
     if (this.failWith) throw new FsError(this.failWith);
@@ -34,6 +35,9 @@ class SlowObjects implements Partial<ObjectIo> {
     if (object.length < offset + copy.length) object = Buffer.concat([object, Buffer.alloc(offset + copy.length - object.length)]);
     copy.copy(object, offset);
     this.objects.set(key.index, object);
+    // answered a moment later: replies come in another order than the writes landed
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(this.random() * 4)));
+    return object.length;
   }
 }
 
@@ -42,14 +46,14 @@ function setup(seed: number) {
   const agent = new SlowObjects(random);
   const pool = { get: async () => agent as unknown as ObjectIo } as unknown as AgentPool;
   const layout = { unitBytes: 64 * 1024, nodes: [1, 2, 3], replicas: 1 };
-  const file = { ino: 2 ** 32, layout, unsynced: new Set<number>(), failedSlots: new Set<number>(), touched: new Set<number>() };
-  return { random, agent, layout, writer: new WriteBehind(new ReplicaIo(pool, 1)).writer(file) };
+  const file = { ino: 2 ** 32, layout, unsynced: new Set<number>(), failedSlots: new Set<number>(), touched: new Set<number>(), allocation: { byObject: new Map<number, number>() } };
+  return { random, agent, layout, file, writer: new WriteBehind(new ReplicaIo(pool, 1)).writer(file) };
 }
 
 describe('write-behind', () => {
   it('leaves the objects as the writes did, whatever order the agents answer in', async () => {
     for (const seed of [1, 2, 3, 4, 5]) {
-      const { random, agent, layout, writer } = setup(seed);
+      const { random, agent, layout, file, writer } = setup(seed);
       const model = Buffer.alloc(1024 * 1024);
       let end = 0;
       const writes: Promise<void>[] = [];
@@ -74,6 +78,8 @@ describe('write-behind', () => {
           expect(got.equals(model.subarray(piece.fileOffset, piece.fileOffset + piece.length)), `seed ${seed} at ${piece.fileOffset}`).toBe(true);
         }
       }
+      // what the objects take, from the replies alone: the most each object was told
+      expect(file.allocation.byObject).toEqual(new Map([...agent.objects].map(([index, object]) => [index, object.length])));
     }
   });
 
