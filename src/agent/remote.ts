@@ -21,7 +21,7 @@ export class RemoteAgent implements Agent {
    *  nodeId: the node meant, which its data channel checks (0: whichever answers). */
   constructor(address: string, dataAddress: string, private readonly fsid: string, private readonly onUnreachable?: () => Promise<void>, private readonly nodeId = 0) {
     // calls over gRPC are quick ones, but for those watched (see watched)
-    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, PEER_BOUND_MS, onUnreachable);
+    this.rpc = new RpcClient<AgentMethods>(address, 'Agent', fsid, PEER_BOUND_MS, onUnreachable, nodeId);
     this.data = dataAddress ? new DataClient(dataAddress, fsid, onUnreachable, nodeId) : null;
   }
 

@@ -186,7 +186,7 @@ export class KdfsNode {
       const meta = this.meta;
       objects.writesRefused = () => meta.spaceLow;
     }
-    const server = (this.server = new RpcServer(() => this.sb.fsid, (method, request, caller) => this.authorize(method, request, caller)));
+    const server = (this.server = new RpcServer(() => this.sb.fsid, (method, request, caller) => this.authorize(method, request, caller), this.nodeId));
     if (etcd) server.addService('Meta', this.leaderHandlers(), ['Register']);
     else if (this.meta) server.addService('Meta', this.meta.handlers(), ['Register']);
     server.addService('Agent', agentHandlers(objects, this.nodeId, () => this.leaderEpoch()));

@@ -14,7 +14,7 @@ import { E, FsError } from '../common/errno.js';
 import { RPC_MESSAGE_MAX_BYTES } from '../common/limits.js';
 import { serviceDefinition } from './proto.js';
 import { MEMBER_SERVERNAME, grpcChannelCredentials } from '../security/tls.js';
-import { ERROR_MESSAGE_TRAILER, FSID_HEADER, NOT_LEADER_DETAILS } from './server.js';
+import { ERROR_MESSAGE_TRAILER, FSID_HEADER, NOT_LEADER_DETAILS, TARGET_NODE_HEADER, WRONG_NODE_DETAILS } from './server.js';
 import type { CallOptions, RpcChannel } from './local.js';
 import type { Methods } from './messages.js';
 
@@ -29,13 +29,15 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
   /** Calls sent on the current client and not answered: cancelled and sent again at a move. */
   private inflight = new Set<grpc.ClientUnaryCall>();
 
-  /** onUnreachable: called when the peer cannot be reached (it may have moved: see moveTo). */
+  /** onUnreachable: called when the peer cannot be reached (it may have moved:
+   *  see moveTo), or is another node than targetNode (0: whichever answers). */
   constructor(
     private address: string,
     readonly service: 'Meta' | 'Agent',
     fsid: string,
     private readonly deadlineMs: number,
     private readonly onUnreachable?: () => void,
+    private readonly targetNode = 0,
   ) {
     this.definition = serviceDefinition(service);
     this.client = this.connect(address);
@@ -95,6 +97,7 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
   setFsid(fsid: string): void {
     const metadata = new grpc.Metadata({ waitForReady: true });
     if (fsid) metadata.set(FSID_HEADER, fsid);
+    if (this.targetNode) metadata.set(TARGET_NODE_HEADER, String(this.targetNode));
     this.metadata = metadata;
   }
 
@@ -113,6 +116,8 @@ export class RpcClient<M extends Methods> implements RpcChannel<M> {
         if (code === grpc.status.CANCELLED && !signal?.aborted && (err as { moved?: boolean }).moved) code = grpc.status.UNAVAILABLE;
         // a node that does not lead the metadata service any more: where is the leader?
         if (code === grpc.status.UNAVAILABLE && (err as grpc.ServiceError).details?.startsWith(NOT_LEADER_DETAILS)) this.onUnreachable?.();
+        // another node answers at the address: where is the one meant? (the call fails: it was not done)
+        if (code === grpc.status.FAILED_PRECONDITION && (err as grpc.ServiceError).details?.startsWith(WRONG_NODE_DETAILS)) this.onUnreachable?.();
         if (code !== grpc.status.UNAVAILABLE || Date.now() + backoffMs >= deadline) {
           throw new FsError(E.EIO, `${this.service}.${method} at ${this.address}: ${(err as grpc.ServiceError).details || (err as Error).message}`);
         }

@@ -20,6 +20,10 @@ const ERROR_MESSAGE_MAX_CHARS = 1024;
 import type { Handlers, Methods } from './messages.js';
 
 export const FSID_HEADER = 'kdfs-fsid';
+/** The node a call is meant for (Agent calls): another node that took over its
+ *  address refuses it, as on the data channel (DataHeader.target_node). */
+export const TARGET_NODE_HEADER = 'kdfs-node';
+export const WRONG_NODE_DETAILS = 'kdfs: not the node meant';
 
 /** grpc-js's server, with its TLS handshakes bounded in time and number as
  *  kDFS's other listeners' are (grpc-js has no option for it: its HTTP/2
@@ -48,6 +52,8 @@ export class RpcServer {
   constructor(
     private readonly fsid: () => string,
     private readonly authorize: (method: string, request: unknown, callerNodeId: number | null) => string | null = () => null,
+    /** This server's node, which calls naming another are refused (0: not checked). */
+    private readonly nodeId = 0,
   ) {}
 
   addService<M extends Methods>(name: 'Meta' | 'Agent', handlers: Handlers<M>, exempt: ReadonlyArray<keyof M> = []): void {
@@ -69,6 +75,12 @@ export class RpcServer {
           const expected = this.fsid();
           if (!expected || presented !== expected) {
             callback({ code: grpc.status.FAILED_PRECONDITION, details: `kdfs: refused a caller of another file system (${String(presented ?? 'no fsid')})` });
+            return;
+          }
+          const meant = Number(call.metadata.get(TARGET_NODE_HEADER)[0] ?? 0);
+          if (meant && this.nodeId && meant !== this.nodeId) {
+            log.warn(`refused ${name}.${method} from ${call.getPeer()}: meant for node ${meant}, and this is node ${this.nodeId}`);
+            callback({ code: grpc.status.FAILED_PRECONDITION, details: `${WRONG_NODE_DETAILS}: this is node ${this.nodeId}, not node ${meant}` });
             return;
           }
         }

@@ -337,8 +337,8 @@ describe('the metadata session port', () => {
   });
 });
 
-describe('the data channel', () => {
-  it('is refused by an agent that is not the node the client means (an address another node took over): nothing stored', async () => {
+describe('an agent that is not the node a client means (an address another node took over)', () => {
+  it('refuses its calls, on the data channel and over gRPC: nothing stored, nothing cut', async () => {
     // as node 2 would: its credentials, the data key the service gives members
     const meta = await metaClientFor(cluster.nodeDir(2));
     const node1 = (await meta.listNodes()).find((n) => n.id === 1)!;
@@ -354,7 +354,12 @@ describe('the data channel', () => {
       expect(await poll(told, 5_000)).not.toBeNull();
       // meant for the node that answers there: stored
       await right.write(key, 0, Buffer.alloc(4096, 9));
-      expect(objectBytes(cluster.nodeDir(1))).toBeGreaterThan(held);
+      const stored = objectBytes(cluster.nodeDir(1));
+      expect(stored).toBeGreaterThan(held);
+      // over gRPC too
+      await expect(misdirected.truncate(key, 0)).rejects.toMatchObject({ errno: E.EIO });
+      await expect(misdirected.remove([key])).rejects.toMatchObject({ errno: E.EIO });
+      expect(objectBytes(cluster.nodeDir(1))).toBe(stored);
       await right.remove([key]);
     } finally {
       misdirected.close();
