@@ -591,7 +591,9 @@ export class OpenFiles {
   withLocalWrites(attr: Attr): Attr {
     const file = this.files.get(attr.ino);
     if (!file || file.written === file.committed) return attr;
-    return { ...attr, size: Math.max(attr.size, file.size), mtime: file.mtime ?? attr.mtime };
+    // not past bytes whose send failed: they are nowhere, and no node will see them
+    const size = Math.min(file.size, file.writer.lostFromOffset);
+    return { ...attr, size: Math.max(attr.size, size), mtime: file.mtime ?? attr.mtime };
   }
 }
 

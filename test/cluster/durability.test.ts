@@ -124,6 +124,8 @@ describe('durability', () => {
     const kept = randomBytes(8 * MiB);
     fs.writeFileSync(c.path(1, 'kept'), kept);
     expectErrno(() => fs.writeFileSync(c.path(2, 'huge'), Buffer.alloc(200 * MiB, 1)), 'ENOSPC');
+    // the writer's node shows at once the size that was committed, as the others do
+    expect(fs.statSync(c.path(2, 'huge')).size).toBe(fs.statSync(c.path(3, 'huge')).size);
     expect(fs.readFileSync(c.path(3, 'kept')).equals(kept)).toBe(true);
     // space comes back once the file is gone, and everything works again
     fs.unlinkSync(c.path(2, 'huge'));
