@@ -28,6 +28,11 @@ import { copyObject } from './copy.js';
 const REPAIR_INTERVAL_MS = 1000;
 /** Inodes repaired per round, at most. */
 const REPAIR_BATCH_INODES = 64;
+/** A file whose copies could not all be made (a full or failing node) is tried
+ *  again after this, doubled at each failure up to REPAIR_RETRY_MAX_MS, not at
+ *  every round; a node coming back or joining has them all tried at once. */
+const REPAIR_RETRY_FIRST_MS = 2 * REPAIR_INTERVAL_MS;
+const REPAIR_RETRY_MAX_MS = 16_000;
 /** How long a node may stay down before its copies are made again elsewhere. */
 export const REPAIR_GRACE_DEFAULT_MS = 10 * 60 * 1000;
 
@@ -61,6 +66,8 @@ export class Repairer {
   private readonly inProgress = new Map<number, Promise<void>>();
   /** Where the last round stopped in the list of files to repair: the next goes on from there. */
   private cursorIno = 0;
+  /** Files whose last repair failed to make a copy: when to try again (at most one per listed file). */
+  private readonly retries = new Map<number, { atMs: number; delayMs: number }>();
 
   constructor(
     private readonly store: MetaStore,
@@ -96,8 +103,10 @@ export class Repairer {
     // files that cannot be repaired yet must not hold back the others: a round
     // goes on where the last one stopped
     const listed = [...this.store.needsRepair].sort((a, b) => a - b);
-    const from = listed.findIndex((ino) => ino > this.cursorIno);
-    const batch = [...listed.slice(Math.max(0, from)), ...(from > 0 ? listed.slice(0, from) : [])].slice(0, REPAIR_BATCH_INODES);
+    for (const ino of this.retries.keys()) if (!this.store.needsRepair.has(ino)) this.retries.delete(ino);
+    const due = listed.filter((ino) => (this.retries.get(ino)?.atMs ?? 0) <= Date.now());
+    const from = due.findIndex((ino) => ino > this.cursorIno);
+    const batch = [...due.slice(Math.max(0, from)), ...(from > 0 ? due.slice(0, from) : [])].slice(0, REPAIR_BATCH_INODES);
     for (const ino of batch) {
       if (this.rounds.closed) return;
       this.cursorIno = ino;
@@ -106,8 +115,15 @@ export class Repairer {
         await this.repairOnce(ino);
       } catch (err) {
         log.warn(`repair of inode ${ino}: ${(err as Error).message}`);
+        this.failedNow(ino);
       }
     }
+  }
+
+  /** A copy of the file could not be made: tried again later, later each time. */
+  private failedNow(ino: number): void {
+    const delayMs = Math.min(REPAIR_RETRY_MAX_MS, 2 * (this.retries.get(ino)?.delayMs ?? REPAIR_RETRY_FIRST_MS / 2));
+    this.retries.set(ino, { atMs: Date.now() + delayMs, delayMs });
   }
 
   /** Follows which nodes are live: one down past the grace period is abandoned
@@ -117,6 +133,7 @@ export class Repairer {
     for (const id of this.cluster.nodeIds()) {
       if (!this.knownMembers.has(id)) {
         this.knownMembers.add(id);
+        this.retries.clear();
         this.scanDue = true;
       }
       const admin = this.cluster.adminOf(id);
@@ -135,7 +152,8 @@ export class Repairer {
         continue;
       }
       if (this.cluster.isLive(id)) {
-        this.downSinceMs.delete(id);
+        // back: copies that could not be made may be made now
+        if (this.downSinceMs.delete(id)) this.retries.clear();
         if (this.abandoned.delete(id)) log.info(`repair: node ${id} is back; its copies were made elsewhere meanwhile`);
         continue;
       }
@@ -296,6 +314,7 @@ export class Repairer {
     // up on before (its node stopped, its link cut) that reaches one late is refused
     next.gen = (layout.gen ?? 0) + 1;
     let changed = false;
+    let failedCopies = 0;
     /** Copies left on nodes that may come back (abandoned, not removed): removed from them then. */
     const strays: Stray[] = [];
     const madeStrays: Stray[] = [];
@@ -311,6 +330,7 @@ export class Repairer {
         await copyObject(this.cluster.replicas.agents, ino, object, source, { replica, node: target, stale: true }, length, !moved, { gen: next.gen, fence: true });
       } catch (err) {
         log.warn(`repair of inode ${ino} object ${object}, copy ${replica} on node ${target}: ${(err as Error).message}`);
+        failedCopies++;
         continue;
       } finally {
         this.repairingObjects--;
@@ -322,6 +342,8 @@ export class Repairer {
       changed = true;
       this.repairedCopies++;
     }
+    if (failedCopies > 0) this.failedNow(ino);
+    else this.retries.delete(ino);
     if (!changed) return;
     const committed = await this.namespace.replaceLayout(ino, layout, next, { size: inode.attr.size, ctime: inode.attr.ctime }, { add: strays, drop: madeStrays });
     if (!committed) log.info(`repair of inode ${ino}: the file changed meanwhile; repaired again later`);

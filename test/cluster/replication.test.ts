@@ -12,7 +12,7 @@ import { metaClientFor } from '../../src/cli/common.js';
 import { E } from '../../src/common/errno.js';
 import { PEER_BOUND_MS } from '../../src/common/limits.js';
 import { readSuperblock } from '../../src/format/superblock.js';
-import { Cluster, objectBytes, testDir } from '../harness/cluster.js';
+import { Cluster, command, objectBytes, testDir } from '../harness/cluster.js';
 import { BOUND_ASSERTED_MS, MiB, sha256, stripeOf, timed } from '../harness/faults.js';
 import { poll } from '../harness/locker.js';
 import { HoldingRelay } from '../harness/relay.js';
@@ -403,6 +403,38 @@ describe('a node down past the grace period', () => {
     expect(await poll(async () => onNode3.every((copy) => !fs.existsSync(copy)), REPAIR_WAIT_MS, 500)).not.toBeNull();
     expect(await whole(c, c.path(3, 'kept'), 3)).toBe(true);
     expect((await fileDigest(c.path(3, 'kept'))).stdout.split(' ')[0]).toBe(sha256(data));
+  });
+});
+
+describe('a stale copy whose node has no room', () => {
+  it('is tried again later and later, not at every round, and brought up to date once there is room', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    // node 3's objects on a small disk of their own
+    const objects = path.join(c.nodeDir(3), 'objects');
+    expect((await command('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'kdfs-test-full', objects])).code).toBe(0);
+    try {
+      for (let b = 0; b < 256; b++) fs.mkdirSync(path.join(objects, b.toString(16).padStart(2, '0')));
+      const { file, index, replica } = await fileWithCopyOnNode3(c, 'grown');
+      const ino = fs.statSync(file).ino;
+      await c.kill9(3);
+      // grown while node 3 is away: its copies are stale, and need more room once brought up to date
+      fs.appendFileSync(file, randomBytes(6 * MiB));
+      const filler = path.join(objects, 'filler');
+      expect((await command('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64K', 'status=none'])).stderr).toMatch(/No space left/);
+      await c.mount(3);
+      const copyFailed = new RegExp(`repair of inode ${ino} object ${index}, copy ${replica} on node 3`, 'g');
+      const attempts = () => fs.readFileSync(path.join(c.nodeDir(1), 'kdfs.log'), 'utf8').match(copyFailed)?.length ?? 0;
+      expect(await poll(async () => attempts() > 0, REPAIR_WAIT_MS)).not.toBeNull();
+      const first = attempts();
+      // a window of 12 s, in which a retry at every round (1 s) would make 12
+      await new Promise((resolve) => setTimeout(resolve, 12_000));
+      expect(attempts() - first).toBeLessThanOrEqual(4);
+      fs.rmSync(filler);
+      expect(await poll(async () => (await status(c)).degradedObjects === 0, REPAIR_WAIT_MS, 500)).not.toBeNull();
+      expect(await whole(c, c.path(3, 'grown'))).toBe(true);
+    } finally {
+      await command('umount', ['-l', objects]);
+    }
   });
 });
 
