@@ -150,7 +150,7 @@ export class ObjectStore implements Agent {
           pwrite(sumFd, sums, 0, sums.length, Math.floor(offset / CHECKSUM_BLOCK_BYTES) * CHECKSUM_BYTES),
         ]);
         file.changes++;
-        // told with the reply: a writer knows its file's st_blocks without asking (see WrittenFile.allocatedSeen)
+        // told with the reply: a writer may know its file's st_blocks without asking (see AllocationSeen)
         return (await fstat(file.fd)).blocks * 512;
       } finally {
         this.release(file);

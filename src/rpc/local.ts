@@ -6,7 +6,6 @@ import { E, FsError } from '../common/errno.js';
 import { log } from '../common/log.js';
 import type { Handlers, Methods } from './messages.js';
 
-/** What a client needs of a service: RpcClient over gRPC, or LocalChannel. */
 /** How one call waits, beyond its deadline. */
 export interface CallOptions {
   /** When the file system call it serves began, if before the call: a service
@@ -17,6 +16,7 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** What a client needs of a service: RpcClient over gRPC, or LocalChannel. */
 export interface RpcChannel<M extends Methods> {
   call<K extends keyof M & string>(method: K, request: M[K][0], deadlineMs?: number, options?: CallOptions): Promise<M[K][1]>;
   setFsid(fsid: string): void;
