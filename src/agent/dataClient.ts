@@ -97,11 +97,13 @@ export class DataClient {
   }
 
   /** leaderEpoch: the metadata service's (with etcd), for agents to refuse a
-   *  deposed leader's writes. Resolves with the bytes of disk the object takes. */
-  async write(key: ObjectKey, offset: number, data: Uint8Array, leaderEpoch = 0): Promise<number> {
+   *  deposed leader's writes. wantAllocated: resolves with the bytes of disk
+   *  the object takes (else null). */
+  async write(key: ObjectKey, offset: number, data: Uint8Array, leaderEpoch = 0, wantAllocated = false): Promise<number | null> {
     let bytes = 0;
-    await this.call({ id: 0, op: DATA_WRITE, key, offset, ...(leaderEpoch ? { leaderEpoch } : {}) }, data, null, (reply) => (bytes = reply.offset ?? 0));
-    return bytes;
+    const header: DataHeader = { id: 0, op: DATA_WRITE, key, offset, ...(leaderEpoch ? { leaderEpoch } : {}), ...(wantAllocated ? { wantAllocated } : {}) };
+    await this.call(header, data, null, (reply) => (bytes = reply.offset ?? 0));
+    return wantAllocated ? bytes : null;
   }
 
   /** Bytes of disk the object takes. */

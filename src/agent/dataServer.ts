@@ -205,8 +205,9 @@ export class DataServer {
         await checkLeaderEpoch(header.leaderEpoch, this.leaderEpoch);
         const offset = validOffset(header.offset);
         if (offset + data.length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
-        // the reply's offset: the bytes of disk the object takes now
-        return { out: EMPTY, offset: await this.store.write(validKey(header.key), offset, data) };
+        // the reply's offset: the bytes of disk the object takes now, if asked
+        const allocatedBytes = await this.store.write(validKey(header.key), offset, data, header.wantAllocated === true);
+        return { out: EMPTY, offset: allocatedBytes ?? undefined };
       }
       case DATA_READ: {
         const length = header.length ?? 0;

@@ -28,9 +28,9 @@ import type { ObjectKey } from '../rpc/messages.js';
 
 /** What a client needs of an agent, local or remote. */
 export interface ObjectIo {
-  /** Resolves with the bytes of disk the object takes once written (as
-   *  allocated tells), or null when the agent does not say. */
-  write(key: ObjectKey, offset: number, data: Uint8Array): Promise<number | null>;
+  /** wantAllocated: resolves with the bytes of disk the object takes once
+   *  written (as allocated tells); null when not asked, or the agent does not say. */
+  write(key: ObjectKey, offset: number, data: Uint8Array, wantAllocated?: boolean): Promise<number | null>;
   /** Bytes of disk the object takes (its allocated blocks; 0 if absent). */
   allocated(key: ObjectKey): Promise<number>;
   /** Up to length bytes at offset, fewer at the end of the object: into the
@@ -131,7 +131,7 @@ export class ObjectStore implements Agent {
     return path.join(this.objectsDir, bucketName(key.ino % OBJECT_BUCKETS), objectFileName(key));
   }
 
-  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<number> {
+  async write(key: ObjectKey, offset: number, data: Uint8Array, wantAllocated = false): Promise<number | null> {
     if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
     await initHash();
     const objectPath = this.pathOf(key);
@@ -151,7 +151,7 @@ export class ObjectStore implements Agent {
         ]);
         file.changes++;
         // told with the reply: a writer may know its file's st_blocks without asking (see AllocationSeen)
-        return (await fstat(file.fd)).blocks * 512;
+        return wantAllocated ? (await fstat(file.fd)).blocks * 512 : null;
       } finally {
         this.release(file);
       }

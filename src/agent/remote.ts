@@ -52,9 +52,10 @@ export class RemoteAgent implements Agent {
     this.data?.restarted();
   }
 
-  /** Resolves with the bytes of disk the object takes (null over gRPC, which does not tell). */
-  async write(key: ObjectKey, offset: number, data: Uint8Array): Promise<number | null> {
-    if (this.data) return this.data.write(key, offset, data, this.leaderEpoch);
+  /** wantAllocated: resolves with the bytes of disk the object takes (null
+   *  over gRPC, which does not tell). */
+  async write(key: ObjectKey, offset: number, data: Uint8Array, wantAllocated = false): Promise<number | null> {
+    if (this.data) return this.data.write(key, offset, data, this.leaderEpoch, wantAllocated);
     check((await this.rpc.call('Write', { key, offset, data, leaderEpoch: this.leaderEpoch })).errno);
     return null;
   }

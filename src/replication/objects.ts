@@ -84,7 +84,7 @@ export class ReplicaIo {
       const release = budget ? await budget(replica.node, data.length) : null;
       try {
         // (not inside seen?.(): an absent seen would skip the write with it)
-        const allocatedBytes = await agent().then((a) => a.write(replicaKey(ino, object, replica.replica, layout.gen), offset, data));
+        const allocatedBytes = await agent().then((a) => a.write(replicaKey(ino, object, replica.replica, layout.gen), offset, data, seen !== undefined));
         seen?.(allocatedBytes);
       } finally {
         release?.();

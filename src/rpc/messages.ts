@@ -286,6 +286,7 @@ export interface DataHeader {
   keyEpoch?: number;
   leaderEpoch?: number;
   targetNode?: number;
+  wantAllocated?: boolean;
 }
 export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint8Array; leaderEpoch?: number }
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }

@@ -246,7 +246,7 @@ export class FileWriter {
       if (previous) await previous;
       try {
         const failedNow = await this.shared.replicas.write(ino, this.file.layout, object, objectOffset, extent.buffer.subarray(extent.start, extent.end),
-          failedSlots, this.shared.sendBudget, (allocatedBytes) => this.seen(object, allocatedBytes));
+          failedSlots, this.shared.sendBudget, this.file.allocation.byObject ? (allocatedBytes) => this.seen(object, allocatedBytes) : undefined);
         // copies that missed it are stale from now: the next commit says so
         for (const slot of failedNow) failedSlots.add(slot);
         unsynced.add(object);
