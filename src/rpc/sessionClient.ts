@@ -177,8 +177,7 @@ export class SessionClient implements RpcChannel<MetaMethods> {
       const entry: Pending = { method, payload, startMs, boundMs, sentMs: 0, deadline: nowMs + deadlineMs, resolve: resolve as (r: unknown) => void, reject, sentOn: null, sends: 0 };
       this.pending.set(id, entry);
       // made for a file system call that already waited for a silent root: it may be over its bound now
-      if (startMs < nowMs) this.expire();
-      if (!this.pending.has(id)) return;
+      if (startMs < nowMs && this.expired(id, entry, nowMs)) return;
       if (this.socket) this.send(this.socket, id, entry);
       else void this.connectAndFlush();
     }).finally(() => this.waitingForRoom.shift()?.()) as Promise<MetaMethods[K][1]>;
@@ -332,12 +331,16 @@ export class SessionClient implements RpcChannel<MetaMethods> {
 
   private expire(): void {
     const now = Date.now();
-    for (const [id, p] of this.pending) {
-      const silentMs = now - Math.max(this.heardMs, p.startMs, this.resumedMs);
-      if (p.deadline > now && silentMs < p.boundMs) continue;
-      this.pending.delete(id);
-      if (silentMs >= p.boundMs) this.failedAtMs = now;
-      p.reject(new FsError(E.EIO, `Meta.${p.method} at ${this.address}: no answer in time`));
-    }
+    for (const [id, p] of this.pending) this.expired(id, p, now);
+  }
+
+  /** Fails the call if it is past its deadline, or the root has been silent past its bound. */
+  private expired(id: number, p: Pending, now: number): boolean {
+    const silentMs = now - Math.max(this.heardMs, p.startMs, this.resumedMs);
+    if (p.deadline > now && silentMs < p.boundMs) return false;
+    this.pending.delete(id);
+    if (silentMs >= p.boundMs) this.failedAtMs = now;
+    p.reject(new FsError(E.EIO, `Meta.${p.method} at ${this.address}: no answer in time`));
+    return true;
   }
 }
