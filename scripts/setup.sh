@@ -7,8 +7,9 @@
 #     for metadata in etcd (kdfs up --meta etcd; the service Debian starts with
 #     it is stopped and disabled when this installs it: kdfs runs its own).
 #  2. npm dependencies, exactly as package-lock.json pins them.
-#  3. The FUSE binding (native/fuse, which npm links as node_modules/kdfs-fuse)
-#     built against the system libfuse3, when its sources changed.
+#  3. The native modules, when their sources changed: the FUSE binding
+#     (native/fuse, which npm links as node_modules/kdfs-fuse) built against the
+#     system libfuse3, and kdfs-sys (native/sys: fallocate for the agents).
 #  4. The TypeScript build (dist/).
 #  5. /sbin/mount.kdfs (for `mount -t kdfs`), mkfs.kdfs, kdfs, checkpoint and restart on PATH.
 #  6. The checkpoint SDK and examples/count (make).
@@ -42,16 +43,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "$lock_sum" > "$stamp"
 fi
 
-# 3. the FUSE binding, rebuilt only when its sources (or libfuse3) changed
-fuse_sum=$( { sha256sum native/fuse/binding.gyp native/fuse/src/*; pkg-config --modversion fuse3; } | sha256sum | cut -d' ' -f1)
-fstamp=native/fuse/build/.kdfs-sources-sha256
-binding=native/fuse/build/Release/kdfs_fuse.node
-if [ ! -f "$fstamp" ] || [ "$(cat "$fstamp")" != "$fuse_sum" ] || [ ! -f "$binding" ]; then
-  say "building the FUSE binding"
-  gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"
-  (cd native/fuse && node "$gyp" rebuild --nodedir=/usr --loglevel=error >/dev/null)
-  echo "$fuse_sum" > "$fstamp"
-fi
+# 3. the native modules, each rebuilt only when its sources (or libfuse3) changed
+build_native() { # build_native DIR NAME WHAT [EXTRA-TO-HASH]
+  local dir=$1 module=$2 what=$3 sum
+  sum=$( { sha256sum "$dir/binding.gyp" "$dir"/src/*; echo "${4:-}"; } | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$dir/build/.kdfs-sources-sha256" ] || [ "$(cat "$dir/build/.kdfs-sources-sha256")" != "$sum" ] || [ ! -f "$dir/build/Release/$module.node" ]; then
+    say "building $what"
+    local gyp
+    gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"
+    (cd "$dir" && node "$gyp" rebuild --nodedir=/usr --loglevel=error >/dev/null)
+    echo "$sum" > "$dir/build/.kdfs-sources-sha256"
+  fi
+}
+build_native native/fuse kdfs_fuse "the FUSE binding" "$(pkg-config --modversion fuse3)"
+build_native native/sys kdfs_sys "kdfs-sys"
 
 # 4. TypeScript build (incremental: a no-op when nothing changed)
 npx --no-install tsc -p tsconfig.json

@@ -24,7 +24,8 @@ import { h64, initHash } from '../common/hash.js';
 import { AGENT_OPEN_FILES_MAX } from '../common/limits.js';
 import { RecentMap } from '../common/recentMap.js';
 import { OBJECT_BUCKETS, bucketName } from '../format/paths.js';
-import type { ObjectKey } from '../rpc/messages.js';
+import { FALLOCATE_ALLOCATE, FALLOCATE_PUNCH, FALLOCATE_ZERO, type ObjectKey } from '../rpc/messages.js';
+import sys from 'kdfs-sys';
 
 /** What a client needs of an agent, local or remote. */
 export interface ObjectIo {
@@ -37,6 +38,10 @@ export interface ObjectIo {
    *  start of `into` if given (at least length long), else a new buffer. */
   read(key: ObjectKey, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   truncate(key: ObjectKey, length: number): Promise<void>;
+  /** fallocate(2) of the object's bytes [offset, offset + length): mode
+   *  FALLOCATE_ALLOCATE, _PUNCH or _ZERO; its length kept unless extend (see
+   *  ObjectFallocateRequest in proto/kdfs.proto). */
+  fallocate(key: ObjectKey, mode: number, offset: number, length: number, extend?: boolean): Promise<void>;
   sync(keys: ObjectKey[]): Promise<void>;
   remove(keys: ObjectKey[]): Promise<void>;
   /** From now on, refuses writes and truncations of each object whose key's gen
@@ -480,6 +485,70 @@ export class ObjectStore implements Agent {
     });
   }
 
+  async fallocate(key: ObjectKey, mode: number, offset: number, length: number, extend = false): Promise<void> {
+    if (mode !== FALLOCATE_ALLOCATE && mode !== FALLOCATE_PUNCH && mode !== FALLOCATE_ZERO) throw new FsError(E.EINVAL, `bad fallocate mode ${mode}`);
+    if (mode !== FALLOCATE_PUNCH && this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
+    await initHash();
+    const objectPath = this.pathOf(key);
+    this.removedRecently.delete(objectPath);
+    const end = offset + length;
+    await this.inTurn(objectPath, { start: Math.floor(offset / CHECKSUM_BLOCK_BYTES), end: Math.ceil(end / CHECKSUM_BLOCK_BYTES) }, async () => {
+      this.checkFence(objectPath, key);
+      // absent, an object is all holes already: only an allocation makes it
+      const file = await this.acquire(objectPath, mode !== FALLOCATE_PUNCH);
+      if (!file) return;
+      try {
+        if (mode !== FALLOCATE_ALLOCATE) await this.punch(file, offset, end);
+        if (mode !== FALLOCATE_PUNCH) await sys.fallocate(file.fd, extend ? 0 : sys.FALLOC_FL_KEEP_SIZE, offset, length);
+        file.changes++;
+      } catch (err) {
+        throw new FsError(errnoOf(err), `fallocate ${objectFileName(key)}: ${(err as Error).message}`);
+      } finally {
+        this.release(file);
+      }
+    });
+  }
+
+  /** Makes the bytes [offset, end) zeros and frees their blocks; the checksum of
+   *  each block they touch is made again: a block kept in part is read (and
+   *  checked) first, one made all zeros gets that of zeros. */
+  private async punch(file: OpenFile, offset: number, end: number): Promise<void> {
+    const objectLength = (await fstat(file.fd)).size;
+    const stop = Math.min(end, objectLength);
+    const updates: { first: number; sums: Buffer }[] = [];
+    let scratch: Buffer | null = null;
+    const zerosSum = Buffer.allocUnsafe(CHECKSUM_BYTES);
+    writeSum(zerosSum, 0, ZERO_BLOCK);
+    // (in bounded steps: a punch may span a whole object)
+    for (let first = Math.floor(offset / CHECKSUM_BLOCK_BYTES); first * CHECKSUM_BLOCK_BYTES < stop; first += SUMS_PER_CALL_MAX) {
+      const count = Math.min(SUMS_PER_CALL_MAX, Math.ceil(stop / CHECKSUM_BLOCK_BYTES) - first);
+      const recorded = await this.readSums(file, first, count);
+      const sums = Buffer.alloc(count * CHECKSUM_BYTES);
+      for (let i = 0; i < count && (i + 1) * CHECKSUM_BYTES <= recorded.length; i++) {
+        const at = i * CHECKSUM_BYTES;
+        // none recorded (a hole never written): none after
+        if (recorded.readBigUInt64BE(at) === 0n) continue;
+        const blockStart = (first + i) * CHECKSUM_BLOCK_BYTES;
+        const keptBefore = Math.max(0, offset - blockStart);
+        const keptAfter = Math.max(0, Math.min(blockStart + CHECKSUM_BLOCK_BYTES, objectLength) - end);
+        if (keptBefore === 0 && keptAfter === 0) {
+          zerosSum.copy(sums, at);
+          continue;
+        }
+        scratch ??= Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+        await readBlock(file.fd, scratch, blockStart);
+        checkBlock(scratch, recorded, at, first + i);
+        scratch.fill(0, Math.max(offset, blockStart) - blockStart, Math.min(end, blockStart + CHECKSUM_BLOCK_BYTES) - blockStart);
+        writeSum(sums, at, scratch);
+      }
+      updates.push({ first, sums });
+    }
+    await sys.fallocate(file.fd, sys.FALLOC_FL_PUNCH_HOLE | sys.FALLOC_FL_KEEP_SIZE, offset, end - offset);
+    if (updates.length === 0) return;
+    const sumFd = await this.sumFdOf(file);
+    for (const { first, sums } of updates) await pwrite(sumFd, sums, 0, sums.length, first * CHECKSUM_BYTES);
+  }
+
   async sync(keys: ObjectKey[]): Promise<void> {
     await Promise.all(keys.map(async (key) => {
       const file = await this.acquire(this.pathOf(key), false);
@@ -620,6 +689,7 @@ function closeFile(file: OpenFile): void {
 }
 
 const SUMS_SUFFIX = '.sum';
+const ZERO_BLOCK = new Uint8Array(CHECKSUM_BLOCK_BYTES);
 /** The checksum recorded for a block found bad: no block has it (see sumOf). */
 const BAD_SUM = 0xffff_ffff_ffff_ffffn;
 

@@ -85,6 +85,10 @@ export class RemoteAgent implements Agent {
     check((await this.watched((signal) => this.rpc.call('Truncate', { key, length, leaderEpoch: this.leaderEpoch }, AGENT_DEADLINE_MS, { signal }))).errno);
   }
 
+  async fallocate(key: ObjectKey, mode: number, offset: number, length: number, extend = false): Promise<void> {
+    check((await this.watched((signal) => this.rpc.call('Fallocate', { key, mode, offset, length, extend }, AGENT_DEADLINE_MS, { signal }))).errno);
+  }
+
   async sync(keys: ObjectKey[]): Promise<void> {
     check((await this.watched((signal) => this.rpc.call('Sync', { keys }, AGENT_DEADLINE_MS, { signal }))).errno);
   }

@@ -43,6 +43,13 @@ export function agentHandlers(store: ObjectStore, nodeId: number, leaderEpoch: L
       await store.truncate(validKey(request.key), validOffset(request.length));
       return OK;
     },
+    async Fallocate(request) {
+      const offset = validOffset(request.offset);
+      const length = validOffset(request.length);
+      if (length === 0 || offset + length > FILE_MAX_BYTES) throw new FsError(E.EINVAL);
+      await store.fallocate(validKey(request.key), request.mode, offset, length, request.extend === true);
+      return OK;
+    },
     async Sync(request) {
       await store.sync(request.keys.map(validKey));
       return OK;

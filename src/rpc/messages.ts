@@ -292,6 +292,11 @@ export interface ObjectWriteRequest { key: ObjectKey; offset: number; data: Uint
 export interface ObjectReadRequest { key: ObjectKey; offset: number; length: number }
 export interface ObjectReadReply { errno: number; data: Buffer }
 export interface ObjectTruncateRequest { key: ObjectKey; length: number; leaderEpoch?: number }
+export interface ObjectFallocateRequest { key: ObjectKey; mode: number; offset: number; length: number; extend?: boolean }
+/** ObjectFallocateRequest.mode (see proto/kdfs.proto). */
+export const FALLOCATE_ALLOCATE = 0;
+export const FALLOCATE_PUNCH = 1;
+export const FALLOCATE_ZERO = 2;
 export interface ObjectsRequest { keys: ObjectKey[]; leaderEpoch?: number }
 export interface AgentStatReply { nodeId: number; capacityBytes: number; freeBytes: number; usedBytes: number; checksumErrors?: number }
 export interface SumsRequest { key: ObjectKey; first: number; count: number }
@@ -361,6 +366,7 @@ export type AgentMethods = {
   Write: [ObjectWriteRequest, ErrnoReply];
   Read: [ObjectReadRequest, ObjectReadReply];
   Truncate: [ObjectTruncateRequest, ErrnoReply];
+  Fallocate: [ObjectFallocateRequest, ErrnoReply];
   Sync: [ObjectsRequest, ErrnoReply];
   Remove: [ObjectsRequest, ErrnoReply];
   Stat: [Empty, AgentStatReply];

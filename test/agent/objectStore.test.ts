@@ -8,6 +8,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ObjectStore } from '../../src/agent/objectStore.js';
 import { PAGE_BYTES, buffers } from '../../src/common/bufferPool.js';
+import { E } from '../../src/common/errno.js';
+import { FALLOCATE_ALLOCATE, FALLOCATE_PUNCH, FALLOCATE_ZERO } from '../../src/rpc/messages.js';
 
 const MiB = 1024 * 1024;
 const key = { ino: 1234, index: 0, replica: 0 };
@@ -100,4 +102,55 @@ it('once a copy is fenced, refuses writes and truncations made under an older la
   expect(fs.existsSync(store.pathOf(key))).toBe(false);
   await store.write(under(1), 0, Buffer.alloc(10, 7));
   expect((await store.read(key, 0, 10)).equals(Buffer.alloc(10, 7))).toBe(true);
+});
+
+it('fallocate: an allocation gives blocks and keeps content and length; a punch makes zeros and frees blocks; a zeroing keeps them; checksums follow', async () => {
+  const data = randomBytes(64 * 1024 + 100);
+  await store.write(key, 0, data);
+  const file = store.pathOf(key);
+  const allocatedBytes = () => fs.statSync(file).blocks * 512;
+  await store.fallocate(key, FALLOCATE_ALLOCATE, 0, MiB);
+  expect(fs.statSync(file).size).toBe(data.length);
+  expect(allocatedBytes()).toBeGreaterThanOrEqual(MiB);
+  expect((await store.read(key, 0, data.length)).equals(data)).toBe(true);
+
+  // from the middle of block 1 to the middle of block 10
+  const model = Buffer.from(data);
+  const before = allocatedBytes();
+  await store.fallocate(key, FALLOCATE_PUNCH, 5000, 40_000);
+  model.fill(0, 5000, 45_000);
+  expect((await store.read(key, 0, data.length)).equals(model)).toBe(true);
+  expect(allocatedBytes()).toBeLessThan(before);
+
+  // across the end of the object and past it: the length stays
+  await store.fallocate(key, FALLOCATE_ZERO, 60_000, 100_000);
+  model.fill(0, 60_000);
+  expect(fs.statSync(file).size).toBe(data.length);
+  expect((await store.read(key, 0, data.length)).equals(model)).toBe(true);
+
+  // a punched block has the checksum of zeros, not none: a byte that appears there on disk is found
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, 20_000);
+  fs.closeSync(fd);
+  await expect(store.read(key, 16_384, 4096)).rejects.toMatchObject({ errno: E.EBADMSG });
+});
+
+it('fallocate of an absent object: a punch leaves it absent, an allocation makes it empty with blocks; a bad mode is EINVAL', async () => {
+  await store.fallocate(key, FALLOCATE_PUNCH, 0, 4096);
+  expect(fs.existsSync(store.pathOf(key))).toBe(false);
+  await store.fallocate(key, FALLOCATE_ALLOCATE, 4096, MiB);
+  expect(fs.statSync(store.pathOf(key)).size).toBe(0);
+  expect(fs.statSync(store.pathOf(key)).blocks * 512).toBeGreaterThanOrEqual(MiB);
+  expect((await store.read(key, 0, MiB)).length).toBe(0);
+  await expect(store.fallocate(key, 7, 0, 4096)).rejects.toMatchObject({ errno: E.EINVAL });
+});
+
+it('fallocate that extends: the object grows to the range end, and a punch there frees the blocks', async () => {
+  await store.fallocate(key, FALLOCATE_ALLOCATE, 0, MiB, true);
+  const file = store.pathOf(key);
+  expect(fs.statSync(file).size).toBe(MiB);
+  expect(fs.statSync(file).blocks * 512).toBeGreaterThanOrEqual(MiB);
+  await store.fallocate(key, FALLOCATE_PUNCH, 0, MiB);
+  expect(fs.statSync(file).blocks).toBe(0);
+  expect((await store.read(key, 0, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
 });
