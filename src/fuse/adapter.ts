@@ -349,8 +349,7 @@ function requestHandler(vfs: Vfs, events: { init(): void; exit(): void }) {
         vfs.removexattr(ino, s1!, A[2]).then(() => replyOk(slot), fail('removexattr', slot));
         return;
       case OP.fallocate:
-        // glibc's posix_fallocate writes the range itself when the file system cannot
-        ll.replyErr(slot, E.EOPNOTSUPP);
+        vfs.fallocate(A[5], A[6], A[7], A[8]).then(() => replyOk(slot), fail('fallocate', slot));
         return;
       case OP.init:
         events.init();

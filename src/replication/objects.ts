@@ -116,6 +116,23 @@ export class ReplicaIo {
     return failedNow as number[];
   }
 
+  /** fallocate(2) of the object's bytes on every good copy not in `failed` (see
+   *  write for `failed`); the slots that failed now, and a copy's ENOSPC if one
+   *  had no room (room on some copies only is no room). */
+  async fallocate(ino: number, layout: Layout, object: number, mode: number, offset: number, length: number, extend: boolean,
+    failed: ReadonlySet<number>): Promise<{ failed: number[]; noSpace: unknown }> {
+    let noSpace: unknown = null;
+    const failedNow = await this.onEveryCopy(layout, object, failed, async (replica, agent) => {
+      try {
+        await (await agent()).fallocate(replicaKey(ino, object, replica.replica, layout.gen), mode, offset, length, extend);
+      } catch (err) {
+        if (errnoOf(err) === E.ENOSPC) noSpace ??= err;
+        throw err;
+      }
+    }, `fallocate of object ${object} of inode ${ino}`);
+    return { failed: failedNow, noSpace };
+  }
+
   /** Makes the objects durable on every good copy (see write for `failed` and the result). */
   async sync(ino: number, layout: Layout, objects: number[], failed: ReadonlySet<number>): Promise<number[]> {
     const byNode = new Map<number, { keys: ObjectKey[]; slots: number[] }>();

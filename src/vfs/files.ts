@@ -9,7 +9,7 @@ import { E, FsError } from '../common/errno.js';
 import { FILE_MAX_BYTES, INLINE_MAX_BYTES } from '../common/limits.js';
 import { mapRange, objectLength } from '../layout/stripe.js';
 import type { Entry, MetaClient } from '../meta/client.js';
-import type { Attr, Layout, Timespec } from '../rpc/messages.js';
+import { FALLOCATE_ALLOCATE, FALLOCATE_PUNCH, type Attr, type Layout, type Timespec } from '../rpc/messages.js';
 import { replicasOf, slotOf, withStale } from '../layout/replicas.js';
 import { log } from '../common/log.js';
 import { ReplicaIo } from '../replication/objects.js';
@@ -272,6 +272,72 @@ export class OpenFiles {
     file.mtime = now();
     file.written++;
     return { file, end: at + length };
+  }
+
+  /** fallocate(2) of [offset, offset + length): mode FALLOCATE_ALLOCATE gives
+   *  the range blocks, _PUNCH makes it zeros and frees them, _ZERO makes it
+   *  zeros and keeps them; on every good copy of each object the range touches
+   *  (an inlined file that stays so has no blocks to give or free). Then the
+   *  size (grown unless keepSize), the times and the blocks the objects take are
+   *  committed: the change is the cluster's at once, as a truncation is. */
+  async fallocate(fh: number, mode: number, offset: number, length: number, keepSize: boolean): Promise<void> {
+    const { file } = this.handle(fh);
+    if (file.spilling) await file.spilling;
+    const end = offset + length;
+    const size = keepSize ? file.size : Math.max(file.size, end);
+    const changesData = mode !== FALLOCATE_ALLOCATE;
+    let failure: unknown = null;
+    // blocks promised past the end count (KEEP_SIZE); a punch there has nothing to free
+    const reach = mode === FALLOCATE_PUNCH ? Math.min(end, size) : end;
+    if (file.inline && reach <= INLINE_MAX_BYTES) {
+      if (changesData && offset < size) {
+        const zeros = Buffer.alloc(Math.min(end, size) - offset);
+        file.inline = writeInto(file.inline, offset, zeros);
+        file.inlineDirty = withRange(file.inlineDirty, offset, offset + zeros.length);
+      }
+    } else {
+      if (file.inline) await (file.spilling ??= this.spill(file).finally(() => (file.spilling = null)));
+      // what this node wrote goes first: a write sent later would undo a punch
+      await file.writer.settle();
+      file.readAhead.clear();
+      failure = await this.fallocateObjects(file, mode, offset, end, size > file.size);
+      // what the objects take is asked of the agents at the commit
+      file.allocation.byObject = null;
+    }
+    // a failed allocation changed nothing the file shows (the size stays)
+    if (failure && !changesData) throw failure;
+    const grown = failure ? file.size : size;
+    if (changesData || grown > file.size) file.mtime = now();
+    // (the end is committed only if it grew: a truncation elsewhere stands, as for writes)
+    if (grown > file.size) file.dirtyEnd = Math.max(file.dirtyEnd, grown);
+    file.size = Math.max(file.size, grown);
+    file.written++;
+    // committed even after a failure: copies that missed a punch are marked stale with it
+    await this.commitNow(file, false);
+    if (failure) throw failure;
+  }
+
+  /** fallocate on each object's part of [offset, end) (grown to it if extend):
+   *  the first failure, or null. */
+  private async fallocateObjects(file: OpenFile, mode: number, offset: number, end: number, extend: boolean): Promise<unknown> {
+    const { unitBytes, nodes } = file.layout;
+    let failure: unknown = null;
+    await Promise.all(nodes.map(async (_, object) => {
+      const from = objectLength(unitBytes, nodes.length, offset, object);
+      const to = objectLength(unitBytes, nodes.length, end, object);
+      if (to <= from) return;
+      try {
+        const done = await this.replicas.fallocate(file.ino, file.layout, object, mode, from, to - from, extend, file.failedSlots);
+        // a copy that missed a punch keeps old bytes: stale at the commit, as one that missed a write
+        if (mode !== FALLOCATE_ALLOCATE) for (const slot of done.failed) file.failedSlots.add(slot);
+        failure ??= done.noSpace;
+      } catch (err) {
+        failure ??= err;
+      }
+      file.unsynced.add(object);
+      if (mode !== FALLOCATE_ALLOCATE) file.touched.add(object);
+    }));
+    return failure;
   }
 
   /** An O_APPEND write: the metadata service puts it at the end of the file as

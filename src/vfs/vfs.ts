@@ -38,6 +38,12 @@ import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
 import type { LockReply, LockRequest } from '../rpc/messages.js';
+import { FALLOCATE_ALLOCATE, FALLOCATE_PUNCH, FALLOCATE_ZERO } from '../rpc/messages.js';
+
+// fallocate(2)'s flags (linux/falloc.h)
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
 
 /** Who asks: pid is the kernel thread (see StaleNames). */
 export interface Caller { uid: number; gid: number; pid: number }
@@ -694,6 +700,24 @@ export class Vfs {
       this.kernel.wrote(file.ino, end, file.mtime!);
     }
     return data.length;
+  }
+
+  /** fallocate(2) with the flags Linux file systems share: KEEP_SIZE, and
+   *  PUNCH_HOLE (with KEEP_SIZE) or ZERO_RANGE; the others (COLLAPSE_RANGE,
+   *  INSERT_RANGE, UNSHARE_RANGE) are EOPNOTSUPP, as on most of them. */
+  async fallocate(fh: number, flags: number, offset: number, length: number): Promise<void> {
+    const keepSize = (flags & FALLOC_FL_KEEP_SIZE) !== 0;
+    const punch = (flags & FALLOC_FL_PUNCH_HOLE) !== 0;
+    const zero = (flags & FALLOC_FL_ZERO_RANGE) !== 0;
+    if ((flags & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0 || (punch && (zero || !keepSize))) {
+      throw new FsError(E.EOPNOTSUPP, `fallocate flags 0x${flags.toString(16)}`);
+    }
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) throw new FsError(E.EINVAL);
+    if (offset + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    const { file } = this.files.handle(fh);
+    await this.files.fallocate(fh, punch ? FALLOCATE_PUNCH : zero ? FALLOCATE_ZERO : FALLOCATE_ALLOCATE, offset, length, keepSize);
+    // the kernel set its own size and times: at the next open, what it caches is asked again
+    this.kernel.forget(file.ino);
   }
 
   private async killSetId(ino: number, writer: Writer): Promise<void> {
