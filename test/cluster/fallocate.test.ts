@@ -2,12 +2,14 @@
 // holes and zeroed ranges, done on every copy of the objects, seen by the other
 // nodes at once, and compared with a local directory of the same machine.
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, command } from '../harness/cluster.js';
 import { MiB } from '../harness/faults.js';
+import { poll } from '../harness/locker.js';
 
 let cluster: Cluster | null = null;
 let local: string | null = null;
@@ -88,6 +90,39 @@ describe('fallocate through node 2', () => {
       const scrub = await c.kdfs(['scrub', '--json', c.path(1, name)]);
       expect(scrub.code, scrub.stdout + scrub.stderr).toBe(0);
     }
+  });
+
+  it('a punch that a dead node missed: its copies are stale, never read, and repaired once it is back', async () => {
+    const c = (cluster = await Cluster.start({ nodes: 3 }));
+    const data = randomBytes(6 * MiB);
+    fs.writeFileSync(c.path(1, 'f'), data);
+    // opened while node 3 is up (a writer leaves out only the copies stale at its open), punched once it is dead
+    const script = [
+      'import ctypes, os, sys', 'libc = ctypes.CDLL(None, use_errno=True)',
+      'libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]',
+      `fd = os.open(${JSON.stringify(c.path(2, 'f'))}, os.O_RDWR)`, 'print("open", flush=True)', 'sys.stdin.readline()',
+      `r = libc.fallocate(fd, 3, 0, ${6 * MiB})`, 'print("punched" if r == 0 else os.strerror(ctypes.get_errno()), flush=True)', 'os.close(fd)',
+    ].join('\n');
+    const puncher = spawn('timeout', ['-k', '2', '60', 'python3', '-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let said = '';
+    puncher.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => puncher.on('exit', (code) => resolve(code)));
+    try {
+      expect(await poll(async () => said.includes('open'), 20_000, 50)).not.toBeNull();
+      await c.kill9(3);
+      puncher.stdin.write('\n');
+      expect(await exited).toBe(0);
+    } finally {
+      puncher.kill('SIGKILL');
+    }
+    expect(said).toContain('punched');
+    const zeros = Buffer.alloc(6 * MiB);
+    expect(fs.readFileSync(c.path(1, 'f')).equals(zeros)).toBe(true);
+    await c.mount(3);
+    // node 3's own copies hold the old bytes: read through node 3 at once, the file is still zeros
+    expect(fs.readFileSync(c.path(3, 'f')).equals(zeros)).toBe(true);
+    expect(await poll(async () => (await c.kdfs(['scrub', '--json', c.path(2, 'f')])).code === 0, 60_000, 500)).not.toBeNull();
+    expect(blocksOf(c.path(3, 'f')) * 512).toBeLessThan(MiB);
   });
 
   it('refuses what it cannot do: modes other file systems lack (EOPNOTSUPP), room a node does not have (ENOSPC, the size unchanged)', async () => {
