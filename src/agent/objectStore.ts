@@ -510,43 +510,52 @@ export class ObjectStore implements Agent {
   }
 
   /** Makes the bytes [offset, end) zeros and frees their blocks; the checksum of
-   *  each block they touch is made again: a block kept in part is read (and
-   *  checked) first, one made all zeros gets that of zeros. */
+   *  each block they touch is made again: one kept in part (at either end) is
+   *  read and checked first, one made all zeros gets the checksum of zeros.
+   *  Blocks with none recorded (holes never written) keep none: the checksums'
+   *  file is written only where it held some, so that it stays sparse. */
   private async punch(file: OpenFile, offset: number, end: number): Promise<void> {
     const objectLength = (await fstat(file.fd)).size;
     const stop = Math.min(end, objectLength);
-    const updates: { first: number; sums: Buffer }[] = [];
-    let scratch: Buffer | null = null;
-    const zerosSum = Buffer.allocUnsafe(CHECKSUM_BYTES);
-    writeSum(zerosSum, 0, ZERO_BLOCK);
-    // (in bounded steps: a punch may span a whole object)
-    for (let first = Math.floor(offset / CHECKSUM_BLOCK_BYTES); first * CHECKSUM_BLOCK_BYTES < stop; first += SUMS_PER_CALL_MAX) {
-      const count = Math.min(SUMS_PER_CALL_MAX, Math.ceil(stop / CHECKSUM_BLOCK_BYTES) - first);
-      const recorded = await this.readSums(file, first, count);
-      const sums = Buffer.alloc(count * CHECKSUM_BYTES);
-      for (let i = 0; i < count && (i + 1) * CHECKSUM_BYTES <= recorded.length; i++) {
-        const at = i * CHECKSUM_BYTES;
-        // none recorded (a hole never written): none after
-        if (recorded.readBigUInt64BE(at) === 0n) continue;
-        const blockStart = (first + i) * CHECKSUM_BLOCK_BYTES;
-        const keptBefore = Math.max(0, offset - blockStart);
-        const keptAfter = Math.max(0, Math.min(blockStart + CHECKSUM_BLOCK_BYTES, objectLength) - end);
-        if (keptBefore === 0 && keptAfter === 0) {
-          zerosSum.copy(sums, at);
-          continue;
-        }
-        scratch ??= Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
-        await readBlock(file.fd, scratch, blockStart);
-        checkBlock(scratch, recorded, at, first + i);
-        scratch.fill(0, Math.max(offset, blockStart) - blockStart, Math.min(end, blockStart + CHECKSUM_BLOCK_BYTES) - blockStart);
-        writeSum(sums, at, scratch);
-      }
-      updates.push({ first, sums });
+    const firstBlock = Math.floor(offset / CHECKSUM_BLOCK_BYTES);
+    const endBlock = Math.ceil(stop / CHECKSUM_BLOCK_BYTES);
+    // the blocks kept in part, summed again before their bytes go
+    const edges = new Map<number, Buffer>();
+    for (const block of new Set([firstBlock, endBlock - 1])) {
+      if (block < firstBlock || block >= endBlock) continue;
+      const blockStart = block * CHECKSUM_BLOCK_BYTES;
+      const keptBefore = offset > blockStart;
+      const keptAfter = Math.min(blockStart + CHECKSUM_BLOCK_BYTES, objectLength) > end;
+      if (!keptBefore && !keptAfter) continue;
+      const recorded = await this.readSums(file, block, 1);
+      if (recorded.length < CHECKSUM_BYTES || recorded.readBigUInt64BE(0) === 0n) continue;
+      const bytes = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+      await readBlock(file.fd, bytes, blockStart);
+      checkBlock(bytes, recorded, 0, block);
+      bytes.fill(0, Math.max(offset, blockStart) - blockStart, Math.min(end, blockStart + CHECKSUM_BLOCK_BYTES) - blockStart);
+      const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
+      writeSum(sum, 0, bytes);
+      edges.set(block, sum);
     }
     await sys.fallocate(file.fd, sys.FALLOC_FL_PUNCH_HOLE | sys.FALLOC_FL_KEEP_SIZE, offset, end - offset);
-    if (updates.length === 0) return;
-    const sumFd = await this.sumFdOf(file);
-    for (const { first, sums } of updates) await pwrite(sumFd, sums, 0, sums.length, first * CHECKSUM_BYTES);
+    const zerosSum = Buffer.allocUnsafe(CHECKSUM_BYTES);
+    writeSum(zerosSum, 0, ZERO_BLOCK);
+    // in bounded steps: a punch may span a whole object
+    for (let first = firstBlock; first < endBlock; first += SUMS_PER_CALL_MAX) {
+      const sums = await this.readSums(file, first, Math.min(SUMS_PER_CALL_MAX, endBlock - first));
+      // each run of recorded checksums is written as one
+      let runStart = -1;
+      for (let at = 0; at <= sums.length; at += CHECKSUM_BYTES) {
+        const recorded = at + CHECKSUM_BYTES <= sums.length && sums.readBigUInt64BE(at) !== 0n;
+        if (recorded) {
+          (edges.get(first + at / CHECKSUM_BYTES) ?? zerosSum).copy(sums, at);
+          if (runStart < 0) runStart = at;
+        } else if (runStart >= 0) {
+          await pwrite(await this.sumFdOf(file), sums, runStart, at - runStart, first * CHECKSUM_BYTES + runStart);
+          runStart = -1;
+        }
+      }
+    }
   }
 
   async sync(keys: ObjectKey[]): Promise<void> {

@@ -284,33 +284,39 @@ export class OpenFiles {
     const { file } = this.handle(fh);
     if (file.spilling) await file.spilling;
     const end = offset + length;
-    const size = keepSize ? file.size : Math.max(file.size, end);
+    const grows = !keepSize && end > file.size;
     const changesData = mode !== FALLOCATE_ALLOCATE;
     let failure: unknown = null;
     // blocks promised past the end count (KEEP_SIZE); a punch there has nothing to free
-    const reach = mode === FALLOCATE_PUNCH ? Math.min(end, size) : end;
+    const reach = mode === FALLOCATE_PUNCH ? Math.min(end, file.size) : end;
     if (file.inline && reach <= INLINE_MAX_BYTES) {
-      if (changesData && offset < size) {
-        const zeros = Buffer.alloc(Math.min(end, size) - offset);
+      const zeroedEnd = Math.min(end, grows ? end : file.size);
+      if (changesData && offset < zeroedEnd) {
+        const zeros = Buffer.alloc(zeroedEnd - offset);
         file.inline = writeInto(file.inline, offset, zeros);
-        file.inlineDirty = withRange(file.inlineDirty, offset, offset + zeros.length);
+        file.inlineDirty = withRange(file.inlineDirty, offset, zeroedEnd);
       }
     } else {
       if (file.inline) await (file.spilling ??= this.spill(file).finally(() => (file.spilling = null)));
       // what this node wrote goes first: a write sent later would undo a punch
       await file.writer.settle();
       file.readAhead.clear();
-      failure = await this.fallocateObjects(file, mode, offset, end, size > file.size);
+      failure = await this.fallocateObjects(file, mode, offset, end, grows);
+      // read ahead meanwhile, from copies not punched yet
+      file.readAhead.clear();
       // what the objects take is asked of the agents at the commit
       file.allocation.byObject = null;
     }
     // a failed allocation changed nothing the file shows (the size stays)
     if (failure && !changesData) throw failure;
-    const grown = failure ? file.size : size;
-    if (changesData || grown > file.size) file.mtime = now();
-    // (the end is committed only if it grew: a truncation elsewhere stands, as for writes)
-    if (grown > file.size) file.dirtyEnd = Math.max(file.dirtyEnd, grown);
-    file.size = Math.max(file.size, grown);
+    // the size as it is now (a truncation elsewhere meanwhile stands), grown
+    // only as asked: committed as the end of this node's writes is
+    if (grows && !failure && end > file.size) {
+      file.size = end;
+      file.dirtyEnd = Math.max(file.dirtyEnd, end);
+    }
+    // as ext4 (file_modified): every fallocate that does something changes mtime and ctime
+    file.mtime = now();
     file.written++;
     // committed even after a failure: copies that missed a punch are marked stale with it
     await this.commitNow(file, false);

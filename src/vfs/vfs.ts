@@ -712,12 +712,21 @@ export class Vfs {
     if ((flags & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0 || (punch && (zero || !keepSize))) {
       throw new FsError(E.EOPNOTSUPP, `fallocate flags 0x${flags.toString(16)}`);
     }
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) throw new FsError(E.EINVAL);
+    if (!(offset >= 0) || !(length > 0)) throw new FsError(E.EINVAL);
     if (offset + length > FILE_MAX_BYTES) throw new FsError(E.EFBIG);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) throw new FsError(E.EINVAL);
     const { file } = this.files.handle(fh);
-    await this.files.fallocate(fh, punch ? FALLOCATE_PUNCH : zero ? FALLOCATE_ZERO : FALLOCATE_ALLOCATE, offset, length, keepSize);
-    // the kernel set its own size and times: at the next open, what it caches is asked again
-    this.kernel.forget(file.ino);
+    try {
+      await this.files.fallocate(fh, punch ? FALLOCATE_PUNCH : zero ? FALLOCATE_ZERO : FALLOCATE_ALLOCATE, offset, length, keepSize);
+    } catch (err) {
+      // the kernel drops its pages of the range only on success; the copies
+      // that did it are the file's now (the service calls back the other nodes)
+      if (punch || zero) setImmediate(() => void this.kernelCache?.invalidateInode(file.ino, true));
+      throw err;
+    } finally {
+      // the kernel set its own size and times: at the next open, what it caches is asked again
+      this.kernel.forget(file.ino);
+    }
   }
 
   private async killSetId(ino: number, writer: Writer): Promise<void> {

@@ -154,3 +154,14 @@ it('fallocate that extends: the object grows to the range end, and a punch there
   expect(fs.statSync(file).blocks).toBe(0);
   expect((await store.read(key, 0, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
 });
+
+it('a punch over a sparse object keeps its checksums file sparse: written only where checksums were', async () => {
+  await store.write(key, 0, randomBytes(4096));
+  await store.write(key, 256 * MiB, randomBytes(4096));
+  const sumsFile = store.pathOf(key) + '.sum';
+  const before = fs.statSync(sumsFile).blocks;
+  await store.fallocate(key, FALLOCATE_PUNCH, 0, 256 * MiB + 4096);
+  expect(fs.statSync(sumsFile).blocks).toBeLessThanOrEqual(before);
+  expect((await store.read(key, 256 * MiB, 4096)).equals(Buffer.alloc(4096))).toBe(true);
+  expect((await store.read(key, 0, 4096)).equals(Buffer.alloc(4096))).toBe(true);
+});

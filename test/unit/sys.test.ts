@@ -45,5 +45,7 @@ it('fails as node:fs calls do (code and errno), and throws at once on arguments 
   expect(() => sys.fallocate(fd, 0, 0, 0)).toThrow(RangeError);
   expect(() => sys.fallocate(fd, 0, -1, 4096)).toThrow(RangeError);
   expect(() => sys.fallocate(fd, 0, 2 ** 60, 4096)).toThrow(RangeError);
+  expect(() => sys.fallocate(fd, 0, Number.NaN, 4096)).toThrow(RangeError);
+  expect(() => sys.fallocate(fd, 0, 0, 4096.5)).toThrow(RangeError);
   expect(() => (sys.fallocate as (...args: unknown[]) => unknown)(fd, 0, 0)).toThrow(TypeError);
 });

@@ -45,6 +45,13 @@ static void fallocate_complete(napi_env env, napi_status status, void *data) {
   free(call);
 }
 
+// A whole number of bytes, below 2^53 (past it a double is not exact; the file
+// system refuses far below anyway): NaN and fractions are not.
+static int whole_extent(double value, int zero_allowed) {
+  if (!(zero_allowed ? value >= 0 : value > 0) || !(value <= SYS_OFFSET_MAX)) return 0;
+  return (double) (int64_t) value == value;
+}
+
 // fallocate(fd, mode, offset, length, callback): callback(errno), 0 on success.
 // Throws (TypeError/RangeError) on arguments that are not what the call takes.
 napi_value sys_fallocate(napi_env env, napi_callback_info info) {
@@ -63,8 +70,7 @@ napi_value sys_fallocate(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "fallocate(fd, mode, offset, length, callback): numbers and a function");
     return NULL;
   }
-  // offsets past 2^53 are not exact in a double; the file system refuses past its own limit
-  if (fd < 0 || offset < 0 || length <= 0 || offset > SYS_OFFSET_MAX || length > SYS_OFFSET_MAX || offset + length > SYS_OFFSET_MAX) {
+  if (fd < 0 || !whole_extent(offset, 1) || !whole_extent(length, 0) || offset + length > SYS_OFFSET_MAX) {
     napi_throw_range_error(env, NULL, "fallocate: fd, offset or length out of range");
     return NULL;
   }
@@ -84,8 +90,14 @@ napi_value sys_fallocate(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "fallocate: cannot hold the callback");
     return NULL;
   }
-  if (napi_create_async_work(env, NULL, name, fallocate_execute, fallocate_complete, call, &call->work) != napi_ok ||
-      napi_queue_async_work(env, call->work) != napi_ok) {
+  if (napi_create_async_work(env, NULL, name, fallocate_execute, fallocate_complete, call, &call->work) != napi_ok) {
+    napi_delete_reference(env, call->callback);
+    free(call);
+    napi_throw_error(env, NULL, "fallocate: cannot make the call");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, call->work) != napi_ok) {
+    napi_delete_async_work(env, call->work);
     napi_delete_reference(env, call->callback);
     free(call);
     napi_throw_error(env, NULL, "fallocate: cannot queue the call");
