@@ -499,7 +499,13 @@ export class ObjectStore implements Agent {
       if (!file) return;
       try {
         if (mode !== FALLOCATE_ALLOCATE) await this.punch(file, offset, end);
-        if (mode !== FALLOCATE_PUNCH) await sys.fallocate(file.fd, extend ? 0 : sys.FALLOC_FL_KEEP_SIZE, offset, length);
+        if (mode !== FALLOCATE_PUNCH) {
+          await sys.fallocate(file.fd, extend ? 0 : sys.FALLOC_FL_KEEP_SIZE, offset, length);
+          // the checksums of later writes there need room too
+          const firstBlock = Math.floor(offset / CHECKSUM_BLOCK_BYTES);
+          const blocks = Math.ceil(end / CHECKSUM_BLOCK_BYTES) - firstBlock;
+          await sys.fallocate(await this.sumFdOf(file), sys.FALLOC_FL_KEEP_SIZE, firstBlock * CHECKSUM_BYTES, blocks * CHECKSUM_BYTES);
+        }
         file.changes++;
       } catch (err) {
         throw new FsError(errnoOf(err), `fallocate ${objectFileName(key)}: ${(err as Error).message}`);
