@@ -17,6 +17,9 @@ const SPACE_PROBE_INTERVAL_MS = 2000;
 /** A node with less free space than this takes no new files (it is full, or
  *  nearly: what is left goes to the files already on it). */
 export const FULL_BELOW_BYTES = 64 * 1024 * 1024;
+/** Free space gained between two probes, at least (and 1% of the disk), that
+ *  has repair try again at once what a full node could not take. */
+const ROOM_FREED_MIN_BYTES = 1024 * 1024;
 /** A node's session silent this long (it pings every second) makes it suspect. */
 const SUSPECT_AFTER_MS = 2000;
 const PROBE_CACHE_MS = 1000;
@@ -59,6 +62,11 @@ export class Cluster {
   private readonly replacing = new Map<number, Promise<void>>();
   /** Nodes found full at the last probe. */
   private full = new Set<number>();
+  /** Each node's free bytes at the last probe. */
+  private readonly freeBytesSeen = new Map<number, number>();
+  /** Counts the probes that found a node with room freed since the one before
+   *  (see ROOM_FREED_MIN_BYTES): copies it could not take may fit now. */
+  roomFreed = 0;
 
   constructor(
     private readonly store: MetaStore,
@@ -154,6 +162,13 @@ export class Cluster {
     this.spaceTimer = setInterval(() => {
       this.nodes().then((nodes) => {
         this.full = new Set(nodes.filter((n) => n.up && n.freeBytes < FULL_BELOW_BYTES).map((n) => n.id));
+        let freed = false;
+        for (const node of nodes.filter((n) => n.up)) {
+          const before = this.freeBytesSeen.get(node.id);
+          if (before !== undefined && node.freeBytes - before >= Math.max(ROOM_FREED_MIN_BYTES, node.capacityBytes / 100)) freed = true;
+          this.freeBytesSeen.set(node.id, node.freeBytes);
+        }
+        if (freed) this.roomFreed++;
       }, (err) => log.debug(`probing the nodes' space: ${(err as Error).message}`));
     }, SPACE_PROBE_INTERVAL_MS);
     this.spaceTimer.unref();

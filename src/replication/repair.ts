@@ -68,6 +68,8 @@ export class Repairer {
   private cursorIno = 0;
   /** Files whose last repair failed to make a copy: when to try again (at most one per listed file). */
   private readonly retries = new Map<number, { atMs: number; delayMs: number }>();
+  /** The cluster's count of probes that found room freed, as last seen. */
+  private roomFreedSeen = 0;
 
   constructor(
     private readonly store: MetaStore,
@@ -130,6 +132,12 @@ export class Repairer {
    *  (its copies are made elsewhere), one that joined may take unplaced copies. */
   private watchNodes(): void {
     const nowMs = Date.now();
+    // a node with room again (files removed from it, its disk grown) may take what it could not
+    if (this.cluster.roomFreed !== this.roomFreedSeen) {
+      this.roomFreedSeen = this.cluster.roomFreed;
+      if (this.retries.size > 0) log.info(`repair: room was freed on a node: the ${this.retries.size} files whose copies could not be made are tried again now`);
+      this.retries.clear();
+    }
     for (const id of this.cluster.nodeIds()) {
       if (!this.knownMembers.has(id)) {
         this.knownMembers.add(id);

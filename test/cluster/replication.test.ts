@@ -438,6 +438,9 @@ describe('a stale copy whose node has no room', () => {
       await new Promise((resolve) => setTimeout(resolve, 12_000));
       expect(attempts() - first).toBeLessThanOrEqual(4);
       fs.rmSync(filler);
+      // tried again once the room is seen, not at the end of the file's backoff (16 s by now)
+      const triedAgain = /repair: room was freed on a node: the \d+ files whose copies could not be made are tried again now/;
+      expect(await poll(async () => triedAgain.test(fs.readFileSync(path.join(c.nodeDir(1), 'kdfs.log'), 'utf8')), REPAIR_WAIT_MS, 200)).not.toBeNull();
       expect(await poll(async () => (await status(c)).degradedObjects === 0, REPAIR_WAIT_MS, 500)).not.toBeNull();
       expect(await whole(c, c.path(3, 'grown'))).toBe(true);
     } finally {
