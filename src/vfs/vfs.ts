@@ -37,8 +37,7 @@ import { RecentMap } from '../common/recentMap.js';
 import { Delegations } from './delegations.js';
 import { Statahead } from './statahead.js';
 import { NodeLocks } from '../locks/client.js';
-import type { LockReply, LockRequest } from '../rpc/messages.js';
-import { FALLOCATE_ALLOCATE, FALLOCATE_PUNCH, FALLOCATE_ZERO } from '../rpc/messages.js';
+import { FALLOCATE_ALLOCATE, FALLOCATE_PUNCH, FALLOCATE_ZERO, type LockReply, type LockRequest } from '../rpc/messages.js';
 
 // fallocate(2)'s flags (linux/falloc.h)
 const FALLOC_FL_KEEP_SIZE = 0x01;
