@@ -2,6 +2,7 @@
 // directory: after every step, the outcome of the operation (success or errno)
 // and the whole tree (names, types, modes, sizes, link counts, contents) must
 // be the same. KDFS_TEST_SEED replays a sequence; the seed is in every failure.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +13,7 @@ import { Cluster } from '../harness/cluster.js';
 const SEED = Number(process.env.KDFS_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const STEPS = Number(process.env.KDFS_TEST_STEPS ?? 400);
 const KiB = 1024;
+const FALLOC = path.join(__dirname, '..', 'tools', 'falloc.py');
 
 /** mulberry32: a small, seedable generator. */
 function generator(seed: number): () => number {
@@ -31,6 +33,7 @@ const NAMES = ['f', 'g', 'h', 'c'];
 type Op =
   | { kind: 'write'; path: string; offset: number; size: number; fill: number }
   | { kind: 'truncate'; path: string; size: number }
+  | { kind: 'fallocate'; path: string; mode: number; offset: number; size: number }
   | { kind: 'rename' | 'link'; from: string; to: string }
   | { kind: 'unlink' | 'mkdir' | 'rmdir'; path: string };
 
@@ -39,6 +42,8 @@ function randomOp(random: () => number): Op {
   const anyPath = () => [pick(DIRS), pick(NAMES)].filter(Boolean).join('/');
   const entry = () => (random() < 0.3 ? pick(DIRS.slice(1)) : anyPath());
   const r = random();
+  // preallocation (growing the file or not), punched holes, zeroed ranges
+  if (r < 0.05) return { kind: 'fallocate', path: anyPath(), mode: pick([0, 1, 3, 0x10, 0x11]), offset: Math.floor(random() * 300 * KiB), size: 1 + Math.floor(random() * 150 * KiB) };
   if (r < 0.35) return { kind: 'write', path: anyPath(), offset: Math.floor(random() * 300 * KiB), size: 1 + Math.floor(random() * 150 * KiB), fill: Math.floor(random() * 256) };
   if (r < 0.45) return { kind: 'truncate', path: anyPath(), size: Math.floor(random() * 400 * KiB) };
   if (r < 0.6) return { kind: 'rename', from: entry(), to: entry() };
@@ -68,6 +73,12 @@ function apply(root: string, op: Op): string {
       case 'truncate':
         fs.truncateSync(at(op.path), op.size);
         break;
+      case 'fallocate': {
+        // (node:fs has no fallocate)
+        const run = spawnSync('python3', [FALLOC, at(op.path), String(op.mode), String(op.offset), String(op.size)], { encoding: 'utf8', timeout: 30_000 });
+        if (run.status !== 0) throw new Error(`falloc.py: ${run.stderr || run.signal}`);
+        return run.stdout.trim();
+      }
       case 'rename':
         fs.renameSync(at(op.from), at(op.to));
         break;
