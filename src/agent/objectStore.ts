@@ -137,7 +137,7 @@ export class ObjectStore implements Agent {
   }
 
   async write(key: ObjectKey, offset: number, data: Uint8Array, wantAllocated = false): Promise<number | null> {
-    if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
+    this.refuseWhileFull();
     await initHash();
     const objectPath = this.pathOf(key);
     this.removedRecently.delete(objectPath);
@@ -161,6 +161,26 @@ export class ObjectStore implements Agent {
         this.release(file);
       }
     });
+  }
+
+  /** ENOSPC while writes must wait for space (see writesRefused). */
+  private refuseWhileFull(): void {
+    if (this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
+  }
+
+  /** The checksum of a block once its bytes [from, to) (offsets in the block)
+   *  are zeros, the rest kept: the block is read and checked first, so that a
+   *  checksum is never made over bad bytes. Null if it has none recorded. */
+  private async sumWithZeros(file: OpenFile, block: number, from: number, to: number): Promise<Buffer | null> {
+    const recorded = await this.readSums(file, block, 1);
+    if (recorded.length < CHECKSUM_BYTES || recorded.readBigUInt64BE(0) === 0n) return null;
+    const bytes = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
+    await readBlock(file.fd, bytes, block * CHECKSUM_BLOCK_BYTES);
+    checkBlock(bytes, recorded, 0, block);
+    bytes.fill(0, from, to);
+    const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
+    writeSum(sum, 0, bytes);
+    return sum;
   }
 
   /** Runs `change` of the blocks [start, end) once the changes of the object
@@ -457,25 +477,12 @@ export class ObjectStore implements Agent {
       try {
         const blocks = Math.ceil(length / CHECKSUM_BLOCK_BYTES);
         const last = blocks - 1;
-        // the block cut in the middle: its part kept must be right before its checksum is made again
-        let cutBlock: Buffer | null = null;
-        if (length % CHECKSUM_BLOCK_BYTES !== 0) {
-          const recorded = await this.readSums(file, last, 1);
-          if (recorded.length === CHECKSUM_BYTES && recorded.readBigUInt64BE(0) !== 0n) {
-            cutBlock = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
-            await readBlock(file.fd, cutBlock, last * CHECKSUM_BLOCK_BYTES);
-            checkBlock(cutBlock, recorded, 0, last);
-            cutBlock.fill(0, length - last * CHECKSUM_BLOCK_BYTES);
-          }
-        }
+        // the block cut in the middle: summed again before its bytes past the cut go
+        const cutSum = length % CHECKSUM_BLOCK_BYTES !== 0 ? await this.sumWithZeros(file, last, length - last * CHECKSUM_BLOCK_BYTES, CHECKSUM_BLOCK_BYTES) : null;
         await new Promise<void>((resolve, reject) => fs.ftruncate(file.fd, length, (err) => (err ? reject(err) : resolve())));
         const sumFd = await this.sumFdOf(file);
         await new Promise<void>((resolve, reject) => fs.ftruncate(sumFd, blocks * CHECKSUM_BYTES, (err) => (err ? reject(err) : resolve())));
-        if (cutBlock) {
-          const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
-          writeSum(sum, 0, cutBlock);
-          await pwrite(sumFd, sum, 0, CHECKSUM_BYTES, last * CHECKSUM_BYTES);
-        }
+        if (cutSum) await pwrite(sumFd, cutSum, 0, CHECKSUM_BYTES, last * CHECKSUM_BYTES);
         file.changes++;
       } catch (err) {
         throw new FsError(errnoOf(err), `truncate ${objectFileName(key)}: ${(err as Error).message}`);
@@ -487,7 +494,7 @@ export class ObjectStore implements Agent {
 
   async fallocate(key: ObjectKey, mode: number, offset: number, length: number, extend = false): Promise<void> {
     if (mode !== FALLOCATE_ALLOCATE && mode !== FALLOCATE_PUNCH && mode !== FALLOCATE_ZERO) throw new FsError(E.EINVAL, `bad fallocate mode ${mode}`);
-    if (mode !== FALLOCATE_PUNCH && this.writesRefused()) throw new FsError(E.ENOSPC, 'the disk is full: its space is kept for removals');
+    if (mode !== FALLOCATE_PUNCH) this.refuseWhileFull();
     await initHash();
     const objectPath = this.pathOf(key);
     this.removedRecently.delete(objectPath);
@@ -533,15 +540,8 @@ export class ObjectStore implements Agent {
       const keptBefore = offset > blockStart;
       const keptAfter = Math.min(blockStart + CHECKSUM_BLOCK_BYTES, objectLength) > end;
       if (!keptBefore && !keptAfter) continue;
-      const recorded = await this.readSums(file, block, 1);
-      if (recorded.length < CHECKSUM_BYTES || recorded.readBigUInt64BE(0) === 0n) continue;
-      const bytes = Buffer.allocUnsafe(CHECKSUM_BLOCK_BYTES);
-      await readBlock(file.fd, bytes, blockStart);
-      checkBlock(bytes, recorded, 0, block);
-      bytes.fill(0, Math.max(offset, blockStart) - blockStart, Math.min(end, blockStart + CHECKSUM_BLOCK_BYTES) - blockStart);
-      const sum = Buffer.allocUnsafe(CHECKSUM_BYTES);
-      writeSum(sum, 0, bytes);
-      edges.set(block, sum);
+      const sum = await this.sumWithZeros(file, block, Math.max(offset, blockStart) - blockStart, Math.min(end, blockStart + CHECKSUM_BLOCK_BYTES) - blockStart);
+      if (sum) edges.set(block, sum);
     }
     await sys.fallocate(file.fd, sys.FALLOC_FL_PUNCH_HOLE | sys.FALLOC_FL_KEEP_SIZE, offset, end - offset);
     const zerosSum = Buffer.allocUnsafe(CHECKSUM_BYTES);
