@@ -1,6 +1,7 @@
 // One process of the metadata workload, in the manner of mdtest: one phase over
 // its own directory of small files. Run as: node mdWorker.js DIR FILES PHASE;
-// prints the seconds the phase took.
+// prints the seconds the phase took. 'create-empty' is mdtest's own create
+// (its default writes no bytes: open O_CREAT|O_WRONLY, close).
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -13,6 +14,9 @@ for (let i = 0; i < files; i++) {
   switch (phase) {
     case 'create':
       fs.writeFileSync(file, content);
+      break;
+    case 'create-empty':
+      fs.closeSync(fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_WRONLY, 0o644));
       break;
     case 'stat':
       fs.statSync(file);

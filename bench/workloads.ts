@@ -103,6 +103,12 @@ export function workloads(sizes: Sizes, tarball: { file: string; entries: number
           `--runtime=${sizes.randomSeconds}`, '--time_based']).read.iops;
       },
     },
+    {
+      // mdtest's default create writes nothing; the rows after it write 100 bytes
+      name: `metadata: create empty files, as mdtest (${sizes.mdProcesses} processes x ${sizes.mdFiles} files)`,
+      unit: 'ops/s',
+      run: (dir) => metadataPhase(dir, sizes, 'create-empty'),
+    },
     ...(['create', 'stat', 'read', 'remove'] as const).map((phase): Workload => ({
       name: `metadata: ${phase} (${sizes.mdProcesses} processes x ${sizes.mdFiles} files)`,
       unit: 'ops/s',
@@ -130,10 +136,11 @@ export function workloads(sizes: Sizes, tarball: { file: string; entries: number
   ];
 }
 
-/** The metadata workload: created fresh in its create phase, gone after remove. */
-async function metadataPhase(dir: string, sizes: Sizes, phase: 'create' | 'stat' | 'read' | 'remove'): Promise<number> {
-  const base = path.join(dir, 'md');
-  if (phase === 'create') {
+/** The metadata workload: created fresh in its create phase, gone after remove;
+ *  the empty files of create-empty in a tree of their own, gone once counted. */
+async function metadataPhase(dir: string, sizes: Sizes, phase: 'create-empty' | 'create' | 'stat' | 'read' | 'remove'): Promise<number> {
+  const base = path.join(dir, phase === 'create-empty' ? 'md-empty' : 'md');
+  if (phase === 'create' || phase === 'create-empty') {
     // under dir: made through the mount being measured, as the files will be
     rmSync(base, { recursive: true, force: true });
     for (let p = 0; p < sizes.mdProcesses; p++) mkdirSync(path.join(base, `p${p}`), { recursive: true });
@@ -147,7 +154,7 @@ async function metadataPhase(dir: string, sizes: Sizes, phase: 'create' | 'stat'
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`metadata ${phase}: ${stderr.trim()}`))));
   })));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (phase === 'remove') rmSync(base, { recursive: true, force: true });
+  if (phase === 'remove' || phase === 'create-empty') rmSync(base, { recursive: true, force: true });
   return (sizes.mdProcesses * sizes.mdFiles) / seconds;
 }
 
