@@ -18,8 +18,13 @@ import type { ReplicaIo, SendBudget } from '../replication/objects.js';
 export const WRITE_BEHIND_BYTES = 64 * 1024 * 1024;
 /** Bytes being sent to one agent at a time. */
 export const AGENT_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
-/** Units one file fills at once; filling another sends the oldest. */
-const FILLING_UNITS_PER_FILE = 4;
+/** Units one file fills at once; filling another sends the oldest
+ *  FILLING_UNITS_SENT_TOGETHER. Small writes all over a file (random I/O) fill
+ *  a unit each: sent one by one, every write cost a send and a reply per copy
+ *  (system calls and wake-ups on both ends); sent together, the frames to one
+ *  agent go in one write and its replies come back in one. */
+const FILLING_UNITS_PER_FILE = 16;
+const FILLING_UNITS_SENT_TOGETHER = 8;
 
 interface Extent {
   unit: number;
@@ -171,7 +176,7 @@ export class FileWriter {
         extent = undefined;
       }
       if (!extent) {
-        if (this.filling.size >= FILLING_UNITS_PER_FILE) this.send(this.filling.values().next().value as Extent);
+        if (this.filling.size >= FILLING_UNITS_PER_FILE) this.sendOldest(FILLING_UNITS_SENT_TOGETHER);
         const buffer = await this.shared.buffer(unitBytes);
         // another write may have started this unit while this one waited
         extent = this.filling.get(unit);
@@ -193,6 +198,10 @@ export class FileWriter {
       if (extent.start === 0 && extent.end === unitBytes) this.send(extent);
       at += length;
     }
+  }
+
+  private sendOldest(count: number): void {
+    for (const extent of [...this.filling.values()].slice(0, count)) this.send(extent);
   }
 
   /** Sends every unit being filled. */
