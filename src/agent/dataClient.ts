@@ -12,7 +12,7 @@ import {
   AGENT_DEADLINE_MS, CONNECT_TIMEOUT_MS, PEER_BOUND_MS, PEER_DOWN_HOLD_MS, PEER_SILENCE_MS, RPC_MESSAGE_MAX_BYTES,
 } from '../common/limits.js';
 import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_WRITE, type DataHeader, type ObjectKey } from '../rpc/messages.js';
-import { FrameReader, frameHead } from '../rpc/frames.js';
+import { FrameReader, corkForTurn, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
 import { connectReusing } from './reusedReads.js';
 import { ClientHandshake } from '../security/clientHandshake.js';
@@ -172,6 +172,7 @@ export class DataClient {
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.waitingSinceMs = Date.now();
       this.pending.set(id, { resolve: (payload, reply) => { onReply?.(reply); resolve(payload); }, reject, deadline, into });
+      corkForTurn(socket);
       socket.cork();
       const sent = { ...header, id };
       socket.write(frameHead(dataHeader, this.macs ? this.macs.sign(sent, data) : sent, data?.length ?? 0));

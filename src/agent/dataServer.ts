@@ -7,7 +7,7 @@ import { log } from '../common/log.js';
 import { DATA_ALLOCATED, DATA_HELLO, DATA_PING, DATA_READ, DATA_REPLY, DATA_WRITE, type DataHeader } from '../rpc/messages.js';
 import { checkLeaderEpoch, type LeaderEpochOf } from './service.js';
 import { buffers } from '../common/bufferPool.js';
-import { FrameReader, frameHead } from '../rpc/frames.js';
+import { FrameReader, corkForTurn, frameHead } from '../rpc/frames.js';
 import { messageType } from '../rpc/proto.js';
 import { adoptReusing } from './reusedReads.js';
 import { AgentHandshake } from '../security/agentHandshake.js';
@@ -79,6 +79,7 @@ export class DataServer {
       }
       let header: DataHeader = { id, op: DATA_REPLY, errno, offset };
       if (handshake.macs) header = handshake.macs.sign(header, data);
+      corkForTurn(socket);
       socket.cork();
       socket.write(frameHead(dataHeader, header, data.length));
       if (data.length > 0) socket.write(data, sent);

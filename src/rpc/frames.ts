@@ -97,6 +97,22 @@ export class FrameReader<H> {
   }
 }
 
+const corkedForTurn = new WeakSet<import('node:net').Socket>();
+
+/** Holds the socket's writes until the event loop's next check phase, so that
+ *  the frames of every request (and the replies of every completion) handled
+ *  in this turn leave in one system call: on loopback a send also runs the
+ *  peer's receive, and costs more than the bytes of a small frame. */
+export function corkForTurn(socket: import('node:net').Socket): void {
+  if (corkedForTurn.has(socket)) return;
+  corkedForTurn.add(socket);
+  socket.cork();
+  setImmediate(() => {
+    corkedForTurn.delete(socket);
+    socket.uncork();
+  });
+}
+
 /** Writes frames to a socket, gathering those of one turn of the event loop
  *  into one write: the replies of a batch of requests, the requests of a batch
  *  of kernel requests. Each send wakes the peer, which costs more than the
