@@ -18,13 +18,19 @@ import type { ReplicaIo, SendBudget } from '../replication/objects.js';
 export const WRITE_BEHIND_BYTES = 64 * 1024 * 1024;
 /** Bytes being sent to one agent at a time. */
 export const AGENT_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
-/** Units one file fills at once; filling another sends the oldest
- *  FILLING_UNITS_SENT_TOGETHER. Small writes all over a file (random I/O) fill
- *  a unit each: sent one by one, every write cost a send and a reply per copy
- *  (system calls and wake-ups on both ends); sent together, the frames to one
- *  agent go in one write and its replies come back in one. */
-const FILLING_UNITS_PER_FILE = 16;
-const FILLING_UNITS_SENT_TOGETHER = 8;
+/** Units one file fills at once: 16, and never more than a quarter of the
+ *  mount's buffers (each unit holds a buffer of the unit's size), 4 at least.
+ *  Filling one more sends the older half together. Small writes all over a
+ *  file (random I/O) fill a unit each: sent one by one, every write cost a send
+ *  and a reply per copy (system calls and wake-ups on both ends); sent
+ *  together, the frames to one agent go in one write and its replies come back
+ *  in one. */
+const FILLING_UNITS_MAX = 16;
+const FILLING_UNITS_MIN = 4;
+
+export function fillingUnitsMax(unitBytes: number): number {
+  return Math.max(FILLING_UNITS_MIN, Math.min(FILLING_UNITS_MAX, Math.floor(WRITE_BEHIND_BYTES / 4 / unitBytes)));
+}
 
 interface Extent {
   unit: number;
@@ -176,7 +182,8 @@ export class FileWriter {
         extent = undefined;
       }
       if (!extent) {
-        if (this.filling.size >= FILLING_UNITS_PER_FILE) this.sendOldest(FILLING_UNITS_SENT_TOGETHER);
+        const fillingMax = fillingUnitsMax(unitBytes);
+        if (this.filling.size >= fillingMax) this.sendOldest(fillingMax / 2);
         const buffer = await this.shared.buffer(unitBytes);
         // another write may have started this unit while this one waited
         extent = this.filling.get(unit);

@@ -7,7 +7,7 @@ import { mapRange } from '../../src/layout/stripe.js';
 import type { ObjectIo } from '../../src/agent/objectStore.js';
 import type { AgentPool } from '../../src/vfs/agents.js';
 import { ReplicaIo } from '../../src/replication/objects.js';
-import { WriteBehind } from '../../src/vfs/writeBehind.js';
+import { WRITE_BEHIND_BYTES, WriteBehind, fillingUnitsMax } from '../../src/vfs/writeBehind.js';
 
 function generator(seed: number): () => number {
   let a = seed >>> 0;
@@ -81,6 +81,26 @@ describe('write-behind', () => {
       // what the objects take, from the replies alone: the most each object was told
       expect(file.allocation.byObject).toEqual(new Map([...agent.objects].map(([index, object]) => [index, object.length])));
     }
+  });
+
+  it('small writes all over a file go to the agents in groups, within a quarter of the buffers', async () => {
+    const { agent, layout, writer } = setup(11);
+    const sent: number[] = [];
+    const write = agent.write.bind(agent);
+    agent.write = (key, offset, data) => {
+      sent.push(offset);
+      return write(key, offset, data);
+    };
+    const units = fillingUnitsMax(layout.unitBytes);
+    expect(units).toBe(16);
+    // a 4 KiB write in each of units + 1 units: the last sends the older half, together
+    for (let unit = 0; unit <= units; unit++) await writer.write(unit * layout.unitBytes + 100, Buffer.alloc(4096, unit));
+    expect(sent.length).toBe(units / 2);
+    await writer.drain();
+    expect(sent.length).toBe(units + 1);
+    // large units: a file never holds more than a quarter of the mount's buffers, nor fewer than 4
+    expect(fillingUnitsMax(4 * 1024 * 1024) * 4 * 1024 * 1024).toBeLessThanOrEqual(WRITE_BEHIND_BYTES / 4);
+    expect(fillingUnitsMax(64 * 1024 * 1024)).toBe(4);
   });
 
   it('reports a failed send once, at the next drain or write', async () => {
