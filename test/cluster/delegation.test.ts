@@ -350,4 +350,16 @@ describe('creates under a delegation', () => {
     await cluster.mount(2);
     expect(fs.readFileSync(cluster.path(2, dir, 'c7'), 'utf8')).toBe('content of c7');
   }, 60_000);
+
+  it('empty files node 2 closed (no commit at close) are made with its next batch of closes: there after kill -9 of node 2 once the batch went', async () => {
+    const dir = delegatedDir();
+    const files = Array.from({ length: 50 }, (_, i) => `e${i}`);
+    for (const file of files) fs.closeSync(fs.openSync(cluster.path(2, dir, file), 'w'));
+    // The README's bound is about 5 ms (the closes' batch); nothing outside node 2
+    // tells when it went, so the test waits 100 times that, doing nothing on node 2.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await cluster.kill9(2);
+    expect(fs.readdirSync(cluster.path(3, dir))).toEqual(expect.arrayContaining(files));
+    await cluster.mount(2);
+  }, 60_000);
 });
