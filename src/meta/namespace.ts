@@ -581,10 +581,10 @@ export class Namespace {
    *  differ where it wrote last. One good copy of each object is kept (the first
    *  whose node `live` says answers), the others are marked stale, so that every
    *  reader reads the kept one until repair has copied it over the others. */
-  async reconcile(ino: number, live: (nodeId: number) => boolean): Promise<void> {
-    await this.store.run((tx) => {
+  async reconcile(ino: number, live: (nodeId: number) => boolean): Promise<number[]> {
+    return this.store.run((tx) => {
       const current = tx.inode(ino);
-      if (!current?.layout || current.inlined || !isReg(current.attr.mode)) return;
+      if (!current?.layout || current.inlined || !isReg(current.attr.mode)) return [];
       const layout = current.layout;
       const slots: number[] = [];
       for (let object = 0; object < layout.nodes.length; object++) {
@@ -596,6 +596,7 @@ export class Namespace {
         this.markStaleIn(tx, tx.editInode(ino), slots, true);
         tx.changed(ino, true, 0);
       }
+      return slots;
     }, true);
   }
 

@@ -232,7 +232,8 @@ export class Repairer {
     const keepable = (node: number) => node !== deadNode && this.cluster.isLive(node) && !this.abandoned.has(node);
     for (const ino of inos) {
       try {
-        await this.namespace.reconcile(ino, keepable);
+        const marked = await this.namespace.reconcile(ino, keepable);
+        log.info(`reconciling inode ${ino}, open on node ${deadNode} when it died: copies ${marked.join(', ') || '(none)'} stale until repaired`);
         // nodes that hold it open learn which copies to leave alone (and tell
         // the opens they made without a call)
         await this.invalidate(ino, true);

@@ -249,7 +249,9 @@ describe('a writer whose node dies in the middle of overwriting a file', () => {
     }, REPAIR_WAIT_MS, 500);
     // (once seen failing in CI, not reproduced since: what the root did, if it does again)
     const rootSaid = () => fs.readFileSync(path.join(c.nodeDir(1), 'kdfs.log'), 'utf8').split('\n').filter((line) => /repair|reconcil|stale/i.test(line)).slice(-30).join('\n');
-    expect(clean, `last scrub: ${scrubbed}\nthe root's log:\n${clean === null ? rootSaid() : ''}`).not.toBeNull();
+    // which copy, on which node: the scrub's words and the layout
+    const described = async () => `${(await c.kdfs(['scrub', c.path(1, 'overwritten')])).stdout}\n${(await c.kdfs(['getstripe', '--json', c.path(1, 'overwritten')])).stdout}`;
+    expect(clean, `last scrub: ${scrubbed}\n${clean === null ? await described() : ''}\nthe root's log:\n${clean === null ? rootSaid() : ''}`).not.toBeNull();
     expect(await whole(c, c.path(1, 'overwritten'))).toBe(true);
     const digests = await Promise.all([1, 2, 3].map(async (id) => (await fileDigest(c.path(id, 'overwritten'))).stdout));
     expect(new Set(digests).size).toBe(1);
