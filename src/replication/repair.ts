@@ -230,10 +230,13 @@ export class Repairer {
     // The copies on the dead process's own node may hold blocks half written
     // (data without its checksum, or the reverse): kept only when no other is.
     const keepable = (node: number) => node !== deadNode && this.cluster.isLive(node) && !this.abandoned.has(node);
+    // one line per dead node, not per file: it may have held thousands open
+    let staleCopies = 0;
     for (const ino of inos) {
       try {
         const marked = await this.namespace.reconcile(ino, keepable);
-        log.info(`reconciling inode ${ino}, open on node ${deadNode} when it died: copies ${marked.join(', ') || '(none)'} stale until repaired`);
+        staleCopies += marked.length;
+        if (marked.length > 0) log.debug(`reconciling inode ${ino}: copies ${marked.join(', ')} stale until repaired`);
         // nodes that hold it open learn which copies to leave alone (and tell
         // the opens they made without a call)
         await this.invalidate(ino, true);
@@ -242,6 +245,7 @@ export class Repairer {
         log.warn(`reconciling the copies of inode ${ino}: ${(err as Error).message}`);
       }
     }
+    if (inos.length > 0) log.info(`reconciled the ${inos.length} files node ${deadNode} held open when it died: ${staleCopies} copies stale until repaired`);
   }
 
   /** What a dead writer left past the file's committed size must never come
